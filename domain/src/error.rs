@@ -1,0 +1,71 @@
+//! Domain errors: what a use case can fail with, independent of transport or storage.
+
+use thiserror::Error;
+
+/// Errors raised by repository ports.
+#[derive(Debug, Error)]
+pub enum RepositoryError {
+    /// The record does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The write conflicts with the stored state (unique key, concurrent change).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The storage backend failed; the message is for logs, not for clients.
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// Errors raised by the use-case services; the HTTP layer maps each variant to a status code.
+#[derive(Debug, Error)]
+pub enum DomainError {
+    /// Input failed validation (HTTP 400).
+    #[error("{message}")]
+    Validation {
+        /// What is wrong, said to the caller.
+        message: String,
+        /// Per-item details (Codat's `validation.errors`).
+        items: Vec<ValidationItem>,
+    },
+    /// The thing asked for does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is not allowed for this resource in its current state (HTTP 400).
+    #[error("{0}")]
+    InvalidState(String),
+    /// A secret could not be sealed or opened (wrong or missing master key).
+    #[error("secret error: {0}")]
+    Secret(String),
+    /// Storage failed (HTTP 500; detail is logged, not returned).
+    #[error(transparent)]
+    Repository(RepositoryError),
+}
+
+/// One validation finding, as Codat reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationItem {
+    /// The offending item (field name or key), when there is one.
+    pub item_id: Option<String>,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl DomainError {
+    /// A validation error with a single message and no item details.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Validation { message: message.into(), items: Vec::new() }
+    }
+}
+
+impl From<RepositoryError> for DomainError {
+    fn from(e: RepositoryError) -> Self {
+        match e {
+            RepositoryError::NotFound(what) => Self::NotFound(format!("{what} not found")),
+            RepositoryError::Conflict(what) => Self::Conflict(what),
+            other => Self::Repository(other),
+        }
+    }
+}

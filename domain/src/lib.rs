@@ -1,0 +1,16 @@
+//! `tributary-domain`: the pure core of Tributary.
+//!
+//! It owns the Codat-shaped models (companies, connections, integrations, commerce records, pull
+//! operations), exact money, the Codat query language, the ports that adapters implement, and the
+//! use-case services that the apps call. It does no I/O: no runtime, no database driver, no HTTP.
+
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod money;
+pub mod paging;
+pub mod ports;
+pub mod query;
+pub mod service;
+
+pub use error::{DomainError, RepositoryError};

@@ -1,0 +1,12 @@
+//! The domain model: the platform aggregates and the commerce records.
+
+pub mod api_key;
+pub mod commerce;
+pub mod company;
+pub mod connection;
+pub mod data_type;
+pub mod integration;
+pub mod profile;
+pub mod pull;
+pub mod secret;
+pub mod sync_settings;

@@ -1,0 +1,14 @@
+//! Ports: the traits adapters implement. Repositories (one per aggregate), the OAuth provider, the
+//! commerce data source, the secret cipher and the clock.
+
+pub mod clock;
+pub mod cipher;
+pub mod oauth;
+pub mod repository;
+pub mod source;
+
+pub use cipher::{CipherError, SecretCipher};
+pub use clock::{Clock, SystemClock};
+pub use oauth::{Grant, OAuthError, OAuthProvider};
+pub use repository::*;
+pub use source::{CommerceDataSource, SourceError};

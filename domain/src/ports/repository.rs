@@ -1,0 +1,232 @@
+//! Repository ports, one per aggregate. Both storage adapters implement all of them and pass the
+//! shared contract suite in `tests/`.
+//!
+//! Every method returns [`RepositoryError::Backend`] when storage fails; other errors are listed
+//! per method.
+
+use crate::error::RepositoryError;
+use crate::ids::{ApiKeyId, CompanyId, ConnectionId};
+use crate::model::api_key::ApiKey;
+use crate::model::company::Company;
+use crate::model::connection::Connection;
+use crate::model::integration::IntegrationSettings;
+use crate::model::profile::Profile;
+use crate::model::secret::SealedSecret;
+use crate::model::sync_settings::SyncSetting;
+use crate::paging::{ListQuery, Page};
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// Companies.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait CompanyRepository: Send + Sync {
+    /// Stores a new company.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Conflict`] if the id exists.
+    async fn insert(&self, company: &Company) -> Result<(), RepositoryError>;
+    /// Finds a company.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get(&self, id: CompanyId) -> Result<Option<Company>, RepositoryError>;
+    /// Replaces a company's fields.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if it does not exist.
+    async fn update(&self, company: &Company) -> Result<(), RepositoryError>;
+    /// Deletes a company with its connections and their data, in one transaction. Returns whether
+    /// it existed.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError>;
+    /// Lists companies matching `query.filter` (against [`crate::model::company::QUERY_SCHEMA`])
+    /// and `query.tags`, ordered by `query.order_by` then id (default: created, id).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list(&self, query: &ListQuery) -> Result<Page<Company>, RepositoryError>;
+}
+
+/// Data connections.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ConnectionRepository: Send + Sync {
+    /// Stores a new connection.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if the company does not exist.
+    async fn insert(&self, connection: &Connection) -> Result<(), RepositoryError>;
+    /// Finds a connection of a company (a connection of another company is not found).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get(&self, company: CompanyId, id: ConnectionId) -> Result<Option<Connection>, RepositoryError>;
+    /// Finds a connection by id alone (OAuth callbacks and webhooks know no company).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn find(&self, id: ConnectionId) -> Result<Option<Connection>, RepositoryError>;
+    /// Saves a changed connection (status, grant, errors, last sync).
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if it does not exist.
+    async fn update(&self, connection: &Connection) -> Result<(), RepositoryError>;
+    /// Deletes a connection of a company with its data. Returns whether it existed.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError>;
+    /// Lists a company's connections matching `query.filter` (against
+    /// [`crate::model::connection::QUERY_SCHEMA`]), ordered by `query.order_by` then id (default:
+    /// created, id).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError>;
+    /// All connections of the given companies, oldest first (to embed in company responses).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_for_companies(&self, companies: &[CompanyId]) -> Result<Vec<Connection>, RepositoryError>;
+}
+
+/// The client's settings for each integration.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait IntegrationRepository: Send + Sync {
+    /// Settings for a platform key; `None` when never configured.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get(&self, key: &str) -> Result<Option<IntegrationSettings>, RepositoryError>;
+    /// Stores settings for a platform key, replacing any.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn put(&self, key: &str, settings: &IntegrationSettings) -> Result<(), RepositoryError>;
+}
+
+/// What deleting an API key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyDeletion {
+    /// Deleted.
+    Deleted,
+    /// No such key.
+    NotFound,
+    /// Refused: it is the last key.
+    LastKey,
+}
+
+/// API keys (hashes only).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync {
+    /// Stores a key unless `max` keys already exist, atomically.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Conflict`] when the limit is reached.
+    async fn insert_limited(&self, key: &ApiKey, max: usize) -> Result<(), RepositoryError>;
+    /// All keys, oldest first.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError>;
+    /// Finds a key by the hash of its value.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn find_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, RepositoryError>;
+    /// Deletes a key unless it is the last one (`allow_last` lifts that rule, for the CLI).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn delete(&self, id: ApiKeyId, allow_last: bool) -> Result<ApiKeyDeletion, RepositoryError>;
+}
+
+/// The client profile, its instance id and sync settings.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ProfileRepository: Send + Sync {
+    /// The stored profile; `None` before the first `put`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get_profile(&self) -> Result<Option<Profile>, RepositoryError>;
+    /// Stores the profile.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn put_profile(&self, profile: &Profile) -> Result<(), RepositoryError>;
+    /// The instance's client id, created on first call and stable afterwards.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn client_id(&self) -> Result<Uuid, RepositoryError>;
+    /// Client-level sync settings; `None` when never set.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get_sync_settings(&self) -> Result<Option<Vec<SyncSetting>>, RepositoryError>;
+    /// Stores client-level sync settings.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn put_sync_settings(&self, settings: &[SyncSetting]) -> Result<(), RepositoryError>;
+    /// A company's overrides; `None` when it has none.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get_company_sync_settings(&self, company: CompanyId) -> Result<Option<Vec<SyncSetting>>, RepositoryError>;
+    /// Stores (`Some`) or clears (`None`) a company's overrides.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if the company does not exist.
+    async fn put_company_sync_settings(&self, company: CompanyId, settings: Option<Vec<SyncSetting>>) -> Result<(), RepositoryError>;
+}
+
+/// Where a sealed secret lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretSlot {
+    /// An integration's platform secret key.
+    IntegrationSecretKey(String),
+    /// An integration's webhook signing secret.
+    IntegrationWebhookSecret(String),
+    /// A connection's OAuth grant.
+    ConnectionGrant(ConnectionId),
+}
+
+/// Every sealed secret, for master-key rotation.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait SecretRepository: Send + Sync {
+    /// Every sealed secret with its slot.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_sealed(&self) -> Result<Vec<(SecretSlot, SealedSecret)>, RepositoryError>;
+    /// Replaces the given secrets, all or nothing.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] (and nothing changed) if a slot no longer exists.
+    async fn replace_sealed(&self, updates: &[(SecretSlot, SealedSecret)]) -> Result<(), RepositoryError>;
+}
+
+/// Every repository, as one handle the apps pass around.
+#[derive(Clone)]
+pub struct Repositories {
+    /// Companies.
+    pub companies: std::sync::Arc<dyn CompanyRepository>,
+    /// Connections.
+    pub connections: std::sync::Arc<dyn ConnectionRepository>,
+    /// Integration settings.
+    pub integrations: std::sync::Arc<dyn IntegrationRepository>,
+    /// API keys.
+    pub api_keys: std::sync::Arc<dyn ApiKeyRepository>,
+    /// Profile and sync settings.
+    pub profile: std::sync::Arc<dyn ProfileRepository>,
+    /// Sealed secrets.
+    pub secrets: std::sync::Arc<dyn SecretRepository>,
+}

@@ -1,0 +1,166 @@
+//! Company use cases.
+
+use super::Platform;
+use crate::error::DomainError;
+use crate::ids::CompanyId;
+use crate::model::company::{sanitize_name, validate_tags, Company, CompanyFields, TAGS_SCHEMA};
+use crate::model::connection::Connection;
+use crate::paging::{ListQuery, Page};
+use crate::query::resolve;
+use std::collections::BTreeMap;
+
+/// A company with its connections, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyView {
+    /// The company.
+    pub company: Company,
+    /// Its connections, oldest first.
+    pub connections: Vec<Connection>,
+}
+
+/// A partial update: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompanyPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New tags (replacing all tags).
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl Platform {
+    /// Creates a company.
+    ///
+    /// # Errors
+    /// [`DomainError::Validation`] for a name with no allowed characters or tags over the limits.
+    pub async fn create_company(&self, fields: CompanyFields) -> Result<CompanyView, DomainError> {
+        let company = Company {
+            id: CompanyId::new_random(),
+            name: fields.name,
+            description: fields.description,
+            tags: fields.tags,
+            created: self.clock.now(),
+            last_sync: None,
+        };
+        self.repos.companies.insert(&company).await?;
+        Ok(CompanyView { company, connections: Vec::new() })
+    }
+
+    /// Finds a company with its connections.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] when there is no such company.
+    pub async fn get_company(&self, id: CompanyId) -> Result<CompanyView, DomainError> {
+        let company = self.company(id).await?;
+        let connections = self.repos.connections.list_for_companies(&[id]).await?;
+        Ok(CompanyView { company, connections })
+    }
+
+    pub(crate) async fn company(&self, id: CompanyId) -> Result<Company, DomainError> {
+        self.repos.companies.get(id).await?.ok_or_else(|| DomainError::NotFound(format!("No company was found with ID {id}")))
+    }
+
+    /// Replaces name, description and tags (absent description and tags are cleared).
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`], or validation errors as for create.
+    pub async fn replace_company(&self, id: CompanyId, fields: CompanyFields) -> Result<CompanyView, DomainError> {
+        let mut company = self.company(id).await?;
+        company.name = fields.name;
+        company.description = fields.description;
+        company.tags = fields.tags;
+        self.repos.companies.update(&company).await?;
+        self.get_company(id).await
+    }
+
+    /// Updates only the given fields.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`], or validation errors as for create.
+    pub async fn update_company(&self, id: CompanyId, patch: CompanyPatch) -> Result<CompanyView, DomainError> {
+        let mut company = self.company(id).await?;
+        if let Some(name) = patch.name {
+            company.name = sanitize_name(&name)?;
+        }
+        if let Some(d) = patch.description {
+            company.description = Some(d);
+        }
+        if let Some(tags) = patch.tags {
+            validate_tags(&tags)?;
+            company.tags = tags;
+        }
+        self.repos.companies.update(&company).await?;
+        self.get_company(id).await
+    }
+
+    /// Deletes a company, its connections and their data.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] when there is no such company.
+    pub async fn delete_company(&self, id: CompanyId) -> Result<(), DomainError> {
+        if self.repos.companies.delete(id).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound(format!("No company was found with ID {id}")))
+        }
+    }
+
+    /// Lists companies; `tags` is a filter on tag keys and values (`region=uk && team=x`).
+    ///
+    /// # Errors
+    /// [`DomainError::Validation`] for a malformed `tags` filter.
+    pub async fn list_companies(&self, mut query: ListQuery, tags: Option<&str>) -> Result<Page<CompanyView>, DomainError> {
+        if let Some(t) = tags.filter(|t| !t.trim().is_empty()) {
+            query.tags = Some(resolve(t, &TAGS_SCHEMA).map_err(|e| DomainError::invalid(format!("Error parsing tags - {e}")))?);
+        }
+        let page = self.repos.companies.list(&query).await?;
+        let ids: Vec<CompanyId> = page.items.iter().map(|c| c.id).collect();
+        let mut connections = self.repos.connections.list_for_companies(&ids).await?;
+        Ok(page.map(|company| {
+            let mine = connections.iter().filter(|c| c.company_id == company.id).cloned().collect();
+            connections.retain(|c| c.company_id != company.id);
+            CompanyView { company, connections: mine }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::DomainError;
+    use crate::model::company::CompanyFields;
+    use crate::service::test_support::platform;
+    use crate::service::CompanyPatch;
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn patch_changes_only_given_fields_and_replace_clears_the_rest() {
+        let p = platform();
+        let tags = BTreeMap::from([("region".to_string(), "uk".to_string())]);
+        let c = p.create_company(CompanyFields::new("Acme (UK)", Some("ref-1".into()), tags).unwrap()).await.unwrap();
+        assert_eq!(c.company.name, "Acme UK");
+        let id = c.company.id;
+        let patched = p.update_company(id, CompanyPatch { name: Some("Acme Two".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(patched.company.name, "Acme Two");
+        assert_eq!(patched.company.description.as_deref(), Some("ref-1"));
+        assert_eq!(patched.company.tags.len(), 1);
+        let replaced = p.replace_company(id, CompanyFields::new("Acme Three", None, BTreeMap::new()).unwrap()).await.unwrap();
+        assert_eq!(replaced.company.description, None);
+        assert!(replaced.company.tags.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_companies_are_not_found() {
+        let p = platform();
+        let id = crate::ids::CompanyId::new_random();
+        assert!(matches!(p.get_company(id).await, Err(DomainError::NotFound(_))));
+        assert!(matches!(p.delete_company(id).await, Err(DomainError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_tags_filter_is_a_validation_error() {
+        let p = platform();
+        let err = p.list_companies(Default::default(), Some("region=")).await.unwrap_err();
+        assert!(err.to_string().starts_with("Error parsing tags - "), "{err}");
+    }
+}

@@ -1,0 +1,150 @@
+//! Connection use cases.
+
+use super::Platform;
+use crate::error::DomainError;
+use crate::ids::{CompanyId, ConnectionId};
+use crate::model::connection::{Connection, ConnectionStatus};
+use crate::model::integration::definition;
+use crate::paging::{ListQuery, Page};
+
+impl Platform {
+    /// Creates a `PendingAuth` connection of a company to an enabled integration.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown company; [`DomainError::Validation`] for an unknown
+    /// platform key or a disabled or unconfigured integration.
+    pub async fn create_connection(&self, company_id: CompanyId, platform_key: &str) -> Result<Connection, DomainError> {
+        self.company(company_id).await?;
+        let def = definition(platform_key).ok_or_else(|| {
+            DomainError::invalid(format!("No integration with platform key '{platform_key}' exists. Known keys: exgd (Stripe), yzth (Stripe Test)."))
+        })?;
+        let settings = self.repos.integrations.get(def.key).await?.unwrap_or_default();
+        if !settings.enabled {
+            return Err(DomainError::invalid(format!("Integration {} ({}) is not enabled.", def.key, def.name)));
+        }
+        let connection = Connection {
+            id: ConnectionId::new_random(),
+            company_id,
+            platform_key: def.platform_key(),
+            status: ConnectionStatus::PendingAuth,
+            created: self.clock.now(),
+            last_sync: None,
+            source_account: None,
+            grant: None,
+            errors: Vec::new(),
+        };
+        self.repos.connections.insert(&connection).await?;
+        Ok(connection)
+    }
+
+    /// Finds a connection of a company.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown company or a connection that is not the company's.
+    pub async fn get_connection(&self, company_id: CompanyId, id: ConnectionId) -> Result<Connection, DomainError> {
+        self.company(company_id).await?;
+        self.repos
+            .connections
+            .get(company_id, id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("Data connection {id} not found")))
+    }
+
+    /// Lists a company's connections.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown company.
+    pub async fn list_connections(&self, company_id: CompanyId, query: &ListQuery) -> Result<Page<Connection>, DomainError> {
+        self.company(company_id).await?;
+        Ok(self.repos.connections.list(company_id, query).await?)
+    }
+
+    /// Changes a connection's status as a client may (`Unlinked` only); data is kept.
+    ///
+    /// # Errors
+    /// [`DomainError::Validation`] for any other status; [`DomainError::InvalidState`] when the
+    /// lifecycle forbids it (a `PendingAuth` connection cannot be unlinked).
+    pub async fn set_connection_status(
+        &self,
+        company_id: CompanyId,
+        id: ConnectionId,
+        status: ConnectionStatus,
+    ) -> Result<Connection, DomainError> {
+        if status != ConnectionStatus::Unlinked {
+            return Err(DomainError::invalid(format!("Only the status Unlinked can be set through this endpoint; {status} was given.")));
+        }
+        let mut connection = self.get_connection(company_id, id).await?;
+        connection.transition(status)?;
+        self.repos.connections.update(&connection).await?;
+        Ok(connection)
+    }
+
+    /// Deletes a connection and its data.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] as for get.
+    pub async fn delete_connection(&self, company_id: CompanyId, id: ConnectionId) -> Result<(), DomainError> {
+        self.company(company_id).await?;
+        if self.repos.connections.delete(company_id, id).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound(format!("Data connection {id} not found")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::DomainError;
+    use crate::model::company::CompanyFields;
+    use crate::model::connection::ConnectionStatus;
+    use crate::service::test_support::platform;
+    use crate::service::IntegrationUpdate;
+    use secrecy::SecretString;
+
+    async fn enabled_platform() -> crate::service::Platform {
+        let p = platform();
+        p.update_integration(
+            "yzth",
+            IntegrationUpdate {
+                client_id: Some("ca_test".into()),
+                secret_key: Some(SecretString::from("sk_test_abc")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        p.set_integration_enabled("yzth", true).await.unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn connections_start_pending_and_cannot_be_unlinked_before_linking() {
+        let p = enabled_platform().await;
+        let c = p.create_company(CompanyFields::new("A", None, Default::default()).unwrap()).await.unwrap();
+        let conn = p.create_connection(c.company.id, "yzth").await.unwrap();
+        assert_eq!(conn.status, ConnectionStatus::PendingAuth);
+        let err = p.set_connection_status(c.company.id, conn.id, ConnectionStatus::Unlinked).await.unwrap_err();
+        assert!(matches!(err, DomainError::InvalidState(_)), "{err:?}");
+        let err = p.set_connection_status(c.company.id, conn.id, ConnectionStatus::Linked).await.unwrap_err();
+        assert!(matches!(err, DomainError::Validation { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn unknown_or_disabled_integrations_are_refused() {
+        let p = platform();
+        let c = p.create_company(CompanyFields::new("A", None, Default::default()).unwrap()).await.unwrap();
+        assert!(p.create_connection(c.company.id, "abcd").await.unwrap_err().to_string().contains("abcd"));
+        assert!(p.create_connection(c.company.id, "yzth").await.unwrap_err().to_string().contains("not enabled"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_of_another_company_is_not_found() {
+        let p = enabled_platform().await;
+        let a = p.create_company(CompanyFields::new("A", None, Default::default()).unwrap()).await.unwrap();
+        let b = p.create_company(CompanyFields::new("B", None, Default::default()).unwrap()).await.unwrap();
+        let conn = p.create_connection(a.company.id, "yzth").await.unwrap();
+        assert!(matches!(p.get_connection(b.company.id, conn.id).await, Err(DomainError::NotFound(_))));
+        assert!(matches!(p.delete_connection(b.company.id, conn.id).await, Err(DomainError::NotFound(_))));
+    }
+}

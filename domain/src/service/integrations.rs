@@ -1,0 +1,155 @@
+//! Integration use cases: listing, configuring (secrets sealed) and enabling.
+
+use super::Platform;
+use crate::error::DomainError;
+use crate::model::integration::{definition, Integration, Mode, Scope, BUILT_IN};
+use crate::ports::oauth::PlatformCredentials;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Changes to an integration's settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct IntegrationUpdate {
+    /// Connect client id.
+    pub client_id: Option<String>,
+    /// Platform secret key.
+    pub secret_key: Option<SecretString>,
+    /// Webhook signing secret.
+    pub webhook_secret: Option<SecretString>,
+    /// Requested scope.
+    pub scope: Option<Scope>,
+}
+
+fn check_key_mode(key: &str, mode: Mode) -> Result<(), DomainError> {
+    let wrong = match mode {
+        Mode::Test => ["sk_live_", "rk_live_"],
+        Mode::Live => ["sk_test_", "rk_test_"],
+    };
+    if wrong.iter().any(|p| key.starts_with(p)) {
+        let m = if mode == Mode::Test { "test" } else { "live" };
+        return Err(DomainError::invalid(format!("This integration is in {m} mode; its secret key must be a {m}-mode key.")));
+    }
+    if key.trim().is_empty() || key.chars().any(char::is_whitespace) {
+        return Err(DomainError::invalid("The secret key must not be empty or contain whitespace."));
+    }
+    Ok(())
+}
+
+impl Platform {
+    /// Every built-in integration with its settings, in key order.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list_integrations(&self) -> Result<Vec<Integration>, DomainError> {
+        let mut out = Vec::new();
+        for def in BUILT_IN.iter() {
+            let settings = self.repos.integrations.get(def.key).await?.unwrap_or_default();
+            out.push(Integration { definition: def, settings });
+        }
+        Ok(out)
+    }
+
+    /// One integration.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown platform key.
+    pub async fn get_integration(&self, key: &str) -> Result<Integration, DomainError> {
+        let def = definition(key).ok_or_else(|| DomainError::NotFound(format!("No integration found with platform key {key}")))?;
+        let settings = self.repos.integrations.get(def.key).await?.unwrap_or_default();
+        Ok(Integration { definition: def, settings })
+    }
+
+    /// Changes an integration's settings, sealing secrets under the current master key.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown key; [`DomainError::Validation`] for a secret key of
+    /// the other mode.
+    pub async fn update_integration(&self, key: &str, update: IntegrationUpdate) -> Result<Integration, DomainError> {
+        let mut integration = self.get_integration(key).await?;
+        let s = &mut integration.settings;
+        if let Some(id) = update.client_id {
+            if id.trim().is_empty() {
+                return Err(DomainError::invalid("The client id must not be empty."));
+            }
+            s.client_id = Some(id.trim().to_owned());
+        }
+        if let Some(k) = update.secret_key {
+            check_key_mode(k.expose_secret(), integration.definition.mode)?;
+            s.secret_key = Some(self.cipher.seal(&k).map_err(|e| DomainError::Secret(e.to_string()))?);
+        }
+        if let Some(w) = update.webhook_secret {
+            s.webhook_secret = Some(self.cipher.seal(&w).map_err(|e| DomainError::Secret(e.to_string()))?);
+        }
+        if let Some(scope) = update.scope {
+            s.scope = scope;
+        }
+        self.repos.integrations.put(key, &integration.settings).await?;
+        Ok(integration)
+    }
+
+    /// Enables or disables an integration. Enabling needs a client id and a secret key.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown key; [`DomainError::InvalidState`] when enabling an
+    /// unconfigured integration.
+    pub async fn set_integration_enabled(&self, key: &str, enabled: bool) -> Result<Integration, DomainError> {
+        let mut integration = self.get_integration(key).await?;
+        if enabled && !integration.settings.is_configured() {
+            return Err(DomainError::InvalidState(format!(
+                "Integration {key} needs a client id and a secret key before it can be enabled (tributary integrations set {key} --client-id … --secret-key …)."
+            )));
+        }
+        integration.settings.enabled = enabled;
+        self.repos.integrations.put(key, &integration.settings).await?;
+        Ok(integration)
+    }
+
+    /// The opened platform credentials of an integration, for one OAuth or data call.
+    ///
+    /// # Errors
+    /// [`DomainError::InvalidState`] when unconfigured; [`DomainError::Secret`] when the secret
+    /// cannot be opened with the configured master keys.
+    pub async fn platform_credentials(&self, key: &str) -> Result<PlatformCredentials, DomainError> {
+        let i = self.get_integration(key).await?;
+        let (Some(client_id), Some(sealed)) = (i.settings.client_id.clone(), i.settings.secret_key.as_ref()) else {
+            return Err(DomainError::InvalidState(format!("Integration {key} is not configured.")));
+        };
+        let secret_key = self.cipher.open(sealed).map_err(|e| DomainError::Secret(e.to_string()))?;
+        Ok(PlatformCredentials { mode: i.definition.mode, client_id, secret_key, scope: i.settings.scope })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::service::test_support::platform;
+    use crate::service::IntegrationUpdate;
+    use secrecy::{ExposeSecret, SecretString};
+
+    #[tokio::test]
+    async fn secrets_are_sealed_and_open_back() {
+        let p = platform();
+        let i = p
+            .update_integration("yzth", IntegrationUpdate { client_id: Some("ca_1".into()), secret_key: Some(SecretString::from("sk_test_1")), ..Default::default() })
+            .await
+            .unwrap();
+        assert_ne!(i.settings.secret_key.as_ref().unwrap().ciphertext, "sk_test_1");
+        let creds = p.platform_credentials("yzth").await.unwrap();
+        assert_eq!(creds.secret_key.expose_secret(), "sk_test_1");
+    }
+
+    #[tokio::test]
+    async fn a_live_key_is_refused_for_the_test_integration_and_vice_versa() {
+        let p = platform();
+        let live = IntegrationUpdate { secret_key: Some(SecretString::from("sk_live_x")), ..Default::default() };
+        assert!(p.update_integration("yzth", live).await.is_err());
+        let test = IntegrationUpdate { secret_key: Some(SecretString::from("sk_test_x")), ..Default::default() };
+        assert!(p.update_integration("exgd", test).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn enabling_needs_configuration() {
+        let p = platform();
+        assert!(p.set_integration_enabled("exgd", true).await.is_err());
+        assert!(p.set_integration_enabled("exgd", false).await.is_ok());
+        assert!(p.set_integration_enabled("nope", true).await.is_err());
+    }
+}

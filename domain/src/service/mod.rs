@@ -1,0 +1,239 @@
+//! Use-case services: what the HTTP API and the CLI do, written once against the ports.
+
+mod api_keys;
+mod companies;
+mod connections;
+mod integrations;
+mod settings;
+
+pub use api_keys::hash_api_key;
+pub use companies::{CompanyPatch, CompanyView};
+pub use integrations::IntegrationUpdate;
+
+use crate::ports::{Clock, Repositories, SecretCipher};
+use std::sync::Arc;
+
+/// The platform use cases (companies, connections, integrations, API keys, profile, settings).
+#[derive(Clone)]
+pub struct Platform {
+    pub(crate) repos: Repositories,
+    pub(crate) cipher: Arc<dyn SecretCipher>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Platform {
+    /// Composes the service from its ports.
+    pub fn new(repos: Repositories, cipher: Arc<dyn SecretCipher>, clock: Arc<dyn Clock>) -> Self {
+        Self { repos, cipher, clock }
+    }
+
+    /// The repositories, for callers that need direct access (the CLI's key rotation).
+    pub fn repositories(&self) -> &Repositories {
+        &self.repos
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! An in-memory fake of the repositories, for service unit tests.
+
+    use super::Platform;
+    use crate::error::RepositoryError;
+    use crate::ids::{ApiKeyId, CompanyId, ConnectionId};
+    use crate::model::api_key::ApiKey;
+    use crate::model::company::Company;
+    use crate::model::connection::Connection;
+    use crate::model::integration::IntegrationSettings;
+    use crate::model::profile::Profile;
+    use crate::model::secret::SealedSecret;
+    use crate::model::sync_settings::SyncSetting;
+    use crate::paging::{ListQuery, Page};
+    use crate::ports::*;
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use secrecy::{ExposeSecret, SecretString};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    pub struct Mem {
+        companies: Mutex<Vec<Company>>,
+        connections: Mutex<Vec<Connection>>,
+        integrations: Mutex<HashMap<String, IntegrationSettings>>,
+        keys: Mutex<Vec<ApiKey>>,
+    }
+
+    fn page<T: Clone>(all: Vec<T>, q: &ListQuery) -> Page<T> {
+        let total = all.len() as u64;
+        let items = all.into_iter().skip(q.page.offset() as usize).take(q.page.page_size as usize).collect();
+        Page { items, total, request: q.page }
+    }
+
+    #[async_trait]
+    impl CompanyRepository for Mem {
+        async fn insert(&self, c: &Company) -> Result<(), RepositoryError> {
+            self.companies.lock().unwrap().push(c.clone());
+            Ok(())
+        }
+        async fn get(&self, id: CompanyId) -> Result<Option<Company>, RepositoryError> {
+            Ok(self.companies.lock().unwrap().iter().find(|c| c.id == id).cloned())
+        }
+        async fn update(&self, c: &Company) -> Result<(), RepositoryError> {
+            let mut all = self.companies.lock().unwrap();
+            let slot = all.iter_mut().find(|x| x.id == c.id).ok_or_else(|| RepositoryError::NotFound("company".into()))?;
+            *slot = c.clone();
+            Ok(())
+        }
+        async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError> {
+            let mut all = self.companies.lock().unwrap();
+            let before = all.len();
+            all.retain(|c| c.id != id);
+            self.connections.lock().unwrap().retain(|c| c.company_id != id);
+            Ok(all.len() != before)
+        }
+        async fn list(&self, q: &ListQuery) -> Result<Page<Company>, RepositoryError> {
+            Ok(page(self.companies.lock().unwrap().clone(), q))
+        }
+    }
+
+    #[async_trait]
+    impl ConnectionRepository for Mem {
+        async fn insert(&self, c: &Connection) -> Result<(), RepositoryError> {
+            self.connections.lock().unwrap().push(c.clone());
+            Ok(())
+        }
+        async fn get(&self, company: CompanyId, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
+            Ok(self.connections.lock().unwrap().iter().find(|c| c.id == id && c.company_id == company).cloned())
+        }
+        async fn find(&self, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
+            Ok(self.connections.lock().unwrap().iter().find(|c| c.id == id).cloned())
+        }
+        async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
+            let mut all = self.connections.lock().unwrap();
+            let slot = all.iter_mut().find(|x| x.id == c.id).ok_or_else(|| RepositoryError::NotFound("connection".into()))?;
+            *slot = c.clone();
+            Ok(())
+        }
+        async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
+            let mut all = self.connections.lock().unwrap();
+            let before = all.len();
+            all.retain(|c| !(c.id == id && c.company_id == company));
+            Ok(all.len() != before)
+        }
+        async fn list(&self, company: CompanyId, q: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
+            Ok(page(self.connections.lock().unwrap().iter().filter(|c| c.company_id == company).cloned().collect(), q))
+        }
+        async fn list_for_companies(&self, companies: &[CompanyId]) -> Result<Vec<Connection>, RepositoryError> {
+            Ok(self.connections.lock().unwrap().iter().filter(|c| companies.contains(&c.company_id)).cloned().collect())
+        }
+    }
+
+    #[async_trait]
+    impl IntegrationRepository for Mem {
+        async fn get(&self, key: &str) -> Result<Option<IntegrationSettings>, RepositoryError> {
+            Ok(self.integrations.lock().unwrap().get(key).cloned())
+        }
+        async fn put(&self, key: &str, s: &IntegrationSettings) -> Result<(), RepositoryError> {
+            self.integrations.lock().unwrap().insert(key.to_owned(), s.clone());
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl ApiKeyRepository for Mem {
+        async fn insert_limited(&self, key: &ApiKey, max: usize) -> Result<(), RepositoryError> {
+            let mut all = self.keys.lock().unwrap();
+            if all.len() >= max {
+                return Err(RepositoryError::Conflict("limit".into()));
+            }
+            all.push(key.clone());
+            Ok(())
+        }
+        async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError> {
+            Ok(self.keys.lock().unwrap().clone())
+        }
+        async fn find_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, RepositoryError> {
+            Ok(self.keys.lock().unwrap().iter().find(|k| k.hash == hash).cloned())
+        }
+        async fn delete(&self, id: ApiKeyId, allow_last: bool) -> Result<ApiKeyDeletion, RepositoryError> {
+            let mut all = self.keys.lock().unwrap();
+            if !all.iter().any(|k| k.id == id) {
+                return Ok(ApiKeyDeletion::NotFound);
+            }
+            if all.len() == 1 && !allow_last {
+                return Ok(ApiKeyDeletion::LastKey);
+            }
+            all.retain(|k| k.id != id);
+            Ok(ApiKeyDeletion::Deleted)
+        }
+    }
+
+    #[async_trait]
+    impl ProfileRepository for Mem {
+        async fn get_profile(&self) -> Result<Option<Profile>, RepositoryError> {
+            Ok(None)
+        }
+        async fn put_profile(&self, _: &Profile) -> Result<(), RepositoryError> {
+            Ok(())
+        }
+        async fn client_id(&self) -> Result<uuid::Uuid, RepositoryError> {
+            Ok(uuid::Uuid::nil())
+        }
+        async fn get_sync_settings(&self) -> Result<Option<Vec<SyncSetting>>, RepositoryError> {
+            Ok(None)
+        }
+        async fn put_sync_settings(&self, _: &[SyncSetting]) -> Result<(), RepositoryError> {
+            Ok(())
+        }
+        async fn get_company_sync_settings(&self, _: CompanyId) -> Result<Option<Vec<SyncSetting>>, RepositoryError> {
+            Ok(None)
+        }
+        async fn put_company_sync_settings(&self, _: CompanyId, _: Option<Vec<SyncSetting>>) -> Result<(), RepositoryError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl SecretRepository for Mem {
+        async fn list_sealed(&self) -> Result<Vec<(SecretSlot, SealedSecret)>, RepositoryError> {
+            Ok(vec![])
+        }
+        async fn replace_sealed(&self, _: &[(SecretSlot, SealedSecret)]) -> Result<(), RepositoryError> {
+            Ok(())
+        }
+    }
+
+    /// A reversible stand-in cipher (not encryption; tests only check plumbing).
+    pub struct Rot;
+    impl SecretCipher for Rot {
+        fn current_key_id(&self) -> String {
+            "test".into()
+        }
+        fn seal(&self, p: &SecretString) -> Result<SealedSecret, CipherError> {
+            Ok(SealedSecret { key_id: "test".into(), ciphertext: p.expose_secret().chars().rev().collect() })
+        }
+        fn open(&self, s: &SealedSecret) -> Result<SecretString, CipherError> {
+            Ok(SecretString::from(s.ciphertext.chars().rev().collect::<String>()))
+        }
+    }
+
+    pub struct Fixed(pub DateTime<Utc>);
+    impl Clock for Fixed {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+
+    pub fn platform() -> Platform {
+        let mem = Arc::new(Mem::default());
+        let repos = Repositories {
+            companies: mem.clone(),
+            connections: mem.clone(),
+            integrations: mem.clone(),
+            api_keys: mem.clone(),
+            profile: mem.clone(),
+            secrets: mem,
+        };
+        Platform::new(repos, Arc::new(Rot), Arc::new(Fixed("2026-01-01T00:00:00Z".parse().unwrap())))
+    }
+}
