@@ -1,1 +1,111 @@
-//! placeholder
+//! `tributary-sqlite`: every repository port on SQLite, the embedded default.
+//!
+//! The database file (and its directory) is created on first start; migrations are embedded and
+//! run by [`SqliteStore::migrate`]. WAL mode and a busy timeout let the CLI work on the same file
+//! while the server runs.
+
+mod api_keys;
+mod companies;
+mod connections;
+mod filter;
+mod integrations;
+mod profile;
+mod secrets;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tributary_domain::ports::Repositories;
+use tributary_domain::RepositoryError;
+
+/// A SQLite-backed store implementing every repository port.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite://` URL: `sqlite://tributary.db`
+    /// (relative), `sqlite:///var/lib/tributary/t.db` (absolute) or `sqlite::memory:`.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Backend`] when the URL is invalid or the file cannot be created.
+    pub async fn connect(url: &str) -> Result<Self, RepositoryError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| RepositoryError::Backend(format!("invalid SQLite URL {url}: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if !memory {
+            let path = opts.get_filename().to_path_buf();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| RepositoryError::Backend(format!("cannot create directory {}: {e}", dir.display())))?;
+            }
+            opts = opts.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
+        }
+        // An in-memory database lives in one connection; a file serves several readers.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+            .connect_with(opts)
+            .await
+            .map_err(|e| RepositoryError::Backend(format!("cannot open {url}: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Backend`] when a migration fails.
+    pub async fn migrate(&self) -> Result<(), RepositoryError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// Every repository port, backed by this store.
+    pub fn repositories(&self) -> Repositories {
+        let s = Arc::new(self.clone());
+        Repositories {
+            companies: s.clone(),
+            connections: s.clone(),
+            integrations: s.clone(),
+            api_keys: s.clone(),
+            profile: s.clone(),
+            secrets: s,
+        }
+    }
+
+    /// The underlying pool (for tests and diagnostics).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn backend(e: sqlx::Error) -> RepositoryError {
+    RepositoryError::Backend(e.to_string())
+}
+
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t).unwrap_or_default()
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid, RepositoryError> {
+    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::Backend(format!("corrupt id {s}: {e}")))
+}

@@ -1,0 +1,175 @@
+//! `CompanyRepository` on SQLite.
+
+use crate::filter::{render, render_order, render_tags, Column, Sql};
+use crate::{backend, from_micros, parse_uuid, to_micros, SqliteStore};
+use async_trait::async_trait;
+use sqlx::Row;
+use std::collections::BTreeMap;
+use tributary_domain::ids::CompanyId;
+use tributary_domain::model::company::Company;
+use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::ports::CompanyRepository;
+use tributary_domain::RepositoryError;
+
+fn columns(field: &str) -> Option<Column> {
+    const DC: &str = "connections dc";
+    const JOIN: &str = "dc.company_id = c.id";
+    Some(match field {
+        "id" => Column::Scalar("c.id"),
+        "name" => Column::Scalar("c.name"),
+        "description" => Column::Scalar("c.description"),
+        "created" => Column::Scalar("c.created"),
+        "lastSync" => Column::Scalar("c.last_sync"),
+        "dataConnections.id" => Column::Related { from: DC, join: JOIN, column: "dc.id" },
+        "dataConnections.status" => Column::Related { from: DC, join: JOIN, column: "dc.status" },
+        "dataConnections.integrationKey" => Column::Related { from: DC, join: JOIN, column: "dc.integration_key" },
+        "dataConnections.platformName" => Column::Related { from: DC, join: JOIN, column: "dc.platform_name" },
+        "dataConnections.sourceType" => Column::Related { from: DC, join: JOIN, column: "dc.source_type" },
+        "dataConnections.created" => Column::Related { from: DC, join: JOIN, column: "dc.created" },
+        _ => return None,
+    })
+}
+
+async fn write_tags(tx: &mut sqlx::SqliteConnection, company: &Company) -> Result<(), RepositoryError> {
+    sqlx::query("DELETE FROM company_tags WHERE company_id = ?")
+        .bind(company.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    for (k, v) in &company.tags {
+        sqlx::query("INSERT INTO company_tags (company_id, key, value) VALUES (?, ?, ?)")
+            .bind(company.id.to_string())
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    async fn tags_for(&self, ids: &[String]) -> Result<BTreeMap<String, BTreeMap<String, String>>, RepositoryError> {
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut sql = Sql::default();
+        sql.push("SELECT company_id, key, value FROM company_tags WHERE company_id IN (");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind_text(id.clone());
+        }
+        sql.push(")");
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        for r in rows {
+            out.entry(r.get::<String, _>(0)).or_default().insert(r.get(1), r.get(2));
+        }
+        Ok(out)
+    }
+}
+
+fn company_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Company, RepositoryError> {
+    Ok(Company {
+        id: CompanyId(parse_uuid(&r.get::<String, _>("id"))?),
+        name: r.get("name"),
+        description: r.get("description"),
+        tags: BTreeMap::new(),
+        created: from_micros(r.get("created")),
+        last_sync: r.get::<Option<i64>, _>("last_sync").map(from_micros),
+    })
+}
+
+#[async_trait]
+impl CompanyRepository for SqliteStore {
+    async fn insert(&self, company: &Company) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("INSERT INTO companies (id, name, description, created, last_sync) VALUES (?, ?, ?, ?, ?)")
+            .bind(company.id.to_string())
+            .bind(&company.name)
+            .bind(&company.description)
+            .bind(to_micros(company.created))
+            .bind(company.last_sync.map(to_micros))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(format!("company {} exists", company.id)),
+                e => backend(e),
+            })?;
+        write_tags(&mut tx, company).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get(&self, id: CompanyId) -> Result<Option<Company>, RepositoryError> {
+        let row = sqlx::query("SELECT * FROM companies WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut c = company_from_row(&row)?;
+        c.tags = self.tags_for(&[id.to_string()]).await?.remove(&id.to_string()).unwrap_or_default();
+        Ok(Some(c))
+    }
+
+    async fn update(&self, company: &Company) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query("UPDATE companies SET name = ?, description = ?, last_sync = ? WHERE id = ?")
+            .bind(&company.name)
+            .bind(&company.description)
+            .bind(company.last_sync.map(to_micros))
+            .bind(company.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(RepositoryError::NotFound(format!("company {}", company.id)));
+        }
+        write_tags(&mut tx, company).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError> {
+        // Connections, tags and settings go with the company through ON DELETE CASCADE.
+        let done = sqlx::query("DELETE FROM companies WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<Company>, RepositoryError> {
+        let mut where_sql = Sql::default();
+        where_sql.push(" WHERE 1 = 1");
+        if let Some(f) = &query.filter {
+            where_sql.push(" AND ");
+            render(&mut where_sql, f, columns);
+        }
+        if let Some(t) = &query.tags {
+            where_sql.push(" AND ");
+            render_tags(&mut where_sql, t, "c");
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM companies c{}", where_sql.text);
+        let total: i64 = sqlx::query_scalar_with(&count_sql, where_sql.args.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+
+        let mut sql = Sql { text: format!("SELECT c.* FROM companies c{}", where_sql.text), args: where_sql.args };
+        render_order(&mut sql, query.order_by.as_ref(), columns, "c.created ASC", "c.id");
+        sql.push(" LIMIT ");
+        sql.bind_i64(i64::from(query.page.page_size));
+        sql.push(" OFFSET ");
+        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let mut items = rows.iter().map(company_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut tags = self.tags_for(&items.iter().map(|c| c.id.to_string()).collect::<Vec<_>>()).await?;
+        for c in &mut items {
+            c.tags = tags.remove(&c.id.to_string()).unwrap_or_default();
+        }
+        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+}

@@ -1,0 +1,177 @@
+//! `ConnectionRepository` on SQLite.
+
+use crate::filter::{render, render_order, Column, Sql};
+use crate::{backend, from_micros, parse_uuid, to_micros, SqliteStore};
+use async_trait::async_trait;
+use sqlx::Row;
+use tributary_domain::ids::{CompanyId, ConnectionId};
+use tributary_domain::model::connection::Connection;
+use tributary_domain::model::integration::definition;
+use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::ports::ConnectionRepository;
+use tributary_domain::RepositoryError;
+
+fn columns(field: &str) -> Option<Column> {
+    Some(Column::Scalar(match field {
+        "id" => "id",
+        "integrationId" => "integration_id",
+        "integrationKey" => "integration_key",
+        "sourceId" => "source_id",
+        "sourceType" => "source_type",
+        "platformName" => "platform_name",
+        "status" => "status",
+        "created" => "created",
+        "lastSync" => "last_sync",
+        _ => return None,
+    }))
+}
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Connection, RepositoryError> {
+    let corrupt = |what: &str, e: String| RepositoryError::Backend(format!("corrupt connection {what}: {e}"));
+    let grant = match (r.get::<Option<String>, _>("grant_key_id"), r.get::<Option<String>, _>("grant_ciphertext")) {
+        (Some(key_id), Some(ciphertext)) => Some(SealedSecret { key_id, ciphertext }),
+        _ => None,
+    };
+    Ok(Connection {
+        id: ConnectionId(parse_uuid(&r.get::<String, _>("id"))?),
+        company_id: CompanyId(parse_uuid(&r.get::<String, _>("company_id"))?),
+        platform_key: r.get::<String, _>("integration_key").parse().map_err(|e: tributary_domain::ids::IdError| corrupt("key", e.0))?,
+        status: r.get::<String, _>("status").parse().map_err(|e: tributary_domain::DomainError| corrupt("status", e.to_string()))?,
+        created: from_micros(r.get("created")),
+        last_sync: r.get::<Option<i64>, _>("last_sync").map(from_micros),
+        source_account: r.get("source_account"),
+        grant,
+        errors: serde_json::from_str(&r.get::<String, _>("errors")).map_err(|e| corrupt("errors", e.to_string()))?,
+    })
+}
+
+#[async_trait]
+impl ConnectionRepository for SqliteStore {
+    async fn insert(&self, c: &Connection) -> Result<(), RepositoryError> {
+        let def = definition(c.platform_key.as_str())
+            .ok_or_else(|| RepositoryError::Backend(format!("unknown platform key {}", c.platform_key)))?;
+        sqlx::query(
+            "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \
+             status, created, last_sync, source_account, grant_key_id, grant_ciphertext, errors) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.id.to_string())
+        .bind(c.company_id.to_string())
+        .bind(c.platform_key.as_str())
+        .bind(def.integration_id.to_string())
+        .bind(def.source_id.to_string())
+        .bind(def.name)
+        .bind(def.source_type())
+        .bind(c.status.as_str())
+        .bind(to_micros(c.created))
+        .bind(c.last_sync.map(to_micros))
+        .bind(&c.source_account)
+        .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
+        .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
+        .bind(serde_json::to_string(&c.errors).map_err(|e| RepositoryError::Backend(e.to_string()))?)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => RepositoryError::NotFound(format!("company {}", c.company_id)),
+            sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(format!("connection {} exists", c.id)),
+            e => backend(e),
+        })?;
+        Ok(())
+    }
+
+    async fn get(&self, company: CompanyId, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
+        sqlx::query("SELECT * FROM connections WHERE id = ? AND company_id = ?")
+            .bind(id.to_string())
+            .bind(company.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn find(&self, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
+        sqlx::query("SELECT * FROM connections WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
+        let done = sqlx::query(
+            "UPDATE connections SET status = ?, last_sync = ?, source_account = ?, grant_key_id = ?, grant_ciphertext = ?, errors = ? \
+             WHERE id = ? AND company_id = ?",
+        )
+        .bind(c.status.as_str())
+        .bind(c.last_sync.map(to_micros))
+        .bind(&c.source_account)
+        .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
+        .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
+        .bind(serde_json::to_string(&c.errors).map_err(|e| RepositoryError::Backend(e.to_string()))?)
+        .bind(c.id.to_string())
+        .bind(c.company_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(RepositoryError::NotFound(format!("connection {}", c.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
+        let done = sqlx::query("DELETE FROM connections WHERE id = ? AND company_id = ?")
+            .bind(id.to_string())
+            .bind(company.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
+        let mut where_sql = Sql::default();
+        where_sql.push(" WHERE company_id = ");
+        where_sql.bind_text(company.to_string());
+        if let Some(f) = &query.filter {
+            where_sql.push(" AND ");
+            render(&mut where_sql, f, columns);
+        }
+        let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM connections{}", where_sql.text), where_sql.args.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        let mut sql = Sql { text: format!("SELECT * FROM connections{}", where_sql.text), args: where_sql.args };
+        render_order(&mut sql, query.order_by.as_ref(), columns, "created ASC", "id");
+        sql.push(" LIMIT ");
+        sql.bind_i64(i64::from(query.page.page_size));
+        sql.push(" OFFSET ");
+        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+
+    async fn list_for_companies(&self, companies: &[CompanyId]) -> Result<Vec<Connection>, RepositoryError> {
+        if companies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::default();
+        sql.push("SELECT * FROM connections WHERE company_id IN (");
+        for (i, id) in companies.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind_text(id.to_string());
+        }
+        sql.push(") ORDER BY created ASC, id ASC");
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(from_row).collect()
+    }
+}

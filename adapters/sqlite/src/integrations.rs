@@ -1,0 +1,56 @@
+//! `IntegrationRepository` on SQLite.
+
+use crate::{backend, SqliteStore};
+use async_trait::async_trait;
+use sqlx::Row;
+use tributary_domain::model::integration::IntegrationSettings;
+use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::ports::IntegrationRepository;
+use tributary_domain::RepositoryError;
+
+fn sealed(key_id: Option<String>, ciphertext: Option<String>) -> Option<SealedSecret> {
+    Some(SealedSecret { key_id: key_id?, ciphertext: ciphertext? })
+}
+
+#[async_trait]
+impl IntegrationRepository for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<IntegrationSettings>, RepositoryError> {
+        let Some(r) = sqlx::query("SELECT * FROM integration_settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(IntegrationSettings {
+            client_id: r.get("client_id"),
+            secret_key: sealed(r.get("secret_key_key_id"), r.get("secret_key_ciphertext")),
+            webhook_secret: sealed(r.get("webhook_key_id"), r.get("webhook_ciphertext")),
+            scope: r.get::<String, _>("scope").parse().map_err(RepositoryError::Backend)?,
+            enabled: r.get::<i64, _>("enabled") != 0,
+        }))
+    }
+
+    async fn put(&self, key: &str, s: &IntegrationSettings) -> Result<(), RepositoryError> {
+        sqlx::query(
+            "INSERT INTO integration_settings (key, client_id, secret_key_key_id, secret_key_ciphertext, webhook_key_id, webhook_ciphertext, scope, enabled) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET client_id = excluded.client_id, secret_key_key_id = excluded.secret_key_key_id, \
+             secret_key_ciphertext = excluded.secret_key_ciphertext, webhook_key_id = excluded.webhook_key_id, \
+             webhook_ciphertext = excluded.webhook_ciphertext, scope = excluded.scope, enabled = excluded.enabled",
+        )
+        .bind(key)
+        .bind(&s.client_id)
+        .bind(s.secret_key.as_ref().map(|x| x.key_id.clone()))
+        .bind(s.secret_key.as_ref().map(|x| x.ciphertext.clone()))
+        .bind(s.webhook_secret.as_ref().map(|x| x.key_id.clone()))
+        .bind(s.webhook_secret.as_ref().map(|x| x.ciphertext.clone()))
+        .bind(s.scope.as_str())
+        .bind(i64::from(s.enabled))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! `SecretRepository` on SQLite: every sealed column, listed and replaced in one transaction.
+
+use crate::{backend, parse_uuid, SqliteStore};
+use async_trait::async_trait;
+use sqlx::Row;
+use tributary_domain::ids::ConnectionId;
+use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::ports::{SecretRepository, SecretSlot};
+use tributary_domain::RepositoryError;
+
+#[async_trait]
+impl SecretRepository for SqliteStore {
+    async fn list_sealed(&self) -> Result<Vec<(SecretSlot, SealedSecret)>, RepositoryError> {
+        let mut out = Vec::new();
+        let rows = sqlx::query("SELECT key, secret_key_key_id, secret_key_ciphertext, webhook_key_id, webhook_ciphertext FROM integration_settings ORDER BY key")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        for r in rows {
+            let key: String = r.get(0);
+            if let (Some(key_id), Some(ciphertext)) = (r.get::<Option<String>, _>(1), r.get::<Option<String>, _>(2)) {
+                out.push((SecretSlot::IntegrationSecretKey(key.clone()), SealedSecret { key_id, ciphertext }));
+            }
+            if let (Some(key_id), Some(ciphertext)) = (r.get::<Option<String>, _>(3), r.get::<Option<String>, _>(4)) {
+                out.push((SecretSlot::IntegrationWebhookSecret(key), SealedSecret { key_id, ciphertext }));
+            }
+        }
+        let rows = sqlx::query("SELECT id, grant_key_id, grant_ciphertext FROM connections WHERE grant_ciphertext IS NOT NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        for r in rows {
+            if let (Some(key_id), Some(ciphertext)) = (r.get::<Option<String>, _>(1), r.get::<Option<String>, _>(2)) {
+                out.push((SecretSlot::ConnectionGrant(ConnectionId(parse_uuid(&r.get::<String, _>(0))?)), SealedSecret { key_id, ciphertext }));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn replace_sealed(&self, updates: &[(SecretSlot, SealedSecret)]) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for (slot, s) in updates {
+            let (sql, id) = match slot {
+                SecretSlot::IntegrationSecretKey(k) => {
+                    ("UPDATE integration_settings SET secret_key_key_id = ?, secret_key_ciphertext = ? WHERE key = ?", k.clone())
+                }
+                SecretSlot::IntegrationWebhookSecret(k) => {
+                    ("UPDATE integration_settings SET webhook_key_id = ?, webhook_ciphertext = ? WHERE key = ?", k.clone())
+                }
+                SecretSlot::ConnectionGrant(c) => ("UPDATE connections SET grant_key_id = ?, grant_ciphertext = ? WHERE id = ?", c.to_string()),
+            };
+            let done = sqlx::query(sql).bind(&s.key_id).bind(&s.ciphertext).bind(&id).execute(&mut *tx).await.map_err(backend)?;
+            if done.rows_affected() == 0 {
+                return Err(RepositoryError::NotFound(format!("{slot:?}")));
+            }
+        }
+        tx.commit().await.map_err(backend)
+    }
+}
