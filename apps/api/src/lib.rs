@@ -1,1 +1,106 @@
-//! placeholder
+//! `tributary-api`: the HTTP server (the composition root). It reads the configuration, opens
+//! storage, seals secrets with the master key, and serves the Codat-compatible API.
+
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod store;
+
+use anyhow::Context;
+use config::{decode_master_key, Settings};
+use crypto::AesGcmCipher;
+use std::future::Future;
+use std::sync::Arc;
+use store::Store;
+use tokio::net::TcpListener;
+use tributary_domain::ports::SystemClock;
+use tributary_domain::service::Platform;
+
+pub use http::generate_api_key;
+
+/// The cipher for the configured master keys.
+///
+/// # Errors
+/// When no master key is configured, or a key is malformed.
+pub fn cipher_from(settings: &Settings) -> anyhow::Result<AesGcmCipher> {
+    let current = settings.master_key.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "master_key is not set: generate one with `tributary keys generate` and set TRIBUTARY_MASTER_KEY (or master_key in tributary.toml)"
+        )
+    })?;
+    let current = decode_master_key(current).context("master_key")?;
+    let previous = settings.previous_master_keys.iter().map(|k| decode_master_key(k)).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(AesGcmCipher::new(&current, &previous))
+}
+
+/// The platform use cases over a store, with a cipher.
+pub fn platform(store: &Store, cipher: AesGcmCipher) -> Platform {
+    Platform::new(store.repositories(), Arc::new(cipher), Arc::new(SystemClock))
+}
+
+/// Installs the log subscriber (once; later calls are ignored).
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs the server until `shutdown` resolves: migrations first, then the API on `settings.listen`.
+/// In-flight requests finish before it returns.
+///
+/// # Errors
+/// Missing master key, unreachable database, failed migration, or an address already in use.
+pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let cipher = cipher_from(&settings)?;
+    let store = Store::open(&settings.database_url).await?;
+    let addr = settings.listen_addr()?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    serve_on(listener, &store, cipher, settings.public_base(), shutdown).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Serves the API on an already-bound listener (tests and the demo pick free ports this way).
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve_on(
+    listener: TcpListener,
+    store: &Store,
+    cipher: AesGcmCipher,
+    public_url: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let platform = platform(store, cipher);
+    let addr = listener.local_addr()?;
+    if platform.list_api_keys().await?.is_empty() {
+        tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");
+    }
+    let app = http::router(http::AppState { platform, public_url: public_url.clone() });
+    tracing::info!(%addr, %public_url, "tributary-api listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
+    tracing::info!("tributary-api stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -11,12 +11,12 @@ impl Platform {
     /// Creates a `PendingAuth` connection of a company to an enabled integration.
     ///
     /// # Errors
-    /// [`DomainError::NotFound`] for an unknown company; [`DomainError::Validation`] for an unknown
-    /// platform key or a disabled or unconfigured integration.
+    /// [`DomainError::NotFound`] for an unknown company or platform key; [`DomainError::Validation`]
+    /// for a disabled integration.
     pub async fn create_connection(&self, company_id: CompanyId, platform_key: &str) -> Result<Connection, DomainError> {
         self.company(company_id).await?;
         let def = definition(platform_key).ok_or_else(|| {
-            DomainError::invalid(format!("No integration with platform key '{platform_key}' exists. Known keys: exgd (Stripe), yzth (Stripe Test)."))
+            DomainError::NotFound(format!("No integration found with platform key '{platform_key}'. Known keys: exgd (Stripe), yzth (Stripe Test)."))
         })?;
         let settings = self.repos.integrations.get(def.key).await?.unwrap_or_default();
         if !settings.enabled {

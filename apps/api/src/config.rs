@@ -1,0 +1,157 @@
+//! Configuration: built-in defaults, then `tributary.toml` (or `--config`), then `TRIBUTARY_`
+//! environment variables with `__` for nesting (`TRIBUTARY_STRIPE__API_BASE`).
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Stripe endpoints.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripeSettings {
+    /// Base of the REST API (`https://api.stripe.com`).
+    pub api_base: String,
+    /// Base of Connect OAuth (`https://connect.stripe.com`).
+    pub connect_base: String,
+}
+
+/// Every setting, after layering.
+#[derive(Clone, Deserialize)]
+pub struct Settings {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Address the server listens on.
+    pub listen: String,
+    /// Public base URL (Link pages, OAuth callback); defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Master key for secrets at rest: 32 bytes, base64.
+    pub master_key: Option<String>,
+    /// Older master keys, still accepted for decryption during a rotation.
+    #[serde(default)]
+    pub previous_master_keys: Vec<String>,
+    /// Stripe endpoints.
+    pub stripe: StripeSettings,
+    /// Sync workers in the server.
+    pub workers: u32,
+    /// Log filter (`info`, `tributary_api=debug`, …).
+    pub log: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
+            .field("previous_master_keys", &self.previous_master_keys.len())
+            .field("stripe", &self.stripe)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+/// Hides a password in a database URL, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Default values, documented in docs/configuration.md.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://tributary.db";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Settings {
+    /// Loads settings: defaults, then the file (`path`, or `tributary.toml` if it exists), then
+    /// `TRIBUTARY_*` environment variables.
+    ///
+    /// # Errors
+    /// A missing explicit file, unparsable values, or invalid settings, each as one clear message.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut b = config::Config::builder()
+            .set_default("database_url", DEFAULT_DATABASE_URL)?
+            .set_default("listen", DEFAULT_LISTEN)?
+            .set_default("stripe.api_base", "https://api.stripe.com")?
+            .set_default("stripe.connect_base", "https://connect.stripe.com")?
+            .set_default("workers", 2)?
+            .set_default("log", "info")?;
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    bail!("configuration file {} does not exist", p.display());
+                }
+                b = b.add_source(config::File::from(p).format(config::FileFormat::Toml).required(true));
+            }
+            None => b = b.add_source(config::File::with_name("tributary.toml").format(config::FileFormat::Toml).required(false)),
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("TRIBUTARY")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("previous_master_keys")
+                .try_parsing(true),
+        );
+        let settings: Settings = b
+            .build()
+            .context("invalid configuration")?
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+            bail!("invalid configuration: database_url must start with sqlite:// or postgres:// (got {})", redact_url(&self.database_url));
+        }
+        self.listen_addr()?;
+        if let Some(p) = &self.public_url {
+            let u = url::Url::parse(p).map_err(|e| anyhow::anyhow!("invalid configuration: public_url {p} is not a URL: {e}"))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                bail!("invalid configuration: public_url must be http:// or https:// (got {p})");
+            }
+        }
+        for (name, v) in [("stripe.api_base", &self.stripe.api_base), ("stripe.connect_base", &self.stripe.connect_base)] {
+            url::Url::parse(v).map_err(|e| anyhow::anyhow!("invalid configuration: {name} {v} is not a URL: {e}"))?;
+        }
+        if let Some(k) = &self.master_key {
+            decode_master_key(k).context("invalid configuration: master_key")?;
+        }
+        for k in &self.previous_master_keys {
+            decode_master_key(k).context("invalid configuration: previous_master_keys")?;
+        }
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    ///
+    /// # Errors
+    /// When `listen` is not `host:port`.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen.parse().map_err(|_| anyhow::anyhow!("invalid configuration: listen must be an address like 127.0.0.1:8080 (got {})", self.listen))
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+}
+
+/// Decodes a base64 master key, which must be exactly 32 bytes.
+///
+/// # Errors
+/// When the text is not base64 or not 32 bytes long.
+pub fn decode_master_key(text: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| anyhow::anyhow!("not valid base64 (generate one with `tributary keys generate`)"))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("must decode to exactly 32 bytes, got {}", bytes.len()))
+}

@@ -1,0 +1,69 @@
+//! Extractors whose rejections are Codat errors: JSON bodies, list parameters and path ids.
+
+use super::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::str::FromStr;
+
+/// A JSON body; any Content-Type is accepted (some Codat SDKs send `application/octet-stream`).
+pub struct CodatJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CodatJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request("A JSON request body is required."));
+        }
+        serde_json::from_slice(&bytes).map(CodatJson).map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))
+    }
+}
+
+/// Codat's list parameters, raw; typed and validated by the domain.
+#[derive(Debug, Default, Clone)]
+pub struct ListParams {
+    /// `page`.
+    pub page: Option<i64>,
+    /// `pageSize`.
+    pub page_size: Option<i64>,
+    /// `query`.
+    pub query: Option<String>,
+    /// `orderBy`.
+    pub order_by: Option<String>,
+    /// `tags` (companies).
+    pub tags: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw: HashMap<String, String> = parts
+            .uri
+            .query()
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let int = |name: &str| -> Result<Option<i64>, ApiError> {
+            raw.get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number; '{v}' was given."))))
+                .transpose()
+        };
+        Ok(Self {
+            page: int("page")?,
+            page_size: int("pageSize")?,
+            query: raw.get("query").cloned(),
+            order_by: raw.get("orderBy").cloned(),
+            tags: raw.get("tags").cloned(),
+        })
+    }
+}
+
+/// Parses a path segment into a typed id, with Codat's 400 on a malformed one.
+pub fn path_id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::bad_request(format!("'{raw}' is not a valid {what} (expected a UUID).")))
+}

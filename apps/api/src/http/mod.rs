@@ -1,0 +1,129 @@
+//! The HTTP layer: routes, middleware (correlation ids, API-key auth) and the Codat DTOs.
+
+mod api_keys;
+pub use api_keys::generate_api_key;
+mod companies;
+mod connections;
+pub mod dto;
+pub mod error;
+mod extract;
+mod integrations;
+pub mod openapi;
+mod settings;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use error::ApiError;
+use std::time::Instant;
+use tributary_domain::service::Platform;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The platform use cases.
+    pub platform: Platform,
+    /// Public base URL, no trailing slash.
+    pub public_url: String,
+}
+
+/// Name of the response header carrying the request's correlation id.
+pub const CORRELATION_HEADER: &str = "correlation-id";
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(companies::routes())
+        .merge(connections::routes())
+        .merge(integrations::routes())
+        .merge(settings::routes())
+        .merge(api_keys::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/link/assets/stripe.svg", get(integrations::logo))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(correlate))
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("No route matches {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}", req.method(), req.uri().path()))
+}
+
+/// Gives every request a correlation id (header and log), renders [`ApiError`]s in Codat's
+/// envelope with that id, and logs each request once.
+async fn correlate(req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let span = tracing::info_span!("request", correlation_id = %id, http.method = %method, http.path = %path);
+    let mut res = {
+        let _g = span.enter();
+        drop(_g);
+        tracing::Instrument::instrument(next.run(req), span.clone()).await
+    };
+    if let Some(err) = res.extensions_mut().remove::<ApiError>() {
+        if let Some(detail) = &err.internal {
+            tracing::error!(parent: &span, error = %detail, "request failed");
+        }
+        let body = serde_json::to_vec(&err.envelope(&id)).unwrap_or_default();
+        let mut new = Response::new(Body::from(body));
+        *new.status_mut() = err.status;
+        new.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        if err.status == StatusCode::METHOD_NOT_ALLOWED {
+            if let Some(allow) = res.headers().get(header::ALLOW) {
+                new.headers_mut().insert(header::ALLOW, allow.clone());
+            }
+        }
+        res = new;
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    tracing::info!(parent: &span, status = res.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "{method} {path}");
+    res
+}
+
+/// `Authorization: Basic base64(apiKey)`, checked against the stored key hashes.
+async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    if req.method() == Method::OPTIONS {
+        return Ok(next.run(req).await);
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
+        })
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        // Tolerate clients that send HTTP Basic `key:` with an empty password.
+        .map(|k| k.strip_suffix(':').map(str::to_owned).unwrap_or(k));
+    let Some(key) = presented.filter(|k| !k.is_empty()) else {
+        return Err(ApiError::unauthorized());
+    };
+    match state.platform.authenticate(&key).await? {
+        Some(_) => Ok(next.run(req).await),
+        None => Err(ApiError::unauthorized()),
+    }
+}

@@ -1,0 +1,365 @@
+//! The commands, each a thin call into the platform use cases.
+
+use crate::output;
+use crate::{ApiKeysCmd, Cli, Command, CompaniesCmd, ConnectionsCmd, IntegrationsCmd, KeysCmd};
+use anyhow::{anyhow, bail, Context};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+use std::io::Read;
+use tributary_api::config::{decode_master_key, Settings};
+use tributary_api::crypto::AesGcmCipher;
+use tributary_api::http::dto::{iso, ApiKeyDto, CompanyDto, ConnectionDto, IntegrationDto};
+use tributary_api::store::Store;
+use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
+use tributary_domain::model::company::{CompanyFields, QUERY_SCHEMA};
+use tributary_domain::model::connection::ConnectionStatus;
+use tributary_domain::model::integration::Scope;
+use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::paging::ListQuery;
+use tributary_domain::ports::{CipherError, SecretCipher};
+use tributary_domain::service::{IntegrationUpdate, Platform};
+
+/// A cipher for commands that touch no secret, used when no master key is configured: any
+/// attempt to seal or open fails with the reason.
+struct NoMasterKey;
+
+impl SecretCipher for NoMasterKey {
+    fn current_key_id(&self) -> String {
+        "none".into()
+    }
+    fn seal(&self, _: &SecretString) -> Result<SealedSecret, CipherError> {
+        Err(CipherError::UnknownKey("(master_key is not set)".into()))
+    }
+    fn open(&self, s: &SealedSecret) -> Result<SecretString, CipherError> {
+        Err(CipherError::UnknownKey(s.key_id.clone()))
+    }
+}
+
+struct Ctx {
+    settings: Settings,
+    store: Store,
+    platform: Platform,
+    json: bool,
+}
+
+async fn context(cli: &Cli, need_master_key: bool) -> anyhow::Result<Ctx> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    let store = Store::open(&settings.database_url).await?;
+    let cipher: std::sync::Arc<dyn SecretCipher> = match tributary_api::cipher_from(&settings) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) if need_master_key => return Err(e),
+        Err(_) => std::sync::Arc::new(NoMasterKey),
+    };
+    let platform = Platform::new(store.repositories(), cipher, std::sync::Arc::new(tributary_domain::ports::SystemClock));
+    Ok(Ctx { settings, store, platform, json: cli.json })
+}
+
+fn secret_arg(value: String, what: &str) -> anyhow::Result<SecretString> {
+    if value == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).with_context(|| format!("cannot read the {what} from standard input"))?;
+        let s = s.trim().to_owned();
+        if s.is_empty() {
+            bail!("no {what} on standard input");
+        }
+        Ok(SecretString::from(s))
+    } else {
+        Ok(SecretString::from(value))
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<T> {
+    s.parse().map_err(|_| anyhow!("'{s}' is not a valid {what} (expected a UUID)"))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Keys(KeysCmd::Generate) => {
+            let key = AesGcmCipher::generate_key();
+            if cli.json {
+                output::json(&serde_json::json!({ "master_key": key }));
+            } else {
+                println!("{key}");
+            }
+            return Ok(());
+        }
+        Command::Demo { listen, database } => return crate::demo::run(listen, database).await,
+        _ => {}
+    }
+    let need_key = matches!(cli.command, Command::Keys(_))
+        || matches!(&cli.command, Command::Integrations(IntegrationsCmd::Set { secret_key, webhook_secret, .. }) if secret_key.is_some() || webhook_secret.is_some());
+    let ctx = context(&cli, need_key).await?;
+    let result = dispatch(&cli, &ctx).await;
+    ctx.store.close().await;
+    result
+}
+
+async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
+    let p = &ctx.platform;
+    let public = ctx.settings.public_base();
+    match &cli.command {
+        Command::Migrate => {
+            // Store::open has applied every pending migration.
+            if ctx.json {
+                output::json(&serde_json::json!({"migrated": true}));
+            } else {
+                println!("database {} is up to date", tributary_api::config::redact_url(&ctx.settings.database_url));
+            }
+        }
+        Command::ApiKeys(ApiKeysCmd::Create { name }) => {
+            let key = tributary_api::generate_api_key();
+            let record = p.create_api_key(name.clone(), &key).await?;
+            let value = key.expose_secret().to_owned();
+            if ctx.json {
+                output::json(&serde_json::json!({"id": record.id.to_string(), "key": value, "name": record.name, "createdDate": iso(record.created)}));
+            } else {
+                output::fields(&[("id", record.id.to_string()), ("key", value.clone()), ("name", record.name.clone().unwrap_or_default())]);
+                println!("\nThis is the only time the key is shown. Send it as: Authorization: Basic {}", base64_of(&value));
+            }
+        }
+        Command::ApiKeys(ApiKeysCmd::List) => {
+            let keys = p.list_api_keys().await?;
+            if ctx.json {
+                output::json(&keys.into_iter().map(|k| ApiKeyDto::new(k, None)).collect::<Vec<_>>());
+            } else {
+                output::table(&["id", "name", "created"], keys.into_iter().map(|k| vec![k.id.to_string(), k.name.unwrap_or_default(), iso(k.created)]).collect());
+            }
+        }
+        Command::ApiKeys(ApiKeysCmd::Revoke { id, force }) => {
+            let id: ApiKeyId = parse_id(id, "API key id")?;
+            p.delete_api_key(id, *force).await.map_err(|e| match e {
+                tributary_domain::DomainError::Conflict(m) => anyhow!("{m} Use --force to revoke it anyway."),
+                e => e.into(),
+            })?;
+            report(ctx.json, serde_json::json!({"revoked": id.to_string()}), &format!("revoked API key {id}"));
+        }
+        Command::Integrations(IntegrationsCmd::List) => {
+            let list = p.list_integrations().await?;
+            if ctx.json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|i| {
+                        let mut d = serde_json::to_value(IntegrationDto::new(i, &public)).unwrap_or_default();
+                        d["clientId"] = serde_json::json!(i.settings.client_id);
+                        d["secretKeySet"] = serde_json::json!(i.settings.secret_key.is_some());
+                        d["webhookSecretSet"] = serde_json::json!(i.settings.webhook_secret.is_some());
+                        d["scope"] = serde_json::json!(i.settings.scope.as_str());
+                        d
+                    })
+                    .collect();
+                output::json(&v);
+            } else {
+                output::table(
+                    &["key", "name", "mode", "enabled", "client id", "secret key", "webhook secret", "scope"],
+                    list.iter()
+                        .map(|i| {
+                            vec![
+                                i.definition.key.to_owned(),
+                                i.definition.name.to_owned(),
+                                format!("{:?}", i.definition.mode).to_lowercase(),
+                                i.settings.enabled.to_string(),
+                                i.settings.client_id.clone().unwrap_or_else(|| "-".into()),
+                                if i.settings.secret_key.is_some() { "set (encrypted)".into() } else { "-".into() },
+                                if i.settings.webhook_secret.is_some() { "set (encrypted)".into() } else { "-".into() },
+                                i.settings.scope.to_string(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Command::Integrations(IntegrationsCmd::Set { key, client_id, secret_key, webhook_secret, scope }) => {
+            let update = IntegrationUpdate {
+                client_id: client_id.clone(),
+                secret_key: secret_key.clone().map(|s| secret_arg(s, "secret key")).transpose()?,
+                webhook_secret: webhook_secret.clone().map(|s| secret_arg(s, "webhook secret")).transpose()?,
+                scope: scope.as_deref().map(|s| s.parse::<Scope>().map_err(|e| anyhow!(e))).transpose()?,
+            };
+            let i = p.update_integration(key, update).await?;
+            let hint = if i.settings.enabled || !i.settings.is_configured() { String::new() } else { format!("\nEnable it with: tributary integrations enable {key}") };
+            report(ctx.json, serde_json::json!({"key": key, "enabled": i.settings.enabled, "configured": i.settings.is_configured()}), &format!("updated {key} ({}){hint}", i.definition.name));
+        }
+        Command::Integrations(IntegrationsCmd::Enable { key }) | Command::Integrations(IntegrationsCmd::Disable { key }) => {
+            let enable = matches!(cli.command, Command::Integrations(IntegrationsCmd::Enable { .. }));
+            let i = p.set_integration_enabled(key, enable).await?;
+            report(ctx.json, serde_json::json!({"key": key, "enabled": i.settings.enabled}), &format!("{key} ({}) {}", i.definition.name, if enable { "enabled" } else { "disabled" }));
+        }
+        Command::Companies(CompaniesCmd::Create { name, description, tags }) => {
+            let mut map = BTreeMap::new();
+            for t in tags {
+                let (k, v) = t.split_once('=').ok_or_else(|| anyhow!("--tag must be KEY=VALUE, got '{t}'"))?;
+                map.insert(k.to_owned(), v.to_owned());
+            }
+            let view = p.create_company(CompanyFields::new(name, description.clone(), map)?).await?;
+            let dto = CompanyDto::new(view, &public);
+            if ctx.json {
+                output::json(&dto);
+            } else {
+                output::fields(&[("id", dto.id.to_string()), ("name", dto.name.clone()), ("link", dto.redirect.clone())]);
+            }
+        }
+        Command::Companies(CompaniesCmd::List { query, order_by, page, page_size }) => {
+            let q = ListQuery::from_params(&QUERY_SCHEMA, Some(*page), Some(*page_size), query.as_deref(), order_by.as_deref())?;
+            let page = p.list_companies(q, None).await?;
+            let total = page.total;
+            let items: Vec<CompanyDto> = page.items.into_iter().map(|c| CompanyDto::new(c, &public)).collect();
+            if ctx.json {
+                output::json(&items);
+            } else {
+                output::table(
+                    &["id", "name", "connections", "created", "tags"],
+                    items
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.id.to_string(),
+                                c.name.clone(),
+                                c.data_connections.iter().map(|d| format!("{} {}", d.integration_key, d.status)).collect::<Vec<_>>().join(", "),
+                                c.created.clone(),
+                                c.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                            ]
+                        })
+                        .collect(),
+                );
+                println!("{} of {total} companies", items.len());
+            }
+        }
+        Command::Companies(CompaniesCmd::Show { id }) => {
+            let view = p.get_company(parse_id::<CompanyId>(id, "company id")?).await?;
+            let dto = CompanyDto::new(view, &public);
+            if ctx.json {
+                output::json(&dto);
+            } else {
+                output::fields(&[
+                    ("id", dto.id.to_string()),
+                    ("name", dto.name.clone()),
+                    ("description", dto.description.clone().unwrap_or_default()),
+                    ("created", dto.created.clone()),
+                    ("link", dto.redirect.clone()),
+                    ("tags", dto.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")),
+                ]);
+                if !dto.data_connections.is_empty() {
+                    println!();
+                    connection_table(&dto.data_connections);
+                }
+            }
+        }
+        Command::Companies(CompaniesCmd::Delete { id }) => {
+            let id: CompanyId = parse_id(id, "company id")?;
+            p.delete_company(id).await?;
+            report(ctx.json, serde_json::json!({"deleted": id.to_string()}), &format!("deleted company {id} with its connections and data"));
+        }
+        Command::Connections(ConnectionsCmd::Create { company_id, platform_key }) => {
+            let c = p.create_connection(parse_id(company_id, "company id")?, platform_key).await?;
+            let dto = ConnectionDto::new(c, &public);
+            if ctx.json {
+                output::json(&dto);
+            } else {
+                output::fields(&[("id", dto.id.to_string()), ("status", dto.status.clone()), ("linkUrl", dto.link_url.clone())]);
+            }
+        }
+        Command::Connections(ConnectionsCmd::List { company_id }) => {
+            let page = p.list_connections(parse_id(company_id, "company id")?, &ListQuery { page: tributary_domain::paging::PageRequest { page: 1, page_size: 5000 }, ..Default::default() }).await?;
+            let items: Vec<ConnectionDto> = page.items.into_iter().map(|c| ConnectionDto::new(c, &public)).collect();
+            if ctx.json {
+                output::json(&items);
+            } else {
+                connection_table(&items);
+            }
+        }
+        Command::Connections(ConnectionsCmd::Show { id }) | Command::Connections(ConnectionsCmd::Unlink { id }) | Command::Connections(ConnectionsCmd::Delete { id }) => {
+            let id: ConnectionId = parse_id(id, "connection id")?;
+            let c = p.repositories().connections.find(id).await?.ok_or_else(|| anyhow!("Data connection {id} not found"))?;
+            match &cli.command {
+                Command::Connections(ConnectionsCmd::Show { .. }) => {
+                    let dto = ConnectionDto::new(c, &public);
+                    if ctx.json {
+                        output::json(&dto);
+                    } else {
+                        output::fields(&[
+                            ("id", dto.id.to_string()),
+                            ("integration", format!("{} ({})", dto.platform_name, dto.integration_key)),
+                            ("status", dto.status.clone()),
+                            ("stripe account", dto.connection_info.as_ref().and_then(|i| i.get("stripeAccountId").cloned()).unwrap_or_else(|| "-".into())),
+                            ("created", dto.created.clone()),
+                            ("last sync", dto.last_sync.clone().unwrap_or_else(|| "never".into())),
+                            ("linkUrl", dto.link_url.clone()),
+                        ]);
+                        if dto.data_connection_errors.is_empty() {
+                            println!("errors          none");
+                        } else {
+                            output::table(
+                                &["when", "status", "message"],
+                                dto.data_connection_errors.iter().map(|e| vec![e.errored_on_utc.clone(), e.status_code.clone(), e.error_message.clone()]).collect(),
+                            );
+                        }
+                    }
+                }
+                Command::Connections(ConnectionsCmd::Unlink { .. }) => {
+                    let c = p.set_connection_status(c.company_id, id, ConnectionStatus::Unlinked).await?;
+                    report(ctx.json, serde_json::to_value(ConnectionDto::new(c, &public))?, &format!("connection {id} unlinked (its data is kept)"));
+                }
+                _ => {
+                    p.delete_connection(c.company_id, id).await?;
+                    report(ctx.json, serde_json::json!({"deleted": id.to_string()}), &format!("deleted connection {id} and its data"));
+                }
+            }
+        }
+        Command::Keys(KeysCmd::Rotate { new_key }) => {
+            let configured = tributary_api::cipher_from(&ctx.settings)?;
+            let (new_cipher, announce) = match new_key {
+                Some(k) => {
+                    let text = secret_arg(k.clone(), "new key")?;
+                    let bytes = decode_master_key(text.expose_secret()).context("--new-key")?;
+                    (AesGcmCipher::new(&bytes, &[]), true)
+                }
+                None => {
+                    let current = decode_master_key(ctx.settings.master_key.as_deref().unwrap_or_default())?;
+                    (AesGcmCipher::new(&current, &[]), false)
+                }
+            };
+            let n = p.rotate_secrets(&configured, &new_cipher).await?;
+            let msg = if announce {
+                format!("re-encrypted {n} secrets under key {}. Now set master_key to the new key (and keep the old one in previous_master_keys until every server has restarted).", new_cipher.current_key_id())
+            } else {
+                format!("re-encrypted {n} secrets under the configured master_key (key {}); previous_master_keys can now be removed.", new_cipher.current_key_id())
+            };
+            report(ctx.json, serde_json::json!({"reencrypted": n, "keyId": new_cipher.current_key_id()}), &msg);
+        }
+        Command::Keys(KeysCmd::Generate) | Command::Demo { .. } => unreachable!("handled before opening the store"),
+    }
+    Ok(())
+}
+
+fn connection_table(items: &[ConnectionDto]) {
+    output::table(
+        &["id", "integration", "status", "stripe account", "created", "linkUrl"],
+        items
+            .iter()
+            .map(|c| {
+                vec![
+                    c.id.to_string(),
+                    c.integration_key.clone(),
+                    c.status.clone(),
+                    c.connection_info.as_ref().and_then(|i| i.get("stripeAccountId").cloned()).unwrap_or_else(|| "-".into()),
+                    c.created.clone(),
+                    c.link_url.clone(),
+                ]
+            })
+            .collect(),
+    );
+}
+
+fn report(json: bool, value: serde_json::Value, text: &str) {
+    if json {
+        output::json(&value);
+    } else {
+        println!("{text}");
+    }
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
