@@ -1,0 +1,96 @@
+//! Test support: a real server on a free port over a temporary SQLite file, and an HTTP client.
+
+#![allow(dead_code)]
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tributary_api::crypto::AesGcmCipher;
+use tributary_api::store::Store;
+use tributary_domain::service::{IntegrationUpdate, Platform};
+
+pub struct TestServer {
+    pub base: String,
+    pub key: String,
+    pub client: reqwest::Client,
+    pub platform: Platform,
+    pub _dir: tempfile::TempDir,
+    pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub const MASTER: [u8; 32] = [42; 32];
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = Store::open(&url).await.unwrap();
+        let platform = tributary_api::platform(&store, AesGcmCipher::new(&MASTER, &[]));
+        let key = tributary_api::generate_api_key();
+        platform.create_api_key(Some("test".into()), &key).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let public = base.clone();
+        tokio::spawn(async move {
+            tributary_api::serve_on(listener, &store, AesGcmCipher::new(&MASTER, &[]), public, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { base, key: key.expose_secret().to_owned(), client: reqwest::Client::new(), platform, _dir: dir, shutdown: Some(tx) }
+    }
+
+    pub fn auth(&self) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&self.key))
+    }
+
+    pub async fn enable_stripe_test(&self) {
+        self.platform
+            .update_integration(
+                "yzth",
+                IntegrationUpdate { client_id: Some("ca_test".into()), secret_key: Some(SecretString::from("sk_test_123")), ..Default::default() },
+            )
+            .await
+            .unwrap();
+        self.platform.set_integration_enabled("yzth", true).await.unwrap();
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("Authorization", self.auth());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn company(&self, name: &str) -> String {
+        let (s, c) = self.post("/companies", serde_json::json!({"name": name})).await;
+        assert_eq!(s, 200, "{c}");
+        c["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Asserts a body is Codat's error envelope with the status, and returns its message.
+pub fn assert_envelope(status: u16, body: &Value, want: u16) -> String {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["statusCode"], want, "{body}");
+    assert_eq!(body["service"], "PublicApi");
+    assert!(body["correlationId"].as_str().is_some_and(|c| c.len() == 32), "{body}");
+    assert!(body["canBeRetried"].is_string());
+    assert_eq!(body["detailedErrorCode"], 0);
+    body["error"].as_str().unwrap().to_owned()
+}

@@ -1,0 +1,329 @@
+//! The Platform API over HTTP, as a Codat client sees it: status codes, shapes and errors.
+
+mod common;
+
+use common::{assert_envelope, TestServer};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn requests_without_a_key_or_with_a_wrong_key_get_401_in_codats_envelope() {
+    let s = TestServer::start().await;
+    let res = s.client.get(format!("{}/companies", s.base)).send().await.unwrap();
+    let header = res.headers().get("correlation-id").unwrap().to_str().unwrap().to_owned();
+    let ct = res.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+    let status = res.status().as_u16();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(assert_envelope(status, &body, 401), "Unauthorized");
+    assert_eq!(body["correlationId"], header, "the header and the body carry the same id");
+    assert!(ct.starts_with("application/json"));
+    for auth in ["Basic d3Jvbmc=", "Bearer abc", "Basic !!!", &format!("Basic {}", "x".repeat(10))] {
+        let res = s.client.get(format!("{}/integrations", s.base)).header("Authorization", auth).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401, "{auth}");
+    }
+    let res = s.client.get(format!("{}/health", s.base)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "health needs no key");
+}
+
+#[tokio::test]
+async fn company_lifecycle_uses_codats_status_codes() {
+    let s = TestServer::start().await;
+    let (st, c) = s.post("/companies", json!({"name": "Company (Codat[1])", "description": "ref-9", "tags": {"region": "uk"}})).await;
+    assert_eq!(st, 200, "create is 200, not 201");
+    assert_eq!(c["name"], "Company Codat1", "forbidden characters removed");
+    assert_eq!(c["redirect"], format!("{}/link/{}", s.base, c["id"].as_str().unwrap()));
+    assert_eq!(c["tags"]["region"], "uk");
+    assert!(c["created"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(c["dataConnections"], json!([]));
+    let id = c["id"].as_str().unwrap();
+
+    let (st, got) = s.get(&format!("/companies/{id}")).await;
+    assert_eq!((st, &got["name"]), (200, &json!("Company Codat1")));
+
+    let (st, patched) = s.call(Method::PATCH, &format!("/companies/{id}"), Some(json!({"name": "Renamed"}))).await;
+    assert_eq!(st, 200);
+    assert_eq!((&patched["name"], &patched["description"], &patched["tags"]["region"]), (&json!("Renamed"), &json!("ref-9"), &json!("uk")));
+
+    let (st, replaced) = s.call(Method::PUT, &format!("/companies/{id}"), Some(json!({"name": "Replaced"}))).await;
+    assert_eq!(st, 200);
+    assert_eq!((&replaced["description"], &replaced["tags"]), (&json!(null), &json!({})), "PUT clears what it does not set");
+
+    let (st, body) = s.call(Method::DELETE, &format!("/companies/{id}"), None).await;
+    assert_eq!((st, body), (204, serde_json::Value::Null));
+    let (st, body) = s.get(&format!("/companies/{id}")).await;
+    assert!(assert_envelope(st, &body, 404).contains(id));
+}
+
+#[tokio::test]
+async fn bad_input_gets_400s_that_say_what_is_wrong() {
+    let s = TestServer::start().await;
+    let (st, b) = s.post("/companies", json!({"description": "no name"})).await;
+    assert!(assert_envelope(st, &b, 400).contains("name"));
+    let (st, b) = s.post("/companies", json!({"name": "[]()"})).await;
+    assert_envelope(st, &b, 400);
+    let tags: serde_json::Map<_, _> = (0..11).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let (st, b) = s.post("/companies", json!({"name": "A", "tags": tags})).await;
+    assert!(assert_envelope(st, &b, 400).contains("At most 10 tags"));
+    assert!(b["validation"]["errors"][0]["message"].is_string());
+    let (st, b) = s.post("/companies", json!({"name": "A", "tags": {"k".repeat(28): "v"}})).await;
+    assert_envelope(st, &b, 400);
+
+    let res = s.client.post(format!("{}/companies", s.base)).header("Authorization", s.auth()).body("{not json").send().await.unwrap();
+    let st = res.status().as_u16();
+    let b: serde_json::Value = res.json().await.unwrap();
+    assert!(assert_envelope(st, &b, 400).contains("not valid"));
+
+    let (st, b) = s.get("/companies/not-a-uuid").await;
+    assert!(assert_envelope(st, &b, 400).contains("not-a-uuid"));
+    let (st, b) = s.get("/companies?query=name%3D").await;
+    assert!(assert_envelope(st, &b, 400).starts_with("Error parsing query - "));
+    let (st, b) = s.get("/companies?query=colour%3Dred").await;
+    assert_eq!(assert_envelope(st, &b, 400), "Error parsing query - Could not resolve property colour on Company");
+    let (st, b) = s.get("/companies?orderBy=-colour").await;
+    assert!(assert_envelope(st, &b, 400).contains("colour"));
+    let (st, b) = s.get("/companies?pageSize=5001").await;
+    assert!(assert_envelope(st, &b, 400).contains("pageSize"));
+    let (st, b) = s.get("/companies?page=zero").await;
+    assert!(assert_envelope(st, &b, 400).contains("page"));
+    let (st, b) = s.get("/nope").await;
+    assert_envelope(st, &b, 404);
+    let (st, b) = s.call(Method::DELETE, "/companies", None).await;
+    assert_envelope(st, &b, 405);
+}
+
+#[tokio::test]
+async fn company_lists_page_with_relative_links_query_order_and_tags() {
+    let s = TestServer::start().await;
+    for i in 0..5 {
+        let (st, _) = s.post("/companies", json!({"name": format!("Shop {i}"), "tags": {"region": if i % 2 == 0 { "uk" } else { "us" }}})).await;
+        assert_eq!(st, 200);
+    }
+    let (st, p) = s.get("/companies?page=2&pageSize=2").await;
+    assert_eq!(st, 200);
+    assert_eq!((p["pageNumber"].as_u64(), p["pageSize"].as_u64(), p["totalResults"].as_u64()), (Some(2), Some(2), Some(5)));
+    assert_eq!(p["results"].as_array().unwrap().len(), 2);
+    assert_eq!(p["_links"]["self"]["href"], "/companies");
+    assert_eq!(p["_links"]["current"]["href"], "/companies?page=2&pageSize=2");
+    assert_eq!(p["_links"]["next"]["href"], "/companies?page=3&pageSize=2");
+    assert_eq!(p["_links"]["previous"]["href"], "/companies?page=1&pageSize=2");
+    let (_, last) = s.get("/companies?page=3&pageSize=2").await;
+    assert!(last["_links"].get("next").is_none(), "no next on the last page");
+    let (_, first) = s.get("/companies?pageSize=2").await;
+    assert!(first["_links"].get("previous").is_none(), "no previous on the first page");
+
+    let (_, q) = s.get("/companies?query=name%3DShop%203%20%7C%7C%20name%3DShop%201&orderBy=-name").await;
+    let names: Vec<_> = q["results"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["Shop 3", "Shop 1"]);
+    assert_eq!(q["_links"]["current"]["href"], "/companies?page=1&pageSize=100&query=name%3DShop%203%20%7C%7C%20name%3DShop%201&orderBy=-name");
+
+    let (_, t) = s.get("/companies?tags=region%3Duk").await;
+    assert_eq!(t["totalResults"], 3);
+    let (_, t) = s.get("/companies?tags=region%3Duk&query=name~shop%200").await;
+    assert_eq!(t["totalResults"], 1);
+}
+
+#[tokio::test]
+async fn connections_are_created_pending_listed_unlinked_only_when_linked_and_deleted_with_200() {
+    let s = TestServer::start().await;
+    let company = s.company("Merchant").await;
+    let (st, b) = s.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    assert!(assert_envelope(st, &b, 400).contains("not enabled"), "a disabled integration cannot be linked");
+    s.enable_stripe_test().await;
+    let (st, c) = s.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["status"], "PendingAuth");
+    assert_eq!(c["integrationKey"], "yzth");
+    assert_eq!(c["platformName"], "Stripe Test");
+    assert_eq!(c["sourceType"], "Commerce");
+    for f in ["id", "integrationId", "sourceId", "linkUrl", "created"] {
+        assert!(c[f].is_string(), "{f} missing: {c}");
+    }
+    let conn = c["id"].as_str().unwrap();
+    assert_eq!(c["linkUrl"], format!("{}/link/{company}/connections/{conn}/start", s.base));
+
+    let (st, b) = s.post(&format!("/companies/{company}/connections"), json!({"platformKey": "zzzz"})).await;
+    assert!(assert_envelope(st, &b, 404).contains("zzzz"));
+    let (st, b) = s.post(&format!("/companies/{company}/connections"), json!({})).await;
+    assert!(assert_envelope(st, &b, 400).contains("platformKey"));
+
+    let (_, list) = s.get(&format!("/companies/{company}/connections?query=status%3DPendingAuth")).await;
+    assert_eq!(list["totalResults"], 1);
+    let (_, co) = s.get(&format!("/companies/{company}")).await;
+    assert_eq!(co["dataConnections"][0]["id"], conn);
+    let (_, filtered) = s.get("/companies?query=dataConnections.status%3DPendingAuth").await;
+    assert_eq!(filtered["totalResults"], 1);
+
+    let (st, b) = s.call(Method::PATCH, &format!("/companies/{company}/connections/{conn}"), Some(json!({"status": "Unlinked"}))).await;
+    assert!(assert_envelope(st, &b, 400).contains("PendingAuth"), "only linked connections can be unlinked");
+
+    let other = s.company("Other").await;
+    let (st, b) = s.get(&format!("/companies/{other}/connections/{conn}")).await;
+    assert_envelope(st, &b, 404);
+
+    let (st, body) = s.call(Method::DELETE, &format!("/companies/{company}/connections/{conn}"), None).await;
+    assert_eq!((st, body), (200, serde_json::Value::Null), "DELETE connection is 200 with an empty body");
+    let (st, b) = s.get(&format!("/companies/{company}/connections/{conn}")).await;
+    assert_envelope(st, &b, 404);
+}
+
+#[tokio::test]
+async fn a_linked_connection_unlinks_and_company_delete_removes_its_connections() {
+    let s = TestServer::start().await;
+    s.enable_stripe_test().await;
+    let company = s.company("Merchant").await;
+    let (_, c) = s.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    let conn: tributary_domain::ids::ConnectionId = c["id"].as_str().unwrap().parse().unwrap();
+    // Linking arrives with the Link flow; here the connection is marked linked through the port.
+    let repos = s.platform.repositories();
+    let mut stored = repos.connections.find(conn).await.unwrap().unwrap();
+    stored.status = tributary_domain::model::connection::ConnectionStatus::Linked;
+    stored.source_account = Some("acct_123".into());
+    repos.connections.update(&stored).await.unwrap();
+
+    let (st, u) = s.call(Method::PATCH, &format!("/companies/{company}/connections/{conn}"), Some(json!({"status": "Unlinked"}))).await;
+    assert_eq!(st, 200, "{u}");
+    assert_eq!(u["status"], "Unlinked");
+    assert_eq!(u["connectionInfo"]["stripeAccountId"], "acct_123");
+    let (st, _) = s.call(Method::DELETE, &format!("/companies/{company}"), None).await;
+    assert_eq!(st, 204);
+    assert!(repos.connections.find(conn).await.unwrap().is_none(), "connections go with their company");
+}
+
+#[tokio::test]
+async fn integrations_list_get_and_branding() {
+    let s = TestServer::start().await;
+    let (st, l) = s.get("/integrations").await;
+    assert_eq!(st, 200);
+    assert_eq!(l["totalResults"], 2);
+    let keys: Vec<_> = l["results"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["exgd", "yzth"]);
+    let (_, i) = s.get("/integrations/yzth").await;
+    assert_eq!((&i["name"], &i["enabled"], &i["sourceType"]), (&json!("Stripe Test"), &json!(false), &json!("Commerce")));
+    let feats = i["datatypeFeatures"].as_array().unwrap();
+    assert_eq!(feats.len(), 11);
+    let released = feats.iter().filter(|f| f["supportedFeatures"][0]["featureState"] == "Release").count();
+    assert_eq!(released, 6);
+    let (_, q) = s.get("/integrations?query=name~test").await;
+    assert_eq!(q["totalResults"], 1);
+    let (_, o) = s.get("/integrations?orderBy=-key").await;
+    assert_eq!(o["results"][0]["key"], "yzth");
+    let (st, b) = s.get("/integrations/abcd").await;
+    assert_envelope(st, &b, 404);
+    let (st, br) = s.get("/integrations/exgd/branding").await;
+    assert_eq!(st, 200);
+    let logo = br["logo"]["full"]["image"]["src"].as_str().unwrap();
+    let res = s.client.get(logo).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "the logo is served without a key");
+    assert_eq!(res.headers()["content-type"], "image/svg+xml");
+}
+
+#[tokio::test]
+async fn profile_and_sync_settings_round_trip() {
+    let s = TestServer::start().await;
+    let (st, p) = s.get("/profile").await;
+    assert_eq!((st, &p["name"]), (200, &json!("Tributary")));
+    let (st, p) = s.call(Method::PUT, "/profile", Some(json!({"name": "Lender", "redirectUrl": "https://example.com/done/{companyId}"}))).await;
+    assert_eq!((st, &p["redirectUrl"]), (200, &json!("https://example.com/done/{companyId}")));
+    let (st, b) = s.call(Method::PUT, "/profile", Some(json!({"name": "x", "redirectUrl": "ftp://x"}))).await;
+    assert_envelope(st, &b, 400);
+
+    let (st, ss) = s.get("/profile/syncSettings").await;
+    assert_eq!(st, 200);
+    assert_eq!(ss["overridesDefaults"], false);
+    assert_eq!(ss["settings"].as_array().unwrap().len(), 11);
+    let mut settings = ss["settings"].clone();
+    settings[0]["syncSchedule"] = json!(6);
+    let (st, _) = s.post("/profile/syncSettings", json!({"clientId": ss["clientId"], "settings": settings, "overridesDefaults": true})).await;
+    assert_eq!(st, 204);
+    let (_, ss2) = s.get("/profile/syncSettings").await;
+    assert_eq!((&ss2["settings"][0]["syncSchedule"], &ss2["overridesDefaults"]), (&json!(6), &json!(true)));
+    let (st, b) = s.post("/profile/syncSettings", json!({"clientId": uuid::Uuid::new_v4(), "settings": [], "overridesDefaults": true})).await;
+    assert!(assert_envelope(st, &b, 400).contains("clientId"));
+    let (st, b) = s.post("/profile/syncSettings", json!({"clientId": ss["clientId"], "settings": [{"dataType": "invoices", "fetchOnFirstLink": true, "syncSchedule": 1, "syncOrder": 0}], "overridesDefaults": true})).await;
+    assert_envelope(st, &b, 400);
+
+    let company = s.company("C").await;
+    let (st, cs) = s.get(&format!("/companies/{company}/syncSettings")).await;
+    assert_eq!((st, &cs["overridesDefaults"], &cs["settings"][0]["syncSchedule"]), (200, &json!(false), &json!(6)), "inherits the client's settings");
+    let mut mine = cs["settings"].clone();
+    mine[0]["syncSchedule"] = json!(1);
+    let (st, _) = s.post(&format!("/companies/{company}/syncSettings"), json!({"companyId": company, "settings": mine, "overridesDefaults": true})).await;
+    assert_eq!(st, 204);
+    let (_, cs2) = s.get(&format!("/companies/{company}/syncSettings")).await;
+    assert_eq!((&cs2["overridesDefaults"], &cs2["settings"][0]["syncSchedule"]), (&json!(true), &json!(1)));
+    let (st, b) = s.get(&format!("/companies/{}/syncSettings", uuid::Uuid::new_v4())).await;
+    assert_envelope(st, &b, 404);
+}
+
+#[tokio::test]
+async fn api_keys_are_created_with_201_shown_once_limited_to_ten_and_the_last_is_kept() {
+    let s = TestServer::start().await;
+    let (st, k) = s.call(Method::POST, "/apiKeys", Some(json!({"name": "second"}))).await;
+    assert_eq!(st, 201);
+    let value = k["apiKey"].as_str().unwrap().to_owned();
+    assert_eq!(value.len(), 40);
+    let res = s
+        .client
+        .get(format!("{}/companies", s.base))
+        .header("Authorization", format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &value)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "the new key works");
+    let (_, list) = s.get("/apiKeys").await;
+    let results = list["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r.get("apiKey").is_none()), "values are never listed");
+    for _ in 0..8 {
+        assert_eq!(s.call(Method::POST, "/apiKeys", None).await.0, 201);
+    }
+    let (st, b) = s.call(Method::POST, "/apiKeys", None).await;
+    assert_envelope(st, &b, 409);
+    let (_, list) = s.get("/apiKeys").await;
+    let ids: Vec<String> = list["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    let (st, b) = s.call(Method::POST, "/apiKeys", Some(json!({"name": "n".repeat(51)}))).await;
+    assert_envelope(st, &b, 400);
+    // Delete all but the key this client uses (the first), then try to delete that one too.
+    for id in &ids[1..] {
+        assert_eq!(s.call(Method::DELETE, &format!("/apiKeys/{id}"), None).await.0, 204);
+    }
+    let (st, b) = s.call(Method::DELETE, &format!("/apiKeys/{}", ids[0]), None).await;
+    assert!(assert_envelope(st, &b, 409).contains("last"));
+    let (st, b) = s.call(Method::DELETE, &format!("/apiKeys/{}", uuid::Uuid::new_v4()), None).await;
+    assert_envelope(st, &b, 404);
+}
+
+#[tokio::test]
+async fn requests_with_octet_stream_content_type_and_no_body_are_accepted() {
+    // codat-commerce 0.35 and codat-platform 4.0 send this on GET and DELETE.
+    let s = TestServer::start().await;
+    let res = s
+        .client
+        .get(format!("{}/companies", s.base))
+        .header("Authorization", s.auth())
+        .header("content-type", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_committed_snapshot() {
+    let doc = serde_json::to_string_pretty(&tributary_api::http::openapi::document()).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.snapshot.json");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == doc,
+        "the OpenAPI document changed; review the difference and run `UPDATE_SNAPSHOTS=1 cargo test -p tributary-api --test platform_api openapi` to accept it"
+    );
+    let s = TestServer::start().await;
+    let served: serde_json::Value = s.client.get(format!("{}/openapi.json", s.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(served, serde_json::from_str::<serde_json::Value>(&doc).unwrap());
+    for p in ["/companies", "/companies/{companyId}/connections/{connectionId}", "/integrations/{platformKey}/branding", "/apiKeys"] {
+        assert!(served["paths"].get(p).is_some(), "{p} missing from the document");
+    }
+}

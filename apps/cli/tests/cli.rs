@@ -1,0 +1,178 @@
+//! The `tributary` CLI as an operator and a script use it.
+
+use std::process::{Command, Output};
+
+const KEY_A: &str = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="; // 32 × 'A'
+const KEY_B: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="; // 32 × 'B'
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn run(&self, master: Option<&str>, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TRIBUTARY_") {
+                c.env_remove(k);
+            }
+        }
+        c.current_dir(self.dir.path()).args(args);
+        if let Some(m) = master {
+            c.env("TRIBUTARY_MASTER_KEY", m);
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, master: Option<&str>, args: &[&str]) -> String {
+        let out = self.run(master, args);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, master: Option<&str>, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(master, &a)).unwrap()
+    }
+
+    /// Every byte the database holds on disk (main file and write-ahead log).
+    fn dump(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let p = entry.unwrap().path();
+            if p.file_name().unwrap().to_string_lossy().starts_with("tributary.db") {
+                all.extend(std::fs::read(p).unwrap());
+            }
+        }
+        all
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn api_keys_create_json_prints_id_and_key_once_and_list_never_shows_it() {
+    let e = Env::new();
+    let created = e.json(None, &["api-keys", "create", "--name", "ci"]);
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(key.len(), 40);
+    assert!(created["id"].as_str().unwrap().parse::<uuid::Uuid>().is_ok());
+    let listed = e.ok(None, &["--json", "api-keys", "list"]);
+    assert!(!listed.contains(key), "the key is shown only at creation");
+    assert!(listed.contains("ci"));
+    assert!(!contains(&e.dump(), key), "only the hash is stored");
+    let id = created["id"].as_str().unwrap();
+    let out = e.run(None, &["api-keys", "revoke", id]);
+    assert!(!out.status.success(), "the last key needs --force");
+    e.ok(None, &["api-keys", "revoke", id, "--force"]);
+}
+
+#[test]
+fn integration_secrets_are_never_in_the_database_in_clear() {
+    let e = Env::new();
+    e.ok(Some(KEY_A), &["integrations", "set", "yzth", "--client-id", "ca_test_1", "--secret-key", "sk_test_NOTINCLEAR", "--webhook-secret", "whsec_NOTINCLEAR"]);
+    e.ok(Some(KEY_A), &["integrations", "enable", "yzth"]);
+    let dump = e.dump();
+    assert!(!dump.is_empty());
+    assert!(!contains(&dump, "sk_test_"), "a dump holds no secret key in clear");
+    assert!(!contains(&dump, "whsec_NOTINCLEAR"));
+    let list = e.json(None, &["integrations", "list"]);
+    let yzth = list.as_array().unwrap().iter().find(|i| i["key"] == "yzth").unwrap();
+    assert_eq!((&yzth["enabled"], &yzth["secretKeySet"], &yzth["clientId"]), (&serde_json::json!(true), &serde_json::json!(true), &serde_json::json!("ca_test_1")));
+    assert!(!serde_json::to_string(&list).unwrap().contains("NOTINCLEAR"));
+}
+
+#[test]
+fn setting_a_secret_without_a_master_key_fails_clearly() {
+    let e = Env::new();
+    let out = e.run(None, &["integrations", "set", "yzth", "--secret-key", "sk_test_x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("master_key is not set"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+}
+
+#[test]
+fn companies_and_connections_round_trip_through_the_cli() {
+    let e = Env::new();
+    e.ok(Some(KEY_A), &["integrations", "set", "yzth", "--client-id", "ca_1", "--secret-key", "sk_test_1"]);
+    e.ok(None, &["integrations", "enable", "yzth"]);
+    let c = e.json(None, &["companies", "create", "Acme (UK)", "--tag", "region=uk", "--description", "ref"]);
+    assert_eq!(c["name"], "Acme UK");
+    let cid = c["id"].as_str().unwrap();
+    let conn = e.json(None, &["connections", "create", cid, "yzth"]);
+    assert_eq!(conn["status"], "PendingAuth");
+    let link = conn["linkUrl"].as_str().unwrap();
+    assert!(link.ends_with("/start"));
+    let human = e.ok(None, &["connections", "create", cid, "yzth"]);
+    assert!(human.contains("/start"), "create prints the linkUrl: {human}");
+    let conn_id = conn["id"].as_str().unwrap();
+    let show = e.ok(None, &["connections", "show", conn_id]);
+    assert!(show.contains("PendingAuth") && show.contains("Stripe Test"), "{show}");
+    let list = e.json(None, &["companies", "list", "--query", "name~acme"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let out = e.run(None, &["connections", "unlink", conn_id]);
+    assert!(!out.status.success(), "a pending connection cannot be unlinked");
+    e.ok(None, &["connections", "delete", conn_id]);
+    assert_eq!(e.json(None, &["connections", "list", cid]).as_array().unwrap().len(), 1);
+    e.ok(None, &["companies", "delete", cid]);
+    let out = e.run(None, &["companies", "show", cid]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: ") && err.trim().lines().count() == 1, "{err}");
+}
+
+#[tokio::test]
+async fn keys_rotate_re_encrypts_every_secret_under_the_new_key() {
+    let e = Env::new();
+    e.ok(Some(KEY_A), &["integrations", "set", "yzth", "--client-id", "ca_1", "--secret-key", "sk_test_rotate", "--webhook-secret", "whsec_rotate"]);
+    e.ok(Some(KEY_A), &["integrations", "set", "exgd", "--client-id", "ca_2", "--secret-key", "sk_live_rotate"]);
+    let out = e.json(Some(KEY_A), &["keys", "rotate", "--new-key", KEY_B]);
+    assert_eq!(out["reencrypted"], 3);
+
+    let url = format!("sqlite://{}/tributary.db", e.dir.path().display());
+    let store = tributary_api::store::Store::open(&url).await.unwrap();
+    let b = tributary_api::config::decode_master_key(KEY_B).unwrap();
+    let a = tributary_api::config::decode_master_key(KEY_A).unwrap();
+    let under_b = tributary_api::platform(&store, tributary_api::crypto::AesGcmCipher::new(&b, &[]));
+    use secrecy::ExposeSecret;
+    assert_eq!(under_b.platform_credentials("yzth").await.unwrap().secret_key.expose_secret(), "sk_test_rotate");
+    assert_eq!(under_b.platform_credentials("exgd").await.unwrap().secret_key.expose_secret(), "sk_live_rotate");
+    let under_a = tributary_api::platform(&store, tributary_api::crypto::AesGcmCipher::new(&a, &[]));
+    assert!(under_a.platform_credentials("yzth").await.is_err(), "the old key no longer opens anything");
+    store.close().await;
+
+    // The two-step flow: configure the new key with the old one as previous, then rotate.
+    let out = e.run(Some(KEY_A), &["keys", "rotate"]);
+    assert!(!out.status.success(), "secrets under an unconfigured key cannot be rotated");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    let status = c
+        .current_dir(e.dir.path())
+        .env("TRIBUTARY_MASTER_KEY", KEY_A)
+        .env("TRIBUTARY_PREVIOUS_MASTER_KEYS", KEY_B)
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("re-encrypted 3"));
+}
+
+#[test]
+fn migrate_creates_the_database_and_errors_are_one_line_with_non_zero_exit() {
+    let e = Env::new();
+    e.ok(None, &["migrate"]);
+    assert!(e.dir.path().join("tributary.db").exists());
+    let out = e.run(None, &["companies", "show", "not-a-uuid"]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1);
+    let out = e.run(None, &["keys", "generate"]);
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert!(tributary_api::config::decode_master_key(key.trim()).is_ok());
+}
