@@ -1,7 +1,7 @@
 //! Codat paging: `page` (1-based) and `pageSize` (1–5000, default 100), plus filter and order.
 
 use crate::error::DomainError;
-use crate::query::{parse_order_by, resolve, Filter, OrderBy, Schema};
+use crate::query::{Filter, OrderBy, Schema, parse_order_by, resolve};
 
 /// Default page size.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;

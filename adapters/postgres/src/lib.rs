@@ -1,1 +1,119 @@
-//! placeholder
+//! `tributary-postgres`: every repository port on PostgreSQL, the production store.
+//!
+//! Migrations are embedded and run by [`PgStore::migrate`]. Timestamps are `TIMESTAMPTZ` and
+//! documents `JSONB`; the query language is translated into parameterised SQL with `$n`
+//! placeholders (see `filter`). Limits that SQLite enforces inside one statement are enforced here
+//! under a table lock, so concurrent server instances cannot break them.
+
+mod api_keys;
+mod companies;
+mod connections;
+mod filter;
+mod integrations;
+mod profile;
+mod secrets;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tributary_domain::RepositoryError;
+use tributary_domain::ports::Repositories;
+
+/// Most connections one store keeps open.
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a caller waits for a free connection (or a new one) before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A PostgreSQL-backed store implementing every repository port.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at a `postgres://user[:password]@host[:port]/database` URL.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Backend`] when the URL is invalid (or not `postgres://`/`postgresql://`)
+    /// or the server cannot be reached; the message names user, host, port and database but never
+    /// the password.
+    pub async fn connect(url: &str) -> Result<Self, RepositoryError> {
+        // sqlx parses any scheme; a `sqlite://` or `mysql://` URL here is a configuration mistake.
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            // Only a plausible scheme is echoed, so a malformed URL cannot leak a password.
+            let scheme = url
+                .split_once("://")
+                .map(|(s, _)| s)
+                .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)))
+                .unwrap_or("(none)");
+            return Err(RepositoryError::Backend(format!(
+                "invalid PostgreSQL URL: expected postgres:// or postgresql://, got scheme {scheme}"
+            )));
+        }
+        let opts = PgConnectOptions::from_str(url).map_err(|e| RepositoryError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        let target = format!(
+            "postgres://{}@{}:{}/{}",
+            opts.get_username(),
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap_or(opts.get_username())
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(opts)
+            .await
+            .map_err(|e| RepositoryError::Backend(format!("cannot connect to PostgreSQL at {target}: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Backend`] when a migration fails.
+    pub async fn migrate(&self) -> Result<(), RepositoryError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// Every repository port, backed by this store.
+    pub fn repositories(&self) -> Repositories {
+        let s = Arc::new(self.clone());
+        Repositories {
+            companies: s.clone(),
+            connections: s.clone(),
+            integrations: s.clone(),
+            api_keys: s.clone(),
+            profile: s.clone(),
+            secrets: s,
+        }
+    }
+
+    /// The underlying pool (for tests and diagnostics).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn backend(e: sqlx::Error) -> RepositoryError {
+    RepositoryError::Backend(e.to_string())
+}
+
+/// Maps a failed write: unique violations become `Conflict`, foreign-key violations `NotFound`
+/// (the referenced row is missing), anything else `Backend`.
+pub(crate) fn write_error(e: sqlx::Error, conflict: impl FnOnce() -> String, missing: impl FnOnce() -> String) -> RepositoryError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(conflict()),
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => RepositoryError::NotFound(missing()),
+        e => backend(e),
+    }
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid, RepositoryError> {
+    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::Backend(format!("corrupt id {s}: {e}")))
+}

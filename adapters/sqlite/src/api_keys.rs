@@ -1,13 +1,13 @@
 //! `ApiKeyRepository` on SQLite. Limits are enforced inside single statements, which SQLite runs
 //! under its write lock, so concurrent creators cannot exceed them.
 
-use crate::{backend, from_micros, parse_uuid, to_micros, SqliteStore};
+use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use sqlx::Row;
+use tributary_domain::RepositoryError;
 use tributary_domain::ids::ApiKeyId;
 use tributary_domain::model::api_key::ApiKey;
 use tributary_domain::ports::{ApiKeyDeletion, ApiKeyRepository};
-use tributary_domain::RepositoryError;
 
 fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, RepositoryError> {
     Ok(ApiKey {
@@ -21,17 +21,19 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, RepositoryError> {
 #[async_trait]
 impl ApiKeyRepository for SqliteStore {
     async fn insert_limited(&self, key: &ApiKey, max: usize) -> Result<(), RepositoryError> {
-        let done = sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, created) SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM api_keys) < ?",
-        )
-        .bind(key.id.to_string())
-        .bind(&key.name)
-        .bind(&key.hash)
-        .bind(to_micros(key.created))
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        let done =
+            sqlx::query("INSERT INTO api_keys (id, name, hash, created) SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM api_keys) < ?")
+                .bind(key.id.to_string())
+                .bind(&key.name)
+                .bind(&key.hash)
+                .bind(to_micros(key.created))
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e {
+                    sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(format!("API key {} exists", key.id)),
+                    e => backend(e),
+                })?;
         if done.rows_affected() == 0 {
             return Err(RepositoryError::Conflict(format!("at most {max} API keys")));
         }

@@ -1,15 +1,15 @@
 //! `CompanyRepository` on SQLite.
 
-use crate::filter::{render, render_order, render_tags, Column, Sql};
-use crate::{backend, from_micros, parse_uuid, to_micros, SqliteStore};
+use crate::filter::{Column, Sql, render, render_order, render_tags};
+use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use sqlx::Row;
 use std::collections::BTreeMap;
+use tributary_domain::RepositoryError;
 use tributary_domain::ids::CompanyId;
 use tributary_domain::model::company::Company;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::CompanyRepository;
-use tributary_domain::RepositoryError;
 
 fn columns(field: &str) -> Option<Column> {
     const DC: &str = "connections dc";
@@ -31,11 +31,7 @@ fn columns(field: &str) -> Option<Column> {
 }
 
 async fn write_tags(tx: &mut sqlx::SqliteConnection, company: &Company) -> Result<(), RepositoryError> {
-    sqlx::query("DELETE FROM company_tags WHERE company_id = ?")
-        .bind(company.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+    sqlx::query("DELETE FROM company_tags WHERE company_id = ?").bind(company.id.to_string()).execute(&mut *tx).await.map_err(backend)?;
     for (k, v) in &company.tags {
         sqlx::query("INSERT INTO company_tags (company_id, key, value) VALUES (?, ?, ?)")
             .bind(company.id.to_string())
@@ -103,11 +99,8 @@ impl CompanyRepository for SqliteStore {
     }
 
     async fn get(&self, id: CompanyId) -> Result<Option<Company>, RepositoryError> {
-        let row = sqlx::query("SELECT * FROM companies WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT * FROM companies WHERE id = ?").bind(id.to_string()).fetch_optional(&self.pool).await.map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let mut c = company_from_row(&row)?;
         c.tags = self.tags_for(&[id.to_string()]).await?.remove(&id.to_string()).unwrap_or_default();
@@ -133,11 +126,7 @@ impl CompanyRepository for SqliteStore {
 
     async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError> {
         // Connections, tags and settings go with the company through ON DELETE CASCADE.
-        let done = sqlx::query("DELETE FROM companies WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let done = sqlx::query("DELETE FROM companies WHERE id = ?").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -153,10 +142,7 @@ impl CompanyRepository for SqliteStore {
             render_tags(&mut where_sql, t, "c");
         }
         let count_sql = format!("SELECT COUNT(*) FROM companies c{}", where_sql.text);
-        let total: i64 = sqlx::query_scalar_with(&count_sql, where_sql.args.clone())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+        let total: i64 = sqlx::query_scalar_with(&count_sql, where_sql.args.clone()).fetch_one(&self.pool).await.map_err(backend)?;
 
         let mut sql = Sql { text: format!("SELECT c.* FROM companies c{}", where_sql.text), args: where_sql.args };
         render_order(&mut sql, query.order_by.as_ref(), columns, "c.created ASC", "c.id");

@@ -1,16 +1,16 @@
 //! `ConnectionRepository` on SQLite.
 
-use crate::filter::{render, render_order, Column, Sql};
-use crate::{backend, from_micros, parse_uuid, to_micros, SqliteStore};
+use crate::filter::{Column, Sql, render, render_order};
+use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use sqlx::Row;
+use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::connection::Connection;
 use tributary_domain::model::integration::definition;
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::ConnectionRepository;
-use tributary_domain::RepositoryError;
 
 fn columns(field: &str) -> Option<Column> {
     Some(Column::Scalar(match field {

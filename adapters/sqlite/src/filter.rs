@@ -3,8 +3,8 @@
 
 use crate::to_micros;
 use rust_decimal::prelude::ToPrimitive;
-use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
+use sqlx::sqlite::SqliteArguments;
 use tributary_domain::query::{Condition, FieldType, Filter, Op, OrderBy, Value};
 
 /// Where a query field lives.
@@ -55,7 +55,7 @@ impl Sql {
 
 fn like_pattern(s: &str) -> String {
     let mut out = String::from("%");
-    for c in s.to_lowercase().chars() {
+    for c in s.to_ascii_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -68,6 +68,7 @@ fn like_pattern(s: &str) -> String {
 fn comparison(sql: &mut Sql, column: &str, c: &Condition) {
     match c.op {
         Op::Contains => {
+            // SQLite folds ASCII letters only; Postgres and the in-memory evaluator do the same.
             sql.push(&format!("LOWER({column}) LIKE "));
             let Value::String(s) = &c.value else { unreachable!("~ is only allowed on text") };
             sql.bind_text(like_pattern(s));

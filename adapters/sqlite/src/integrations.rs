@@ -1,12 +1,12 @@
 //! `IntegrationRepository` on SQLite.
 
-use crate::{backend, SqliteStore};
+use crate::{SqliteStore, backend};
 use async_trait::async_trait;
 use sqlx::Row;
+use tributary_domain::RepositoryError;
 use tributary_domain::model::integration::IntegrationSettings;
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::ports::IntegrationRepository;
-use tributary_domain::RepositoryError;
 
 fn sealed(key_id: Option<String>, ciphertext: Option<String>) -> Option<SealedSecret> {
     Some(SealedSecret { key_id: key_id?, ciphertext: ciphertext? })
@@ -15,11 +15,8 @@ fn sealed(key_id: Option<String>, ciphertext: Option<String>) -> Option<SealedSe
 #[async_trait]
 impl IntegrationRepository for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<IntegrationSettings>, RepositoryError> {
-        let Some(r) = sqlx::query("SELECT * FROM integration_settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
+        let Some(r) =
+            sqlx::query("SELECT * FROM integration_settings WHERE key = ?").bind(key).fetch_optional(&self.pool).await.map_err(backend)?
         else {
             return Ok(None);
         };

@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tributary_domain::ports::Repositories;
 use tributary_domain::RepositoryError;
+use tributary_domain::ports::Repositories;
 
 /// A SQLite-backed store implementing every repository port.
 #[derive(Debug, Clone)]
@@ -64,10 +64,7 @@ impl SqliteStore {
     /// # Errors
     /// [`RepositoryError::Backend`] when a migration fails.
     pub async fn migrate(&self) -> Result<(), RepositoryError> {
-        sqlx::migrate!("./migrations")
-            .run(&self.pool)
-            .await
-            .map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
     }
 
     /// Every repository port, backed by this store.

@@ -1,12 +1,12 @@
 //! `ProfileRepository` on SQLite: one `instance` row holds the client id, profile and settings.
 
-use crate::{backend, parse_uuid, SqliteStore};
+use crate::{SqliteStore, backend, parse_uuid};
 use async_trait::async_trait;
+use tributary_domain::RepositoryError;
 use tributary_domain::ids::CompanyId;
 use tributary_domain::model::profile::Profile;
 use tributary_domain::model::sync_settings::SyncSetting;
 use tributary_domain::ports::ProfileRepository;
-use tributary_domain::RepositoryError;
 use uuid::Uuid;
 
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, RepositoryError> {
@@ -90,6 +90,14 @@ impl ProfileRepository for SqliteStore {
                 })?;
             }
             None => {
+                let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM companies WHERE id = ?")
+                    .bind(company.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                if exists.is_none() {
+                    return Err(RepositoryError::NotFound(format!("company {company}")));
+                }
                 sqlx::query("DELETE FROM company_sync_settings WHERE company_id = ?")
                     .bind(company.to_string())
                     .execute(&self.pool)

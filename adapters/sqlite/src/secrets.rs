@@ -1,12 +1,12 @@
 //! `SecretRepository` on SQLite: every sealed column, listed and replaced in one transaction.
 
-use crate::{backend, parse_uuid, SqliteStore};
+use crate::{SqliteStore, backend, parse_uuid};
 use async_trait::async_trait;
 use sqlx::Row;
+use tributary_domain::RepositoryError;
 use tributary_domain::ids::ConnectionId;
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::ports::{SecretRepository, SecretSlot};
-use tributary_domain::RepositoryError;
 
 #[async_trait]
 impl SecretRepository for SqliteStore {
@@ -31,7 +31,10 @@ impl SecretRepository for SqliteStore {
             .map_err(backend)?;
         for r in rows {
             if let (Some(key_id), Some(ciphertext)) = (r.get::<Option<String>, _>(1), r.get::<Option<String>, _>(2)) {
-                out.push((SecretSlot::ConnectionGrant(ConnectionId(parse_uuid(&r.get::<String, _>(0))?)), SealedSecret { key_id, ciphertext }));
+                out.push((
+                    SecretSlot::ConnectionGrant(ConnectionId(parse_uuid(&r.get::<String, _>(0))?)),
+                    SealedSecret { key_id, ciphertext },
+                ));
             }
         }
         Ok(out)
@@ -47,7 +50,9 @@ impl SecretRepository for SqliteStore {
                 SecretSlot::IntegrationWebhookSecret(k) => {
                     ("UPDATE integration_settings SET webhook_key_id = ?, webhook_ciphertext = ? WHERE key = ?", k.clone())
                 }
-                SecretSlot::ConnectionGrant(c) => ("UPDATE connections SET grant_key_id = ?, grant_ciphertext = ? WHERE id = ?", c.to_string()),
+                SecretSlot::ConnectionGrant(c) => {
+                    ("UPDATE connections SET grant_key_id = ?, grant_ciphertext = ? WHERE id = ?", c.to_string())
+                }
             };
             let done = sqlx::query(sql).bind(&s.key_id).bind(&s.ciphertext).bind(&id).execute(&mut *tx).await.map_err(backend)?;
             if done.rows_affected() == 0 {

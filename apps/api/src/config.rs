@@ -1,7 +1,7 @@
 //! Configuration: built-in defaults, then `tributary.toml` (or `--config`), then `TRIBUTARY_`
 //! environment variables with `__` for nesting (`TRIBUTARY_STRIPE__API_BASE`).
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use base64::Engine;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -99,17 +99,17 @@ impl Settings {
                 .with_list_parse_key("previous_master_keys")
                 .try_parsing(true),
         );
-        let settings: Settings = b
-            .build()
-            .context("invalid configuration")?
-            .try_deserialize()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let settings: Settings =
+            b.build().context("invalid configuration")?.try_deserialize().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
         Ok(settings)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
             bail!("invalid configuration: database_url must start with sqlite:// or postgres:// (got {})", redact_url(&self.database_url));
         }
         self.listen_addr()?;
@@ -136,7 +136,9 @@ impl Settings {
     /// # Errors
     /// When `listen` is not `host:port`.
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.listen.parse().map_err(|_| anyhow::anyhow!("invalid configuration: listen must be an address like 127.0.0.1:8080 (got {})", self.listen))
+        self.listen
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid configuration: listen must be an address like 127.0.0.1:8080 (got {})", self.listen))
     }
 
     /// The public base URL without a trailing slash.

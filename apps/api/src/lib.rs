@@ -7,7 +7,7 @@ pub mod http;
 pub mod store;
 
 use anyhow::Context;
-use config::{decode_master_key, Settings};
+use config::{Settings, decode_master_key};
 use crypto::AesGcmCipher;
 use std::future::Future;
 use std::sync::Arc;
@@ -41,7 +41,12 @@ pub fn platform(store: &Store, cipher: AesGcmCipher) -> Platform {
 /// Installs the log subscriber (once; later calls are ignored).
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs the server until `shutdown` resolves: migrations first, then the API on `settings.listen`.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_envelope, TestServer};
+use common::{TestServer, assert_envelope};
 use reqwest::Method;
 use serde_json::json;
 
@@ -95,7 +95,8 @@ async fn bad_input_gets_400s_that_say_what_is_wrong() {
 async fn company_lists_page_with_relative_links_query_order_and_tags() {
     let s = TestServer::start().await;
     for i in 0..5 {
-        let (st, _) = s.post("/companies", json!({"name": format!("Shop {i}"), "tags": {"region": if i % 2 == 0 { "uk" } else { "us" }}})).await;
+        let (st, _) =
+            s.post("/companies", json!({"name": format!("Shop {i}"), "tags": {"region": if i % 2 == 0 { "uk" } else { "us" }}})).await;
         assert_eq!(st, 200);
     }
     let (st, p) = s.get("/companies?page=2&pageSize=2").await;
@@ -114,7 +115,10 @@ async fn company_lists_page_with_relative_links_query_order_and_tags() {
     let (_, q) = s.get("/companies?query=name%3DShop%203%20%7C%7C%20name%3DShop%201&orderBy=-name").await;
     let names: Vec<_> = q["results"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["Shop 3", "Shop 1"]);
-    assert_eq!(q["_links"]["current"]["href"], "/companies?page=1&pageSize=100&query=name%3DShop%203%20%7C%7C%20name%3DShop%201&orderBy=-name");
+    assert_eq!(
+        q["_links"]["current"]["href"],
+        "/companies?page=1&pageSize=100&query=name%3DShop%203%20%7C%7C%20name%3DShop%201&orderBy=-name"
+    );
 
     let (_, t) = s.get("/companies?tags=region%3Duk").await;
     assert_eq!(t["totalResults"], 3);
@@ -222,7 +226,8 @@ async fn profile_and_sync_settings_round_trip() {
     let s = TestServer::start().await;
     let (st, p) = s.get("/profile").await;
     assert_eq!((st, &p["name"]), (200, &json!("Tributary")));
-    let (st, p) = s.call(Method::PUT, "/profile", Some(json!({"name": "Lender", "redirectUrl": "https://example.com/done/{companyId}"}))).await;
+    let (st, p) =
+        s.call(Method::PUT, "/profile", Some(json!({"name": "Lender", "redirectUrl": "https://example.com/done/{companyId}"}))).await;
     assert_eq!((st, &p["redirectUrl"]), (200, &json!("https://example.com/done/{companyId}")));
     let (st, b) = s.call(Method::PUT, "/profile", Some(json!({"name": "x", "redirectUrl": "ftp://x"}))).await;
     assert_envelope(st, &b, 400);
@@ -233,21 +238,29 @@ async fn profile_and_sync_settings_round_trip() {
     assert_eq!(ss["settings"].as_array().unwrap().len(), 11);
     let mut settings = ss["settings"].clone();
     settings[0]["syncSchedule"] = json!(6);
-    let (st, _) = s.post("/profile/syncSettings", json!({"clientId": ss["clientId"], "settings": settings, "overridesDefaults": true})).await;
+    let (st, _) =
+        s.post("/profile/syncSettings", json!({"clientId": ss["clientId"], "settings": settings, "overridesDefaults": true})).await;
     assert_eq!(st, 204);
     let (_, ss2) = s.get("/profile/syncSettings").await;
     assert_eq!((&ss2["settings"][0]["syncSchedule"], &ss2["overridesDefaults"]), (&json!(6), &json!(true)));
-    let (st, b) = s.post("/profile/syncSettings", json!({"clientId": uuid::Uuid::new_v4(), "settings": [], "overridesDefaults": true})).await;
+    let (st, b) =
+        s.post("/profile/syncSettings", json!({"clientId": uuid::Uuid::new_v4(), "settings": [], "overridesDefaults": true})).await;
     assert!(assert_envelope(st, &b, 400).contains("clientId"));
     let (st, b) = s.post("/profile/syncSettings", json!({"clientId": ss["clientId"], "settings": [{"dataType": "invoices", "fetchOnFirstLink": true, "syncSchedule": 1, "syncOrder": 0}], "overridesDefaults": true})).await;
     assert_envelope(st, &b, 400);
 
     let company = s.company("C").await;
     let (st, cs) = s.get(&format!("/companies/{company}/syncSettings")).await;
-    assert_eq!((st, &cs["overridesDefaults"], &cs["settings"][0]["syncSchedule"]), (200, &json!(false), &json!(6)), "inherits the client's settings");
+    assert_eq!(
+        (st, &cs["overridesDefaults"], &cs["settings"][0]["syncSchedule"]),
+        (200, &json!(false), &json!(6)),
+        "inherits the client's settings"
+    );
     let mut mine = cs["settings"].clone();
     mine[0]["syncSchedule"] = json!(1);
-    let (st, _) = s.post(&format!("/companies/{company}/syncSettings"), json!({"companyId": company, "settings": mine, "overridesDefaults": true})).await;
+    let (st, _) = s
+        .post(&format!("/companies/{company}/syncSettings"), json!({"companyId": company, "settings": mine, "overridesDefaults": true}))
+        .await;
     assert_eq!(st, 204);
     let (_, cs2) = s.get(&format!("/companies/{company}/syncSettings")).await;
     assert_eq!((&cs2["overridesDefaults"], &cs2["settings"][0]["syncSchedule"]), (&json!(true), &json!(1)));

@@ -37,7 +37,14 @@ async fn run_sdk(python: &str) {
     let api_key = tributary_api::generate_api_key();
     platform.create_api_key(Some("sdk".into()), &api_key).await.unwrap();
     platform
-        .update_integration("yzth", IntegrationUpdate { client_id: Some("ca_sdk".into()), secret_key: Some(SecretString::from("sk_test_sdk")), ..Default::default() })
+        .update_integration(
+            "yzth",
+            IntegrationUpdate {
+                client_id: Some("ca_sdk".into()),
+                secret_key: Some(SecretString::from("sk_test_sdk")),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     platform.set_integration_enabled("yzth", true).await.unwrap();

@@ -2,13 +2,13 @@
 
 use crate::output;
 use crate::{ApiKeysCmd, Cli, Command, CompaniesCmd, ConnectionsCmd, IntegrationsCmd, KeysCmd};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{Context, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::io::Read;
-use tributary_api::config::{decode_master_key, Settings};
+use tributary_api::config::{Settings, decode_master_key};
 use tributary_api::crypto::AesGcmCipher;
-use tributary_api::http::dto::{iso, ApiKeyDto, CompanyDto, ConnectionDto, IntegrationDto};
+use tributary_api::http::dto::{ApiKeyDto, CompanyDto, ConnectionDto, IntegrationDto, iso};
 use tributary_api::store::Store;
 use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
 use tributary_domain::model::company::{CompanyFields, QUERY_SCHEMA};
@@ -112,7 +112,9 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             let record = p.create_api_key(name.clone(), &key).await?;
             let value = key.expose_secret().to_owned();
             if ctx.json {
-                output::json(&serde_json::json!({"id": record.id.to_string(), "key": value, "name": record.name, "createdDate": iso(record.created)}));
+                output::json(
+                    &serde_json::json!({"id": record.id.to_string(), "key": value, "name": record.name, "createdDate": iso(record.created)}),
+                );
             } else {
                 output::fields(&[("id", record.id.to_string()), ("key", value.clone()), ("name", record.name.clone().unwrap_or_default())]);
                 println!("\nThis is the only time the key is shown. Send it as: Authorization: Basic {}", base64_of(&value));
@@ -123,7 +125,10 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             if ctx.json {
                 output::json(&keys.into_iter().map(|k| ApiKeyDto::new(k, None)).collect::<Vec<_>>());
             } else {
-                output::table(&["id", "name", "created"], keys.into_iter().map(|k| vec![k.id.to_string(), k.name.unwrap_or_default(), iso(k.created)]).collect());
+                output::table(
+                    &["id", "name", "created"],
+                    keys.into_iter().map(|k| vec![k.id.to_string(), k.name.unwrap_or_default(), iso(k.created)]).collect(),
+                );
             }
         }
         Command::ApiKeys(ApiKeysCmd::Revoke { id, force }) => {
@@ -177,13 +182,25 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                 scope: scope.as_deref().map(|s| s.parse::<Scope>().map_err(|e| anyhow!(e))).transpose()?,
             };
             let i = p.update_integration(key, update).await?;
-            let hint = if i.settings.enabled || !i.settings.is_configured() { String::new() } else { format!("\nEnable it with: tributary integrations enable {key}") };
-            report(ctx.json, serde_json::json!({"key": key, "enabled": i.settings.enabled, "configured": i.settings.is_configured()}), &format!("updated {key} ({}){hint}", i.definition.name));
+            let hint = if i.settings.enabled || !i.settings.is_configured() {
+                String::new()
+            } else {
+                format!("\nEnable it with: tributary integrations enable {key}")
+            };
+            report(
+                ctx.json,
+                serde_json::json!({"key": key, "enabled": i.settings.enabled, "configured": i.settings.is_configured()}),
+                &format!("updated {key} ({}){hint}", i.definition.name),
+            );
         }
         Command::Integrations(IntegrationsCmd::Enable { key }) | Command::Integrations(IntegrationsCmd::Disable { key }) => {
             let enable = matches!(cli.command, Command::Integrations(IntegrationsCmd::Enable { .. }));
             let i = p.set_integration_enabled(key, enable).await?;
-            report(ctx.json, serde_json::json!({"key": key, "enabled": i.settings.enabled}), &format!("{key} ({}) {}", i.definition.name, if enable { "enabled" } else { "disabled" }));
+            report(
+                ctx.json,
+                serde_json::json!({"key": key, "enabled": i.settings.enabled}),
+                &format!("{key} ({}) {}", i.definition.name, if enable { "enabled" } else { "disabled" }),
+            );
         }
         Command::Companies(CompaniesCmd::Create { name, description, tags }) => {
             let mut map = BTreeMap::new();
@@ -215,7 +232,11 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                             vec![
                                 c.id.to_string(),
                                 c.name.clone(),
-                                c.data_connections.iter().map(|d| format!("{} {}", d.integration_key, d.status)).collect::<Vec<_>>().join(", "),
+                                c.data_connections
+                                    .iter()
+                                    .map(|d| format!("{} {}", d.integration_key, d.status))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
                                 c.created.clone(),
                                 c.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
                             ]
@@ -248,7 +269,11 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Companies(CompaniesCmd::Delete { id }) => {
             let id: CompanyId = parse_id(id, "company id")?;
             p.delete_company(id).await?;
-            report(ctx.json, serde_json::json!({"deleted": id.to_string()}), &format!("deleted company {id} with its connections and data"));
+            report(
+                ctx.json,
+                serde_json::json!({"deleted": id.to_string()}),
+                &format!("deleted company {id} with its connections and data"),
+            );
         }
         Command::Connections(ConnectionsCmd::Create { company_id, platform_key }) => {
             let c = p.create_connection(parse_id(company_id, "company id")?, platform_key).await?;
@@ -260,7 +285,12 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             }
         }
         Command::Connections(ConnectionsCmd::List { company_id }) => {
-            let page = p.list_connections(parse_id(company_id, "company id")?, &ListQuery { page: tributary_domain::paging::PageRequest { page: 1, page_size: 5000 }, ..Default::default() }).await?;
+            let page = p
+                .list_connections(
+                    parse_id(company_id, "company id")?,
+                    &ListQuery { page: tributary_domain::paging::PageRequest { page: 1, page_size: 5000 }, ..Default::default() },
+                )
+                .await?;
             let items: Vec<ConnectionDto> = page.items.into_iter().map(|c| ConnectionDto::new(c, &public)).collect();
             if ctx.json {
                 output::json(&items);
@@ -268,7 +298,9 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                 connection_table(&items);
             }
         }
-        Command::Connections(ConnectionsCmd::Show { id }) | Command::Connections(ConnectionsCmd::Unlink { id }) | Command::Connections(ConnectionsCmd::Delete { id }) => {
+        Command::Connections(ConnectionsCmd::Show { id })
+        | Command::Connections(ConnectionsCmd::Unlink { id })
+        | Command::Connections(ConnectionsCmd::Delete { id }) => {
             let id: ConnectionId = parse_id(id, "connection id")?;
             let c = p.repositories().connections.find(id).await?.ok_or_else(|| anyhow!("Data connection {id} not found"))?;
             match &cli.command {
@@ -281,7 +313,10 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                             ("id", dto.id.to_string()),
                             ("integration", format!("{} ({})", dto.platform_name, dto.integration_key)),
                             ("status", dto.status.clone()),
-                            ("stripe account", dto.connection_info.as_ref().and_then(|i| i.get("stripeAccountId").cloned()).unwrap_or_else(|| "-".into())),
+                            (
+                                "stripe account",
+                                dto.connection_info.as_ref().and_then(|i| i.get("stripeAccountId").cloned()).unwrap_or_else(|| "-".into()),
+                            ),
                             ("created", dto.created.clone()),
                             ("last sync", dto.last_sync.clone().unwrap_or_else(|| "never".into())),
                             ("linkUrl", dto.link_url.clone()),
@@ -291,14 +326,21 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                         } else {
                             output::table(
                                 &["when", "status", "message"],
-                                dto.data_connection_errors.iter().map(|e| vec![e.errored_on_utc.clone(), e.status_code.clone(), e.error_message.clone()]).collect(),
+                                dto.data_connection_errors
+                                    .iter()
+                                    .map(|e| vec![e.errored_on_utc.clone(), e.status_code.clone(), e.error_message.clone()])
+                                    .collect(),
                             );
                         }
                     }
                 }
                 Command::Connections(ConnectionsCmd::Unlink { .. }) => {
                     let c = p.set_connection_status(c.company_id, id, ConnectionStatus::Unlinked).await?;
-                    report(ctx.json, serde_json::to_value(ConnectionDto::new(c, &public))?, &format!("connection {id} unlinked (its data is kept)"));
+                    report(
+                        ctx.json,
+                        serde_json::to_value(ConnectionDto::new(c, &public))?,
+                        &format!("connection {id} unlinked (its data is kept)"),
+                    );
                 }
                 _ => {
                     p.delete_connection(c.company_id, id).await?;
@@ -321,9 +363,15 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             };
             let n = p.rotate_secrets(&configured, &new_cipher).await?;
             let msg = if announce {
-                format!("re-encrypted {n} secrets under key {}. Now set master_key to the new key (and keep the old one in previous_master_keys until every server has restarted).", new_cipher.current_key_id())
+                format!(
+                    "re-encrypted {n} secrets under key {}. Now set master_key to the new key (and keep the old one in previous_master_keys until every server has restarted).",
+                    new_cipher.current_key_id()
+                )
             } else {
-                format!("re-encrypted {n} secrets under the configured master_key (key {}); previous_master_keys can now be removed.", new_cipher.current_key_id())
+                format!(
+                    "re-encrypted {n} secrets under the configured master_key (key {}); previous_master_keys can now be removed.",
+                    new_cipher.current_key_id()
+                )
             };
             report(ctx.json, serde_json::json!({"reencrypted": n, "keyId": new_cipher.current_key_id()}), &msg);
         }

@@ -25,7 +25,10 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
     } else {
         let k = AesGcmCipher::generate_key();
         write_private(&key_path, &k)?;
-        println!("Generated a master key for the demo and saved it to {} (the server refuses to start without one outside the demo).", key_path.display());
+        println!(
+            "Generated a master key for the demo and saved it to {} (the server refuses to start without one outside the demo).",
+            key_path.display()
+        );
         k
     };
     let bytes = decode_master_key(&key).with_context(|| format!("{} does not hold a valid master key", key_path.display()))?;

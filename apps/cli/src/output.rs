@@ -1,6 +1,6 @@
 //! Output: tables for people, JSON for scripts.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 /// Prints a value as pretty JSON.

@@ -77,7 +77,20 @@ fn api_keys_create_json_prints_id_and_key_once_and_list_never_shows_it() {
 #[test]
 fn integration_secrets_are_never_in_the_database_in_clear() {
     let e = Env::new();
-    e.ok(Some(KEY_A), &["integrations", "set", "yzth", "--client-id", "ca_test_1", "--secret-key", "sk_test_NOTINCLEAR", "--webhook-secret", "whsec_NOTINCLEAR"]);
+    e.ok(
+        Some(KEY_A),
+        &[
+            "integrations",
+            "set",
+            "yzth",
+            "--client-id",
+            "ca_test_1",
+            "--secret-key",
+            "sk_test_NOTINCLEAR",
+            "--webhook-secret",
+            "whsec_NOTINCLEAR",
+        ],
+    );
     e.ok(Some(KEY_A), &["integrations", "enable", "yzth"]);
     let dump = e.dump();
     assert!(!dump.is_empty());
@@ -85,7 +98,10 @@ fn integration_secrets_are_never_in_the_database_in_clear() {
     assert!(!contains(&dump, "whsec_NOTINCLEAR"));
     let list = e.json(None, &["integrations", "list"]);
     let yzth = list.as_array().unwrap().iter().find(|i| i["key"] == "yzth").unwrap();
-    assert_eq!((&yzth["enabled"], &yzth["secretKeySet"], &yzth["clientId"]), (&serde_json::json!(true), &serde_json::json!(true), &serde_json::json!("ca_test_1")));
+    assert_eq!(
+        (&yzth["enabled"], &yzth["secretKeySet"], &yzth["clientId"]),
+        (&serde_json::json!(true), &serde_json::json!(true), &serde_json::json!("ca_test_1"))
+    );
     assert!(!serde_json::to_string(&list).unwrap().contains("NOTINCLEAR"));
 }
 
@@ -132,7 +148,10 @@ fn companies_and_connections_round_trip_through_the_cli() {
 #[tokio::test]
 async fn keys_rotate_re_encrypts_every_secret_under_the_new_key() {
     let e = Env::new();
-    e.ok(Some(KEY_A), &["integrations", "set", "yzth", "--client-id", "ca_1", "--secret-key", "sk_test_rotate", "--webhook-secret", "whsec_rotate"]);
+    e.ok(
+        Some(KEY_A),
+        &["integrations", "set", "yzth", "--client-id", "ca_1", "--secret-key", "sk_test_rotate", "--webhook-secret", "whsec_rotate"],
+    );
     e.ok(Some(KEY_A), &["integrations", "set", "exgd", "--client-id", "ca_2", "--secret-key", "sk_live_rotate"]);
     let out = e.json(Some(KEY_A), &["keys", "rotate", "--new-key", KEY_B]);
     assert_eq!(out["reencrypted"], 3);

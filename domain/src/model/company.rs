@@ -43,10 +43,7 @@ pub struct CompanyFields {
 /// Removes the characters Codat does not allow in a company name (`^[A-Za-z0-9\s\-',&@.,?!]+$`),
 /// as Codat does: `Company (Codat[1])` becomes `Company Codat1`. Fails if nothing is left.
 pub fn sanitize_name(raw: &str) -> Result<String, DomainError> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || "-',&@.?!".contains(*c))
-        .collect();
+    let cleaned: String = raw.chars().filter(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || "-',&@.?!".contains(*c)).collect();
     if cleaned.trim().is_empty() {
         return Err(DomainError::Validation {
             message: "Company name must contain at least one letter, digit or allowed punctuation (- ' , & @ . ? !).".into(),
@@ -60,15 +57,24 @@ pub fn sanitize_name(raw: &str) -> Result<String, DomainError> {
 pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), DomainError> {
     let mut items = Vec::new();
     if tags.len() > MAX_TAGS {
-        items.push(ValidationItem { item_id: Some("tags".into()), message: format!("At most {MAX_TAGS} tags are allowed; {} were given.", tags.len()) });
+        items.push(ValidationItem {
+            item_id: Some("tags".into()),
+            message: format!("At most {MAX_TAGS} tags are allowed; {} were given.", tags.len()),
+        });
     }
     for (k, v) in tags {
         let klen = k.chars().count();
         if klen == 0 || klen > MAX_TAG_KEY_LEN {
-            items.push(ValidationItem { item_id: Some(format!("tags.{k}")), message: format!("Tag key '{k}' must be 1 to {MAX_TAG_KEY_LEN} characters long.") });
+            items.push(ValidationItem {
+                item_id: Some(format!("tags.{k}")),
+                message: format!("Tag key '{k}' must be 1 to {MAX_TAG_KEY_LEN} characters long."),
+            });
         }
         if v.chars().count() > MAX_TAG_VALUE_LEN {
-            items.push(ValidationItem { item_id: Some(format!("tags.{k}")), message: format!("The value of tag '{k}' must be at most {MAX_TAG_VALUE_LEN} characters long.") });
+            items.push(ValidationItem {
+                item_id: Some(format!("tags.{k}")),
+                message: format!("The value of tag '{k}' must be at most {MAX_TAG_VALUE_LEN} characters long."),
+            });
         }
     }
     if items.is_empty() {
@@ -85,37 +91,6 @@ impl CompanyFields {
         let name = sanitize_name(name)?;
         validate_tags(&tags)?;
         Ok(Self { name, description, tags })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forbidden_characters_are_removed_from_names_as_codat_does() {
-        assert_eq!(sanitize_name("Company (Codat[1])").unwrap(), "Company Codat1");
-        assert_eq!(sanitize_name("Bob's Bikes & Co., Ltd!").unwrap(), "Bob's Bikes & Co., Ltd!");
-    }
-
-    #[test]
-    fn a_name_with_nothing_allowed_is_rejected() {
-        assert!(sanitize_name("(){}[]").is_err());
-        assert!(sanitize_name("   ").is_err());
-    }
-
-    #[test]
-    fn tag_limits_are_enforced() {
-        let ok: BTreeMap<_, _> = (0..10).map(|i| (format!("k{i}"), "v".to_string())).collect();
-        assert!(validate_tags(&ok).is_ok());
-        let too_many: BTreeMap<_, _> = (0..11).map(|i| (format!("k{i}"), "v".to_string())).collect();
-        assert!(validate_tags(&too_many).is_err());
-        let long_key = BTreeMap::from([("k".repeat(28), "v".to_string())]);
-        assert!(validate_tags(&long_key).is_err());
-        let long_value = BTreeMap::from([("k".to_string(), "v".repeat(101))]);
-        assert!(validate_tags(&long_value).is_err());
-        let empty_key = BTreeMap::from([(String::new(), "v".to_string())]);
-        assert!(validate_tags(&empty_key).is_err());
     }
 }
 
@@ -147,3 +122,34 @@ pub const TAGS_SCHEMA: crate::query::Schema =
 
 /// Codat's `sourceType` values.
 pub const SOURCE_TYPES: &[&str] = &["Accounting", "Banking", "BankFeed", "Commerce", "Expense", "Other", "Unknown"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_characters_are_removed_from_names_as_codat_does() {
+        assert_eq!(sanitize_name("Company (Codat[1])").unwrap(), "Company Codat1");
+        assert_eq!(sanitize_name("Bob's Bikes & Co., Ltd!").unwrap(), "Bob's Bikes & Co., Ltd!");
+    }
+
+    #[test]
+    fn a_name_with_nothing_allowed_is_rejected() {
+        assert!(sanitize_name("(){}[]").is_err());
+        assert!(sanitize_name("   ").is_err());
+    }
+
+    #[test]
+    fn tag_limits_are_enforced() {
+        let ok: BTreeMap<_, _> = (0..10).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        assert!(validate_tags(&ok).is_ok());
+        let too_many: BTreeMap<_, _> = (0..11).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        assert!(validate_tags(&too_many).is_err());
+        let long_key = BTreeMap::from([("k".repeat(28), "v".to_string())]);
+        assert!(validate_tags(&long_key).is_err());
+        let long_value = BTreeMap::from([("k".to_string(), "v".repeat(101))]);
+        assert!(validate_tags(&long_value).is_err());
+        let empty_key = BTreeMap::from([(String::new(), "v".to_string())]);
+        assert!(validate_tags(&empty_key).is_err());
+    }
+}

@@ -115,13 +115,30 @@ impl Connection {
             self.status = to;
             Ok(())
         } else {
-            Err(DomainError::InvalidState(format!(
-                "Connection {} is {} and cannot become {}.",
-                self.id, self.status, to
-            )))
+            Err(DomainError::InvalidState(format!("Connection {} is {} and cannot become {}.", self.id, self.status, to)))
         }
     }
 }
+
+/// What `GET /companies/{id}/connections?query=` and `orderBy` accept.
+pub const QUERY_SCHEMA: crate::query::Schema = {
+    use crate::query::{FieldDef, FieldType};
+    crate::query::Schema {
+        entity: "Connection",
+        fields: &[
+            FieldDef::scalar("id", FieldType::String),
+            FieldDef::scalar("integrationId", FieldType::String),
+            FieldDef::scalar("integrationKey", FieldType::String),
+            FieldDef::scalar("sourceId", FieldType::String),
+            FieldDef::scalar("sourceType", FieldType::Enum(crate::model::company::SOURCE_TYPES)),
+            FieldDef::scalar("platformName", FieldType::String),
+            FieldDef::scalar("status", FieldType::Enum(&["PendingAuth", "Linked", "Unlinked", "Deauthorized"])),
+            FieldDef::scalar("created", FieldType::Date),
+            FieldDef::scalar("lastSync", FieldType::Date),
+        ],
+        open: None,
+    }
+};
 
 #[cfg(test)]
 mod tests {
@@ -147,23 +164,3 @@ mod tests {
         assert!("unlinked".parse::<ConnectionStatus>().is_err());
     }
 }
-
-/// What `GET /companies/{id}/connections?query=` and `orderBy` accept.
-pub const QUERY_SCHEMA: crate::query::Schema = {
-    use crate::query::{FieldDef, FieldType};
-    crate::query::Schema {
-        entity: "Connection",
-        fields: &[
-            FieldDef::scalar("id", FieldType::String),
-            FieldDef::scalar("integrationId", FieldType::String),
-            FieldDef::scalar("integrationKey", FieldType::String),
-            FieldDef::scalar("sourceId", FieldType::String),
-            FieldDef::scalar("sourceType", FieldType::Enum(crate::model::company::SOURCE_TYPES)),
-            FieldDef::scalar("platformName", FieldType::String),
-            FieldDef::scalar("status", FieldType::Enum(&["PendingAuth", "Linked", "Unlinked", "Deauthorized"])),
-            FieldDef::scalar("created", FieldType::Date),
-            FieldDef::scalar("lastSync", FieldType::Date),
-        ],
-        open: None,
-    }
-};

@@ -77,10 +77,7 @@ impl DataType {
 
     /// Whether Stripe provides this data type (the six Codat's Stripe integrations cover).
     pub fn supported_by_stripe(self) -> bool {
-        matches!(
-            self,
-            Self::CompanyInfo | Self::Customers | Self::Disputes | Self::Payments | Self::Products | Self::Transactions
-        )
+        matches!(self, Self::CompanyInfo | Self::Customers | Self::Disputes | Self::Payments | Self::Products | Self::Transactions)
     }
 }
 
@@ -111,13 +108,49 @@ impl FromStr for DataType {
 
 /// Every key of Codat's `DataType` enum, so that a valid non-commerce key gets a precise message.
 pub const CODAT_DATA_TYPES: &[&str] = &[
-    "accountTransactions", "balanceSheet", "bankAccounts", "bankTransactions", "billCreditNotes", "billPayments", "bills",
-    "cashFlowStatement", "chartOfAccounts", "company", "creditNotes", "customers", "directCosts", "directIncomes", "invoices",
-    "itemReceipts", "items", "journalEntries", "journals", "paymentMethods", "payments", "profitAndLoss", "purchaseOrders",
-    "salesOrders", "suppliers", "taxRates", "trackingCategories", "transfers", "banking-accountBalances", "banking-accounts",
-    "banking-transactionCategories", "banking-transactions", "commerce-companyInfo", "commerce-customers", "commerce-disputes",
-    "commerce-locations", "commerce-orders", "commerce-paymentMethods", "commerce-payments", "commerce-productCategories",
-    "commerce-products", "commerce-taxComponents", "commerce-transactions",
+    "accountTransactions",
+    "balanceSheet",
+    "bankAccounts",
+    "bankTransactions",
+    "billCreditNotes",
+    "billPayments",
+    "bills",
+    "cashFlowStatement",
+    "chartOfAccounts",
+    "company",
+    "creditNotes",
+    "customers",
+    "directCosts",
+    "directIncomes",
+    "invoices",
+    "itemReceipts",
+    "items",
+    "journalEntries",
+    "journals",
+    "paymentMethods",
+    "payments",
+    "profitAndLoss",
+    "purchaseOrders",
+    "salesOrders",
+    "suppliers",
+    "taxRates",
+    "trackingCategories",
+    "transfers",
+    "banking-accountBalances",
+    "banking-accounts",
+    "banking-transactionCategories",
+    "banking-transactions",
+    "commerce-companyInfo",
+    "commerce-customers",
+    "commerce-disputes",
+    "commerce-locations",
+    "commerce-orders",
+    "commerce-paymentMethods",
+    "commerce-payments",
+    "commerce-productCategories",
+    "commerce-products",
+    "commerce-taxComponents",
+    "commerce-transactions",
 ];
 
 #[cfg(test)]

@@ -106,8 +106,8 @@ pub const STRIPE: IntegrationDefinition = IntegrationDefinition {
     key: "exgd",
     name: "Stripe",
     mode: Mode::Live,
-    integration_id: Uuid::from_u128(0x7f3b_2c1e_5a4d_4e8f_9b6a_1c2d3e4f5a01),
-    source_id: Uuid::from_u128(0x0b8e_6d2a_3c4f_4a1b_8e7d_5f6a7b8c9d01),
+    integration_id: Uuid::from_u128(0x7f3b_2c1e_5a4d_4e8f_9b6a_1c2d_3e4f_5a01),
+    source_id: Uuid::from_u128(0x0b8e_6d2a_3c4f_4a1b_8e7d_5f6a_7b8c_9d01),
     data_provided_by: "Stripe",
     logo_alt: "Stripe logo",
 };
@@ -117,8 +117,8 @@ pub const STRIPE_TEST: IntegrationDefinition = IntegrationDefinition {
     key: "yzth",
     name: "Stripe Test",
     mode: Mode::Test,
-    integration_id: Uuid::from_u128(0x7f3b_2c1e_5a4d_4e8f_9b6a_1c2d3e4f5a02),
-    source_id: Uuid::from_u128(0x0b8e_6d2a_3c4f_4a1b_8e7d_5f6a7b8c9d02),
+    integration_id: Uuid::from_u128(0x7f3b_2c1e_5a4d_4e8f_9b6a_1c2d_3e4f_5a02),
+    source_id: Uuid::from_u128(0x0b8e_6d2a_3c4f_4a1b_8e7d_5f6a_7b8c_9d02),
     data_provided_by: "Stripe",
     logo_alt: "Stripe Test logo",
 };
@@ -162,6 +162,26 @@ pub struct Integration {
     pub settings: IntegrationSettings,
 }
 
+/// What `GET /integrations?query=` and `orderBy` accept.
+pub const QUERY_SCHEMA: crate::query::Schema = {
+    use crate::query::{FieldDef, FieldType};
+    crate::query::Schema {
+        entity: "Integration",
+        fields: &[
+            FieldDef::scalar("key", FieldType::String),
+            FieldDef::scalar("name", FieldType::String),
+            FieldDef::scalar("enabled", FieldType::Bool),
+            FieldDef::scalar("sourceType", FieldType::Enum(crate::model::company::SOURCE_TYPES)),
+            FieldDef::scalar("integrationId", FieldType::String),
+            FieldDef::scalar("sourceId", FieldType::String),
+            FieldDef::scalar("dataProvidedBy", FieldType::String),
+            FieldDef::scalar("isBeta", FieldType::Bool),
+            FieldDef::scalar("isOfflineConnector", FieldType::Bool),
+        ],
+        open: None,
+    }
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,23 +203,3 @@ mod tests {
         assert_eq!(STRIPE.feature_state(DataType::Orders), FeatureState::NotSupported);
     }
 }
-
-/// What `GET /integrations?query=` and `orderBy` accept.
-pub const QUERY_SCHEMA: crate::query::Schema = {
-    use crate::query::{FieldDef, FieldType};
-    crate::query::Schema {
-        entity: "Integration",
-        fields: &[
-            FieldDef::scalar("key", FieldType::String),
-            FieldDef::scalar("name", FieldType::String),
-            FieldDef::scalar("enabled", FieldType::Bool),
-            FieldDef::scalar("sourceType", FieldType::Enum(crate::model::company::SOURCE_TYPES)),
-            FieldDef::scalar("integrationId", FieldType::String),
-            FieldDef::scalar("sourceId", FieldType::String),
-            FieldDef::scalar("dataProvidedBy", FieldType::String),
-            FieldDef::scalar("isBeta", FieldType::Bool),
-            FieldDef::scalar("isOfflineConnector", FieldType::Bool),
-        ],
-        open: None,
-    }
-};

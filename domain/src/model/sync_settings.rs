@@ -60,7 +60,8 @@ pub fn validate(settings: &[SyncSetting]) -> Result<(), DomainError> {
             items.push(ValidationItem { item_id: id.clone(), message: format!("{} appears more than once.", s.data_type) });
         }
         if s.sync_schedule < 1 {
-            items.push(ValidationItem { item_id: id.clone(), message: format!("syncSchedule of {} must be at least 1 hour.", s.data_type) });
+            items
+                .push(ValidationItem { item_id: id.clone(), message: format!("syncSchedule of {} must be at least 1 hour.", s.data_type) });
         }
         if s.sync_order < 0 {
             items.push(ValidationItem { item_id: id.clone(), message: format!("syncOrder of {} must not be negative.", s.data_type) });
@@ -69,7 +70,8 @@ pub fn validate(settings: &[SyncSetting]) -> Result<(), DomainError> {
             items.push(ValidationItem { item_id: id.clone(), message: format!("syncFromWindow of {} must not be negative.", s.data_type) });
         }
         if s.sync_from_utc.is_some() && s.sync_from_window.is_some() {
-            items.push(ValidationItem { item_id: id, message: format!("Set syncFromUtc or syncFromWindow for {}, not both.", s.data_type) });
+            items
+                .push(ValidationItem { item_id: id, message: format!("Set syncFromUtc or syncFromWindow for {}, not both.", s.data_type) });
         }
     }
     if items.is_empty() {

@@ -1,8 +1,8 @@
 //! Ports: the traits adapters implement. Repositories (one per aggregate), the OAuth provider, the
 //! commerce data source, the secret cipher and the clock.
 
-pub mod clock;
 pub mod cipher;
+pub mod clock;
 pub mod oauth;
 pub mod repository;
 pub mod source;

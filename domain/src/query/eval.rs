@@ -2,14 +2,15 @@
 //! (integrations) and as the reference the SQL translations are tested against.
 
 use super::parser::Op;
-use super::typed::{parse_instant, Condition, FieldType, Filter, Value};
+use super::typed::{Condition, FieldType, Filter, Value, parse_instant};
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 use std::cmp::Ordering;
 
 /// Whether `doc` satisfies `filter`. Dotted fields walk into objects; a field inside an array
 /// matches when any element matches (`!=`: when no element equals the value). A missing or null
-/// field only satisfies `!=`.
+/// field only satisfies `!=`. `~` is a contains that ignores the case of ASCII letters only (as
+/// both SQL backends do), so `é` and `É` differ.
 pub fn matches(filter: &Filter, doc: &Json) -> bool {
     match filter {
         Filter::And(xs) => xs.iter().all(|x| matches(x, doc)),
@@ -54,7 +55,7 @@ fn compare(c: &Condition, stored: &Json) -> Option<bool> {
         (Value::String(want), FieldType::String | FieldType::Enum(_)) => {
             let have = stored.as_str()?;
             if c.op == Op::Contains {
-                return Some(have.to_lowercase().contains(&want.to_lowercase()));
+                return Some(have.to_ascii_lowercase().contains(&want.to_ascii_lowercase()));
             }
             have.cmp(want.as_str())
         }
@@ -83,7 +84,7 @@ fn compare(c: &Condition, stored: &Json) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::typed::{resolve, FieldDef, Schema};
+    use crate::query::typed::{FieldDef, Schema, resolve};
     use serde_json::json;
 
     const S: Schema = Schema {

@@ -6,5 +6,5 @@ pub mod eval;
 pub mod parser;
 pub mod typed;
 
-pub use parser::{parse, Comparison, Expr, Op, QueryError, MAX_QUERY_LEN};
-pub use typed::{parse_order_by, resolve, Condition, FieldDef, FieldType, Filter, OrderBy, Schema, Value};
+pub use parser::{Comparison, Expr, MAX_QUERY_LEN, Op, QueryError, parse};
+pub use typed::{Condition, FieldDef, FieldType, Filter, OrderBy, Schema, Value, parse_order_by, resolve};

@@ -138,14 +138,7 @@ impl Parser<'_> {
     }
 
     fn peek_str(&self, s: &str) -> bool {
-        let mut i = self.pos;
-        for c in s.chars() {
-            if self.chars.get(i) != Some(&c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        s.chars().enumerate().all(|(i, c)| self.chars.get(self.pos + i) == Some(&c))
     }
 
     fn eat(&mut self, s: &str) -> bool {
@@ -226,10 +219,7 @@ impl Parser<'_> {
         } else if self.eat("<") {
             Op::Lt
         } else {
-            return Err(QueryError(format!(
-                "Expected an operator (=, !=, ~, >, <, >=, <=) after '{field}' at position {}.",
-                self.pos + 1
-            )));
+            return Err(QueryError(format!("Expected an operator (=, !=, ~, >, <, >=, <=) after '{field}' at position {}.", self.pos + 1)));
         };
         self.skip_ws();
         let vstart = self.pos;
@@ -258,7 +248,9 @@ mod tests {
 
     #[test]
     fn parses_every_operator() {
-        for (text, op) in [("a=1", Op::Eq), ("a!=1", Op::Ne), ("a~1", Op::Contains), ("a>1", Op::Gt), ("a<1", Op::Lt), ("a>=1", Op::Ge), ("a<=1", Op::Le)] {
+        for (text, op) in
+            [("a=1", Op::Eq), ("a!=1", Op::Ne), ("a~1", Op::Contains), ("a>1", Op::Gt), ("a<1", Op::Lt), ("a>=1", Op::Ge), ("a<=1", Op::Le)]
+        {
             assert_eq!(parse(text).unwrap(), cmp("a", op, "1"), "{text}");
         }
     }

@@ -2,14 +2,14 @@
 //! are checked against the field's type, and values are typed (numbers, instants, booleans, enum
 //! members). The result, a [`Filter`], is what storage adapters translate into SQL.
 
-use super::parser::{parse, Comparison, Expr, Op, QueryError};
+use super::parser::{Comparison, Expr, Op, QueryError, parse};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 
 /// The type of a queryable field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
-    /// Text: `=`, `!=`, `~` (contains, case-insensitive).
+    /// Text: `=`, `!=`, `~` (contains, ignoring the case of ASCII letters).
     String,
     /// Decimal number: all but `~`.
     Number,
@@ -144,12 +144,7 @@ fn resolve_cmp(c: &Comparison, schema: &Schema) -> Result<Condition, QueryError>
         (None, None) => return Err(QueryError(format!("Could not resolve property {} on {}", c.field, schema.entity))),
     };
     if !def.ty.allows(c.op) {
-        return Err(QueryError(format!(
-            "Operator '{}' cannot be used with {} property {}.",
-            c.op.symbol(),
-            def.ty.describe(),
-            field
-        )));
+        return Err(QueryError(format!("Operator '{}' cannot be used with {} property {}.", c.op.symbol(), def.ty.describe(), field)));
     }
     let value = typed_value(&c.value, def.ty, &field)?;
     Ok(Condition { field, def, op: c.op, value })
@@ -162,9 +157,9 @@ fn typed_value(raw: &str, ty: FieldType, field: &str) -> Result<Value, QueryErro
             .or_else(|_| Decimal::from_scientific(raw))
             .map(Value::Number)
             .map_err(|_| QueryError(format!("'{raw}' is not a number, as property {field} requires."))),
-        FieldType::Date => parse_instant(raw)
-            .map(Value::Date)
-            .ok_or_else(|| QueryError(format!("'{raw}' is not a date (YYYY-MM-DD or an ISO 8601 date-time), as property {field} requires."))),
+        FieldType::Date => parse_instant(raw).map(Value::Date).ok_or_else(|| {
+            QueryError(format!("'{raw}' is not a date (YYYY-MM-DD or an ISO 8601 date-time), as property {field} requires."))
+        }),
         FieldType::Bool => match raw.to_ascii_lowercase().as_str() {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),

@@ -3,7 +3,7 @@
 use super::Platform;
 use crate::error::DomainError;
 use crate::ids::CompanyId;
-use crate::model::company::{sanitize_name, validate_tags, Company, CompanyFields, TAGS_SCHEMA};
+use crate::model::company::{Company, CompanyFields, TAGS_SCHEMA, sanitize_name, validate_tags};
 use crate::model::connection::Connection;
 use crate::paging::{ListQuery, Page};
 use crate::query::resolve;
@@ -129,8 +129,8 @@ impl Platform {
 mod tests {
     use crate::error::DomainError;
     use crate::model::company::CompanyFields;
-    use crate::service::test_support::platform;
     use crate::service::CompanyPatch;
+    use crate::service::test_support::platform;
     use std::collections::BTreeMap;
 
     #[tokio::test]

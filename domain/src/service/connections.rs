@@ -16,7 +16,9 @@ impl Platform {
     pub async fn create_connection(&self, company_id: CompanyId, platform_key: &str) -> Result<Connection, DomainError> {
         self.company(company_id).await?;
         let def = definition(platform_key).ok_or_else(|| {
-            DomainError::NotFound(format!("No integration found with platform key '{platform_key}'. Known keys: exgd (Stripe), yzth (Stripe Test)."))
+            DomainError::NotFound(format!(
+                "No integration found with platform key '{platform_key}'. Known keys: exgd (Stripe), yzth (Stripe Test)."
+            ))
         })?;
         let settings = self.repos.integrations.get(def.key).await?.unwrap_or_default();
         if !settings.enabled {
@@ -43,11 +45,7 @@ impl Platform {
     /// [`DomainError::NotFound`] for an unknown company or a connection that is not the company's.
     pub async fn get_connection(&self, company_id: CompanyId, id: ConnectionId) -> Result<Connection, DomainError> {
         self.company(company_id).await?;
-        self.repos
-            .connections
-            .get(company_id, id)
-            .await?
-            .ok_or_else(|| DomainError::NotFound(format!("Data connection {id} not found")))
+        self.repos.connections.get(company_id, id).await?.ok_or_else(|| DomainError::NotFound(format!("Data connection {id} not found")))
     }
 
     /// Lists a company's connections.
@@ -98,8 +96,8 @@ mod tests {
     use crate::error::DomainError;
     use crate::model::company::CompanyFields;
     use crate::model::connection::ConnectionStatus;
-    use crate::service::test_support::platform;
     use crate::service::IntegrationUpdate;
+    use crate::service::test_support::platform;
     use secrecy::SecretString;
 
     async fn enabled_platform() -> crate::service::Platform {

@@ -2,7 +2,7 @@
 
 use super::Platform;
 use crate::error::DomainError;
-use crate::model::integration::{definition, Integration, Mode, Scope, BUILT_IN};
+use crate::model::integration::{BUILT_IN, Integration, Mode, Scope, definition};
 use crate::ports::oauth::PlatformCredentials;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -120,15 +120,22 @@ impl Platform {
 
 #[cfg(test)]
 mod tests {
-    use crate::service::test_support::platform;
     use crate::service::IntegrationUpdate;
+    use crate::service::test_support::platform;
     use secrecy::{ExposeSecret, SecretString};
 
     #[tokio::test]
     async fn secrets_are_sealed_and_open_back() {
         let p = platform();
         let i = p
-            .update_integration("yzth", IntegrationUpdate { client_id: Some("ca_1".into()), secret_key: Some(SecretString::from("sk_test_1")), ..Default::default() })
+            .update_integration(
+                "yzth",
+                IntegrationUpdate {
+                    client_id: Some("ca_1".into()),
+                    secret_key: Some(SecretString::from("sk_test_1")),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_ne!(i.settings.secret_key.as_ref().unwrap().ciphertext, "sk_test_1");

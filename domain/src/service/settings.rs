@@ -4,7 +4,7 @@ use super::Platform;
 use crate::error::DomainError;
 use crate::ids::CompanyId;
 use crate::model::profile::Profile;
-use crate::model::sync_settings::{default_settings, validate, SyncSetting};
+use crate::model::sync_settings::{SyncSetting, default_settings, validate};
 use crate::ports::SecretCipher;
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ impl Platform {
             return Err(DomainError::invalid("The profile name must not be empty."));
         }
         let r = profile.redirect_url.trim();
-        if !r.is_empty() && !(r.starts_with("http://") || r.starts_with("https://")) {
+        if !(r.is_empty() || r.starts_with("http://") || r.starts_with("https://")) {
             return Err(DomainError::invalid("redirectUrl must be an http:// or https:// URL."));
         }
         self.repos.profile.put_profile(&profile).await?;
@@ -77,7 +77,12 @@ impl Platform {
     ///
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown company; validation errors.
-    pub async fn put_company_sync_settings(&self, company: CompanyId, settings: Vec<SyncSetting>, overrides_defaults: bool) -> Result<(), DomainError> {
+    pub async fn put_company_sync_settings(
+        &self,
+        company: CompanyId,
+        settings: Vec<SyncSetting>,
+        overrides_defaults: bool,
+    ) -> Result<(), DomainError> {
         self.company(company).await?;
         validate(&settings)?;
         let value = if overrides_defaults { Some(settings) } else { None };

@@ -1,9 +1,9 @@
 //! `/apiKeys`: list, create (the key is shown once), delete.
 
+use super::AppState;
 use super::dto::{ApiKeyDto, CreateApiKey, Results};
 use super::error::{ApiError, ErrorMessage};
 use super::extract::path_id;
-use super::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,7 +37,9 @@ pub(super) async fn create(State(s): State<AppState>, body: Bytes) -> Result<(St
     let name = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<CreateApiKey>(&body).map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))?.name
+        serde_json::from_slice::<CreateApiKey>(&body)
+            .map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))?
+            .name
     };
     let key = generate_api_key();
     let record = s.platform.create_api_key(name, &key).await?;
@@ -52,4 +54,3 @@ pub(super) async fn remove(State(s): State<AppState>, Path(id): Path<String>) ->
     s.platform.delete_api_key(id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

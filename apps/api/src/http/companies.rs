@@ -1,9 +1,9 @@
 //! `/companies`: list, create, get, replace, update, delete.
 
+use super::AppState;
 use super::dto::{CompanyDto, CompanyRequestBody, Paged};
 use super::error::{ApiError, ErrorMessage};
-use super::extract::{path_id, CodatJson, ListParams};
-use super::AppState;
+use super::extract::{CodatJson, ListParams, path_id};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -37,7 +37,10 @@ pub(super) async fn list(State(s): State<AppState>, params: ListParams) -> Resul
 /// Create a company.
 #[utoipa::path(post, path = "/companies", tag = "Companies", operation_id = "create-company", request_body = CompanyRequestBody,
     responses((status = 200, body = CompanyDto), (status = 400, body = ErrorMessage), (status = 401, body = ErrorMessage)))]
-pub(super) async fn create(State(s): State<AppState>, CodatJson(body): CodatJson<CompanyRequestBody>) -> Result<Json<CompanyDto>, ApiError> {
+pub(super) async fn create(
+    State(s): State<AppState>,
+    CodatJson(body): CodatJson<CompanyRequestBody>,
+) -> Result<Json<CompanyDto>, ApiError> {
     let view = s.platform.create_company(fields(body)?).await?;
     Ok(Json(CompanyDto::new(view, &s.public_url)))
 }

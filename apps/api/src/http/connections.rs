@@ -1,9 +1,9 @@
 //! `/companies/{companyId}/connections`: list, create, get, unlink, delete.
 
+use super::AppState;
 use super::dto::{ConnectionDto, CreateConnection, Paged, UpdateConnectionStatus};
 use super::error::{ApiError, ErrorMessage};
-use super::extract::{path_id, CodatJson, ListParams};
-use super::AppState;
+use super::extract::{CodatJson, ListParams, path_id};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -26,7 +26,11 @@ fn ids(company: &str, connection: &str) -> Result<(CompanyId, ConnectionId), Api
 #[utoipa::path(get, path = "/companies/{companyId}/connections", tag = "Connections", operation_id = "list-connections",
     params(("companyId" = String, Path), ("page" = Option<i32>, Query), ("pageSize" = Option<i32>, Query), ("query" = Option<String>, Query), ("orderBy" = Option<String>, Query)),
     responses((status = 200, body = Paged<ConnectionDto>), (status = 400, body = ErrorMessage), (status = 404, body = ErrorMessage)))]
-pub(super) async fn list(State(s): State<AppState>, Path(company): Path<String>, params: ListParams) -> Result<Json<Paged<ConnectionDto>>, ApiError> {
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Path(company): Path<String>,
+    params: ListParams,
+) -> Result<Json<Paged<ConnectionDto>>, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
     let q = ListQuery::from_params(&QUERY_SCHEMA, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
     let page = s.platform.list_connections(company, &q).await?;
@@ -53,7 +57,10 @@ pub(super) async fn create(
 #[utoipa::path(get, path = "/companies/{companyId}/connections/{connectionId}", tag = "Connections", operation_id = "get-connection",
     params(("companyId" = String, Path), ("connectionId" = String, Path)),
     responses((status = 200, body = ConnectionDto), (status = 404, body = ErrorMessage)))]
-pub(super) async fn show(State(s): State<AppState>, Path((company, connection)): Path<(String, String)>) -> Result<Json<ConnectionDto>, ApiError> {
+pub(super) async fn show(
+    State(s): State<AppState>,
+    Path((company, connection)): Path<(String, String)>,
+) -> Result<Json<ConnectionDto>, ApiError> {
     let (company, connection) = ids(&company, &connection)?;
     Ok(Json(ConnectionDto::new(s.platform.get_connection(company, connection).await?, &s.public_url)))
 }

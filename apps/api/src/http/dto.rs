@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tributary_domain::model::api_key::ApiKey;
 use tributary_domain::model::connection::Connection;
 use tributary_domain::model::data_type::DataType;
-use tributary_domain::model::integration::{definition, FeatureState, Integration, IntegrationDefinition};
+use tributary_domain::model::integration::{FeatureState, Integration, IntegrationDefinition, definition};
 use tributary_domain::model::sync_settings::SyncSetting;
 use tributary_domain::paging::Page;
 use tributary_domain::service::CompanyView;
@@ -380,7 +380,11 @@ impl BrandingDto {
     /// Branding of a built-in integration.
     pub fn new(d: &IntegrationDefinition, public_url: &str) -> Self {
         let img = || ImageRef { image: Image { src: logo_url(public_url), alt: d.logo_alt.to_owned() } };
-        Self { logo: BrandingLogo { full: img(), square: img() }, button: BrandingButton { default: img(), hover: img() }, source_id: d.source_id }
+        Self {
+            logo: BrandingLogo { full: img(), square: img() },
+            button: BrandingButton { default: img(), hover: img() },
+            source_id: d.source_id,
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tributary_domain::error::ValidationItem;
 use tributary_domain::DomainError;
+use tributary_domain::error::ValidationItem;
 use utoipa::ToSchema;
 
 /// An error on its way to the client.
@@ -114,7 +114,11 @@ impl ApiError {
                 errors: self
                     .validation
                     .iter()
-                    .map(|i| ValidationEntry { item_id: i.item_id.clone(), message: Some(i.message.clone()), validator_name: Some("Tributary".into()) })
+                    .map(|i| ValidationEntry {
+                        item_id: i.item_id.clone(),
+                        message: Some(i.message.clone()),
+                        validator_name: Some("Tributary".into()),
+                    })
                     .collect(),
                 warnings: Vec::new(),
             }),

@@ -15,7 +15,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CodatJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        let bytes =
+            Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("A JSON request body is required."));
         }
@@ -42,15 +43,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let raw: HashMap<String, String> = parts
-            .uri
-            .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let raw: HashMap<String, String> =
+            parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
         let int = |name: &str| -> Result<Option<i64>, ApiError> {
             raw.get(name)
                 .filter(|v| !v.is_empty())
-                .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number; '{v}' was given."))))
+                .map(|v| {
+                    v.trim().parse::<i64>().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number; '{v}' was given.")))
+                })
                 .transpose()
         };
         Ok(Self {

@@ -1,9 +1,9 @@
 //! `/integrations`: list (paged, filtered in memory: there are two), get, branding; and the logo.
 
+use super::AppState;
 use super::dto::{BrandingDto, IntegrationDto, Paged};
 use super::error::{ApiError, ErrorMessage};
 use super::extract::ListParams;
-use super::AppState;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -13,7 +13,7 @@ mod settings;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -75,11 +75,7 @@ async fn correlate(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let started = Instant::now();
     let span = tracing::info_span!("request", correlation_id = %id, http.method = %method, http.path = %path);
-    let mut res = {
-        let _g = span.enter();
-        drop(_g);
-        tracing::Instrument::instrument(next.run(req), span.clone()).await
-    };
+    let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         if let Some(detail) = &err.internal {
             tracing::error!(parent: &span, error = %detail, "request failed");
@@ -88,10 +84,8 @@ async fn correlate(req: Request, next: Next) -> Response {
         let mut new = Response::new(Body::from(body));
         *new.status_mut() = err.status;
         new.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-        if err.status == StatusCode::METHOD_NOT_ALLOWED {
-            if let Some(allow) = res.headers().get(header::ALLOW) {
-                new.headers_mut().insert(header::ALLOW, allow.clone());
-            }
+        if let Some(allow) = res.headers().get(header::ALLOW).filter(|_| err.status == StatusCode::METHOD_NOT_ALLOWED) {
+            new.headers_mut().insert(header::ALLOW, allow.clone());
         }
         res = new;
     }

@@ -1,9 +1,9 @@
 //! `/profile`, `/profile/syncSettings` and `/companies/{companyId}/syncSettings`.
 
+use super::AppState;
 use super::dto::{CompanySyncSettingsDto, ProfileDto, SyncSettingsDto};
 use super::error::{ApiError, ErrorMessage};
-use super::extract::{path_id, CodatJson};
-use super::AppState;
+use super::extract::{CodatJson, path_id};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -19,7 +19,13 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 fn dto(p: Profile) -> ProfileDto {
-    ProfileDto { name: Some(p.name), logo_url: p.logo_url, icon_url: p.icon_url, redirect_url: Some(p.redirect_url), white_list_urls: Some(p.white_list_urls) }
+    ProfileDto {
+        name: Some(p.name),
+        logo_url: p.logo_url,
+        icon_url: p.icon_url,
+        redirect_url: Some(p.redirect_url),
+        white_list_urls: Some(p.white_list_urls),
+    }
 }
 
 /// Get the profile.
@@ -46,7 +52,11 @@ pub(super) async fn put_profile(State(s): State<AppState>, CodatJson(body): Coda
 #[utoipa::path(get, path = "/profile/syncSettings", tag = "Settings", operation_id = "get-profile-syncSettings", responses((status = 200, body = SyncSettingsDto)))]
 pub(super) async fn get_sync(State(s): State<AppState>) -> Result<Json<SyncSettingsDto>, ApiError> {
     let (settings, overrides) = s.platform.sync_settings().await?;
-    Ok(Json(SyncSettingsDto { client_id: Some(s.platform.client_id().await?), settings: Some(settings), overrides_defaults: Some(overrides) }))
+    Ok(Json(SyncSettingsDto {
+        client_id: Some(s.platform.client_id().await?),
+        settings: Some(settings),
+        overrides_defaults: Some(overrides),
+    }))
 }
 
 /// Set the client's sync settings.

@@ -50,7 +50,11 @@ impl TestServer {
         self.platform
             .update_integration(
                 "yzth",
-                IntegrationUpdate { client_id: Some("ca_test".into()), secret_key: Some(SecretString::from("sk_test_123")), ..Default::default() },
+                IntegrationUpdate {
+                    client_id: Some("ca_test".into()),
+                    secret_key: Some(SecretString::from("sk_test_123")),
+                    ..Default::default()
+                },
             )
             .await
             .unwrap();

@@ -1,0 +1,159 @@
+//! `CompanyRepository` on PostgreSQL.
+
+use crate::filter::{Column, Sql, render, render_order, render_tags};
+use crate::{PgStore, backend, parse_uuid, write_error};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use std::collections::BTreeMap;
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::CompanyId;
+use tributary_domain::model::company::Company;
+use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::ports::CompanyRepository;
+
+fn columns(field: &str) -> Option<Column> {
+    const DC: &str = "connections dc";
+    const JOIN: &str = "dc.company_id = c.id";
+    Some(match field {
+        "id" => Column::Scalar("c.id"),
+        "name" => Column::Scalar("c.name"),
+        "description" => Column::Scalar("c.description"),
+        "created" => Column::Scalar("c.created"),
+        "lastSync" => Column::Scalar("c.last_sync"),
+        "dataConnections.id" => Column::Related { from: DC, join: JOIN, column: "dc.id" },
+        "dataConnections.status" => Column::Related { from: DC, join: JOIN, column: "dc.status" },
+        "dataConnections.integrationKey" => Column::Related { from: DC, join: JOIN, column: "dc.integration_key" },
+        "dataConnections.platformName" => Column::Related { from: DC, join: JOIN, column: "dc.platform_name" },
+        "dataConnections.sourceType" => Column::Related { from: DC, join: JOIN, column: "dc.source_type" },
+        "dataConnections.created" => Column::Related { from: DC, join: JOIN, column: "dc.created" },
+        _ => return None,
+    })
+}
+
+async fn write_tags(tx: &mut sqlx::PgConnection, company: &Company) -> Result<(), RepositoryError> {
+    sqlx::query("DELETE FROM company_tags WHERE company_id = $1").bind(company.id.to_string()).execute(&mut *tx).await.map_err(backend)?;
+    if company.tags.is_empty() {
+        return Ok(());
+    }
+    let (keys, values): (Vec<&str>, Vec<&str>) = company.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
+    sqlx::query("INSERT INTO company_tags (company_id, key, value) SELECT $1, k, v FROM UNNEST($2::text[], $3::text[]) AS t (k, v)")
+        .bind(company.id.to_string())
+        .bind(keys)
+        .bind(values)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+impl PgStore {
+    async fn tags_for(&self, ids: &[String]) -> Result<BTreeMap<String, BTreeMap<String, String>>, RepositoryError> {
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query("SELECT company_id, key, value FROM company_tags WHERE company_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        for r in rows {
+            out.entry(r.get::<String, _>(0)).or_default().insert(r.get(1), r.get(2));
+        }
+        Ok(out)
+    }
+}
+
+fn company_from_row(r: &PgRow) -> Result<Company, RepositoryError> {
+    Ok(Company {
+        id: CompanyId(parse_uuid(&r.get::<String, _>("id"))?),
+        name: r.get("name"),
+        description: r.get("description"),
+        tags: BTreeMap::new(),
+        created: r.get::<DateTime<Utc>, _>("created"),
+        last_sync: r.get::<Option<DateTime<Utc>>, _>("last_sync"),
+    })
+}
+
+#[async_trait]
+impl CompanyRepository for PgStore {
+    async fn insert(&self, company: &Company) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("INSERT INTO companies (id, name, description, created, last_sync) VALUES ($1, $2, $3, $4, $5)")
+            .bind(company.id.to_string())
+            .bind(&company.name)
+            .bind(&company.description)
+            .bind(company.created)
+            .bind(company.last_sync)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| write_error(e, || format!("company {} exists", company.id), || format!("company {}", company.id)))?;
+        write_tags(&mut tx, company).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get(&self, id: CompanyId) -> Result<Option<Company>, RepositoryError> {
+        let row =
+            sqlx::query("SELECT * FROM companies WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await.map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut c = company_from_row(&row)?;
+        c.tags = self.tags_for(&[id.to_string()]).await?.remove(&id.to_string()).unwrap_or_default();
+        Ok(Some(c))
+    }
+
+    async fn update(&self, company: &Company) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query("UPDATE companies SET name = $1, description = $2, last_sync = $3 WHERE id = $4")
+            .bind(&company.name)
+            .bind(&company.description)
+            .bind(company.last_sync)
+            .bind(company.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(RepositoryError::NotFound(format!("company {}", company.id)));
+        }
+        write_tags(&mut tx, company).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError> {
+        // Connections, tags and settings go with the company through ON DELETE CASCADE.
+        let done = sqlx::query("DELETE FROM companies WHERE id = $1").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<Company>, RepositoryError> {
+        let mut where_sql = Sql::default();
+        where_sql.push(" WHERE TRUE");
+        if let Some(f) = &query.filter {
+            where_sql.push(" AND ");
+            render(&mut where_sql, f, columns);
+        }
+        if let Some(t) = &query.tags {
+            where_sql.push(" AND ");
+            render_tags(&mut where_sql, t, "c");
+        }
+        let mut sql = Sql::from_parts(format!("SELECT c.* FROM companies c{}", where_sql.text), &where_sql);
+        let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM companies c{}", where_sql.text), where_sql.args)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+
+        render_order(&mut sql, query.order_by.as_ref(), columns, "c.created ASC", "c.id");
+        sql.push(" LIMIT ");
+        sql.bind_i64(i64::from(query.page.page_size));
+        sql.push(" OFFSET ");
+        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let mut items = rows.iter().map(company_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut tags = self.tags_for(&items.iter().map(|c| c.id.to_string()).collect::<Vec<_>>()).await?;
+        for c in &mut items {
+            c.tags = tags.remove(&c.id.to_string()).unwrap_or_default();
+        }
+        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+}

@@ -1,0 +1,173 @@
+//! `ConnectionRepository` on PostgreSQL.
+
+use crate::filter::{Column, Sql, render, render_order};
+use crate::{PgStore, backend, parse_uuid, write_error};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::{CompanyId, ConnectionId};
+use tributary_domain::model::connection::{Connection, ConnectionError};
+use tributary_domain::model::integration::definition;
+use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::ports::ConnectionRepository;
+
+fn columns(field: &str) -> Option<Column> {
+    Some(Column::Scalar(match field {
+        "id" => "id",
+        "integrationId" => "integration_id",
+        "integrationKey" => "integration_key",
+        "sourceId" => "source_id",
+        "sourceType" => "source_type",
+        "platformName" => "platform_name",
+        "status" => "status",
+        "created" => "created",
+        "lastSync" => "last_sync",
+        _ => return None,
+    }))
+}
+
+fn from_row(r: &PgRow) -> Result<Connection, RepositoryError> {
+    let corrupt = |what: &str, e: String| RepositoryError::Backend(format!("corrupt connection {what}: {e}"));
+    let grant = match (r.get::<Option<String>, _>("grant_key_id"), r.get::<Option<String>, _>("grant_ciphertext")) {
+        (Some(key_id), Some(ciphertext)) => Some(SealedSecret { key_id, ciphertext }),
+        _ => None,
+    };
+    let errors = r.try_get::<Json<Vec<ConnectionError>>, _>("errors").map_err(|e| corrupt("errors", e.to_string()))?.0;
+    Ok(Connection {
+        id: ConnectionId(parse_uuid(&r.get::<String, _>("id"))?),
+        company_id: CompanyId(parse_uuid(&r.get::<String, _>("company_id"))?),
+        platform_key: r.get::<String, _>("integration_key").parse().map_err(|e: tributary_domain::ids::IdError| corrupt("key", e.0))?,
+        status: r.get::<String, _>("status").parse().map_err(|e: tributary_domain::DomainError| corrupt("status", e.to_string()))?,
+        created: r.get::<DateTime<Utc>, _>("created"),
+        last_sync: r.get::<Option<DateTime<Utc>>, _>("last_sync"),
+        source_account: r.get("source_account"),
+        grant,
+        errors,
+    })
+}
+
+#[async_trait]
+impl ConnectionRepository for PgStore {
+    async fn insert(&self, c: &Connection) -> Result<(), RepositoryError> {
+        let def = definition(c.platform_key.as_str())
+            .ok_or_else(|| RepositoryError::Backend(format!("unknown platform key {}", c.platform_key)))?;
+        sqlx::query(
+            "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \
+             status, created, last_sync, source_account, grant_key_id, grant_ciphertext, errors) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(c.id.to_string())
+        .bind(c.company_id.to_string())
+        .bind(c.platform_key.as_str())
+        .bind(def.integration_id.to_string())
+        .bind(def.source_id.to_string())
+        .bind(def.name)
+        .bind(def.source_type())
+        .bind(c.status.as_str())
+        .bind(c.created)
+        .bind(c.last_sync)
+        .bind(&c.source_account)
+        .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
+        .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
+        .bind(Json(&c.errors))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| write_error(e, || format!("connection {} exists", c.id), || format!("company {}", c.company_id)))?;
+        Ok(())
+    }
+
+    async fn get(&self, company: CompanyId, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
+        sqlx::query("SELECT * FROM connections WHERE id = $1 AND company_id = $2")
+            .bind(id.to_string())
+            .bind(company.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn find(&self, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
+        sqlx::query("SELECT * FROM connections WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
+        let done = sqlx::query(
+            "UPDATE connections SET status = $1, last_sync = $2, source_account = $3, grant_key_id = $4, grant_ciphertext = $5, \
+             errors = $6 WHERE id = $7 AND company_id = $8",
+        )
+        .bind(c.status.as_str())
+        .bind(c.last_sync)
+        .bind(&c.source_account)
+        .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
+        .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
+        .bind(Json(&c.errors))
+        .bind(c.id.to_string())
+        .bind(c.company_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(RepositoryError::NotFound(format!("connection {}", c.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
+        let done = sqlx::query("DELETE FROM connections WHERE id = $1 AND company_id = $2")
+            .bind(id.to_string())
+            .bind(company.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
+        let mut where_sql = Sql::default();
+        where_sql.push(" WHERE company_id = ");
+        where_sql.bind_text(company.to_string());
+        if let Some(f) = &query.filter {
+            where_sql.push(" AND ");
+            render(&mut where_sql, f, columns);
+        }
+        let mut sql = Sql::from_parts(format!("SELECT * FROM connections{}", where_sql.text), &where_sql);
+        let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM connections{}", where_sql.text), where_sql.args)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        render_order(&mut sql, query.order_by.as_ref(), columns, "created ASC", "id");
+        sql.push(" LIMIT ");
+        sql.bind_i64(i64::from(query.page.page_size));
+        sql.push(" OFFSET ");
+        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+
+    async fn list_for_companies(&self, companies: &[CompanyId]) -> Result<Vec<Connection>, RepositoryError> {
+        if companies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = companies.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query("SELECT * FROM connections WHERE company_id = ANY($1) ORDER BY created ASC, id ASC")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(from_row).collect()
+    }
+}

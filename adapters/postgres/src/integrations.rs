@@ -1,0 +1,53 @@
+//! `IntegrationRepository` on PostgreSQL.
+
+use crate::{PgStore, backend};
+use async_trait::async_trait;
+use sqlx::Row;
+use tributary_domain::RepositoryError;
+use tributary_domain::model::integration::IntegrationSettings;
+use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::ports::IntegrationRepository;
+
+fn sealed(key_id: Option<String>, ciphertext: Option<String>) -> Option<SealedSecret> {
+    Some(SealedSecret { key_id: key_id?, ciphertext: ciphertext? })
+}
+
+#[async_trait]
+impl IntegrationRepository for PgStore {
+    async fn get(&self, key: &str) -> Result<Option<IntegrationSettings>, RepositoryError> {
+        let Some(r) =
+            sqlx::query("SELECT * FROM integration_settings WHERE key = $1").bind(key).fetch_optional(&self.pool).await.map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(IntegrationSettings {
+            client_id: r.get("client_id"),
+            secret_key: sealed(r.get("secret_key_key_id"), r.get("secret_key_ciphertext")),
+            webhook_secret: sealed(r.get("webhook_key_id"), r.get("webhook_ciphertext")),
+            scope: r.get::<String, _>("scope").parse().map_err(RepositoryError::Backend)?,
+            enabled: r.get::<bool, _>("enabled"),
+        }))
+    }
+
+    async fn put(&self, key: &str, s: &IntegrationSettings) -> Result<(), RepositoryError> {
+        sqlx::query(
+            "INSERT INTO integration_settings (key, client_id, secret_key_key_id, secret_key_ciphertext, webhook_key_id, webhook_ciphertext, scope, enabled) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (key) DO UPDATE SET client_id = EXCLUDED.client_id, secret_key_key_id = EXCLUDED.secret_key_key_id, \
+             secret_key_ciphertext = EXCLUDED.secret_key_ciphertext, webhook_key_id = EXCLUDED.webhook_key_id, \
+             webhook_ciphertext = EXCLUDED.webhook_ciphertext, scope = EXCLUDED.scope, enabled = EXCLUDED.enabled",
+        )
+        .bind(key)
+        .bind(&s.client_id)
+        .bind(s.secret_key.as_ref().map(|x| x.key_id.clone()))
+        .bind(s.secret_key.as_ref().map(|x| x.ciphertext.clone()))
+        .bind(s.webhook_secret.as_ref().map(|x| x.key_id.clone()))
+        .bind(s.webhook_secret.as_ref().map(|x| x.ciphertext.clone()))
+        .bind(s.scope.as_str())
+        .bind(s.enabled)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,936 @@
+//! The storage contract: one `pub async fn` per behaviour every storage adapter must show, written
+//! against the repository ports only. `tests/storage_contract.rs` runs each function against a
+//! fresh SQLite store and a fresh Postgres database.
+//!
+//! Timestamps are fixed and carry microseconds (the finest precision both backends keep), so
+//! round trips compare with `==`.
+
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+use tokio::task::JoinSet;
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
+use tributary_domain::model::api_key::ApiKey;
+use tributary_domain::model::company::{self, Company};
+use tributary_domain::model::connection::{self, Connection, ConnectionError, ConnectionStatus};
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::model::integration::{IntegrationSettings, Scope};
+use tributary_domain::model::profile::Profile;
+use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
+use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::ports::{ApiKeyDeletion, Repositories, SecretSlot};
+use tributary_domain::query::resolve;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// `2026-01-01T00:00:00Z` plus `seconds`.
+fn at(seconds: i64) -> DateTime<Utc> {
+    "2026-01-01T00:00:00Z".parse::<DateTime<Utc>>().expect("fixed instant") + Duration::seconds(seconds)
+}
+
+/// An instant with a sub-second part, to prove microseconds survive a round trip.
+fn at_micros(seconds: i64, micros: i64) -> DateTime<Utc> {
+    at(seconds) + Duration::microseconds(micros)
+}
+
+fn company(name: &str, created: DateTime<Utc>) -> Company {
+    Company { id: CompanyId::new_random(), name: name.into(), description: None, tags: BTreeMap::new(), created, last_sync: None }
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+async fn insert(repos: &Repositories, c: Company) -> Company {
+    repos.companies.insert(&c).await.unwrap_or_else(|e| panic!("insert company {}: {e}", c.name));
+    c
+}
+
+async fn insert_named(repos: &Repositories, name: &str, created_seconds: i64) -> Company {
+    insert(repos, company(name, at(created_seconds))).await
+}
+
+fn connection(company: &Company, status: ConnectionStatus, created: DateTime<Utc>) -> Connection {
+    Connection {
+        id: ConnectionId::new_random(),
+        company_id: company.id,
+        platform_key: "yzth".parse().expect("built-in key"),
+        status,
+        created,
+        last_sync: None,
+        source_account: None,
+        grant: None,
+        errors: Vec::new(),
+    }
+}
+
+async fn insert_connection(repos: &Repositories, c: Connection) -> Connection {
+    repos.connections.insert(&c).await.unwrap_or_else(|e| panic!("insert connection {}: {e}", c.id));
+    c
+}
+
+fn sealed(key_id: &str, ciphertext: &str) -> SealedSecret {
+    SealedSecret { key_id: key_id.into(), ciphertext: ciphertext.into() }
+}
+
+fn api_key(name: &str, created: DateTime<Utc>) -> ApiKey {
+    let id = ApiKeyId::new_random();
+    ApiKey { id, name: Some(name.into()), hash: format!("{:0>64}", id.0.simple()), created }
+}
+
+fn company_query(page: i64, page_size: i64, query: Option<&str>, order_by: Option<&str>) -> ListQuery {
+    ListQuery::from_params(&company::QUERY_SCHEMA, Some(page), Some(page_size), query, order_by)
+        .unwrap_or_else(|e| panic!("query {query:?} / orderBy {order_by:?}: {e}"))
+}
+
+async fn list_companies(repos: &Repositories, query: &ListQuery) -> Page<Company> {
+    repos.companies.list(query).await.unwrap_or_else(|e| panic!("list companies {query:?}: {e}"))
+}
+
+/// Names of the companies matching `query`, in the default order (created, then id).
+async fn names_matching(repos: &Repositories, query: &str) -> Vec<String> {
+    let page = list_companies(repos, &company_query(1, 100, Some(query), None)).await;
+    assert_eq!(page.total, page.items.len() as u64, "total counts what matched for {query}");
+    page.items.into_iter().map(|c| c.name).collect()
+}
+
+/// Names of the companies matching a `tags` filter (and an optional `query`), in default order.
+async fn names_matching_tags(repos: &Repositories, tags_filter: &str, query: Option<&str>) -> Vec<String> {
+    let mut q = company_query(1, 100, query, None);
+    q.tags = Some(resolve(tags_filter, &company::TAGS_SCHEMA).unwrap_or_else(|e| panic!("tags {tags_filter}: {e}")));
+    let page = list_companies(repos, &q).await;
+    assert_eq!(page.total, page.items.len() as u64, "total counts what matched for tags {tags_filter}");
+    page.items.into_iter().map(|c| c.name).collect()
+}
+
+fn names(page: &Page<Company>) -> Vec<&str> {
+    page.items.iter().map(|c| c.name.as_str()).collect()
+}
+
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, RepositoryError>, what: &str) {
+    assert!(matches!(r, Err(RepositoryError::NotFound(_))), "{what}: expected NotFound, got {r:?}");
+}
+
+fn assert_conflict<T: std::fmt::Debug>(r: Result<T, RepositoryError>, what: &str) {
+    assert!(matches!(r, Err(RepositoryError::Conflict(_))), "{what}: expected Conflict, got {r:?}");
+}
+
+/// Sealed secrets keyed by their slot, for order-independent comparison.
+fn by_slot(v: Vec<(SecretSlot, SealedSecret)>) -> BTreeMap<String, SealedSecret> {
+    let n = v.len();
+    let map: BTreeMap<_, _> = v.into_iter().map(|(slot, s)| (format!("{slot:?}"), s)).collect();
+    assert_eq!(map.len(), n, "no slot is listed twice");
+    map
+}
+
+fn slot_key(slot: &SecretSlot) -> String {
+    format!("{slot:?}")
+}
+
+fn sync_setting(data_type: DataType, schedule: i32, from: Option<DateTime<Utc>>) -> SyncSetting {
+    SyncSetting {
+        data_type,
+        fetch_on_first_link: false,
+        sync_schedule: schedule,
+        sync_order: 3,
+        sync_from_utc: from,
+        sync_from_window: None,
+        months_to_sync: Some(6),
+        is_locked: true,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Companies
+// ---------------------------------------------------------------------------------------------
+
+/// A company reads back exactly as stored: tags, no description, microsecond timestamps.
+pub async fn companies_round_trip_with_tags(repos: Repositories) {
+    let mut c = company("Acme Ltd", at_micros(10, 123_456));
+    c.tags = tags(&[("region", "uk"), ("team", "finance")]);
+    c.last_sync = Some(at_micros(20, 654_321));
+    insert(&repos, c.clone()).await;
+    let plain = insert(&repos, company("Plain", at(11))).await;
+
+    assert_eq!(repos.companies.get(c.id).await.unwrap(), Some(c.clone()));
+    let got = repos.companies.get(plain.id).await.unwrap().expect("stored");
+    assert_eq!(got, plain);
+    assert_eq!(got.description, None);
+    assert!(got.tags.is_empty());
+    assert_eq!(repos.companies.get(CompanyId::new_random()).await.unwrap(), None);
+}
+
+/// Inserting a second company with an existing id is a conflict and changes nothing.
+pub async fn inserting_a_company_with_an_existing_id_is_a_conflict(repos: Repositories) {
+    let c = insert_named(&repos, "First", 0).await;
+    let mut dup = company("Second", at(1));
+    dup.id = c.id;
+    dup.tags = tags(&[("k", "v")]);
+    assert_conflict(repos.companies.insert(&dup).await, "duplicate company id");
+    assert_eq!(repos.companies.get(c.id).await.unwrap(), Some(c));
+}
+
+/// Update replaces name, description, tags and last sync; `created` stays.
+pub async fn company_update_replaces_name_description_and_tags(repos: Repositories) {
+    let mut c = company("Before", at(5));
+    c.description = Some("old".into());
+    c.tags = tags(&[("keep", "1"), ("drop", "2"), ("change", "a")]);
+    insert(&repos, c.clone()).await;
+    let other = insert(&repos, Company { tags: tags(&[("keep", "x")]), ..company("Other", at(6)) }).await;
+
+    let updated = Company {
+        name: "After".into(),
+        description: None,
+        tags: tags(&[("keep", "1"), ("change", "b"), ("new", "3")]),
+        last_sync: Some(at_micros(100, 1)),
+        ..c.clone()
+    };
+    repos.companies.update(&updated).await.unwrap();
+    assert_eq!(repos.companies.get(c.id).await.unwrap(), Some(updated.clone()));
+
+    // Back to a description and no tags at all.
+    let again = Company { description: Some("new text".into()), tags: BTreeMap::new(), ..updated };
+    repos.companies.update(&again).await.unwrap();
+    assert_eq!(repos.companies.get(c.id).await.unwrap(), Some(again));
+    assert_eq!(repos.companies.get(other.id).await.unwrap(), Some(other), "other companies untouched");
+}
+
+/// Updating a company that does not exist is NotFound and creates nothing.
+pub async fn updating_a_missing_company_is_not_found(repos: Repositories) {
+    let ghost = Company { tags: tags(&[("a", "b")]), ..company("Ghost", at(0)) };
+    assert_not_found(repos.companies.update(&ghost).await, "update missing company");
+    assert_eq!(repos.companies.get(ghost.id).await.unwrap(), None);
+}
+
+/// Deleting a company removes its connections, tags and sync settings, and nothing else.
+pub async fn company_delete_cascades_to_connections_tags_and_sync_settings(repos: Repositories) {
+    let doomed = insert(&repos, Company { tags: tags(&[("region", "uk")]), ..company("Doomed", at(0)) }).await;
+    let kept = insert(&repos, Company { tags: tags(&[("region", "uk")]), ..company("Kept", at(1)) }).await;
+    let doomed_conn = insert_connection(&repos, connection(&doomed, ConnectionStatus::Linked, at(2))).await;
+    let kept_conn = insert_connection(&repos, connection(&kept, ConnectionStatus::Linked, at(3))).await;
+    let settings = vec![sync_setting(DataType::Orders, 6, None)];
+    repos.profile.put_company_sync_settings(doomed.id, Some(settings.clone())).await.unwrap();
+    repos.profile.put_company_sync_settings(kept.id, Some(settings.clone())).await.unwrap();
+
+    assert!(repos.companies.delete(doomed.id).await.unwrap());
+
+    assert_eq!(repos.companies.get(doomed.id).await.unwrap(), None);
+    assert_eq!(repos.connections.find(doomed_conn.id).await.unwrap(), None);
+    assert_eq!(repos.profile.get_company_sync_settings(doomed.id).await.unwrap(), None);
+    assert_eq!(names_matching_tags(&repos, "region=uk", None).await, vec!["Kept"]);
+    assert_eq!(repos.connections.list_for_companies(&[doomed.id, kept.id]).await.unwrap(), vec![kept_conn.clone()]);
+
+    // A company re-created under the same id starts empty: nothing was left behind.
+    let reborn = insert(&repos, Company { id: doomed.id, ..company("Reborn", at(9)) }).await;
+    assert_eq!(repos.companies.get(doomed.id).await.unwrap(), Some(reborn));
+    assert!(repos.connections.list(doomed.id, &ListQuery::default()).await.unwrap().items.is_empty());
+    assert_eq!(repos.profile.get_company_sync_settings(doomed.id).await.unwrap(), None);
+
+    assert_eq!(repos.companies.get(kept.id).await.unwrap(), Some(kept.clone()));
+    assert_eq!(repos.connections.find(kept_conn.id).await.unwrap(), Some(kept_conn));
+    assert_eq!(repos.profile.get_company_sync_settings(kept.id).await.unwrap(), Some(settings));
+}
+
+/// Deleting a company that does not exist returns false.
+pub async fn deleting_a_missing_company_returns_false(repos: Repositories) {
+    assert!(!repos.companies.delete(CompanyId::new_random()).await.unwrap());
+    let c = insert_named(&repos, "Once", 0).await;
+    assert!(repos.companies.delete(c.id).await.unwrap());
+    assert!(!repos.companies.delete(c.id).await.unwrap(), "second delete finds nothing");
+}
+
+/// Pages slice the default order (created, then id) and report the exact total on every page.
+pub async fn company_list_pages_in_created_then_id_order_with_exact_total(repos: Repositories) {
+    // Inserted out of order; two pairs share a creation instant so the id decides.
+    let mut all = Vec::new();
+    for (name, created) in [("e", 40), ("b", 10), ("c", 20), ("a", 0), ("d", 20), ("f", 40), ("g", 50)] {
+        all.push(insert_named(&repos, name, created).await);
+    }
+    all.sort_by_key(|c| (c.created, c.id.to_string()));
+    let expected: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+
+    let whole = list_companies(&repos, &company_query(1, 100, None, None)).await;
+    assert_eq!(whole.total, 7);
+    assert_eq!(names(&whole), expected);
+
+    let p1 = list_companies(&repos, &company_query(1, 3, None, None)).await;
+    let p2 = list_companies(&repos, &company_query(2, 3, None, None)).await;
+    let p3 = list_companies(&repos, &company_query(3, 3, None, None)).await;
+    let p4 = list_companies(&repos, &company_query(4, 3, None, None)).await;
+    assert_eq!((p1.total, p2.total, p3.total, p4.total), (7, 7, 7, 7), "total is exact on every page");
+    assert_eq!(names(&p1), expected[0..3]);
+    assert_eq!(names(&p2), expected[3..6]);
+    assert_eq!(names(&p3), expected[6..7]);
+    assert!(p4.items.is_empty(), "a page past the end is empty");
+    assert!(p1.has_next() && p2.has_next() && !p3.has_next());
+    // Listed companies carry their tags like `get` does.
+    assert_eq!(whole.items, all);
+}
+
+/// `orderBy=name` and `-name` sort by code point with the id as tie-break (descending too).
+pub async fn company_list_orders_by_name_both_ways_with_id_tie_break(repos: Repositories) {
+    let mut twins = Vec::new();
+    for (name, created) in [("bravo", 0), ("alpha", 1), ("Zulu", 2), ("charlie", 3), ("alpha", 4)] {
+        let c = insert_named(&repos, name, created).await;
+        if name == "alpha" {
+            twins.push(c.id);
+        }
+    }
+    twins.sort_by_key(ToString::to_string);
+
+    let asc = list_companies(&repos, &company_query(1, 100, None, Some("name"))).await;
+    assert_eq!(names(&asc), ["Zulu", "alpha", "alpha", "bravo", "charlie"], "upper case sorts before lower case");
+    assert_eq!([asc.items[1].id, asc.items[2].id], [twins[0], twins[1]], "ties ascend by id");
+
+    let desc = list_companies(&repos, &company_query(1, 100, None, Some("-name"))).await;
+    assert_eq!(names(&desc), ["charlie", "bravo", "alpha", "alpha", "Zulu"]);
+    assert_eq!([desc.items[2].id, desc.items[3].id], [twins[1], twins[0]], "ties descend by id");
+
+    let page2 = list_companies(&repos, &company_query(2, 2, None, Some("-name"))).await;
+    assert_eq!(names(&page2), ["alpha", "alpha"]);
+    assert_eq!(page2.total, 5);
+}
+
+/// `orderBy=lastSync` puts never-synced companies first; `-lastSync` puts them last.
+pub async fn company_list_orders_by_last_sync_with_nulls_first_ascending(repos: Repositories) {
+    insert_named(&repos, "never", 0).await;
+    insert(&repos, Company { last_sync: Some(at(200)), ..company("late", at(1)) }).await;
+    insert(&repos, Company { last_sync: Some(at(100)), ..company("early", at(2)) }).await;
+    let asc = list_companies(&repos, &company_query(1, 100, None, Some("lastSync"))).await;
+    assert_eq!(names(&asc), ["never", "early", "late"]);
+    let desc = list_companies(&repos, &company_query(1, 100, None, Some("-lastSync"))).await;
+    assert_eq!(names(&desc), ["late", "early", "never"]);
+}
+
+/// `name=` is exact (case-sensitive) and `name!=` is its complement.
+pub async fn company_filter_name_equals_and_not_equals(repos: Repositories) {
+    for (i, n) in ["Acme", "acme", "Acme Two", "Bolt"].iter().enumerate() {
+        insert_named(&repos, n, i as i64).await;
+    }
+    assert_eq!(names_matching(&repos, "name=Acme").await, ["Acme"]);
+    assert_eq!(names_matching(&repos, "name = Acme Two").await, ["Acme Two"]);
+    assert_eq!(names_matching(&repos, "name!=Acme").await, ["acme", "Acme Two", "Bolt"]);
+    assert!(names_matching(&repos, "name=Nobody").await.is_empty());
+}
+
+/// `name~` is a case-insensitive contains.
+pub async fn company_filter_name_contains_is_case_insensitive(repos: Repositories) {
+    for (i, n) in ["Acme Widgets", "THE ACME CO", "Bolt", "acm e"].iter().enumerate() {
+        insert_named(&repos, n, i as i64).await;
+    }
+    assert_eq!(names_matching(&repos, "name~acme").await, ["Acme Widgets", "THE ACME CO"]);
+    assert_eq!(names_matching(&repos, "name~ACME").await, ["Acme Widgets", "THE ACME CO"]);
+    assert_eq!(names_matching(&repos, "name~oL").await, ["Bolt"]);
+    assert!(names_matching(&repos, "name~zzz").await.is_empty());
+}
+
+/// `%`, `_` and `\` in a `~` value match themselves, not as LIKE wildcards or escapes.
+pub async fn company_filter_contains_treats_wildcards_literally(repos: Repositories) {
+    for (i, n) in ["50% off", "500 off", "a_b", "axb", "back\\slash", "backslash"].iter().enumerate() {
+        insert_named(&repos, n, i as i64).await;
+    }
+    assert_eq!(names_matching(&repos, "name~%").await, ["50% off"]);
+    assert_eq!(names_matching(&repos, "name~0% o").await, ["50% off"]);
+    assert_eq!(names_matching(&repos, "name~a_b").await, ["a_b"]);
+    assert_eq!(names_matching(&repos, "name~_").await, ["a_b"]);
+    assert_eq!(names_matching(&repos, "name~k\\s").await, ["back\\slash"]);
+}
+
+/// `~` ignores the case of ASCII letters only, on every backend and in memory: `é` and `É` are
+/// different letters to it.
+pub async fn company_filter_contains_folds_ascii_case_only(repos: Repositories) {
+    insert(&repos, Company { description: Some("ÉCOLE Normale".into()), ..company("a", at(0)) }).await;
+    insert(&repos, Company { description: Some("école".into()), ..company("b", at(1)) }).await;
+    assert_eq!(names_matching(&repos, "description~NORMALE").await, ["a"]);
+    assert_eq!(names_matching(&repos, "description~écOLE").await, ["b"]);
+    assert_eq!(names_matching(&repos, "description~ÉCOLE").await, ["a"]);
+    assert_eq!(names_matching(&repos, "description~ÉcOLE").await, ["a"]);
+}
+
+/// `created>` and `created<=` compare instants; a date means midnight UTC.
+pub async fn company_filter_by_created_date_range(repos: Repositories) {
+    const DAY: i64 = 86_400;
+    insert(&repos, company("jan1 midnight", at(0))).await;
+    insert(&repos, company("jan1 noon", at(DAY / 2))).await;
+    insert(&repos, company("jan2 midnight", at(DAY))).await;
+    insert(&repos, company("jan2 plus 1us", at_micros(DAY, 1))).await;
+    insert(&repos, company("jan3", at(2 * DAY))).await;
+
+    assert_eq!(
+        names_matching(&repos, "created>2026-01-01 && created<=2026-01-02").await,
+        ["jan1 noon", "jan2 midnight"],
+        "> excludes the instant itself, <= includes it, and microseconds count"
+    );
+    assert_eq!(names_matching(&repos, "created>=2026-01-02T00:00:00.000001Z").await, ["jan2 plus 1us", "jan3"]);
+    assert_eq!(names_matching(&repos, "created<2026-01-01T12:00:00+00:00").await, ["jan1 midnight"]);
+    assert_eq!(
+        names_matching(&repos, "created>2026-01-02T01:00:00+02:00").await,
+        ["jan2 midnight", "jan2 plus 1us", "jan3"],
+        "offsets convert to UTC"
+    );
+}
+
+/// `{a || b} && c` groups, and `&&` binds tighter than `||` without braces.
+pub async fn company_filter_groups_or_inside_and(repos: Repositories) {
+    insert(&repos, Company { description: Some("y".into()), ..company("a", at(0)) }).await;
+    insert(&repos, Company { description: Some("x".into()), ..company("b", at(1)) }).await;
+    insert(&repos, Company { description: Some("x".into()), ..company("c", at(2)) }).await;
+    assert_eq!(names_matching(&repos, "{name=a || name=b} && description=x").await, ["b"]);
+    assert_eq!(names_matching(&repos, "name=a || name=b && description=x").await, ["a", "b"]);
+    assert_eq!(names_matching(&repos, "description=x && {name=c || name=a}").await, ["c"]);
+    assert_eq!(names_matching(&repos, "{name=a && description=y} || {name=c && description=x}").await, ["a", "c"]);
+}
+
+async fn companies_with_connection_statuses(repos: &Repositories) {
+    let a = insert_named(repos, "linked", 0).await;
+    let b = insert_named(repos, "pending only", 1).await;
+    insert_named(repos, "no connections", 2).await;
+    let d = insert_named(repos, "linked and unlinked", 3).await;
+    insert_connection(repos, connection(&a, ConnectionStatus::Linked, at(10))).await;
+    insert_connection(repos, connection(&b, ConnectionStatus::PendingAuth, at(11))).await;
+    insert_connection(repos, connection(&d, ConnectionStatus::Unlinked, at(12))).await;
+    insert_connection(repos, connection(&d, ConnectionStatus::Linked, at(13))).await;
+}
+
+/// `dataConnections.status=Linked` matches companies with at least one linked connection.
+pub async fn company_filter_on_connection_status_matches_any_connection(repos: Repositories) {
+    companies_with_connection_statuses(&repos).await;
+    assert_eq!(names_matching(&repos, "dataConnections.status=Linked").await, ["linked", "linked and unlinked"]);
+    assert_eq!(names_matching(&repos, "dataConnections.status=unlinked").await, ["linked and unlinked"]);
+    assert_eq!(names_matching(&repos, "dataConnections.platformName~stripe").await, ["linked", "pending only", "linked and unlinked"]);
+    assert_eq!(
+        names_matching(&repos, "dataConnections.created>2026-01-01T00:00:11Z").await,
+        ["linked and unlinked"],
+        "dates inside the collection compare as instants"
+    );
+}
+
+/// `dataConnections.status!=Linked` matches companies with no linked connection, including
+/// companies with no connections at all.
+pub async fn company_filter_not_linked_includes_companies_without_connections(repos: Repositories) {
+    companies_with_connection_statuses(&repos).await;
+    assert_eq!(names_matching(&repos, "dataConnections.status!=Linked").await, ["pending only", "no connections"]);
+    assert_eq!(names_matching(&repos, "dataConnections.status!=Linked && dataConnections.status!=PendingAuth").await, ["no connections"]);
+}
+
+/// `description!=x` includes companies without a description.
+pub async fn company_filter_description_not_equal_includes_null_descriptions(repos: Repositories) {
+    insert(&repos, Company { description: Some("x".into()), ..company("has x", at(0)) }).await;
+    insert(&repos, Company { description: Some("y".into()), ..company("has y", at(1)) }).await;
+    insert(&repos, company("has none", at(2))).await;
+    assert_eq!(names_matching(&repos, "description!=x").await, ["has y", "has none"]);
+    assert_eq!(names_matching(&repos, "description=x").await, ["has x"]);
+}
+
+async fn tagged_companies(repos: &Repositories) {
+    insert(repos, Company { tags: tags(&[("region", "uk"), ("team", "finance")]), ..company("uk finance", at(0)) }).await;
+    insert(repos, Company { tags: tags(&[("region", "uk"), ("team", "ops")]), ..company("uk ops", at(1)) }).await;
+    insert(repos, Company { tags: tags(&[("region", "us"), ("team", "FinOps")]), ..company("us finops", at(2)) }).await;
+    insert(repos, company("untagged", at(3))).await;
+    insert(repos, Company { tags: tags(&[("team", "Fin")]), ..company("no region", at(4)) }).await;
+}
+
+/// The `tags` filter matches by key and value: `=` exact, `~` case-insensitive contains.
+pub async fn company_tags_filter_combines_equals_and_contains(repos: Repositories) {
+    tagged_companies(&repos).await;
+    assert_eq!(names_matching_tags(&repos, "region=uk && team~fin", None).await, ["uk finance"]);
+    assert_eq!(names_matching_tags(&repos, "team~FIN", None).await, ["uk finance", "us finops", "no region"]);
+    assert_eq!(names_matching_tags(&repos, "region=uk || region=us", None).await, ["uk finance", "uk ops", "us finops"]);
+    assert_eq!(names_matching_tags(&repos, "region=UK", None).await, Vec::<String>::new(), "= is case-sensitive");
+    assert_eq!(names_matching_tags(&repos, "team=uk", None).await, Vec::<String>::new(), "keys are not interchangeable");
+    // Together with a query, both must hold.
+    assert_eq!(names_matching_tags(&repos, "region=uk", Some("name~ops")).await, ["uk ops"]);
+}
+
+/// `tags=region!=uk` matches companies whose region differs and companies without the tag.
+pub async fn company_tags_not_equal_matches_companies_without_the_tag(repos: Repositories) {
+    tagged_companies(&repos).await;
+    assert_eq!(names_matching_tags(&repos, "region!=uk", None).await, ["us finops", "untagged", "no region"]);
+    assert_eq!(names_matching_tags(&repos, "region!=uk && team~fin", None).await, ["us finops", "no region"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+// ---------------------------------------------------------------------------------------------
+
+/// A connection for a company that does not exist is NotFound.
+pub async fn connection_insert_for_a_missing_company_is_not_found(repos: Repositories) {
+    let ghost = company("Ghost", at(0));
+    let c = connection(&ghost, ConnectionStatus::PendingAuth, at(1));
+    assert_not_found(repos.connections.insert(&c).await, "connection of missing company");
+    assert_eq!(repos.connections.find(c.id).await.unwrap(), None);
+}
+
+/// A connection with an id that exists is a conflict.
+pub async fn inserting_a_connection_with_an_existing_id_is_a_conflict(repos: Repositories) {
+    let co = insert_named(&repos, "Co", 0).await;
+    let c = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(1))).await;
+    let dup = Connection { status: ConnectionStatus::Linked, ..c.clone() };
+    assert_conflict(repos.connections.insert(&dup).await, "duplicate connection id");
+    assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c));
+}
+
+/// `get` finds a connection only under its own company; `find` needs the id alone.
+pub async fn connection_get_is_scoped_to_its_company_and_find_is_not(repos: Repositories) {
+    let owner = insert_named(&repos, "Owner", 0).await;
+    let other = insert_named(&repos, "Other", 1).await;
+    let c = insert_connection(&repos, connection(&owner, ConnectionStatus::PendingAuth, at_micros(2, 42))).await;
+
+    assert_eq!(repos.connections.get(owner.id, c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(repos.connections.get(other.id, c.id).await.unwrap(), None, "another company's connection is not found");
+    assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c));
+    assert_eq!(repos.connections.find(ConnectionId::new_random()).await.unwrap(), None);
+}
+
+/// Update saves status, grant, errors, source account and last sync; clearing them works too.
+pub async fn connection_update_round_trips_status_grant_errors_and_source_account(repos: Repositories) {
+    let co = insert_named(&repos, "Co", 0).await;
+    let c = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(1))).await;
+
+    let linked = Connection {
+        status: ConnectionStatus::Linked,
+        last_sync: Some(at_micros(50, 999_999)),
+        source_account: Some("acct_123".into()),
+        grant: Some(sealed("key-1", "Y2lwaGVy")),
+        errors: vec![
+            ConnectionError {
+                status_code: "401".into(),
+                status_text: Some("Unauthorized".into()),
+                error_message: "token expired — \"quoted\" ünïcode".into(),
+                errored_on_utc: at_micros(40, 123_457),
+            },
+            ConnectionError { status_code: "500".into(), status_text: None, error_message: "boom".into(), errored_on_utc: at(41) },
+        ],
+        ..c.clone()
+    };
+    repos.connections.update(&linked).await.unwrap();
+    assert_eq!(repos.connections.get(co.id, c.id).await.unwrap(), Some(linked.clone()));
+
+    let cleared = Connection {
+        status: ConnectionStatus::Deauthorized,
+        grant: None,
+        source_account: None,
+        errors: Vec::new(),
+        last_sync: None,
+        ..linked
+    };
+    repos.connections.update(&cleared).await.unwrap();
+    assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(cleared));
+}
+
+/// Updating a connection that does not exist (or under another company) is NotFound.
+pub async fn updating_a_missing_connection_is_not_found(repos: Repositories) {
+    let co = insert_named(&repos, "Co", 0).await;
+    let other = insert_named(&repos, "Other", 1).await;
+    let ghost = connection(&co, ConnectionStatus::Linked, at(2));
+    assert_not_found(repos.connections.update(&ghost).await, "update missing connection");
+    let c = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(3))).await;
+    let moved = Connection { company_id: other.id, status: ConnectionStatus::Linked, ..c.clone() };
+    assert_not_found(repos.connections.update(&moved).await, "update under another company");
+    assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c));
+}
+
+/// Delete only removes a connection under its own company, and reports whether it did.
+pub async fn connection_delete_is_scoped_to_its_company(repos: Repositories) {
+    let owner = insert_named(&repos, "Owner", 0).await;
+    let other = insert_named(&repos, "Other", 1).await;
+    let c = insert_connection(&repos, connection(&owner, ConnectionStatus::Linked, at(2))).await;
+    let sibling = insert_connection(&repos, connection(&owner, ConnectionStatus::Linked, at(3))).await;
+
+    assert!(!repos.connections.delete(other.id, c.id).await.unwrap(), "not through another company");
+    assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c.clone()));
+    assert!(repos.connections.delete(owner.id, c.id).await.unwrap());
+    assert_eq!(repos.connections.find(c.id).await.unwrap(), None);
+    assert!(!repos.connections.delete(owner.id, c.id).await.unwrap(), "already gone");
+    assert_eq!(repos.connections.find(sibling.id).await.unwrap(), Some(sibling));
+    assert!(repos.companies.get(owner.id).await.unwrap().is_some(), "the company stays");
+}
+
+/// A company's connections filter with the query language and order by `-created`, with paging.
+pub async fn connection_list_filters_by_status_and_orders_newest_first(repos: Repositories) {
+    let co = insert_named(&repos, "Co", 0).await;
+    let other = insert_named(&repos, "Other", 1).await;
+    let p1 = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(10))).await;
+    insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(20))).await;
+    let p3 = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(30))).await;
+    let p2 = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(15))).await;
+    insert_connection(&repos, connection(&other, ConnectionStatus::PendingAuth, at(40))).await;
+
+    let q = ListQuery::from_params(&connection::QUERY_SCHEMA, None, None, Some("status=PendingAuth"), Some("-created")).unwrap();
+    let page = repos.connections.list(co.id, &q).await.unwrap();
+    assert_eq!(page.total, 3);
+    assert_eq!(page.items, vec![p3.clone(), p2.clone(), p1.clone()]);
+
+    let q = ListQuery::from_params(&connection::QUERY_SCHEMA, Some(2), Some(2), Some("status=PendingAuth"), Some("-created")).unwrap();
+    let page = repos.connections.list(co.id, &q).await.unwrap();
+    assert_eq!((page.total, page.items), (3, vec![p1.clone()]));
+
+    let q = ListQuery::from_params(&connection::QUERY_SCHEMA, None, None, None, None).unwrap();
+    let page = repos.connections.list(co.id, &q).await.unwrap();
+    assert_eq!(page.total, 4, "default: every connection of the company");
+    assert_eq!(page.items.iter().map(|c| c.created).collect::<Vec<_>>(), [at(10), at(15), at(20), at(30)], "oldest first");
+
+    let q = ListQuery::from_params(
+        &connection::QUERY_SCHEMA,
+        None,
+        None,
+        Some("status!=Linked && platformName=Stripe Test && sourceType=Commerce && integrationKey=yzth"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(repos.connections.list(co.id, &q).await.unwrap().items, vec![p1, p2, p3]);
+}
+
+/// `list_for_companies` returns the connections of exactly the given companies, oldest first.
+pub async fn connections_for_companies_are_listed_oldest_first(repos: Repositories) {
+    let a = insert_named(&repos, "A", 0).await;
+    let b = insert_named(&repos, "B", 1).await;
+    let c = insert_named(&repos, "C", 2).await;
+    let a3 = insert_connection(&repos, connection(&a, ConnectionStatus::Linked, at(30))).await;
+    let a1 = insert_connection(&repos, connection(&a, ConnectionStatus::PendingAuth, at(10))).await;
+    let b2 = insert_connection(&repos, connection(&b, ConnectionStatus::Unlinked, at(20))).await;
+    insert_connection(&repos, connection(&c, ConnectionStatus::Linked, at(5))).await;
+
+    assert_eq!(repos.connections.list_for_companies(&[a.id, b.id]).await.unwrap(), vec![a1, b2.clone(), a3]);
+    assert_eq!(repos.connections.list_for_companies(&[b.id]).await.unwrap(), vec![b2]);
+    assert!(repos.connections.list_for_companies(&[]).await.unwrap().is_empty());
+    assert!(repos.connections.list_for_companies(&[CompanyId::new_random()]).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integrations
+// ---------------------------------------------------------------------------------------------
+
+/// Integration settings are `None` until put, then read back exactly, and a second put replaces.
+pub async fn integration_settings_round_trip_and_overwrite(repos: Repositories) {
+    assert_eq!(repos.integrations.get("yzth").await.unwrap(), None);
+    let first = IntegrationSettings {
+        client_id: Some("ca_123".into()),
+        secret_key: Some(sealed("k1", "c2VjcmV0")),
+        webhook_secret: None,
+        scope: Scope::ReadWrite,
+        enabled: true,
+    };
+    repos.integrations.put("yzth", &first).await.unwrap();
+    assert_eq!(repos.integrations.get("yzth").await.unwrap(), Some(first));
+    assert_eq!(repos.integrations.get("exgd").await.unwrap(), None, "keys are independent");
+
+    let second = IntegrationSettings {
+        client_id: None,
+        secret_key: None,
+        webhook_secret: Some(sealed("k2", "d2hzZWM=")),
+        scope: Scope::ReadOnly,
+        enabled: false,
+    };
+    repos.integrations.put("yzth", &second).await.unwrap();
+    assert_eq!(repos.integrations.get("yzth").await.unwrap(), Some(second));
+    repos.integrations.put("exgd", &IntegrationSettings::default()).await.unwrap();
+    assert_eq!(repos.integrations.get("exgd").await.unwrap(), Some(IntegrationSettings::default()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+// ---------------------------------------------------------------------------------------------
+
+/// `insert_limited` stores keys up to the limit, then refuses with Conflict.
+pub async fn api_keys_insert_up_to_the_limit_then_conflict(repos: Repositories) {
+    for i in 0..3 {
+        repos.api_keys.insert_limited(&api_key(&format!("k{i}"), at(i)), 3).await.unwrap();
+    }
+    let extra = api_key("extra", at(9));
+    assert_conflict(repos.api_keys.insert_limited(&extra, 3).await, "fourth key with max 3");
+    assert_eq!(repos.api_keys.list().await.unwrap().len(), 3);
+    assert_eq!(repos.api_keys.find_by_hash(&extra.hash).await.unwrap(), None);
+    repos.api_keys.insert_limited(&extra, 4).await.unwrap();
+    assert_eq!(repos.api_keys.list().await.unwrap().len(), 4, "a higher limit admits it");
+}
+
+/// A key whose hash or id is already stored is a Conflict (a unique key, per
+/// `RepositoryError::Conflict`), not a storage failure, and is not stored.
+pub async fn inserting_an_api_key_with_an_existing_hash_or_id_is_a_conflict(repos: Repositories) {
+    let first = api_key("first", at(1));
+    repos.api_keys.insert_limited(&first, 10).await.unwrap();
+    let same_hash = ApiKey { hash: first.hash.clone(), ..api_key("same hash", at(2)) };
+    assert_conflict(repos.api_keys.insert_limited(&same_hash, 10).await, "duplicate hash");
+    let same_id = ApiKey { id: first.id, ..api_key("same id", at(3)) };
+    assert_conflict(repos.api_keys.insert_limited(&same_id, 10).await, "duplicate id");
+    assert_eq!(repos.api_keys.list().await.unwrap(), vec![first]);
+}
+
+/// Keys list oldest first and are found by hash.
+pub async fn api_keys_list_oldest_first_and_find_by_hash(repos: Repositories) {
+    let late = api_key("late", at_micros(30, 5));
+    let early = api_key("early", at(10));
+    let middle = ApiKey { name: None, ..api_key("middle", at(20)) };
+    for k in [&late, &early, &middle] {
+        repos.api_keys.insert_limited(k, 10).await.unwrap();
+    }
+    assert_eq!(repos.api_keys.list().await.unwrap(), vec![early.clone(), middle.clone(), late.clone()]);
+    assert_eq!(repos.api_keys.find_by_hash(&middle.hash).await.unwrap(), Some(middle));
+    assert_eq!(repos.api_keys.find_by_hash(&late.hash).await.unwrap(), Some(late));
+    assert_eq!(repos.api_keys.find_by_hash("0".repeat(64).as_str()).await.unwrap(), None);
+}
+
+/// Delete reports NotFound for an unknown key, refuses the last key, and deletes otherwise.
+pub async fn api_key_delete_reports_not_found_last_key_and_deleted(repos: Repositories) {
+    assert_eq!(repos.api_keys.delete(ApiKeyId::new_random(), false).await.unwrap(), ApiKeyDeletion::NotFound);
+    let a = api_key("a", at(1));
+    let b = api_key("b", at(2));
+    repos.api_keys.insert_limited(&a, 10).await.unwrap();
+    repos.api_keys.insert_limited(&b, 10).await.unwrap();
+
+    assert_eq!(repos.api_keys.delete(a.id, false).await.unwrap(), ApiKeyDeletion::Deleted);
+    assert_eq!(repos.api_keys.delete(a.id, false).await.unwrap(), ApiKeyDeletion::NotFound, "already deleted");
+    assert_eq!(repos.api_keys.delete(b.id, false).await.unwrap(), ApiKeyDeletion::LastKey);
+    assert_eq!(repos.api_keys.list().await.unwrap(), vec![b.clone()], "the last key stays");
+    assert_eq!(repos.api_keys.find_by_hash(&a.hash).await.unwrap(), None);
+}
+
+/// `allow_last` deletes even the last key (the CLI's escape hatch).
+pub async fn api_key_delete_allow_last_removes_the_last_key(repos: Repositories) {
+    let only = api_key("only", at(1));
+    repos.api_keys.insert_limited(&only, 10).await.unwrap();
+    assert_eq!(repos.api_keys.delete(only.id, true).await.unwrap(), ApiKeyDeletion::Deleted);
+    assert!(repos.api_keys.list().await.unwrap().is_empty());
+    assert_eq!(repos.api_keys.delete(only.id, true).await.unwrap(), ApiKeyDeletion::NotFound);
+}
+
+/// Many concurrent creators cannot exceed the limit together.
+pub async fn concurrent_api_key_creation_never_exceeds_the_limit(repos: Repositories) {
+    const MAX: usize = 5;
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        let keys = repos.api_keys.clone();
+        tasks.spawn(async move { keys.insert_limited(&api_key(&format!("k{i}"), at(i)), MAX).await });
+    }
+    let (mut ok, mut conflict) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(()) => ok += 1,
+            Err(RepositoryError::Conflict(_)) => conflict += 1,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((ok, conflict), (MAX, 20 - MAX));
+    assert_eq!(repos.api_keys.list().await.unwrap().len(), MAX);
+}
+
+/// Concurrent deletions of every key leave exactly one (repeated, since a race needs luck to show).
+pub async fn concurrent_api_key_deletion_never_removes_the_last_key(repos: Repositories) {
+    for round in 0..10 {
+        let keys: Vec<ApiKey> = (0..3).map(|i| api_key(&format!("r{round}k{i}"), at(i))).collect();
+        for k in &keys {
+            repos.api_keys.insert_limited(k, 10).await.unwrap();
+        }
+        let mut tasks = JoinSet::new();
+        for k in &keys {
+            let (repo, id) = (repos.api_keys.clone(), k.id);
+            tasks.spawn(async move { repo.delete(id, false).await });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            outcomes.push(r.expect("task").expect("delete"));
+        }
+        assert_eq!(outcomes.iter().filter(|o| **o == ApiKeyDeletion::Deleted).count(), 2, "round {round}: {outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|o| **o == ApiKeyDeletion::LastKey).count(), 1, "round {round}: {outcomes:?}");
+        let left = repos.api_keys.list().await.unwrap();
+        assert_eq!(left.len(), 1, "round {round}");
+        assert_eq!(repos.api_keys.delete(left[0].id, true).await.unwrap(), ApiKeyDeletion::Deleted);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile and sync settings
+// ---------------------------------------------------------------------------------------------
+
+/// The profile is `None` before the first put, then reads back exactly, and a put replaces it.
+pub async fn profile_is_none_until_put_then_round_trips(repos: Repositories) {
+    assert_eq!(repos.profile.get_profile().await.unwrap(), None);
+    let p = Profile {
+        name: "Acme \"Platform\" ✓".into(),
+        logo_url: Some("https://example.com/logo.png".into()),
+        icon_url: None,
+        redirect_url: "https://example.com/done?company={companyId}".into(),
+        white_list_urls: vec!["https://a.example".into(), "https://b.example".into()],
+    };
+    repos.profile.put_profile(&p).await.unwrap();
+    assert_eq!(repos.profile.get_profile().await.unwrap(), Some(p));
+    repos.profile.put_profile(&Profile::default()).await.unwrap();
+    assert_eq!(repos.profile.get_profile().await.unwrap(), Some(Profile::default()));
+}
+
+/// The client id is created once and never changes, whatever else is stored.
+pub async fn client_id_is_stable_across_calls(repos: Repositories) {
+    repos.profile.put_profile(&Profile::default()).await.unwrap();
+    let first = repos.profile.client_id().await.unwrap();
+    assert_eq!(repos.profile.client_id().await.unwrap(), first);
+    repos.profile.put_profile(&Profile { name: "Renamed".into(), ..Profile::default() }).await.unwrap();
+    repos.profile.put_sync_settings(&default_settings()).await.unwrap();
+    assert_eq!(repos.profile.client_id().await.unwrap(), first);
+    assert_ne!(first, uuid::Uuid::nil());
+}
+
+/// Client sync settings are `None` until put, then read back exactly; the profile is untouched.
+pub async fn sync_settings_round_trip(repos: Repositories) {
+    assert_eq!(repos.profile.get_sync_settings().await.unwrap(), None);
+    let defaults = default_settings();
+    repos.profile.put_sync_settings(&defaults).await.unwrap();
+    assert_eq!(repos.profile.get_sync_settings().await.unwrap(), Some(defaults));
+    assert_eq!(repos.profile.get_profile().await.unwrap(), None, "setting sync settings creates no profile");
+
+    let custom = vec![sync_setting(DataType::Payments, 12, Some(at_micros(0, 250))), sync_setting(DataType::Customers, 48, None)];
+    repos.profile.put_sync_settings(&custom).await.unwrap();
+    assert_eq!(repos.profile.get_sync_settings().await.unwrap(), Some(custom.clone()));
+    repos.profile.put_profile(&Profile::default()).await.unwrap();
+    assert_eq!(repos.profile.get_sync_settings().await.unwrap(), Some(custom), "putting the profile keeps sync settings");
+    repos.profile.put_sync_settings(&[]).await.unwrap();
+    assert_eq!(repos.profile.get_sync_settings().await.unwrap(), Some(Vec::new()), "empty is not None");
+}
+
+/// A company's overrides round-trip, are per company, and `None` clears them.
+pub async fn company_sync_settings_round_trip_and_clear(repos: Repositories) {
+    let a = insert_named(&repos, "A", 0).await;
+    let b = insert_named(&repos, "B", 1).await;
+    assert_eq!(repos.profile.get_company_sync_settings(a.id).await.unwrap(), None);
+
+    let first = vec![sync_setting(DataType::Orders, 6, Some(at_micros(5, 7)))];
+    repos.profile.put_company_sync_settings(a.id, Some(first.clone())).await.unwrap();
+    assert_eq!(repos.profile.get_company_sync_settings(a.id).await.unwrap(), Some(first));
+    assert_eq!(repos.profile.get_company_sync_settings(b.id).await.unwrap(), None);
+
+    let second = vec![sync_setting(DataType::Disputes, 1, None), sync_setting(DataType::Locations, 2, None)];
+    repos.profile.put_company_sync_settings(a.id, Some(second.clone())).await.unwrap();
+    assert_eq!(repos.profile.get_company_sync_settings(a.id).await.unwrap(), Some(second));
+
+    repos.profile.put_company_sync_settings(a.id, None).await.unwrap();
+    assert_eq!(repos.profile.get_company_sync_settings(a.id).await.unwrap(), None);
+    repos.profile.put_company_sync_settings(a.id, None).await.unwrap();
+    assert_eq!(repos.profile.get_company_sync_settings(a.id).await.unwrap(), None, "clearing twice is fine");
+}
+
+/// Storing overrides for a company that does not exist is NotFound.
+pub async fn company_sync_settings_for_a_missing_company_are_not_found(repos: Repositories) {
+    let ghost = CompanyId::new_random();
+    assert_not_found(repos.profile.put_company_sync_settings(ghost, Some(default_settings())).await, "store for missing company");
+    assert_eq!(repos.profile.get_company_sync_settings(ghost).await.unwrap(), None);
+}
+
+/// Clearing overrides of a company that does not exist is NotFound too, as the port documents
+/// (`put_company_sync_settings`: "NotFound if the company does not exist", for `Some` and `None`).
+pub async fn clearing_company_sync_settings_for_a_missing_company_is_not_found(repos: Repositories) {
+    assert_not_found(repos.profile.put_company_sync_settings(CompanyId::new_random(), None).await, "clear for missing company");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealed secrets
+// ---------------------------------------------------------------------------------------------
+
+struct SecretFixture {
+    grant_conn: Connection,
+    plain_conn: Connection,
+}
+
+async fn secrets_fixture(repos: &Repositories) -> SecretFixture {
+    repos
+        .integrations
+        .put(
+            "yzth",
+            &IntegrationSettings {
+                client_id: Some("ca_test".into()),
+                secret_key: Some(sealed("old", "sk-yzth")),
+                webhook_secret: Some(sealed("old", "wh-yzth")),
+                scope: Scope::ReadOnly,
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+    repos
+        .integrations
+        .put("exgd", &IntegrationSettings { secret_key: Some(sealed("old", "sk-exgd")), ..IntegrationSettings::default() })
+        .await
+        .unwrap();
+    let co = insert_named(repos, "Co", 0).await;
+    let grant_conn =
+        insert_connection(repos, Connection { grant: Some(sealed("old", "grant-1")), ..connection(&co, ConnectionStatus::Linked, at(1)) })
+            .await;
+    let plain_conn = insert_connection(repos, connection(&co, ConnectionStatus::PendingAuth, at(2))).await;
+    SecretFixture { grant_conn, plain_conn }
+}
+
+/// `list_sealed` lists integration secret keys, webhook secrets and connection grants, and only
+/// the slots that hold a secret.
+pub async fn list_sealed_lists_integration_secrets_webhook_secrets_and_grants(repos: Repositories) {
+    assert!(repos.secrets.list_sealed().await.unwrap().is_empty());
+    let f = secrets_fixture(&repos).await;
+    let listed = by_slot(repos.secrets.list_sealed().await.unwrap());
+    let expected: BTreeMap<String, SealedSecret> = [
+        (SecretSlot::IntegrationSecretKey("yzth".into()), sealed("old", "sk-yzth")),
+        (SecretSlot::IntegrationWebhookSecret("yzth".into()), sealed("old", "wh-yzth")),
+        (SecretSlot::IntegrationSecretKey("exgd".into()), sealed("old", "sk-exgd")),
+        (SecretSlot::ConnectionGrant(f.grant_conn.id), sealed("old", "grant-1")),
+    ]
+    .iter()
+    .map(|(slot, s)| (slot_key(slot), s.clone()))
+    .collect();
+    assert_eq!(listed, expected);
+    assert!(!listed.contains_key(&slot_key(&SecretSlot::ConnectionGrant(f.plain_conn.id))), "no grant, no slot");
+}
+
+/// `replace_sealed` rewrites every listed slot, and the owners read the new values.
+pub async fn replace_sealed_replaces_every_slot(repos: Repositories) {
+    let f = secrets_fixture(&repos).await;
+    let rotated: Vec<(SecretSlot, SealedSecret)> = repos
+        .secrets
+        .list_sealed()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(slot, s)| (slot, sealed("new", &format!("re-{}", s.ciphertext))))
+        .collect();
+    assert_eq!(rotated.len(), 4);
+    repos.secrets.replace_sealed(&rotated).await.unwrap();
+
+    assert_eq!(by_slot(repos.secrets.list_sealed().await.unwrap()), by_slot(rotated));
+    let yzth = repos.integrations.get("yzth").await.unwrap().unwrap();
+    assert_eq!(yzth.secret_key, Some(sealed("new", "re-sk-yzth")));
+    assert_eq!(yzth.webhook_secret, Some(sealed("new", "re-wh-yzth")));
+    assert_eq!(yzth.client_id.as_deref(), Some("ca_test"), "other settings untouched");
+    let conn = repos.connections.find(f.grant_conn.id).await.unwrap().unwrap();
+    assert_eq!(conn.grant, Some(sealed("new", "re-grant-1")));
+    assert_eq!(conn.status, ConnectionStatus::Linked);
+    repos.secrets.replace_sealed(&[]).await.unwrap();
+}
+
+/// A batch with a slot that no longer exists is NotFound and changes nothing at all.
+pub async fn replace_sealed_is_all_or_nothing(repos: Repositories) {
+    let f = secrets_fixture(&repos).await;
+    let co = repos.companies.get(f.grant_conn.company_id).await.unwrap().unwrap();
+    let gone = insert_connection(
+        &repos,
+        Connection { grant: Some(sealed("old", "grant-gone")), ..connection(&co, ConnectionStatus::Linked, at(3)) },
+    )
+    .await;
+    let before = repos.secrets.list_sealed().await.unwrap();
+    assert!(repos.connections.delete(co.id, gone.id).await.unwrap());
+    let before_without_gone: Vec<_> = before.into_iter().filter(|(slot, _)| *slot != SecretSlot::ConnectionGrant(gone.id)).collect();
+
+    let batch = vec![
+        (SecretSlot::IntegrationSecretKey("yzth".into()), sealed("new", "a")),
+        (SecretSlot::ConnectionGrant(f.grant_conn.id), sealed("new", "b")),
+        (SecretSlot::ConnectionGrant(gone.id), sealed("new", "c")),
+        (SecretSlot::IntegrationWebhookSecret("yzth".into()), sealed("new", "d")),
+    ];
+    assert_not_found(repos.secrets.replace_sealed(&batch).await, "batch with a deleted connection");
+    assert_eq!(by_slot(repos.secrets.list_sealed().await.unwrap()), by_slot(before_without_gone.clone()), "nothing changed");
+
+    let unknown_integration = vec![
+        (SecretSlot::ConnectionGrant(f.grant_conn.id), sealed("new", "b")),
+        (SecretSlot::IntegrationSecretKey("abcd".into()), sealed("new", "x")),
+    ];
+    assert_not_found(repos.secrets.replace_sealed(&unknown_integration).await, "batch with an unknown integration");
+    assert_eq!(by_slot(repos.secrets.list_sealed().await.unwrap()), by_slot(before_without_gone));
+}

@@ -1,0 +1,160 @@
+//! Runs every behaviour of `tributary_tests::contract` against both storage adapters: SQLite (in
+//! memory, fresh per test) and Postgres (a fresh database per test on
+//! `TRIBUTARY_TEST_POSTGRES_URL`; skipped loudly without it, failed with
+//! `TRIBUTARY_REQUIRE_POSTGRES=1`). Plus the few checks that only make sense for one backend.
+
+/// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per contract
+/// function.
+macro_rules! storage_contract {
+    ($( $name:ident ),* $(,)?) => {
+        mod sqlite {
+            use tributary_sqlite::SqliteStore;
+
+            async fn store() -> SqliteStore {
+                let store = SqliteStore::connect("sqlite::memory:").await.expect("open in-memory SQLite");
+                store.migrate().await.expect("migrate SQLite");
+                store
+            }
+
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store = store().await;
+                    tributary_tests::contract::$name(store.repositories()).await;
+                    store.close().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            use tributary_tests::pg::fresh_postgres;
+
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some((store, db)) = fresh_postgres(concat!("postgres::", stringify!($name))).await else { return };
+                    tributary_tests::contract::$name(store.repositories()).await;
+                    store.close().await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+storage_contract! {
+    companies_round_trip_with_tags,
+    inserting_a_company_with_an_existing_id_is_a_conflict,
+    company_update_replaces_name_description_and_tags,
+    updating_a_missing_company_is_not_found,
+    company_delete_cascades_to_connections_tags_and_sync_settings,
+    deleting_a_missing_company_returns_false,
+    company_list_pages_in_created_then_id_order_with_exact_total,
+    company_list_orders_by_name_both_ways_with_id_tie_break,
+    company_list_orders_by_last_sync_with_nulls_first_ascending,
+    company_filter_name_equals_and_not_equals,
+    company_filter_name_contains_is_case_insensitive,
+    company_filter_contains_treats_wildcards_literally,
+    company_filter_contains_folds_ascii_case_only,
+    company_filter_by_created_date_range,
+    company_filter_groups_or_inside_and,
+    company_filter_on_connection_status_matches_any_connection,
+    company_filter_not_linked_includes_companies_without_connections,
+    company_filter_description_not_equal_includes_null_descriptions,
+    company_tags_filter_combines_equals_and_contains,
+    company_tags_not_equal_matches_companies_without_the_tag,
+    connection_insert_for_a_missing_company_is_not_found,
+    inserting_a_connection_with_an_existing_id_is_a_conflict,
+    connection_get_is_scoped_to_its_company_and_find_is_not,
+    connection_update_round_trips_status_grant_errors_and_source_account,
+    updating_a_missing_connection_is_not_found,
+    connection_delete_is_scoped_to_its_company,
+    connection_list_filters_by_status_and_orders_newest_first,
+    connections_for_companies_are_listed_oldest_first,
+    integration_settings_round_trip_and_overwrite,
+    api_keys_insert_up_to_the_limit_then_conflict,
+    inserting_an_api_key_with_an_existing_hash_or_id_is_a_conflict,
+    api_keys_list_oldest_first_and_find_by_hash,
+    api_key_delete_reports_not_found_last_key_and_deleted,
+    api_key_delete_allow_last_removes_the_last_key,
+    concurrent_api_key_creation_never_exceeds_the_limit,
+    concurrent_api_key_deletion_never_removes_the_last_key,
+    profile_is_none_until_put_then_round_trips,
+    client_id_is_stable_across_calls,
+    sync_settings_round_trip,
+    company_sync_settings_round_trip_and_clear,
+    company_sync_settings_for_a_missing_company_are_not_found,
+    clearing_company_sync_settings_for_a_missing_company_is_not_found,
+    list_sealed_lists_integration_secrets_webhook_secrets_and_grants,
+    replace_sealed_replaces_every_slot,
+    replace_sealed_is_all_or_nothing,
+}
+
+/// Backend-specific checks that are not part of the shared contract.
+mod sqlite_only {
+    use tributary_sqlite::SqliteStore;
+
+    /// A file URL in a directory that does not exist yet creates the directories and the file,
+    /// and what is stored survives reopening.
+    #[tokio::test]
+    async fn file_database_is_created_in_a_missing_nested_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a").join("b").join("t.db");
+        assert!(!path.parent().unwrap().exists());
+        let url = format!("sqlite://{}", path.display());
+
+        let store = SqliteStore::connect(&url).await.expect("connect creates the file");
+        store.migrate().await.expect("migrate");
+        assert!(path.is_file(), "{} was created", path.display());
+        let id = store.repositories().profile.client_id().await.unwrap();
+        store.close().await;
+
+        let reopened = SqliteStore::connect(&url).await.expect("reopen");
+        reopened.migrate().await.expect("migrations are idempotent");
+        assert_eq!(reopened.repositories().profile.client_id().await.unwrap(), id, "data persisted");
+        reopened.close().await;
+    }
+}
+
+/// Backend-specific checks that are not part of the shared contract.
+mod postgres_only {
+    use tributary_domain::RepositoryError;
+    use tributary_postgres::PgStore;
+    use tributary_tests::pg::{admin_url, fresh_postgres};
+
+    /// Migrating an already migrated database does nothing and keeps the data.
+    #[tokio::test]
+    async fn migrations_are_idempotent() {
+        let Some((store, db)) = fresh_postgres("postgres_only::migrations_are_idempotent").await else {
+            return;
+        };
+        let id = store.repositories().profile.client_id().await.unwrap();
+        store.migrate().await.expect("second migrate");
+        store.close().await;
+        let again = PgStore::connect(db.url()).await.expect("reconnect");
+        again.migrate().await.expect("third migrate");
+        assert_eq!(again.repositories().profile.client_id().await.unwrap(), id);
+        again.close().await;
+        db.cleanup().await;
+    }
+
+    /// Connecting to a database that does not exist fails with a Backend error that names the
+    /// target but never the password.
+    #[tokio::test]
+    async fn connecting_to_a_missing_database_is_a_clear_error_without_the_password() {
+        let Some(admin) = admin_url("postgres_only::connecting_to_a_missing_database_is_a_clear_error_without_the_password") else {
+            return;
+        };
+        let mut url = url::Url::parse(&admin).expect("URL");
+        url.set_path("/tributary_no_such_database");
+        url.set_password(Some("s3cret-pw")).expect("password");
+        let err = PgStore::connect(url.as_str()).await.expect_err("no such database");
+        let RepositoryError::Backend(msg) = &err else { panic!("expected Backend, got {err:?}") };
+        assert!(msg.contains("cannot connect to PostgreSQL"), "{msg}");
+        assert!(msg.contains("tributary_no_such_database"), "{msg}");
+        assert!(!msg.contains("s3cret-pw"), "the password leaked: {msg}");
+
+        let err = PgStore::connect("mysql://nope").await.expect_err("not a postgres URL");
+        assert!(matches!(err, RepositoryError::Backend(ref m) if m.contains("invalid PostgreSQL URL")), "{err:?}");
+    }
+}
