@@ -195,3 +195,33 @@ fn migrate_creates_the_database_and_errors_are_one_line_with_non_zero_exit() {
     let key = String::from_utf8(out.stdout).unwrap();
     assert!(tributary_api::config::decode_master_key(key.trim()).is_ok());
 }
+
+#[tokio::test]
+async fn on_postgres_a_pg_dump_holds_no_secret_in_clear() {
+    let Some((store, db)) = tributary_tests::pg::fresh_postgres("cli::on_postgres_a_pg_dump_holds_no_secret_in_clear").await else { return };
+    store.close().await;
+    let e = Env::new();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    let out = c
+        .current_dir(e.dir.path())
+        .env("TRIBUTARY_MASTER_KEY", KEY_A)
+        .env("TRIBUTARY_DATABASE_URL", db.url())
+        .args(["integrations", "set", "yzth", "--client-id", "ca_pg", "--secret-key", "sk_test_PGSECRET", "--webhook-secret", "whsec_PGSECRET"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .current_dir(e.dir.path())
+        .env("TRIBUTARY_DATABASE_URL", db.url())
+        .args(["--json", "api-keys", "create"])
+        .output()
+        .unwrap();
+    let key: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let dump = Command::new("pg_dump").arg(db.url()).output().expect("pg_dump is installed with PostgreSQL");
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(contains(&dump.stdout, "ca_pg"), "the dump has the settings row");
+    assert!(!contains(&dump.stdout, "sk_test_"), "no secret key in clear");
+    assert!(!contains(&dump.stdout, "PGSECRET"));
+    assert!(!contains(&dump.stdout, key["key"].as_str().unwrap()), "API keys are stored hashed");
+    db.cleanup().await;
+}
