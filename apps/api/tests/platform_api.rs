@@ -334,7 +334,10 @@ async fn openapi_document_matches_the_committed_snapshot() {
         "the OpenAPI document changed; review the difference and run `UPDATE_SNAPSHOTS=1 cargo test -p tributary-api --test platform_api openapi` to accept it"
     );
     let s = TestServer::start().await;
-    let served: serde_json::Value = s.client.get(format!("{}/openapi.json", s.base)).send().await.unwrap().json().await.unwrap();
+    let anonymous = s.client.get(format!("{}/openapi.json", s.base)).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401, "the document needs a key like every API endpoint");
+    let (st, served) = s.get("/openapi.json").await;
+    assert_eq!(st, 200);
     assert_eq!(served, serde_json::from_str::<serde_json::Value>(&doc).unwrap());
     for p in ["/companies", "/companies/{companyId}/connections/{connectionId}", "/integrations/{platformKey}/branding", "/apiKeys"] {
         assert!(served["paths"].get(p).is_some(), "{p} missing from the document");

@@ -53,7 +53,7 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
          Try:\n  curl -s {base}/integrations -H 'Authorization: Basic {auth}'\n  \
          curl -s -X POST {base}/companies -H 'Authorization: Basic {auth}' -H 'Content-Type: application/json' -d '{{\"name\":\"Acme Ltd\"}}'\n  \
          curl -s '{base}/companies?query=name~acme' -H 'Authorization: Basic {auth}'\n  \
-         curl -s {base}/openapi.json\n\n\
+         curl -s {base}/openapi.json -H 'Authorization: Basic {auth}'\n\n\
          Configure Stripe Test with: tributary --config <file> integrations set yzth --client-id ca_… --secret-key sk_test_…\n\
          Press Ctrl-C to stop.",
         key = api_key.expose_secret()

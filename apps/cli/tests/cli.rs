@@ -198,7 +198,9 @@ fn migrate_creates_the_database_and_errors_are_one_line_with_non_zero_exit() {
 
 #[tokio::test]
 async fn on_postgres_a_pg_dump_holds_no_secret_in_clear() {
-    let Some((store, db)) = tributary_tests::pg::fresh_postgres("cli::on_postgres_a_pg_dump_holds_no_secret_in_clear").await else { return };
+    let Some((store, db)) = tributary_tests::pg::fresh_postgres("cli::on_postgres_a_pg_dump_holds_no_secret_in_clear").await else {
+        return;
+    };
     store.close().await;
     let e = Env::new();
     let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
@@ -206,7 +208,17 @@ async fn on_postgres_a_pg_dump_holds_no_secret_in_clear() {
         .current_dir(e.dir.path())
         .env("TRIBUTARY_MASTER_KEY", KEY_A)
         .env("TRIBUTARY_DATABASE_URL", db.url())
-        .args(["integrations", "set", "yzth", "--client-id", "ca_pg", "--secret-key", "sk_test_PGSECRET", "--webhook-secret", "whsec_PGSECRET"])
+        .args([
+            "integrations",
+            "set",
+            "yzth",
+            "--client-id",
+            "ca_pg",
+            "--secret-key",
+            "sk_test_PGSECRET",
+            "--webhook-secret",
+            "whsec_PGSECRET",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

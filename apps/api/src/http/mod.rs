@@ -38,6 +38,7 @@ pub const CORRELATION_HEADER: &str = "correlation-id";
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .route("/openapi.json", get(openapi::serve))
         .merge(companies::routes())
         .merge(connections::routes())
         .merge(integrations::routes())
@@ -46,7 +47,6 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))
-        .route("/openapi.json", get(openapi::serve))
         .route("/link/assets/stripe.svg", get(integrations::logo))
         .merge(api)
         .fallback(not_found)
