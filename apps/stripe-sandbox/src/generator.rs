@@ -98,7 +98,6 @@ fn amount_for(rng: &mut Rng, currency: &str) -> i64 {
 struct Builder<'a> {
     rng: &'a mut Rng,
     objs: HashMap<Kind, Vec<Obj>>,
-    values: HashMap<Kind, Vec<Value>>,
     events: Vec<EventRec>,
 }
 
@@ -118,14 +117,12 @@ impl Builder<'_> {
         });
     }
 
+    /// Stores an object at once: holding a million `Value`s would cost gigabytes.
     fn add(&mut self, kind: Kind, v: Value) {
-        self.values.entry(kind).or_default().push(v);
+        self.objs.entry(kind).or_default().push(Obj::from_value(kind, &v));
     }
 
     fn finish(mut self) -> (HashMap<Kind, Collection>, Vec<EventRec>) {
-        for (kind, vals) in self.values.drain() {
-            self.objs.entry(kind).or_default().extend(vals.iter().map(|v| Obj::from_value(kind, v)));
-        }
         let mut lists: HashMap<Kind, Collection> = self.objs.into_iter().map(|(k, v)| (k, Collection::from_unsorted(v))).collect();
         for k in Kind::ALL {
             lists.entry(k).or_default();
@@ -162,7 +159,7 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
     let mut rng = Rng::new(seed);
     let account = account_profile(&mut rng, id, mode);
     let ctx = Ctx { mode, account: id };
-    let mut b = Builder { rng: &mut rng, objs: HashMap::new(), values: HashMap::new(), events: Vec::new() };
+    let mut b = Builder { rng: &mut rng, objs: HashMap::new(), events: Vec::new() };
     let spread = |i: u32, n: u32, rng: &mut Rng| {
         BASE + (SPAN / i64::from(n.max(1))) * i64::from(i) + rng.range(0, (SPAN / i64::from(n.max(1))).max(1))
     };
@@ -246,7 +243,18 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
         captured: bool,
     }
     let mut charges: Vec<Ch> = Vec::new();
-    let mut charge_values: Vec<Value> = Vec::new();
+    // Charges change after creation (refunds, disputes), so they are kept as drafts and rendered last.
+    struct Draft {
+        customer: Option<String>,
+        pm: String,
+        state: ChargeState,
+        txn: Option<String>,
+        last4: &'static str,
+        brand: &'static str,
+        refunded: i64,
+        disputed: bool,
+    }
+    let mut drafts: Vec<Draft> = Vec::new();
     for i in 0..profile.charges {
         let created = spread(i, profile.charges, b.rng);
         let currency = if (i as usize) < CURRENCIES.len() { CURRENCIES[i as usize] } else { *b.rng.pick(CURRENCIES) };
@@ -271,7 +279,6 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
         } else {
             "visa"
         };
-        let v = objects::charge(&ctx, &id, created, amount, currency, customer.as_deref(), &pi, &pm, state, txn.as_deref(), last4, brand);
         let piv = objects::payment_intent(&ctx, &pi, created, amount, currency, customer.as_deref(), &id, &pm, state);
         b.event(created, "payment_intent.created", Kind::PaymentIntents, &pi);
         match state {
@@ -301,7 +308,7 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
             );
         }
         b.add(Kind::PaymentIntents, piv);
-        charge_values.push(v);
+        drafts.push(Draft { customer, pm, state, txn, last4, brand, refunded: 0, disputed: false });
         charges.push(Ch { id, pi, created, amount, currency, captured: state == ChargeState::Captured });
     }
 
@@ -327,9 +334,7 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
             Kind::BalanceTransactions,
             objects::balance_transaction(&txn, created, -amount, 0, currency, &id, "refund", "refund", Some("REFUND FOR CHARGE"), true),
         );
-        let cv = &mut charge_values[ci];
-        cv["amount_refunded"] = json!(amount);
-        cv["refunded"] = json!(full);
+        drafts[ci].refunded = amount;
         b.event(created, "refund.created", Kind::Refunds, &id);
         b.event(created, "charge.refunded", Kind::Charges, &chid);
     }
@@ -339,7 +344,7 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
     let n_disputes = (profile.disputes as usize).min(open.len());
     for k in 0..n_disputes {
         let ci = open[(k * 104_729) % open.len()];
-        if charge_values[ci]["disputed"] == json!(true) {
+        if drafts[ci].disputed {
             continue;
         }
         let status = DISPUTE_STATUSES[k % DISPUTE_STATUSES.len()];
@@ -383,7 +388,7 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
                 bts.push(bt2);
             }
         }
-        charge_values[ci]["disputed"] = json!(true);
+        drafts[ci].disputed = true;
         let reason = *b.rng.pick(REASONS);
         b.add(Kind::Disputes, objects::dispute(&ctx, &id, created, amount, currency, &chid, &pi, status, reason, bts));
         b.event(created, "charge.dispute.created", Kind::Disputes, &id);
@@ -391,7 +396,13 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
             b.event(created + 1, "charge.dispute.closed", Kind::Disputes, &id);
         }
     }
-    for v in charge_values {
+    for (ch, d) in charges.iter().zip(drafts) {
+        let mut v = objects::charge(&ctx, &ch.id, ch.created, ch.amount, ch.currency, d.customer.as_deref(), &ch.pi, &d.pm, d.state, d.txn.as_deref(), d.last4, d.brand);
+        if d.refunded > 0 {
+            v["amount_refunded"] = json!(d.refunded);
+            v["refunded"] = json!(d.refunded == ch.amount);
+        }
+        v["disputed"] = json!(d.disputed);
         b.add(Kind::Charges, v);
     }
 
