@@ -14,7 +14,12 @@ use stripe_sandbox::{Config, Mode, Profile};
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -35,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
         prices: unit * 3,
         payouts: unit,
     };
-    let running = stripe_sandbox::start(Config { listen: "127.0.0.1:0".into(), test_rate: None, live_rate: None, ..Config::default() }).await?;
+    let running =
+        stripe_sandbox::start(Config { listen: "127.0.0.1:0".into(), test_rate: None, live_rate: None, ..Config::default() }).await?;
     let rss0 = rss_mb();
     let started = Instant::now();
     let s = running.sandbox.clone();
@@ -51,7 +57,12 @@ async fn main() -> anyhow::Result<()> {
         (objects, a.events.len(), cursors)
     };
     let rss = rss_mb();
-    println!("objects: {objects} (+ {events} events), generated in {:.1} s, RSS {:.0} MB (+{:.0} MB)", startup.as_secs_f64(), rss, rss - rss0);
+    println!(
+        "objects: {objects} (+ {events} events), generated in {:.1} s, RSS {:.0} MB (+{:.0} MB)",
+        startup.as_secs_f64(),
+        rss,
+        rss - rss0
+    );
 
     let lua = std::env::temp_dir().join("sandbox-bench.lua");
     let mut f = std::fs::File::create(&lua)?;
@@ -59,11 +70,25 @@ async fn main() -> anyhow::Result<()> {
     writeln!(f, "wrk.headers[\"Authorization\"] = \"Bearer sk_test_sandbox_platform\"")?;
     writeln!(f, "wrk.headers[\"Stripe-Account\"] = \"{account}\"")?;
     writeln!(f, "local i = 0")?;
-    writeln!(f, "request = function() i = i + 1; return wrk.format(\"GET\", \"/v1/charges?limit=100&starting_after=\" .. cursors[(i % #cursors) + 1]) end")?;
-    writeln!(f, "done = function(summary, latency, requests) io.write(string.format(\"non2xx=%d errors=%d\\n\", summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout)) end")?;
+    writeln!(
+        f,
+        "request = function() i = i + 1; return wrk.format(\"GET\", \"/v1/charges?limit=100&starting_after=\" .. cursors[(i % #cursors) + 1]) end"
+    )?;
+    writeln!(
+        f,
+        "done = function(summary, latency, requests) io.write(string.format(\"non2xx=%d errors=%d\\n\", summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout)) end"
+    )?;
     drop(f);
     let out = tokio::process::Command::new("wrk")
-        .args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency", "-s", lua.to_str().unwrap_or_default(), &format!("{}/", running.url())])
+        .args([
+            "-t2",
+            "-c32",
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+            lua.to_str().unwrap_or_default(),
+            &format!("{}/", running.url()),
+        ])
         .output()
         .await?;
     println!("{}", String::from_utf8_lossy(&out.stdout));

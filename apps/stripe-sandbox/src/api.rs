@@ -146,9 +146,15 @@ fn parse_list(raw: Option<&str>, kind_filters: &[&str]) -> Result<ListParams, Re
                 p.created_min = Some(n);
                 p.created_max = Some(n);
             }
-            "created[gt]" => p.created_min = Some(p.created_min.unwrap_or(i64::MIN).max(int()? + 1)),
+            "created[gt]" => {
+                let n = int()?.checked_add(1).ok_or_else(|| bad(&k, format!("Invalid integer: {v}")))?;
+                p.created_min = Some(p.created_min.unwrap_or(i64::MIN).max(n));
+            }
             "created[gte]" => p.created_min = Some(p.created_min.unwrap_or(i64::MIN).max(int()?)),
-            "created[lt]" => p.created_max = Some(p.created_max.unwrap_or(i64::MAX).min(int()? - 1)),
+            "created[lt]" => {
+                let n = int()?.checked_sub(1).ok_or_else(|| bad(&k, format!("Invalid integer: {v}")))?;
+                p.created_max = Some(p.created_max.unwrap_or(i64::MAX).min(n));
+            }
             "created[lte]" => p.created_max = Some(p.created_max.unwrap_or(i64::MAX).min(int()?)),
             "types[]" => p.types.push(v.into_owned()),
             "expand[]" | "expand" => {}
@@ -381,7 +387,7 @@ fn list_events(s: &Sandbox, headers: &HeaderMap, q: Option<&str>) -> Response {
                     "invalid_request_error",
                     Some("resource_missing"),
                     &format!("No such event: '{id}'"),
-                    Some("starting_after"),
+                    Some(if p.starting_after.is_some() { "starting_after" } else { "ending_before" }),
                 );
             }
         },

@@ -111,6 +111,7 @@ impl Builder<'_> {
         self.events.push(EventRec {
             id: eid.into(),
             created,
+            seq: 0,
             event_type: event_type.into(),
             data: EventData::Current(kind, id.into()),
             previous: None,
@@ -122,7 +123,7 @@ impl Builder<'_> {
         self.objs.entry(kind).or_default().push(Obj::from_value(kind, &v));
     }
 
-    fn finish(mut self) -> (HashMap<Kind, Collection>, Vec<EventRec>) {
+    fn finish(self) -> (HashMap<Kind, Collection>, Vec<EventRec>) {
         let mut lists: HashMap<Kind, Collection> = self.objs.into_iter().map(|(k, v)| (k, Collection::from_unsorted(v))).collect();
         for k in Kind::ALL {
             lists.entry(k).or_default();
@@ -397,7 +398,20 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
         }
     }
     for (ch, d) in charges.iter().zip(drafts) {
-        let mut v = objects::charge(&ctx, &ch.id, ch.created, ch.amount, ch.currency, d.customer.as_deref(), &ch.pi, &d.pm, d.state, d.txn.as_deref(), d.last4, d.brand);
+        let mut v = objects::charge(
+            &ctx,
+            &ch.id,
+            ch.created,
+            ch.amount,
+            ch.currency,
+            d.customer.as_deref(),
+            &ch.pi,
+            &d.pm,
+            d.state,
+            d.txn.as_deref(),
+            d.last4,
+            d.brand,
+        );
         if d.refunded > 0 {
             v["amount_refunded"] = json!(d.refunded);
             v["refunded"] = json!(d.refunded == ch.amount);

@@ -317,6 +317,9 @@ pub async fn token(State(s): State<Arc<Sandbox>>, headers: HeaderMap, RawForm(bo
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Refresh token belongs to the other mode.");
             }
             let scope = form.get("scope").cloned().unwrap_or(r.scope.clone());
+            if scope != "read_only" && scope != "read_write" {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("Invalid scope: {scope}"));
+            }
             if r.scope == "read_only" && scope == "read_write" {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "A refresh cannot widen the scope.");
             }

@@ -234,6 +234,7 @@ impl Sandbox {
             event_index: HashMap::new(),
             stats: HashMap::new(),
             rng: Rng::new(seed ^ 0xC0417),
+            next_seq: 0,
         };
         account.set_events(g.events);
         self.accounts.write().expect("accounts lock").insert(id.clone(), Arc::new(RwLock::new(account)));

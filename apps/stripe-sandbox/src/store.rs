@@ -147,7 +147,16 @@ impl Obj {
     pub fn from_value(kind: Kind, v: &Value) -> Self {
         let id = v["id"].as_str().unwrap_or_default().into();
         let created = v["created"].as_i64().unwrap_or(0);
-        let attrs = kind.filters().iter().map(|f| attr_string(v.get(*f))).collect();
+        let attrs = kind
+            .filters()
+            .iter()
+            .map(|f| match (kind, *f) {
+                // A balance transaction belongs to the payout it is for (its own payout and
+                // payout-failure transactions); the sandbox does not model payout reconciliation.
+                (Kind::BalanceTransactions, "payout") => v["source"].as_str().filter(|s| s.starts_with("po_")).map(Into::into),
+                _ => attr_string(v.get(*f)),
+            })
+            .collect();
         let amount = match (v.get("amount").and_then(Value::as_i64), v.get("currency").and_then(Value::as_str)) {
             (Some(a), Some(c)) => Some((a, c.into())),
             _ => None,
@@ -252,6 +261,8 @@ pub struct EventRec {
     pub id: Box<str>,
     /// Unix seconds.
     pub created: i64,
+    /// Order of emission, so events of the same second keep the order they happened in.
+    pub seq: u64,
     /// `customer.created`, …
     pub event_type: Box<str>,
     /// The object.
@@ -302,6 +313,8 @@ pub struct Account {
     pub stats: HashMap<String, u64>,
     /// Generator state for objects created later through the control API.
     pub rng: crate::rng::Rng,
+    /// The next event sequence number.
+    pub next_seq: u64,
 }
 
 impl Account {
@@ -310,16 +323,22 @@ impl Account {
         self.lists.entry(kind).or_default()
     }
 
-    /// Replaces all events with generated ones, sorted once.
+    /// Replaces all events with generated ones (numbered in generation order), sorted once.
     pub fn set_events(&mut self, mut events: Vec<EventRec>) {
-        events.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        for (i, e) in events.iter_mut().enumerate() {
+            e.seq = i as u64;
+        }
+        events.sort_by_key(|e| (e.created, e.seq));
+        self.next_seq = events.len() as u64;
         self.event_index = events.iter().enumerate().map(|(i, e)| (e.id.clone(), i)).collect();
         self.events = events;
     }
 
-    /// Appends an event (events are created in time order).
-    pub fn push_event(&mut self, e: EventRec) {
-        let pos = self.events.partition_point(|x| (x.created, &x.id) <= (e.created, &e.id));
+    /// Appends an event after every earlier one (by time, then emission order).
+    pub fn push_event(&mut self, mut e: EventRec) {
+        e.seq = self.next_seq;
+        self.next_seq += 1;
+        let pos = self.events.partition_point(|x| (x.created, x.seq) <= (e.created, e.seq));
         if pos == self.events.len() {
             self.event_index.insert(e.id.clone(), pos);
             self.events.push(e);

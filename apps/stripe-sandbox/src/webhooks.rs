@@ -24,7 +24,8 @@ pub fn now() -> i64 {
 /// Records an event on the account and delivers it to every endpoint in the background.
 pub fn emit(s: &Arc<Sandbox>, account: &mut Account, event_type: &str, data: EventData, previous: Option<String>) -> String {
     let id = format!("evt_{}", s.token(24));
-    let e = EventRec { id: id.clone().into(), created: now(), event_type: event_type.into(), data, previous: previous.map(Into::into) };
+    let e =
+        EventRec { id: id.clone().into(), created: now(), seq: 0, event_type: event_type.into(), data, previous: previous.map(Into::into) };
     let body = render_event(account, &e);
     account.push_event(e);
     let endpoints = s.endpoints.read().map(|e| e.clone()).unwrap_or_default();

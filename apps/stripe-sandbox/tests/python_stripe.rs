@@ -13,8 +13,14 @@ async fn the_official_stripe_python_library_paginates_and_reads_the_balance_with
     let python = match std::env::var("TRIBUTARY_STRIPE_PYTHON") {
         Ok(p) if !p.is_empty() => p,
         _ => {
-            assert!(std::env::var("TRIBUTARY_REQUIRE_SDK").as_deref() != Ok("1"), "TRIBUTARY_STRIPE_PYTHON is not set but TRIBUTARY_REQUIRE_SDK=1");
-            let _ = writeln!(std::io::stderr(), "SKIPPED python_stripe: set TRIBUTARY_STRIPE_PYTHON to a Python with `stripe` installed (see .ci/run)");
+            assert!(
+                std::env::var("TRIBUTARY_REQUIRE_SDK").as_deref() != Ok("1"),
+                "TRIBUTARY_STRIPE_PYTHON is not set but TRIBUTARY_REQUIRE_SDK=1"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED python_stripe: set TRIBUTARY_STRIPE_PYTHON to a Python with `stripe` installed (see .ci/run)"
+            );
             return;
         }
     };
