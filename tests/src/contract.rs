@@ -9,13 +9,15 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 use tokio::task::JoinSet;
 use tributary_domain::RepositoryError;
-use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
+use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::api_key::ApiKey;
 use tributary_domain::model::company::{self, Company};
 use tributary_domain::model::connection::{self, Connection, ConnectionError, ConnectionStatus};
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::integration::{IntegrationSettings, Scope};
+use tributary_domain::model::oauth_state::OAuthState;
 use tributary_domain::model::profile::Profile;
+use tributary_domain::model::pull::{self, DatasetStatus, PullOperation};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
 use tributary_domain::paging::{ListQuery, Page};
@@ -933,4 +935,418 @@ pub async fn replace_sealed_is_all_or_nothing(repos: Repositories) {
     ];
     assert_not_found(repos.secrets.replace_sealed(&unknown_integration).await, "batch with an unknown integration");
     assert_eq!(by_slot(repos.secrets.list_sealed().await.unwrap()), by_slot(before_without_gone));
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth states
+// ---------------------------------------------------------------------------------------------
+
+fn oauth_state(conn: &Connection, nonce: &str, expires: DateTime<Utc>) -> OAuthState {
+    OAuthState { nonce: nonce.into(), company_id: conn.company_id, connection_id: conn.id, expires }
+}
+
+/// A company with one pending connection, for the linking and pull-operation behaviours.
+async fn company_with_connection(repos: &Repositories, name: &str, created_seconds: i64) -> (Company, Connection) {
+    let co = insert_named(repos, name, created_seconds).await;
+    let conn = insert_connection(repos, connection(&co, ConnectionStatus::PendingAuth, at(created_seconds + 1))).await;
+    (co, conn)
+}
+
+/// A stored state is returned by the first `consume` (microseconds intact, expired or not) and
+/// never again.
+pub async fn oauth_state_is_consumed_exactly_once(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let live = oauth_state(&conn, "nonce-live", at_micros(600, 123_456));
+    let stale = oauth_state(&conn, "nonce-stale", at(-600));
+    repos.oauth_states.insert(&live).await.unwrap();
+    repos.oauth_states.insert(&stale).await.unwrap();
+
+    assert_eq!(repos.oauth_states.consume("nonce-live").await.unwrap(), Some(live));
+    assert_eq!(repos.oauth_states.consume("nonce-live").await.unwrap(), None, "a second consume finds nothing");
+    assert_eq!(repos.oauth_states.consume("nonce-stale").await.unwrap(), Some(stale), "expired states are returned too");
+    assert_eq!(repos.oauth_states.consume("nonce-stale").await.unwrap(), None);
+}
+
+/// Consuming a nonce that was never stored is `None`.
+pub async fn consuming_an_unknown_nonce_is_none(repos: Repositories) {
+    assert_eq!(repos.oauth_states.consume("never-issued").await.unwrap(), None);
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    repos.oauth_states.insert(&oauth_state(&conn, "issued", at(600))).await.unwrap();
+    assert_eq!(repos.oauth_states.consume("ISSUED").await.unwrap(), None, "nonces are exact");
+    assert_eq!(repos.oauth_states.consume("").await.unwrap(), None);
+    assert!(repos.oauth_states.consume("issued").await.unwrap().is_some(), "the stored one is untouched");
+}
+
+/// Of concurrent consumers of one nonce, exactly one gets the state (repeated, since a race needs
+/// luck to show).
+pub async fn concurrent_consumes_of_one_state_return_it_exactly_once(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    for round in 0..10 {
+        let state = oauth_state(&conn, &format!("race-{round}"), at(600));
+        repos.oauth_states.insert(&state).await.unwrap();
+        let mut tasks = JoinSet::new();
+        for _ in 0..4 {
+            let (states, nonce) = (repos.oauth_states.clone(), state.nonce.clone());
+            tasks.spawn(async move { states.consume(&nonce).await });
+        }
+        let mut got = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            if let Some(s) = r.expect("task").expect("consume") {
+                got.push(s);
+            }
+        }
+        assert_eq!(got, vec![state], "round {round}: exactly one consumer gets the state");
+    }
+}
+
+/// `purge_expired` deletes the states that expired before `now` (not one expiring at `now`) and
+/// reports how many.
+pub async fn purge_expired_removes_only_expired_states(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (_, other) = company_with_connection(&repos, "Other", 5).await;
+    let old = oauth_state(&conn, "old", at(10));
+    let older = oauth_state(&other, "older", at_micros(19, 999_999));
+    let boundary = oauth_state(&conn, "boundary", at(20));
+    let fresh = oauth_state(&other, "fresh", at(30));
+    for s in [&old, &older, &boundary, &fresh] {
+        repos.oauth_states.insert(s).await.unwrap();
+    }
+
+    assert_eq!(repos.oauth_states.purge_expired(at(20)).await.unwrap(), 2);
+    assert_eq!(repos.oauth_states.purge_expired(at(20)).await.unwrap(), 0, "nothing left to purge");
+    assert_eq!(repos.oauth_states.consume("old").await.unwrap(), None);
+    assert_eq!(repos.oauth_states.consume("older").await.unwrap(), None);
+    assert_eq!(repos.oauth_states.consume("boundary").await.unwrap(), Some(boundary));
+    assert_eq!(repos.oauth_states.consume("fresh").await.unwrap(), Some(fresh));
+}
+
+/// A state for a connection that does not exist is NotFound and is not stored.
+pub async fn oauth_state_for_a_missing_connection_is_not_found(repos: Repositories) {
+    let co = insert_named(&repos, "Co", 0).await;
+    let ghost = connection(&co, ConnectionStatus::PendingAuth, at(1));
+    assert_not_found(repos.oauth_states.insert(&oauth_state(&ghost, "ghost", at(600))).await, "state of missing connection");
+    assert_eq!(repos.oauth_states.consume("ghost").await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull operations
+// ---------------------------------------------------------------------------------------------
+
+fn pull_op(conn: &Connection, data_type: DataType, status: DatasetStatus, requested: DateTime<Utc>, progress: i32) -> PullOperation {
+    PullOperation {
+        id: PullOperationId::new_random(),
+        company_id: conn.company_id,
+        connection_id: conn.id,
+        data_type,
+        status,
+        status_description: None,
+        error_message: None,
+        requested,
+        completed: None,
+        progress,
+    }
+}
+
+fn dataset_query(page: i64, page_size: i64, query: Option<&str>, order_by: Option<&str>) -> ListQuery {
+    ListQuery::from_params(&pull::QUERY_SCHEMA, Some(page), Some(page_size), query, order_by)
+        .unwrap_or_else(|e| panic!("query {query:?} / orderBy {order_by:?}: {e}"))
+}
+
+async fn list_ops(repos: &Repositories, company: CompanyId, query: &ListQuery) -> Page<PullOperation> {
+    repos.pull_operations.list(company, query).await.unwrap_or_else(|e| panic!("list pull operations {query:?}: {e}"))
+}
+
+/// Ids of a company's operations matching `query`, in the default order (requested, then id).
+async fn ops_matching(repos: &Repositories, company: CompanyId, query: &str) -> Vec<PullOperationId> {
+    let page = list_ops(repos, company, &dataset_query(1, 100, Some(query), None)).await;
+    assert_eq!(page.total, page.items.len() as u64, "total counts what matched for {query}");
+    page.items.into_iter().map(|o| o.id).collect()
+}
+
+fn ids(ops: &[&PullOperation]) -> Vec<PullOperationId> {
+    ops.iter().map(|o| o.id).collect()
+}
+
+/// Operations read back exactly as stored, and only under their own company.
+pub async fn pull_operations_round_trip_and_get_is_scoped_to_the_company(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (other, _) = company_with_connection(&repos, "Other", 5).await;
+    let done = PullOperation {
+        status_description: Some("Complete — \"all\" ✓".into()),
+        completed: Some(at_micros(70, 654_321)),
+        ..pull_op(&conn, DataType::Customers, DatasetStatus::Complete, at_micros(60, 123_456), 100)
+    };
+    let failed = PullOperation {
+        error_message: Some("the platform said no".into()),
+        ..pull_op(&conn, DataType::Payments, DatasetStatus::FetchError, at(61), 42)
+    };
+    let queued = pull_op(&conn, DataType::CompanyInfo, DatasetStatus::Queued, at(62), 0);
+    repos.pull_operations.insert(&[done.clone(), failed.clone(), queued.clone()]).await.unwrap();
+    repos.pull_operations.insert(&[]).await.unwrap();
+
+    for op in [&done, &failed, &queued] {
+        assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap().as_ref(), Some(op));
+        assert_eq!(repos.pull_operations.get(other.id, op.id).await.unwrap(), None, "another company's operation is not found");
+    }
+    assert_eq!(repos.pull_operations.get(co.id, PullOperationId::new_random()).await.unwrap(), None);
+    assert_conflict(repos.pull_operations.insert(std::slice::from_ref(&queued)).await, "duplicate pull operation id");
+}
+
+/// A batch with an operation on a missing connection is NotFound and stores none of the batch.
+pub async fn pull_operation_insert_is_all_or_nothing(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let ghost = connection(&co, ConnectionStatus::Linked, at(2));
+    let batch = vec![
+        pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 0),
+        pull_op(&ghost, DataType::Orders, DatasetStatus::Queued, at(11), 0),
+        pull_op(&conn, DataType::Products, DatasetStatus::Queued, at(12), 0),
+    ];
+    assert_not_found(repos.pull_operations.insert(&batch).await, "batch with a missing connection");
+    for op in &batch {
+        assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap(), None);
+    }
+    assert_eq!(list_ops(&repos, co.id, &ListQuery::default()).await.total, 0);
+}
+
+/// Pages slice the default order (requested, then id), with the exact total on every page; only
+/// the company's own operations are listed.
+pub async fn pull_operation_list_pages_in_requested_then_id_order(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (_, other_conn) = company_with_connection(&repos, "Other", 5).await;
+    let mut all = Vec::new();
+    for (i, requested) in [40, 10, 20, 0, 20, 40, 50].into_iter().enumerate() {
+        all.push(pull_op(&conn, DataType::ALL[i], DatasetStatus::Queued, at(requested), 0));
+    }
+    repos.pull_operations.insert(&all).await.unwrap();
+    repos.pull_operations.insert(&[pull_op(&other_conn, DataType::Orders, DatasetStatus::Queued, at(1), 0)]).await.unwrap();
+    all.sort_by_key(|o| (o.requested, o.id.to_string()));
+
+    let whole = list_ops(&repos, co.id, &dataset_query(1, 100, None, None)).await;
+    assert_eq!(whole.total, 7);
+    assert_eq!(whole.items, all);
+    let default = list_ops(&repos, co.id, &ListQuery::default()).await;
+    assert_eq!(default.items, all, "no orderBy at all is the same order");
+
+    let p1 = list_ops(&repos, co.id, &dataset_query(1, 3, None, None)).await;
+    let p2 = list_ops(&repos, co.id, &dataset_query(2, 3, None, None)).await;
+    let p3 = list_ops(&repos, co.id, &dataset_query(3, 3, None, None)).await;
+    let p4 = list_ops(&repos, co.id, &dataset_query(4, 3, None, None)).await;
+    assert_eq!((p1.total, p2.total, p3.total, p4.total), (7, 7, 7, 7), "total is exact on every page");
+    assert_eq!(p1.items, all[0..3]);
+    assert_eq!(p2.items, all[3..6]);
+    assert_eq!(p3.items, all[6..7]);
+    assert!(p4.items.is_empty(), "a page past the end is empty");
+    assert!(p1.has_next() && p2.has_next() && !p3.has_next());
+}
+
+/// `orderBy=-requested` lists newest first with descending ids on ties; `progress` orders
+/// numerically.
+pub async fn pull_operation_list_orders_by_requested_descending_and_by_progress(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let a = pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 9);
+    let b = pull_op(&conn, DataType::Orders, DatasetStatus::Queued, at(30), 100);
+    let c = pull_op(&conn, DataType::Products, DatasetStatus::Queued, at(20), 10);
+    let d = pull_op(&conn, DataType::Payments, DatasetStatus::Queued, at(20), 55);
+    repos.pull_operations.insert(&[a.clone(), b.clone(), c.clone(), d.clone()]).await.unwrap();
+    let (first_tie, second_tie) = if c.id.to_string() < d.id.to_string() { (&c, &d) } else { (&d, &c) };
+
+    let desc = list_ops(&repos, co.id, &dataset_query(1, 100, None, Some("-requested"))).await;
+    assert_eq!(desc.items, vec![b.clone(), second_tie.clone(), first_tie.clone(), a.clone()]);
+    let page2 = list_ops(&repos, co.id, &dataset_query(2, 3, None, Some("-requested"))).await;
+    assert_eq!((page2.total, page2.items), (4, vec![a.clone()]));
+
+    let by_progress = list_ops(&repos, co.id, &dataset_query(1, 100, None, Some("progress"))).await;
+    assert_eq!(ids(&by_progress.items.iter().collect::<Vec<_>>()), ids(&[&a, &c, &d, &b]), "9 < 10 < 55 < 100, as numbers");
+    let by_progress_desc = list_ops(&repos, co.id, &dataset_query(1, 100, None, Some("-progress"))).await;
+    assert_eq!(ids(&by_progress_desc.items.iter().collect::<Vec<_>>()), ids(&[&b, &d, &c, &a]));
+}
+
+/// The Dataset query language: `status`, `dataType`, numeric `progress` on an integer column,
+/// the computed `isErrored`, text and date fields; `isCompleted` is not a Dataset property.
+pub async fn pull_operation_filters_by_status_data_type_progress_and_is_errored(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (other, other_conn) = company_with_connection(&repos, "Other", 5).await;
+    let queued = pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 0);
+    let fetching = pull_op(&conn, DataType::Orders, DatasetStatus::Fetching, at(11), 50);
+    let complete = PullOperation {
+        completed: Some(at(100)),
+        status_description: Some("All Done".into()),
+        ..pull_op(&conn, DataType::Customers, DatasetStatus::Complete, at(12), 100)
+    };
+    let fetch_error = PullOperation {
+        error_message: Some("Rate limited by Stripe".into()),
+        ..pull_op(&conn, DataType::Payments, DatasetStatus::FetchError, at(13), 51)
+    };
+    let auth_error = pull_op(&conn, DataType::Products, DatasetStatus::AuthError, at(14), 9);
+    let cancelled = pull_op(&conn, DataType::Disputes, DatasetStatus::Cancelled, at(15), 75);
+    let not_supported = pull_op(&conn, DataType::Locations, DatasetStatus::NotSupported, at(16), 100);
+    repos
+        .pull_operations
+        .insert(&[
+            queued.clone(),
+            fetching.clone(),
+            complete.clone(),
+            fetch_error.clone(),
+            auth_error.clone(),
+            cancelled.clone(),
+            not_supported.clone(),
+        ])
+        .await
+        .unwrap();
+    let foreign = pull_op(&other_conn, DataType::Customers, DatasetStatus::Queued, at(10), 90);
+    repos.pull_operations.insert(std::slice::from_ref(&foreign)).await.unwrap();
+
+    let q = |query: &'static str| ops_matching(&repos, co.id, query);
+    assert_eq!(q("status=Queued").await, ids(&[&queued]));
+    assert_eq!(q("status=queued").await, ids(&[&queued]), "enum values resolve case-insensitively");
+    assert_eq!(q("status!=Queued && status!=Complete").await, ids(&[&fetching, &fetch_error, &auth_error, &cancelled, &not_supported]));
+    assert_eq!(q("dataType=commerce-customers").await, ids(&[&queued, &complete]));
+    assert_eq!(q("dataType~PAYMENTS").await, ids(&[&fetch_error]));
+
+    assert_eq!(q("progress>50").await, ids(&[&complete, &fetch_error, &cancelled, &not_supported]));
+    assert_eq!(q("progress>=50").await, ids(&[&fetching, &complete, &fetch_error, &cancelled, &not_supported]));
+    assert_eq!(q("progress=100").await, ids(&[&complete, &not_supported]));
+    assert_eq!(q("progress<10").await, ids(&[&queued, &auth_error]), "9 < 10 numerically, not as text");
+    assert_eq!(q("progress>50.5 && progress<75.0").await, ids(&[&fetch_error]), "decimals compare with integers");
+    assert_eq!(q("progress!=100").await, ids(&[&queued, &fetching, &fetch_error, &auth_error, &cancelled]));
+
+    assert_eq!(q("isErrored=true").await, ids(&[&fetch_error, &auth_error]));
+    assert_eq!(q("isErrored=false").await, ids(&[&queued, &fetching, &complete, &cancelled, &not_supported]));
+    assert_eq!(q("isErrored!=true").await, q("isErrored=false").await);
+    assert_eq!(q("isErrored=true || status=Cancelled").await, ids(&[&fetch_error, &auth_error, &cancelled]));
+    assert_eq!(q("isErrored=false && progress>50").await, ids(&[&complete, &cancelled, &not_supported]));
+
+    assert_eq!(q("statusDescription~all done").await, ids(&[&complete]));
+    assert_eq!(q("errorMessage~stripe").await, ids(&[&fetch_error]));
+    assert_eq!(q("completed>2026-01-01").await, ids(&[&complete]));
+    assert_eq!(q("requested>=2026-01-01T00:00:15Z").await, ids(&[&cancelled, &not_supported]));
+    let conn_query = format!("connectionId={} && companyId={}", conn.id, co.id);
+    assert_eq!(ops_matching(&repos, co.id, &conn_query).await.len(), 7);
+    assert_eq!(ops_matching(&repos, co.id, &format!("id={}", queued.id)).await, ids(&[&queued]));
+    assert_eq!(ops_matching(&repos, other.id, "status=Queued").await, ids(&[&foreign]), "each company sees its own");
+
+    let errored_first = list_ops(&repos, co.id, &dataset_query(1, 2, Some("progress>0"), Some("-isErrored"))).await;
+    assert_eq!(errored_first.total, 6);
+    assert!(errored_first.items.iter().all(|o| o.status.is_errored()), "-isErrored puts errored operations first");
+
+    for rejected in ["isCompleted=true", "isCompleted=false"] {
+        let err = ListQuery::from_params(&pull::QUERY_SCHEMA, None, None, Some(rejected), None)
+            .expect_err("isCompleted is not a Dataset property");
+        assert!(err.to_string().contains("isCompleted"), "{rejected}: {err}");
+    }
+    assert!(ListQuery::from_params(&pull::QUERY_SCHEMA, None, None, None, Some("isCompleted")).is_err());
+}
+
+/// Deleting a connection removes its OAuth states and pull operations, and no one else's.
+pub async fn deleting_a_connection_removes_its_states_and_pull_operations(repos: Repositories) {
+    let (co, doomed) = company_with_connection(&repos, "Co", 0).await;
+    let sibling = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(3))).await;
+    repos.oauth_states.insert(&oauth_state(&doomed, "doomed", at(600))).await.unwrap();
+    repos.oauth_states.insert(&oauth_state(&sibling, "sibling", at(600))).await.unwrap();
+    let doomed_op = pull_op(&doomed, DataType::Customers, DatasetStatus::Queued, at(10), 0);
+    let sibling_op = pull_op(&sibling, DataType::Customers, DatasetStatus::Queued, at(11), 0);
+    repos.pull_operations.insert(&[doomed_op.clone(), sibling_op.clone()]).await.unwrap();
+
+    assert!(repos.connections.delete(co.id, doomed.id).await.unwrap());
+
+    assert_eq!(repos.oauth_states.consume("doomed").await.unwrap(), None);
+    assert_eq!(repos.pull_operations.get(co.id, doomed_op.id).await.unwrap(), None);
+    assert_eq!(list_ops(&repos, co.id, &ListQuery::default()).await.items, vec![sibling_op.clone()]);
+    assert_eq!(repos.pull_operations.get(co.id, sibling_op.id).await.unwrap(), Some(sibling_op));
+    assert!(repos.oauth_states.consume("sibling").await.unwrap().is_some());
+}
+
+/// Deleting a company removes the states and pull operations of its connections.
+pub async fn deleting_a_company_removes_its_states_and_pull_operations(repos: Repositories) {
+    let (doomed, doomed_conn) = company_with_connection(&repos, "Doomed", 0).await;
+    let (kept, kept_conn) = company_with_connection(&repos, "Kept", 5).await;
+    repos.oauth_states.insert(&oauth_state(&doomed_conn, "doomed", at(600))).await.unwrap();
+    repos.oauth_states.insert(&oauth_state(&kept_conn, "kept", at(600))).await.unwrap();
+    let doomed_op = pull_op(&doomed_conn, DataType::Orders, DatasetStatus::Complete, at(10), 100);
+    let kept_op = pull_op(&kept_conn, DataType::Orders, DatasetStatus::Complete, at(10), 100);
+    repos.pull_operations.insert(&[doomed_op.clone(), kept_op.clone()]).await.unwrap();
+
+    assert!(repos.companies.delete(doomed.id).await.unwrap());
+
+    assert_eq!(repos.oauth_states.consume("doomed").await.unwrap(), None);
+    assert_eq!(repos.pull_operations.get(doomed.id, doomed_op.id).await.unwrap(), None);
+    assert_eq!(list_ops(&repos, doomed.id, &ListQuery::default()).await.total, 0);
+    assert_eq!(repos.pull_operations.get(kept.id, kept_op.id).await.unwrap(), Some(kept_op));
+    assert!(repos.oauth_states.consume("kept").await.unwrap().is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linking
+// ---------------------------------------------------------------------------------------------
+
+/// `save_linked` saves the connection's new state (as `update` does) and its queued operations.
+pub async fn save_linked_writes_the_connection_and_its_operations_together(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let linked = Connection {
+        status: ConnectionStatus::Linked,
+        source_account: Some("acct_1".into()),
+        grant: Some(sealed("key-1", "Z3JhbnQ=")),
+        last_sync: Some(at_micros(30, 7)),
+        ..conn.clone()
+    };
+    let queued: Vec<PullOperation> = [DataType::CompanyInfo, DataType::Customers, DataType::Payments]
+        .into_iter()
+        .map(|dt| pull_op(&conn, dt, DatasetStatus::Queued, at(20), 0))
+        .collect();
+
+    repos.connections.save_linked(&linked, &queued).await.unwrap();
+
+    assert_eq!(repos.connections.get(co.id, conn.id).await.unwrap(), Some(linked.clone()));
+    let mut expected = queued.clone();
+    expected.sort_by_key(|o| o.id.to_string());
+    assert_eq!(list_ops(&repos, co.id, &ListQuery::default()).await.items, expected);
+
+    // Nothing to queue is fine too.
+    let relinked = Connection { source_account: Some("acct_2".into()), ..linked };
+    repos.connections.save_linked(&relinked, &[]).await.unwrap();
+    assert_eq!(repos.connections.find(conn.id).await.unwrap(), Some(relinked));
+    assert_eq!(list_ops(&repos, co.id, &ListQuery::default()).await.total, 3);
+}
+
+/// `save_linked` of a missing connection is NotFound and writes no operation; a batch that
+/// cannot be stored leaves the connection unchanged too (one transaction).
+pub async fn save_linked_for_a_missing_connection_is_not_found_and_writes_nothing(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let ghost = connection(&co, ConnectionStatus::Linked, at(2));
+    let ghost_ops = vec![pull_op(&ghost, DataType::Customers, DatasetStatus::Queued, at(10), 0)];
+    assert_not_found(repos.connections.save_linked(&ghost, &ghost_ops).await, "save_linked of a missing connection");
+    assert_eq!(repos.connections.find(ghost.id).await.unwrap(), None);
+    assert_eq!(repos.pull_operations.get(co.id, ghost_ops[0].id).await.unwrap(), None);
+
+    // An operation on the real connection with one on a missing connection: nothing at all.
+    let linked = Connection { status: ConnectionStatus::Linked, source_account: Some("acct_1".into()), ..conn.clone() };
+    let mixed = vec![pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 0), ghost_ops[0].clone()];
+    assert_not_found(repos.connections.save_linked(&linked, &mixed).await, "save_linked with an operation on a missing connection");
+    assert_eq!(repos.connections.find(conn.id).await.unwrap(), Some(conn), "the connection update was rolled back");
+    assert_eq!(list_ops(&repos, co.id, &ListQuery::default()).await.total, 0);
+}
+
+/// `find_by_source_account` returns the connections of one platform key linked to one account,
+/// oldest first, whatever their company or status.
+pub async fn find_by_source_account_matches_platform_key_and_account(repos: Repositories) {
+    let a = insert_named(&repos, "A", 0).await;
+    let b = insert_named(&repos, "B", 1).await;
+    let with = |co: &Company, key: &str, account: Option<&str>, status: ConnectionStatus, created: i64| Connection {
+        platform_key: key.parse().expect("built-in key"),
+        source_account: account.map(str::to_owned),
+        ..connection(co, status, at(created))
+    };
+    let later = insert_connection(&repos, with(&a, "yzth", Some("acct_1"), ConnectionStatus::Linked, 30)).await;
+    let earlier = insert_connection(&repos, with(&b, "yzth", Some("acct_1"), ConnectionStatus::Unlinked, 10)).await;
+    insert_connection(&repos, with(&a, "exgd", Some("acct_1"), ConnectionStatus::Linked, 20)).await;
+    insert_connection(&repos, with(&a, "yzth", Some("acct_2"), ConnectionStatus::Linked, 25)).await;
+    insert_connection(&repos, with(&b, "yzth", None, ConnectionStatus::PendingAuth, 26)).await;
+
+    assert_eq!(repos.connections.find_by_source_account("yzth", "acct_1").await.unwrap(), vec![earlier, later]);
+    let live = repos.connections.find_by_source_account("exgd", "acct_1").await.unwrap();
+    assert_eq!(live.len(), 1, "another key's connections are not included");
+    assert_eq!(live[0].platform_key.as_str(), "exgd");
+    assert!(repos.connections.find_by_source_account("yzth", "acct_3").await.unwrap().is_empty());
+    assert!(repos.connections.find_by_source_account("exgd", "acct_2").await.unwrap().is_empty());
+    assert!(repos.connections.find_by_source_account("yzth", "ACCT_1").await.unwrap().is_empty(), "accounts are exact");
 }

@@ -88,6 +88,21 @@ storage_contract! {
     list_sealed_lists_integration_secrets_webhook_secrets_and_grants,
     replace_sealed_replaces_every_slot,
     replace_sealed_is_all_or_nothing,
+    oauth_state_is_consumed_exactly_once,
+    consuming_an_unknown_nonce_is_none,
+    concurrent_consumes_of_one_state_return_it_exactly_once,
+    purge_expired_removes_only_expired_states,
+    oauth_state_for_a_missing_connection_is_not_found,
+    pull_operations_round_trip_and_get_is_scoped_to_the_company,
+    pull_operation_insert_is_all_or_nothing,
+    pull_operation_list_pages_in_requested_then_id_order,
+    pull_operation_list_orders_by_requested_descending_and_by_progress,
+    pull_operation_filters_by_status_data_type_progress_and_is_errored,
+    deleting_a_connection_removes_its_states_and_pull_operations,
+    deleting_a_company_removes_its_states_and_pull_operations,
+    save_linked_writes_the_connection_and_its_operations_together,
+    save_linked_for_a_missing_connection_is_not_found_and_writes_nothing,
+    find_by_source_account_matches_platform_key_and_account,
 }
 
 /// Backend-specific checks that are not part of the shared contract.

@@ -1,6 +1,7 @@
 //! `ConnectionRepository` on PostgreSQL.
 
 use crate::filter::{Column, Sql, render, render_order};
+use crate::pull_operations::insert_all;
 use crate::{PgStore, backend, parse_uuid, write_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,6 +12,7 @@ use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::connection::{Connection, ConnectionError};
 use tributary_domain::model::integration::definition;
+use tributary_domain::model::pull::PullOperation;
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::ConnectionRepository;
@@ -48,6 +50,29 @@ fn from_row(r: &PgRow) -> Result<Connection, RepositoryError> {
         grant,
         errors,
     })
+}
+
+/// Saves the changeable fields of a connection (`update` and `save_linked`).
+async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Postgres>, c: &Connection) -> Result<(), RepositoryError> {
+    let done = sqlx::query(
+        "UPDATE connections SET status = $1, last_sync = $2, source_account = $3, grant_key_id = $4, grant_ciphertext = $5, \
+         errors = $6 WHERE id = $7 AND company_id = $8",
+    )
+    .bind(c.status.as_str())
+    .bind(c.last_sync)
+    .bind(&c.source_account)
+    .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
+    .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
+    .bind(Json(&c.errors))
+    .bind(c.id.to_string())
+    .bind(c.company_id.to_string())
+    .execute(db)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(RepositoryError::NotFound(format!("connection {}", c.id)));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -104,25 +129,7 @@ impl ConnectionRepository for PgStore {
     }
 
     async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
-        let done = sqlx::query(
-            "UPDATE connections SET status = $1, last_sync = $2, source_account = $3, grant_key_id = $4, grant_ciphertext = $5, \
-             errors = $6 WHERE id = $7 AND company_id = $8",
-        )
-        .bind(c.status.as_str())
-        .bind(c.last_sync)
-        .bind(&c.source_account)
-        .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
-        .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
-        .bind(Json(&c.errors))
-        .bind(c.id.to_string())
-        .bind(c.company_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(RepositoryError::NotFound(format!("connection {}", c.id)));
-        }
-        Ok(())
+        update_row(&self.pool, c).await
     }
 
     async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
@@ -156,6 +163,23 @@ impl ConnectionRepository for PgStore {
         let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+
+    async fn find_by_source_account(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, RepositoryError> {
+        let rows = sqlx::query("SELECT * FROM connections WHERE integration_key = $1 AND source_account = $2 ORDER BY created ASC, id ASC")
+            .bind(platform_key)
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn save_linked(&self, c: &Connection, queued: &[PullOperation]) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        update_row(&mut *tx, c).await?;
+        insert_all(&mut tx, queued).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn list_for_companies(&self, companies: &[CompanyId]) -> Result<Vec<Connection>, RepositoryError> {

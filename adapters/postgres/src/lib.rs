@@ -10,7 +10,9 @@ mod companies;
 mod connections;
 mod filter;
 mod integrations;
+mod oauth_states;
 mod profile;
+mod pull_operations;
 mod secrets;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -85,7 +87,9 @@ impl PgStore {
             integrations: s.clone(),
             api_keys: s.clone(),
             profile: s.clone(),
-            secrets: s,
+            secrets: s.clone(),
+            oauth_states: s.clone(),
+            pull_operations: s,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `ConnectionRepository` on SQLite.
 
 use crate::filter::{Column, Sql, render, render_order};
+use crate::pull_operations::insert_all;
 use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -8,6 +9,7 @@ use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::connection::Connection;
 use tributary_domain::model::integration::definition;
+use tributary_domain::model::pull::PullOperation;
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::ConnectionRepository;
@@ -44,6 +46,29 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Connection, RepositoryError> 
         grant,
         errors: serde_json::from_str(&r.get::<String, _>("errors")).map_err(|e| corrupt("errors", e.to_string()))?,
     })
+}
+
+/// Saves the changeable fields of a connection (`update` and `save_linked`).
+async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>, c: &Connection) -> Result<(), RepositoryError> {
+    let done = sqlx::query(
+        "UPDATE connections SET status = ?, last_sync = ?, source_account = ?, grant_key_id = ?, grant_ciphertext = ?, errors = ? \
+         WHERE id = ? AND company_id = ?",
+    )
+    .bind(c.status.as_str())
+    .bind(c.last_sync.map(to_micros))
+    .bind(&c.source_account)
+    .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
+    .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
+    .bind(serde_json::to_string(&c.errors).map_err(|e| RepositoryError::Backend(e.to_string()))?)
+    .bind(c.id.to_string())
+    .bind(c.company_id.to_string())
+    .execute(db)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(RepositoryError::NotFound(format!("connection {}", c.id)));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -104,25 +129,7 @@ impl ConnectionRepository for SqliteStore {
     }
 
     async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
-        let done = sqlx::query(
-            "UPDATE connections SET status = ?, last_sync = ?, source_account = ?, grant_key_id = ?, grant_ciphertext = ?, errors = ? \
-             WHERE id = ? AND company_id = ?",
-        )
-        .bind(c.status.as_str())
-        .bind(c.last_sync.map(to_micros))
-        .bind(&c.source_account)
-        .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
-        .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
-        .bind(serde_json::to_string(&c.errors).map_err(|e| RepositoryError::Backend(e.to_string()))?)
-        .bind(c.id.to_string())
-        .bind(c.company_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(RepositoryError::NotFound(format!("connection {}", c.id)));
-        }
-        Ok(())
+        update_row(&self.pool, c).await
     }
 
     async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
@@ -156,6 +163,23 @@ impl ConnectionRepository for SqliteStore {
         let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+
+    async fn find_by_source_account(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, RepositoryError> {
+        let rows = sqlx::query("SELECT * FROM connections WHERE integration_key = ? AND source_account = ? ORDER BY created ASC, id ASC")
+            .bind(platform_key)
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn save_linked(&self, c: &Connection, queued: &[PullOperation]) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        update_row(&mut *tx, c).await?;
+        insert_all(&mut tx, queued).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn list_for_companies(&self, companies: &[CompanyId]) -> Result<Vec<Connection>, RepositoryError> {

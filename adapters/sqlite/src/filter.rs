@@ -11,6 +11,9 @@ use tributary_domain::query::{Condition, FieldType, Filter, Op, OrderBy, Value};
 pub(crate) enum Column {
     /// A column of the listed table.
     Scalar(&'static str),
+    /// A SQL expression over the listed table's columns (a computed field such as `isErrored`),
+    /// compared and ordered like a column.
+    Expr(&'static str),
     /// A column of a related collection: `EXISTS (SELECT 1 FROM {from} WHERE {join} AND {col} …)`.
     Related { from: &'static str, join: &'static str, column: &'static str },
 }
@@ -114,6 +117,7 @@ pub(crate) fn render(sql: &mut Sql, filter: &Filter, columns: ColumnMap) {
         }
         Filter::Cond(c) => match columns(&c.field) {
             Some(Column::Scalar(col)) => comparison(sql, col, c),
+            Some(Column::Expr(expr)) => comparison(sql, &format!("({expr})"), c),
             Some(Column::Related { from, join, column }) => {
                 // `!=` on a collection means no element equals the value.
                 if c.op == Op::Ne {
@@ -166,7 +170,8 @@ pub(crate) fn render_tags(sql: &mut Sql, filter: &Filter, alias: &str) {
 /// Appends `ORDER BY …`, with the id as a stable tie-break.
 pub(crate) fn render_order(sql: &mut Sql, order: Option<&OrderBy>, columns: ColumnMap, default: &str, id: &str) {
     match order.and_then(|o| match columns(o.field) {
-        Some(Column::Scalar(col)) => Some((col, o.descending)),
+        Some(Column::Scalar(col)) => Some((col.to_owned(), o.descending)),
+        Some(Column::Expr(expr)) => Some((format!("({expr})"), o.descending)),
         _ => None,
     }) {
         Some((col, desc)) => {

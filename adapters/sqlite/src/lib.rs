@@ -9,7 +9,9 @@ mod companies;
 mod connections;
 mod filter;
 mod integrations;
+mod oauth_states;
 mod profile;
+mod pull_operations;
 mod secrets;
 
 use chrono::{DateTime, Utc};
@@ -76,7 +78,9 @@ impl SqliteStore {
             integrations: s.clone(),
             api_keys: s.clone(),
             profile: s.clone(),
-            secrets: s,
+            secrets: s.clone(),
+            oauth_states: s.clone(),
+            pull_operations: s,
         }
     }
 

@@ -1,0 +1,143 @@
+//! `PullOperationRepository` on PostgreSQL.
+
+use crate::filter::{Column, Sql, render, render_order};
+use crate::{PgStore, backend, parse_uuid, write_error};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
+use tributary_domain::model::pull::PullOperation;
+use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::ports::PullOperationRepository;
+
+/// `isErrored`: the status is one of the error states (`DatasetStatus::is_errored`).
+pub(crate) const IS_ERRORED: &str = "status IN ('FetchError', 'MapError', 'InternalError', 'ProcessingError', 'ValidationError', \
+     'AuthError', 'RateLimitError', 'PermissionsError', 'PrerequisiteNotMet')";
+
+fn columns(field: &str) -> Option<Column> {
+    Some(Column::Scalar(match field {
+        "id" => "id",
+        "companyId" => "company_id",
+        "connectionId" => "connection_id",
+        "dataType" => "data_type",
+        "status" => "status",
+        "statusDescription" => "status_description",
+        "errorMessage" => "error_message",
+        "requested" => "requested",
+        "completed" => "completed",
+        "progress" => "progress",
+        "isErrored" => return Some(Column::Expr(IS_ERRORED)),
+        _ => return None,
+    }))
+}
+
+fn from_row(r: &PgRow) -> Result<PullOperation, RepositoryError> {
+    let corrupt = |what: &str, e: String| RepositoryError::Backend(format!("corrupt pull operation {what}: {e}"));
+    Ok(PullOperation {
+        id: PullOperationId(parse_uuid(&r.get::<String, _>("id"))?),
+        company_id: CompanyId(parse_uuid(&r.get::<String, _>("company_id"))?),
+        connection_id: ConnectionId(parse_uuid(&r.get::<String, _>("connection_id"))?),
+        data_type: r
+            .get::<String, _>("data_type")
+            .parse()
+            .map_err(|e: tributary_domain::model::data_type::UnknownDataType| corrupt("data type", e.0))?,
+        status: r.get::<String, _>("status").parse().map_err(|e: String| corrupt("status", e))?,
+        status_description: r.get("status_description"),
+        error_message: r.get("error_message"),
+        requested: r.get::<DateTime<Utc>, _>("requested"),
+        completed: r.get::<Option<DateTime<Utc>>, _>("completed"),
+        progress: r.get("progress"),
+    })
+}
+
+/// Inserts operations on an open connection (a transaction the caller commits).
+pub(crate) async fn insert_all(db: &mut PgConnection, ops: &[PullOperation]) -> Result<(), RepositoryError> {
+    for op in ops {
+        sqlx::query(
+            "INSERT INTO pull_operations (id, company_id, connection_id, data_type, status, status_description, error_message, \
+             requested, completed, progress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(op.id.to_string())
+        .bind(op.company_id.to_string())
+        .bind(op.connection_id.to_string())
+        .bind(op.data_type.key())
+        .bind(op.status.as_str())
+        .bind(&op.status_description)
+        .bind(&op.error_message)
+        .bind(op.requested)
+        .bind(op.completed)
+        .bind(op.progress)
+        .execute(&mut *db)
+        .await
+        .map_err(|e| {
+            write_error(
+                e,
+                || format!("pull operation {} exists", op.id),
+                || format!("connection {} of company {}", op.connection_id, op.company_id),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl PullOperationRepository for PgStore {
+    async fn insert(&self, ops: &[PullOperation]) -> Result<(), RepositoryError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_all(&mut tx, ops).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get(&self, company: CompanyId, id: PullOperationId) -> Result<Option<PullOperation>, RepositoryError> {
+        sqlx::query("SELECT * FROM pull_operations WHERE id = $1 AND company_id = $2")
+            .bind(id.to_string())
+            .bind(company.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<PullOperation>, RepositoryError> {
+        let mut where_sql = Sql::default();
+        where_sql.push(" WHERE company_id = ");
+        where_sql.bind_text(company.to_string());
+        if let Some(f) = &query.filter {
+            where_sql.push(" AND ");
+            render(&mut where_sql, f, columns);
+        }
+        let mut sql = Sql::from_parts(format!("SELECT * FROM pull_operations{}", where_sql.text), &where_sql);
+        let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM pull_operations{}", where_sql.text), where_sql.args)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        render_order(&mut sql, query.order_by.as_ref(), columns, "requested ASC", "id");
+        sql.push(" LIMIT ");
+        sql.bind_i64(i64::from(query.page.page_size));
+        sql.push(" OFFSET ");
+        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IS_ERRORED;
+    use tributary_domain::model::pull::DatasetStatus;
+
+    #[test]
+    fn is_errored_lists_exactly_the_error_statuses() {
+        for s in DatasetStatus::ALL {
+            assert_eq!(IS_ERRORED.contains(&format!("'{}'", s.as_str())), s.is_errored(), "{s:?}");
+        }
+    }
+}
