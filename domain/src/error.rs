@@ -36,6 +36,9 @@ pub enum DomainError {
     /// The request is not allowed for this resource in its current state (HTTP 400).
     #[error("{0}")]
     InvalidState(String),
+    /// An external service (the provider) could not do its part; nothing was changed (HTTP 502).
+    #[error("{0}")]
+    Unavailable(String),
     /// A secret could not be sealed or opened (wrong or missing master key).
     #[error("secret error: {0}")]
     Secret(String),

@@ -15,12 +15,14 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 struct MasterKey {
     id: String,
     cipher: Aes256Gcm,
+    derived_base: [u8; 32],
 }
 
 impl MasterKey {
     fn new(bytes: &[u8; 32]) -> Self {
         let digest = Sha256::digest([b"tributary-master-key-id:".as_slice(), bytes.as_slice()].concat());
-        Self { id: hex::encode(&digest[..8]), cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)) }
+        let base = Sha256::digest([b"tributary-derived-keys:".as_slice(), bytes.as_slice()].concat());
+        Self { id: hex::encode(&digest[..8]), cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)), derived_base: base.into() }
     }
 }
 
@@ -34,6 +36,12 @@ impl AesGcmCipher {
     /// A cipher that seals under `current` and also opens secrets sealed under `previous`.
     pub fn new(current: &[u8; 32], previous: &[[u8; 32]]) -> Self {
         Self { current: MasterKey::new(current), previous: previous.iter().map(MasterKey::new).collect() }
+    }
+
+    /// A key for another purpose (signing OAuth states), derived one-way from the current master
+    /// key and a label, so it changes when the master key rotates.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        Sha256::digest([self.current.derived_base.as_slice(), label.as_bytes()].concat()).into()
     }
 
     /// A fresh random 32-byte key, base64-encoded.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
 use tributary_domain::ports::SystemClock;
-use tributary_domain::service::Platform;
+use tributary_domain::service::{Linking, Platform};
 
 pub use http::generate_api_key;
 
@@ -38,6 +38,32 @@ pub fn platform(store: &Store, cipher: AesGcmCipher) -> Platform {
     Platform::new(store.repositories(), Arc::new(cipher), Arc::new(SystemClock))
 }
 
+/// Where the server is reached and where Stripe is.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Public base URL, no trailing slash.
+    pub public_url: String,
+    /// Stripe Connect base (`https://connect.stripe.com` or a sandbox).
+    pub connect_base: String,
+}
+
+impl ServeOptions {
+    /// From the settings.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self { public_url: settings.public_base(), connect_base: settings.stripe.connect_base.trim_end_matches('/').to_owned() }
+    }
+}
+
+/// The link use cases (platform + Stripe Connect OAuth + state signing key).
+///
+/// # Errors
+/// When `connect_base` is not a usable URL.
+pub fn linking(store: &Store, cipher: AesGcmCipher, opts: &ServeOptions) -> anyhow::Result<Linking> {
+    let state_key = cipher.derive_key("oauth-state");
+    let oauth = tributary_stripe::StripeConnectOAuth::new(&opts.connect_base).map_err(|e| anyhow::anyhow!("stripe.connect_base: {e}"))?;
+    Ok(Linking::new(platform(store, cipher), Arc::new(oauth), state_key, format!("{}/oauth/stripe/callback", opts.public_url)))
+}
+
 /// Installs the log subscriber (once; later calls are ignored).
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
@@ -59,7 +85,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     let store = Store::open(&settings.database_url).await?;
     let addr = settings.listen_addr()?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    serve_on(listener, &store, cipher, settings.public_base(), shutdown).await?;
+    serve_on(listener, &store, cipher, ServeOptions::from_settings(&settings), shutdown).await?;
     store.close().await;
     Ok(())
 }
@@ -72,15 +98,17 @@ pub async fn serve_on(
     listener: TcpListener,
     store: &Store,
     cipher: AesGcmCipher,
-    public_url: String,
+    opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let platform = platform(store, cipher);
+    let linking = linking(store, cipher, &opts)?;
+    let platform = linking.platform().clone();
+    let public_url = opts.public_url.clone();
     let addr = listener.local_addr()?;
     if platform.list_api_keys().await?.is_empty() {
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");
     }
-    let app = http::router(http::AppState { platform, public_url: public_url.clone() });
+    let app = http::router(http::AppState { platform, linking, public_url: public_url.clone() });
     tracing::info!(%addr, %public_url, "tributary-api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
     tracing::info!("tributary-api stopped");

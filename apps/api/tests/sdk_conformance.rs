@@ -28,6 +28,12 @@ fn python(var: &str, test: &str) -> Option<String> {
 }
 
 async fn run_sdk(python: &str) {
+    // Unlinking revokes access at Stripe: a sandbox stands in for it.
+    let sandbox = stripe_sandbox::start(stripe_sandbox::Config { listen: "127.0.0.1:0".into(), ..Default::default() }).await.unwrap();
+    let sb = sandbox.sandbox.clone();
+    let account = tokio::task::spawn_blocking(move || sb.create_account(stripe_sandbox::Mode::Test, Some(9), true, &Default::default()))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/sdk.db", dir.path().display());
     // Prepare the instance as an operator would with the CLI: a key, Stripe Test enabled, and a
@@ -40,8 +46,8 @@ async fn run_sdk(python: &str) {
         .update_integration(
             "yzth",
             IntegrationUpdate {
-                client_id: Some("ca_sdk".into()),
-                secret_key: Some(SecretString::from("sk_test_sdk")),
+                client_id: Some("ca_sandbox_test".into()),
+                secret_key: Some(SecretString::from("sk_test_sandbox_platform")),
                 ..Default::default()
             },
         )
@@ -55,7 +61,7 @@ async fn run_sdk(python: &str) {
     let conn = platform.create_connection(linked.company.id, "yzth").await.unwrap();
     let mut stored = platform.repositories().connections.find(conn.id).await.unwrap().unwrap();
     stored.transition(ConnectionStatus::Linked).unwrap();
-    stored.source_account = Some("acct_sdk".into());
+    stored.source_account = Some(account);
     platform.repositories().connections.update(&stored).await.unwrap();
     store.close().await;
 
@@ -64,6 +70,7 @@ async fn run_sdk(python: &str) {
         .env("TRIBUTARY_MASTER_KEY", KEY)
         .env("TRIBUTARY_DATABASE_URL", &db)
         .env("TRIBUTARY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRIBUTARY_STRIPE__CONNECT_BASE", sandbox.url())
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit())
         .spawn()
@@ -84,20 +91,21 @@ async fn run_sdk(python: &str) {
         .unwrap();
     let _ = server.kill();
     let _ = server.wait();
+    sandbox.stop().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the SDK run failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(", 0 failed"), "{stdout}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codat_platform_6_sdk_drives_companies_connections_and_settings_without_errors() {
     if let Some(py) = python("TRIBUTARY_SDK_PYTHON_PLATFORM6", "codat_platform_6") {
         run_sdk(&py).await;
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codat_platform_4_sdk_drives_companies_connections_and_settings_without_errors() {
     if let Some(py) = python("TRIBUTARY_SDK_PYTHON_PLATFORM4", "codat_platform_4") {
         run_sdk(&py).await;

@@ -87,8 +87,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { listen, database } => return crate::demo::run(listen, database).await,
         _ => {}
     }
-    let need_key = matches!(cli.command, Command::Keys(_))
-        || matches!(&cli.command, Command::Integrations(IntegrationsCmd::Set { secret_key, webhook_secret, .. }) if secret_key.is_some() || webhook_secret.is_some());
+    let need_key = matches!(
+        cli.command,
+        Command::Keys(_) | Command::Connections(ConnectionsCmd::Unlink { .. } | ConnectionsCmd::Delete { .. })
+    ) || matches!(&cli.command, Command::Integrations(IntegrationsCmd::Set { secret_key, webhook_secret, .. }) if secret_key.is_some() || webhook_secret.is_some());
     let ctx = context(&cli, need_key).await?;
     let result = dispatch(&cli, &ctx).await;
     ctx.store.close().await;
@@ -335,7 +337,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                     }
                 }
                 Command::Connections(ConnectionsCmd::Unlink { .. }) => {
-                    let c = p.set_connection_status(c.company_id, id, ConnectionStatus::Unlinked).await?;
+                    let c = linking(ctx)?.unlink(c.company_id, id, ConnectionStatus::Unlinked).await?;
                     report(
                         ctx.json,
                         serde_json::to_value(ConnectionDto::new(c, &public))?,
@@ -343,7 +345,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                     );
                 }
                 _ => {
-                    p.delete_connection(c.company_id, id).await?;
+                    linking(ctx)?.delete(c.company_id, id).await?;
                     report(ctx.json, serde_json::json!({"deleted": id.to_string()}), &format!("deleted connection {id} and its data"));
                 }
             }
@@ -378,6 +380,12 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Keys(KeysCmd::Generate) | Command::Demo { .. } => unreachable!("handled before opening the store"),
     }
     Ok(())
+}
+
+/// The link use cases (unlink and delete revoke access at Stripe first).
+fn linking(ctx: &Ctx) -> anyhow::Result<tributary_domain::service::Linking> {
+    let cipher = tributary_api::cipher_from(&ctx.settings)?;
+    tributary_api::linking(&ctx.store, cipher, &tributary_api::ServeOptions::from_settings(&ctx.settings))
 }
 
 fn connection_table(items: &[ConnectionDto]) {

@@ -58,7 +58,8 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
          Press Ctrl-C to stop.",
         key = api_key.expose_secret()
     );
-    tributary_api::serve_on(listener, &store, AesGcmCipher::new(&bytes, &[]), base, tributary_api::shutdown_signal()).await?;
+    let opts = tributary_api::ServeOptions { public_url: base, connect_base: "https://connect.stripe.com".into() };
+    tributary_api::serve_on(listener, &store, AesGcmCipher::new(&bytes, &[]), opts, tributary_api::shutdown_signal()).await?;
     store.close().await;
     Ok(())
 }

@@ -171,12 +171,12 @@ pub enum ConnectionsCmd {
         /// Connection id.
         id: String,
     },
-    /// Unlink a connection (its data is kept).
+    /// Unlink a connection: revokes access at Stripe; its data is kept.
     Unlink {
         /// Connection id.
         id: String,
     },
-    /// Delete a connection and its data.
+    /// Delete a connection and its data, revoking access at Stripe first.
     Delete {
         /// Connection id.
         id: String,

@@ -134,9 +134,9 @@ fn companies_and_connections_round_trip_through_the_cli() {
     assert!(show.contains("PendingAuth") && show.contains("Stripe Test"), "{show}");
     let list = e.json(None, &["companies", "list", "--query", "name~acme"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let out = e.run(None, &["connections", "unlink", conn_id]);
+    let out = e.run(Some(KEY_A), &["connections", "unlink", conn_id]);
     assert!(!out.status.success(), "a pending connection cannot be unlinked");
-    e.ok(None, &["connections", "delete", conn_id]);
+    e.ok(Some(KEY_A), &["connections", "delete", conn_id]);
     assert_eq!(e.json(None, &["connections", "list", cid]).as_array().unwrap().len(), 1);
     e.ok(None, &["companies", "delete", cid]);
     let out = e.run(None, &["companies", "show", cid]);

@@ -6,6 +6,7 @@ pub mod company;
 pub mod connection;
 pub mod data_type;
 pub mod integration;
+pub mod oauth_state;
 pub mod profile;
 pub mod pull;
 pub mod secret;

@@ -156,3 +156,58 @@ pub struct PullOperation {
     /// Progress, 0–100.
     pub progress: i32,
 }
+
+/// What `GET /companies/{id}/data/history?query=` and `orderBy` accept (Codat calls the resource
+/// `Dataset`; `isCompleted` is deliberately not queryable, as in Codat).
+pub const QUERY_SCHEMA: crate::query::Schema = {
+    use crate::query::{FieldDef, FieldType};
+    crate::query::Schema {
+        entity: "Dataset",
+        fields: &[
+            FieldDef::scalar("id", FieldType::String),
+            FieldDef::scalar("companyId", FieldType::String),
+            FieldDef::scalar("connectionId", FieldType::String),
+            FieldDef::scalar("dataType", FieldType::String),
+            FieldDef::scalar("status", FieldType::Enum(STATUS_NAMES)),
+            FieldDef::scalar("statusDescription", FieldType::String),
+            FieldDef::scalar("errorMessage", FieldType::String),
+            FieldDef::scalar("requested", FieldType::Date),
+            FieldDef::scalar("completed", FieldType::Date),
+            FieldDef::scalar("progress", FieldType::Number),
+            FieldDef::scalar("isErrored", FieldType::Bool),
+        ],
+        open: None,
+    }
+};
+
+/// Every `DatasetStatus` spelling, in Codat's order.
+pub const STATUS_NAMES: &[&str] = &[
+    "Initial",
+    "Queued",
+    "Fetching",
+    "MapQueued",
+    "Mapping",
+    "Complete",
+    "FetchError",
+    "MapError",
+    "InternalError",
+    "ProcessingQueued",
+    "Processing",
+    "ProcessingError",
+    "ValidationQueued",
+    "Validating",
+    "ValidationError",
+    "AuthError",
+    "Cancelled",
+    "NotSupported",
+    "RateLimitError",
+    "PermissionsError",
+    "PrerequisiteNotMet",
+];
+
+impl std::str::FromStr for DatasetStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| format!("'{s}' is not a dataset status"))
+    }
+}

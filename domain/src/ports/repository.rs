@@ -5,16 +5,19 @@
 //! per method.
 
 use crate::error::RepositoryError;
-use crate::ids::{ApiKeyId, CompanyId, ConnectionId};
+use crate::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId};
 use crate::model::api_key::ApiKey;
 use crate::model::company::Company;
 use crate::model::connection::Connection;
 use crate::model::integration::IntegrationSettings;
+use crate::model::oauth_state::OAuthState;
 use crate::model::profile::Profile;
+use crate::model::pull::PullOperation;
 use crate::model::secret::SealedSecret;
 use crate::model::sync_settings::SyncSetting;
 use crate::paging::{ListQuery, Page};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Companies.
@@ -86,6 +89,17 @@ pub trait ConnectionRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError>;
+    /// Connections of an integration linked (now or before) to a source account, oldest first.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn find_by_source_account(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, RepositoryError>;
+    /// Saves a connection that has just been linked together with the pull operations queued for
+    /// it, in one transaction.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if the connection does not exist (nothing is written then).
+    async fn save_linked(&self, connection: &Connection, queued: &[PullOperation]) -> Result<(), RepositoryError>;
     /// All connections of the given companies, oldest first (to embed in company responses).
     ///
     /// # Errors
@@ -214,6 +228,51 @@ pub trait SecretRepository: Send + Sync {
     async fn replace_sealed(&self, updates: &[(SecretSlot, SealedSecret)]) -> Result<(), RepositoryError>;
 }
 
+/// OAuth states waiting for their callback.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OAuthStateRepository: Send + Sync {
+    /// Stores a state.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if the connection does not exist.
+    async fn insert(&self, state: &OAuthState) -> Result<(), RepositoryError>;
+    /// Removes and returns the state with this nonce, atomically: of two concurrent callers, one
+    /// gets it and the other `None`. Expired states are returned too (the caller decides).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn consume(&self, nonce: &str) -> Result<Option<OAuthState>, RepositoryError>;
+    /// Deletes states that expired before `now`; returns how many.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError>;
+}
+
+/// Pull operations (Codat's datasets).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PullOperationRepository: Send + Sync {
+    /// Stores new operations, all or nothing.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if a connection does not exist.
+    async fn insert(&self, ops: &[PullOperation]) -> Result<(), RepositoryError>;
+    /// One operation of a company.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get(&self, company: CompanyId, id: PullOperationId) -> Result<Option<PullOperation>, RepositoryError>;
+    /// A company's operations matching `query.filter` (against
+    /// [`crate::model::pull::QUERY_SCHEMA`]), ordered by `query.order_by` then id (default:
+    /// requested, id).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<PullOperation>, RepositoryError>;
+}
+
 /// Every repository, as one handle the apps pass around.
 #[derive(Clone)]
 pub struct Repositories {
@@ -229,4 +288,8 @@ pub struct Repositories {
     pub profile: std::sync::Arc<dyn ProfileRepository>,
     /// Sealed secrets.
     pub secrets: std::sync::Arc<dyn SecretRepository>,
+    /// OAuth states.
+    pub oauth_states: std::sync::Arc<dyn OAuthStateRepository>,
+    /// Pull operations.
+    pub pull_operations: std::sync::Arc<dyn PullOperationRepository>,
 }

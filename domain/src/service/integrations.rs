@@ -118,6 +118,18 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// The opened webhook signing secret of an integration, if one is configured.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown key; [`DomainError::Secret`] when it cannot be
+    /// opened.
+    pub async fn webhook_secret(&self, key: &str) -> Result<Option<SecretString>, DomainError> {
+        let i = self.get_integration(key).await?;
+        i.settings.webhook_secret.as_ref().map(|s| self.cipher.open(s).map_err(|e| DomainError::Secret(e.to_string()))).transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::service::IntegrationUpdate;

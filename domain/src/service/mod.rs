@@ -4,11 +4,14 @@ mod api_keys;
 mod companies;
 mod connections;
 mod integrations;
+mod link;
+mod pulls;
 mod settings;
 
 pub use api_keys::hash_api_key;
 pub use companies::{CompanyPatch, CompanyView};
 pub use integrations::IntegrationUpdate;
+pub use link::{Callback, CallbackError, LinkResult, Linking};
 
 use crate::ports::{Clock, Repositories, SecretCipher};
 use std::sync::Arc;
@@ -61,6 +64,9 @@ pub(crate) mod test_support {
         connections: Mutex<Vec<Connection>>,
         integrations: Mutex<HashMap<String, IntegrationSettings>>,
         keys: Mutex<Vec<ApiKey>>,
+        states: Mutex<Vec<crate::model::oauth_state::OAuthState>>,
+        pub pulls: Mutex<Vec<crate::model::pull::PullOperation>>,
+        profile: Mutex<Option<Profile>>,
     }
 
     fn page<T: Clone>(all: Vec<T>, q: &ListQuery) -> Page<T> {
@@ -123,6 +129,21 @@ pub(crate) mod test_support {
         async fn list(&self, company: CompanyId, q: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
             Ok(page(self.connections.lock().unwrap().iter().filter(|c| c.company_id == company).cloned().collect(), q))
         }
+        async fn find_by_source_account(&self, key: &str, account: &str) -> Result<Vec<Connection>, RepositoryError> {
+            Ok(self
+                .connections
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.platform_key.as_str() == key && c.source_account.as_deref() == Some(account))
+                .cloned()
+                .collect())
+        }
+        async fn save_linked(&self, c: &Connection, queued: &[crate::model::pull::PullOperation]) -> Result<(), RepositoryError> {
+            ConnectionRepository::update(self, c).await?;
+            self.pulls.lock().unwrap().extend_from_slice(queued);
+            Ok(())
+        }
         async fn list_for_companies(&self, companies: &[CompanyId]) -> Result<Vec<Connection>, RepositoryError> {
             Ok(self.connections.lock().unwrap().iter().filter(|c| companies.contains(&c.company_id)).cloned().collect())
         }
@@ -171,9 +192,10 @@ pub(crate) mod test_support {
     #[async_trait]
     impl ProfileRepository for Mem {
         async fn get_profile(&self) -> Result<Option<Profile>, RepositoryError> {
-            Ok(None)
+            Ok(self.profile.lock().unwrap().clone())
         }
-        async fn put_profile(&self, _: &Profile) -> Result<(), RepositoryError> {
+        async fn put_profile(&self, p: &Profile) -> Result<(), RepositoryError> {
+            *self.profile.lock().unwrap() = Some(p.clone());
             Ok(())
         }
         async fn client_id(&self) -> Result<uuid::Uuid, RepositoryError> {
@@ -203,6 +225,43 @@ pub(crate) mod test_support {
         }
     }
 
+    #[async_trait]
+    impl OAuthStateRepository for Mem {
+        async fn insert(&self, s: &crate::model::oauth_state::OAuthState) -> Result<(), RepositoryError> {
+            self.states.lock().unwrap().push(s.clone());
+            Ok(())
+        }
+        async fn consume(&self, nonce: &str) -> Result<Option<crate::model::oauth_state::OAuthState>, RepositoryError> {
+            let mut all = self.states.lock().unwrap();
+            let pos = all.iter().position(|s| s.nonce == nonce);
+            Ok(pos.map(|i| all.remove(i)))
+        }
+        async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
+            let mut all = self.states.lock().unwrap();
+            let before = all.len();
+            all.retain(|s| s.expires >= now);
+            Ok((before - all.len()) as u64)
+        }
+    }
+
+    #[async_trait]
+    impl PullOperationRepository for Mem {
+        async fn insert(&self, ops: &[crate::model::pull::PullOperation]) -> Result<(), RepositoryError> {
+            self.pulls.lock().unwrap().extend_from_slice(ops);
+            Ok(())
+        }
+        async fn get(
+            &self,
+            company: CompanyId,
+            id: crate::ids::PullOperationId,
+        ) -> Result<Option<crate::model::pull::PullOperation>, RepositoryError> {
+            Ok(self.pulls.lock().unwrap().iter().find(|p| p.id == id && p.company_id == company).cloned())
+        }
+        async fn list(&self, company: CompanyId, q: &ListQuery) -> Result<Page<crate::model::pull::PullOperation>, RepositoryError> {
+            Ok(page(self.pulls.lock().unwrap().iter().filter(|p| p.company_id == company).cloned().collect(), q))
+        }
+    }
+
     /// A reversible stand-in cipher (not encryption; tests only check plumbing).
     pub struct Rot;
     impl SecretCipher for Rot {
@@ -217,23 +276,28 @@ pub(crate) mod test_support {
         }
     }
 
-    pub struct Fixed(pub DateTime<Utc>);
+    pub struct Fixed(pub Mutex<DateTime<Utc>>);
     impl Clock for Fixed {
         fn now(&self) -> DateTime<Utc> {
-            self.0
+            *self.0.lock().unwrap()
         }
     }
 
     pub fn platform() -> Platform {
-        let mem = Arc::new(Mem::default());
+        platform_with(Arc::new(Mem::default()), Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap()))))
+    }
+
+    pub fn platform_with(mem: Arc<Mem>, clock: Arc<Fixed>) -> Platform {
         let repos = Repositories {
             companies: mem.clone(),
             connections: mem.clone(),
             integrations: mem.clone(),
             api_keys: mem.clone(),
             profile: mem.clone(),
-            secrets: mem,
+            secrets: mem.clone(),
+            oauth_states: mem.clone(),
+            pull_operations: mem,
         };
-        Platform::new(repos, Arc::new(Rot), Arc::new(Fixed("2026-01-01T00:00:00Z".parse().unwrap())))
+        Platform::new(repos, Arc::new(Rot), clock)
     }
 }

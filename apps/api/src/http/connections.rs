@@ -65,7 +65,7 @@ pub(super) async fn show(
     Ok(Json(ConnectionDto::new(s.platform.get_connection(company, connection).await?, &s.public_url)))
 }
 
-/// Unlink a connection (`{"status":"Unlinked"}`); its data is kept.
+/// Unlink a connection (`{"status":"Unlinked"}`): access is revoked at Stripe; the data is kept.
 #[utoipa::path(patch, path = "/companies/{companyId}/connections/{connectionId}", tag = "Connections", operation_id = "unlink-connection",
     params(("companyId" = String, Path), ("connectionId" = String, Path)), request_body = UpdateConnectionStatus,
     responses((status = 200, body = ConnectionDto), (status = 400, body = ErrorMessage), (status = 404, body = ErrorMessage)))]
@@ -76,15 +76,16 @@ pub(super) async fn unlink(
 ) -> Result<Json<ConnectionDto>, ApiError> {
     let (company, connection) = ids(&company, &connection)?;
     let status: ConnectionStatus = body.status.as_deref().unwrap_or("Unlinked").parse()?;
-    let c = s.platform.set_connection_status(company, connection, status).await?;
+    let c = s.linking.unlink(company, connection, status).await?;
     Ok(Json(ConnectionDto::new(c, &s.public_url)))
 }
 
-/// Delete a connection and its data (200 with an empty body, as Codat).
+/// Delete a connection and its data, revoking access at Stripe first (200 with an empty body, as
+/// Codat).
 #[utoipa::path(delete, path = "/companies/{companyId}/connections/{connectionId}", tag = "Connections", operation_id = "delete-connection",
     params(("companyId" = String, Path), ("connectionId" = String, Path)), responses((status = 200), (status = 404, body = ErrorMessage)))]
 pub(super) async fn remove(State(s): State<AppState>, Path((company, connection)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let (company, connection) = ids(&company, &connection)?;
-    s.platform.delete_connection(company, connection).await?;
+    s.linking.delete(company, connection).await?;
     Ok(StatusCode::OK)
 }

@@ -55,6 +55,7 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(m) => Self::not_found(m),
             DomainError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             DomainError::InvalidState(m) => Self::bad_request(m),
+            DomainError::Unavailable(m) => Self::new(StatusCode::BAD_GATEWAY, m),
             DomainError::Secret(m) => Self::internal(format!("secret error: {m}")),
             DomainError::Repository(r) => Self::internal(r.to_string()),
         }

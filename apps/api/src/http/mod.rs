@@ -7,7 +7,9 @@ mod connections;
 pub mod dto;
 pub mod error;
 mod extract;
+mod history;
 mod integrations;
+mod link;
 pub mod openapi;
 mod settings;
 
@@ -28,6 +30,8 @@ use tributary_domain::service::Platform;
 pub struct AppState {
     /// The platform use cases.
     pub platform: Platform,
+    /// The link flow.
+    pub linking: tributary_domain::service::Linking,
     /// Public base URL, no trailing slash.
     pub public_url: String,
 }
@@ -44,10 +48,12 @@ pub fn router(state: AppState) -> Router {
         .merge(integrations::routes())
         .merge(settings::routes())
         .merge(api_keys::routes())
+        .merge(history::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))
         .route("/link/assets/stripe.svg", get(integrations::logo))
+        .merge(link::routes())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

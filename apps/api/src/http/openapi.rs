@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers and DTOs (utoipa) and served at
 //! `/openapi.json`. A snapshot test keeps contract changes visible in review.
 
-use super::{api_keys, companies, connections, integrations, settings};
+use super::{api_keys, companies, connections, history, integrations, settings};
 use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -33,6 +33,7 @@ impl Modify for Security {
         integrations::list, integrations::show, integrations::branding,
         settings::get_profile, settings::put_profile, settings::get_sync, settings::post_sync, settings::get_company_sync, settings::post_company_sync,
         api_keys::list, api_keys::create, api_keys::remove,
+        history::list, history::show,
     )
 )]
 pub struct ApiDoc;

@@ -22,6 +22,11 @@ pub const MASTER: [u8; 32] = [42; 32];
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with("http://127.0.0.1:9").await
+    }
+
+    /// A server whose Stripe Connect base is `connect_base` (a sandbox, or an unreachable port).
+    pub async fn start_with(connect_base: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = Store::open(&url).await.unwrap();
@@ -31,9 +36,9 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let public = base.clone();
+        let opts = tributary_api::ServeOptions { public_url: base.clone(), connect_base: connect_base.to_owned() };
         tokio::spawn(async move {
-            tributary_api::serve_on(listener, &store, AesGcmCipher::new(&MASTER, &[]), public, async {
+            tributary_api::serve_on(listener, &store, AesGcmCipher::new(&MASTER, &[]), opts, async {
                 let _ = rx.await;
             })
             .await
