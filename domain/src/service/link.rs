@@ -136,6 +136,8 @@ impl Linking {
             connection_id: connection,
             expires: self.platform.clock.now() + chrono::Duration::seconds(STATE_TTL_SECS),
         };
+        // Expired states are useless; clearing them here keeps the table small without a job.
+        self.platform.repos.oauth_states.purge_expired(self.platform.clock.now()).await?;
         self.platform.repos.oauth_states.insert(&state).await?;
         Ok(self.oauth.authorize_url(&creds, &oauth_state::encode(&self.state_key, &state), &self.callback_url))
     }
