@@ -18,6 +18,7 @@ use tributary_domain::model::integration::{IntegrationSettings, Scope};
 use tributary_domain::model::oauth_state::OAuthState;
 use tributary_domain::model::profile::Profile;
 use tributary_domain::model::pull::{self, DatasetStatus, PullOperation};
+use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
 use tributary_domain::paging::{ListQuery, Page};
@@ -1349,4 +1350,477 @@ pub async fn find_by_source_account_matches_platform_key_and_account(repos: Repo
     assert!(repos.connections.find_by_source_account("yzth", "acct_3").await.unwrap().is_empty());
     assert!(repos.connections.find_by_source_account("exgd", "acct_2").await.unwrap().is_empty());
     assert!(repos.connections.find_by_source_account("yzth", "ACCT_1").await.unwrap().is_empty(), "accounts are exact");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull operations: progress, the worker's queue and data status
+// ---------------------------------------------------------------------------------------------
+
+/// `update` saves status, description, error, completion and progress (and nothing else); an
+/// unknown operation is NotFound and nothing is stored.
+pub async fn pull_operation_update_round_trips_and_a_missing_one_is_not_found(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let op = pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at_micros(10, 5), 0);
+    let sibling = pull_op(&conn, DataType::Payments, DatasetStatus::Queued, at(11), 0);
+    repos.pull_operations.insert(&[op.clone(), sibling.clone()]).await.unwrap();
+
+    let fetching =
+        PullOperation { status: DatasetStatus::Fetching, status_description: Some("Page 3 — ✓".into()), progress: 40, ..op.clone() };
+    repos.pull_operations.update(&fetching).await.unwrap();
+    assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap(), Some(fetching.clone()));
+
+    let failed = PullOperation {
+        status: DatasetStatus::FetchError,
+        status_description: None,
+        error_message: Some("Stripe said \"no\"".into()),
+        completed: Some(at_micros(20, 654_321)),
+        progress: 41,
+        ..fetching.clone()
+    };
+    repos.pull_operations.update(&failed).await.unwrap();
+    assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap(), Some(failed.clone()));
+
+    // Only the progress fields are saved: identity, data type and request time stay.
+    let tampered = PullOperation { data_type: DataType::Orders, requested: at(999), status: DatasetStatus::Complete, ..failed.clone() };
+    repos.pull_operations.update(&tampered).await.unwrap();
+    let stored = repos.pull_operations.get(co.id, op.id).await.unwrap().expect("stored");
+    assert_eq!(stored, PullOperation { status: DatasetStatus::Complete, ..failed });
+    assert_eq!(repos.pull_operations.get(co.id, sibling.id).await.unwrap(), Some(sibling), "other operations untouched");
+
+    let ghost = pull_op(&conn, DataType::Orders, DatasetStatus::Complete, at(30), 100);
+    assert_not_found(repos.pull_operations.update(&ghost).await, "update of a missing pull operation");
+    assert_eq!(repos.pull_operations.get(co.id, ghost.id).await.unwrap(), None, "update does not insert");
+}
+
+/// `next_for_connection` is the connection's oldest `Queued` or `Fetching` operation (requested,
+/// then id); finished operations and other connections' operations are ignored.
+pub async fn next_for_connection_is_the_oldest_unfinished_operation(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let idle = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(2))).await;
+    let (_, other) = company_with_connection(&repos, "Other", 5).await;
+    let tie_a = pull_op(&conn, DataType::Customers, DatasetStatus::Fetching, at(20), 30);
+    let tie_b = pull_op(&conn, DataType::Orders, DatasetStatus::Queued, at(20), 0);
+    let later = pull_op(&conn, DataType::Payments, DatasetStatus::Queued, at(30), 0);
+    let finished = [
+        pull_op(&conn, DataType::Products, DatasetStatus::Complete, at(1), 100),
+        pull_op(&conn, DataType::Disputes, DatasetStatus::FetchError, at(3), 10),
+        pull_op(&conn, DataType::Locations, DatasetStatus::Cancelled, at(4), 0),
+        pull_op(&conn, DataType::TaxComponents, DatasetStatus::Initial, at(5), 0),
+    ];
+    let mut ops = vec![later.clone(), tie_b.clone(), tie_a.clone()];
+    ops.extend(finished.iter().cloned());
+    ops.push(pull_op(&other, DataType::Customers, DatasetStatus::Queued, at(0), 0));
+    repos.pull_operations.insert(&ops).await.unwrap();
+    let (first, second) = if tie_a.id.to_string() < tie_b.id.to_string() { (tie_a, tie_b) } else { (tie_b, tie_a) };
+
+    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(first.clone()), "oldest, then lowest id");
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Complete, progress: 100, ..first }).await.unwrap();
+    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(second.clone()));
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::InternalError, ..second }).await.unwrap();
+    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(later.clone()));
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Cancelled, ..later }).await.unwrap();
+    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), None, "only finished operations are left");
+    assert_eq!(repos.pull_operations.next_for_connection(idle.id).await.unwrap(), None, "a connection without operations");
+    assert_eq!(repos.pull_operations.next_for_connection(ConnectionId::new_random()).await.unwrap(), None);
+}
+
+/// `data_status` gives, per data type the company has pulled, the latest operation (requested,
+/// then id) and the latest `Complete` one, across its connections and only its own.
+pub async fn data_status_pairs_the_latest_operation_with_the_latest_complete_one(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let second_conn = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(2))).await;
+    let (other, other_conn) = company_with_connection(&repos, "Other", 5).await;
+    assert!(repos.pull_operations.data_status(co.id).await.unwrap().is_empty(), "no operations, no data types");
+
+    let done = |c: &Connection, dt, requested| PullOperation {
+        completed: Some(at(requested + 5)),
+        ..pull_op(c, dt, DatasetStatus::Complete, at(requested), 100)
+    };
+    let customers_old = done(&conn, DataType::Customers, 10);
+    let customers_done = done(&second_conn, DataType::Customers, 20);
+    let customers_failed = pull_op(&conn, DataType::Customers, DatasetStatus::FetchError, at(30), 12);
+    let payments_queued = pull_op(&conn, DataType::Payments, DatasetStatus::Queued, at(40), 0);
+    let orders_a = done(&conn, DataType::Orders, 50);
+    let orders_b = done(&second_conn, DataType::Orders, 50);
+    let products_done = done(&conn, DataType::Products, 60);
+    repos
+        .pull_operations
+        .insert(&[
+            customers_failed.clone(),
+            customers_old,
+            customers_done.clone(),
+            payments_queued.clone(),
+            orders_a.clone(),
+            orders_b.clone(),
+            products_done.clone(),
+        ])
+        .await
+        .unwrap();
+    // Another company's newer operations change nothing here.
+    repos.pull_operations.insert(&[done(&other_conn, DataType::Customers, 99), done(&other_conn, DataType::Disputes, 99)]).await.unwrap();
+    let orders_latest = if orders_a.id.to_string() > orders_b.id.to_string() { orders_a } else { orders_b };
+
+    let mut status = repos.pull_operations.data_status(co.id).await.unwrap();
+    status.sort_by_key(|(latest, _)| latest.data_type);
+    let mut want = vec![
+        (customers_failed, Some(customers_done)),
+        (payments_queued.clone(), None),
+        (orders_latest.clone(), Some(orders_latest)),
+        (products_done.clone(), Some(products_done)),
+    ];
+    want.sort_by_key(|(latest, _)| latest.data_type);
+    assert_eq!(status, want);
+
+    // A newer complete operation becomes both.
+    let payments_done = PullOperation { status: DatasetStatus::Complete, progress: 100, completed: Some(at(45)), ..payments_queued };
+    repos.pull_operations.update(&payments_done).await.unwrap();
+    let status = repos.pull_operations.data_status(co.id).await.unwrap();
+    let payments = status.iter().find(|(latest, _)| latest.data_type == DataType::Payments).expect("payments listed");
+    assert_eq!(payments, &(payments_done.clone(), Some(payments_done)));
+    assert_eq!(repos.pull_operations.data_status(other.id).await.unwrap().len(), 2, "each company sees its own");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync leases
+// ---------------------------------------------------------------------------------------------
+
+/// A lease of `seconds`.
+fn lease(seconds: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(seconds)
+}
+
+/// A connection of a new company with one queued operation requested at `requested`.
+async fn connection_with_queued_work(repos: &Repositories, name: &str, requested: i64) -> Connection {
+    let (_, conn) = company_with_connection(repos, name, 0).await;
+    repos.pull_operations.insert(&[pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(requested), 0)]).await.unwrap();
+    conn
+}
+
+/// `lease_next` leases connections with unfinished operations, oldest operation first, each once
+/// while its lease is live; connections without unfinished work are never leased.
+pub async fn lease_next_leases_each_connection_with_unfinished_work_once(repos: Repositories) {
+    assert_eq!(repos.sync_leases.lease_next("w1", at(100), lease(60)).await.unwrap(), None, "nothing to do");
+    let newer = connection_with_queued_work(&repos, "Newer", 20).await;
+    let older = connection_with_queued_work(&repos, "Older", 10).await;
+    // A fetching operation is unfinished work too.
+    let fetching = connection_with_queued_work(&repos, "Fetching", 30).await;
+    let op = repos.pull_operations.next_for_connection(fetching.id).await.unwrap().expect("queued");
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Fetching, ..op }).await.unwrap();
+    // Finished work only, and no work at all: never leased.
+    let (_, finished) = company_with_connection(&repos, "Finished", 0).await;
+    repos
+        .pull_operations
+        .insert(&[
+            pull_op(&finished, DataType::Customers, DatasetStatus::Complete, at(1), 100),
+            pull_op(&finished, DataType::Orders, DatasetStatus::FetchError, at(2), 0),
+        ])
+        .await
+        .unwrap();
+    company_with_connection(&repos, "Idle", 0).await;
+
+    assert_eq!(repos.sync_leases.lease_next("w1", at(100), lease(60)).await.unwrap(), Some(older.id), "oldest operation first");
+    assert_eq!(repos.sync_leases.lease_next("w2", at(100), lease(60)).await.unwrap(), Some(newer.id));
+    assert_eq!(repos.sync_leases.lease_next("w1", at(101), lease(60)).await.unwrap(), Some(fetching.id));
+    assert_eq!(repos.sync_leases.lease_next("w3", at(102), lease(60)).await.unwrap(), None, "every connection with work is leased");
+    assert_eq!(repos.sync_leases.lease_next("w1", at(159), lease(60)).await.unwrap(), None, "the holder does not get it twice");
+}
+
+/// A lease that expired (`expires < now`) is taken over by another worker; the old holder can no
+/// longer renew it, the new one can.
+pub async fn an_expired_lease_is_taken_over_by_another_worker(repos: Repositories) {
+    let conn = connection_with_queued_work(&repos, "Co", 10).await;
+    assert_eq!(repos.sync_leases.lease_next("crashed", at(100), lease(30)).await.unwrap(), Some(conn.id));
+    assert_eq!(repos.sync_leases.lease_next("w2", at(129), lease(30)).await.unwrap(), None, "live");
+    assert_eq!(repos.sync_leases.lease_next("w2", at(130), lease(30)).await.unwrap(), None, "live until after its expiry instant");
+    assert_eq!(repos.sync_leases.lease_next("w2", at_micros(130, 1), lease(30)).await.unwrap(), Some(conn.id), "expired");
+    assert!(!repos.sync_leases.renew(conn.id, "crashed", at(131), lease(30)).await.unwrap(), "the lease was lost");
+    assert!(repos.sync_leases.renew(conn.id, "w2", at(131), lease(30)).await.unwrap());
+    assert_eq!(repos.sync_leases.lease_next("crashed", at(140), lease(30)).await.unwrap(), None, "w2 holds it");
+}
+
+/// `renew` extends the owner's lease only; `release` by someone else does nothing, by the owner
+/// frees the connection at once.
+pub async fn renew_is_for_the_owner_and_release_frees_the_lease(repos: Repositories) {
+    let conn = connection_with_queued_work(&repos, "Co", 10).await;
+    assert!(!repos.sync_leases.renew(conn.id, "w1", at(100), lease(30)).await.unwrap(), "no lease to renew");
+    assert_eq!(repos.sync_leases.lease_next("w1", at(100), lease(30)).await.unwrap(), Some(conn.id));
+
+    assert!(!repos.sync_leases.renew(conn.id, "w2", at(110), lease(30)).await.unwrap(), "another worker cannot renew");
+    assert!(repos.sync_leases.renew(conn.id, "w1", at(120), lease(30)).await.unwrap());
+    assert_eq!(repos.sync_leases.lease_next("w2", at(140), lease(30)).await.unwrap(), None, "renewed until 150");
+    assert_eq!(repos.sync_leases.lease_next("w2", at(151), lease(30)).await.unwrap(), Some(conn.id), "expired after the renewal");
+
+    assert!(repos.sync_leases.renew(conn.id, "w2", at(152), lease(30)).await.unwrap());
+    repos.sync_leases.release(conn.id, "w1").await.unwrap();
+    assert_eq!(repos.sync_leases.lease_next("w3", at(153), lease(30)).await.unwrap(), None, "a non-owner's release does nothing");
+    repos.sync_leases.release(conn.id, "w2").await.unwrap();
+    assert!(!repos.sync_leases.renew(conn.id, "w2", at(153), lease(30)).await.unwrap(), "released");
+    assert_eq!(repos.sync_leases.lease_next("w3", at(153), lease(30)).await.unwrap(), Some(conn.id), "free at once");
+    repos.sync_leases.release(ConnectionId::new_random(), "w3").await.unwrap();
+}
+
+/// Of concurrent `lease_next` calls with one connection to lease, exactly one wins (repeated,
+/// since a race needs luck to show).
+pub async fn concurrent_lease_next_on_one_connection_has_exactly_one_winner(repos: Repositories) {
+    for round in 0..10 {
+        let conn = connection_with_queued_work(&repos, &format!("Co {round}"), round).await;
+        let mut tasks = JoinSet::new();
+        for worker in 0..4 {
+            let leases = repos.sync_leases.clone();
+            tasks.spawn(async move { leases.lease_next(&format!("w{worker}"), at(100), lease(600)).await });
+        }
+        let mut won = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            if let Some(c) = r.expect("task").expect("lease_next") {
+                won.push(c);
+            }
+        }
+        assert_eq!(won, vec![conn.id], "round {round}: exactly one worker leases the connection");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records and checkpoints
+// ---------------------------------------------------------------------------------------------
+
+/// A record whose document is the JSON text `json`.
+fn stored(id: &str, json: &str, created: Option<DateTime<Utc>>) -> StoredRecord {
+    StoredRecord {
+        id: id.into(),
+        created,
+        source_modified: created.map(|c| c + Duration::seconds(30)),
+        document: json.parse().unwrap_or_else(|e| panic!("fixture JSON {json}: {e}")),
+        deleted: false,
+    }
+}
+
+/// A customer record named `name`.
+fn customer(id: &str, name: &str, created: Option<DateTime<Utc>>) -> StoredRecord {
+    stored(id, &format!(r#"{{"id": "{id}", "customerName": "{name}"}}"#), created)
+}
+
+fn checkpoint(pull: PullOperationId, cursor: Option<&str>, pages: u32, records: u64) -> Checkpoint {
+    Checkpoint { pull_id: pull, cursor: cursor.map(str::to_owned), pages, records }
+}
+
+async fn write(repos: &Repositories, conn: &Connection, dt: DataType, page: &[StoredRecord], cp: &Checkpoint, now: DateTime<Utc>) -> u64 {
+    repos.records.write_page(conn.company_id, conn.id, dt, page, cp, now).await.unwrap_or_else(|e| panic!("write_page: {e}"))
+}
+
+async fn record(repos: &Repositories, conn: &Connection, dt: DataType, id: &str) -> RecordRow {
+    repos.records.get(conn.id, dt, id).await.unwrap().unwrap_or_else(|| panic!("record {id} stored"))
+}
+
+/// `write_page` inserts a page (documents, timestamps and the deleted flag round-trip, `modified`
+/// is the write time) and saves the checkpoint with it; the next page replaces the checkpoint.
+pub async fn write_page_inserts_records_and_saves_the_checkpoint(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let pull = PullOperationId::new_random();
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), None);
+
+    let rich = stored(
+        "cus_1",
+        r#"{"id": "cus_1", "customerName": "Zoë \"Z\" O'Brien ✓", "emailAddress": null, "addresses": [{"type": "Billing",
+            "line1": "1 Main St"}], "defaultCurrency": "GBP", "balance": 1234.50, "count": 7, "negative": -0.001,
+            "big": 123456789012345678901234567890, "vip": true, "metadata": {}}"#,
+        Some(at_micros(5, 123_456)),
+    );
+    let mut gone = customer("cus_2", "B", None);
+    gone.deleted = true;
+    let plain = customer("cus_3", "C", Some(at(7)));
+    let page = vec![rich.clone(), gone.clone(), plain.clone()];
+    let cp1 = checkpoint(pull, Some("cus_3"), 1, 3);
+    assert_eq!(write(&repos, &conn, DataType::Customers, &page, &cp1, at_micros(100, 42)).await, 3);
+
+    for r in &page {
+        let row = record(&repos, &conn, DataType::Customers, &r.id).await;
+        assert_eq!(row, RecordRow { record: r.clone(), modified: at_micros(100, 42) }, "{} round-trips", r.id);
+    }
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), Some(cp1));
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Payments).await.unwrap(), None, "per data type");
+
+    // The last page: more records, and the backfill is done.
+    let cp2 = checkpoint(pull, None, 2, 4);
+    assert_eq!(write(&repos, &conn, DataType::Customers, &[customer("cus_4", "D", None)], &cp2, at(110)).await, 1);
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), Some(cp2));
+    // An empty page still saves its checkpoint.
+    let cp3 = checkpoint(PullOperationId::new_random(), Some("restart"), 0, 0);
+    assert_eq!(write(&repos, &conn, DataType::Customers, &[], &cp3, at(120)).await, 0);
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), Some(cp3));
+    assert_eq!(repos.records.count(conn.id, DataType::Customers, true).await.unwrap(), 4);
+}
+
+/// Writing the same page again changes nothing: 0 changed, `modified` kept (the checkpoint is
+/// still saved).
+pub async fn rewriting_an_unchanged_page_changes_nothing_and_keeps_modified(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let pull = PullOperationId::new_random();
+    let mut deleted = customer("cus_3", "C", Some(at(3)));
+    deleted.deleted = true;
+    let page = vec![customer("cus_1", "A", Some(at(1))), customer("cus_2", "B", None), deleted];
+    assert_eq!(write(&repos, &conn, DataType::Customers, &page, &checkpoint(pull, Some("a"), 1, 3), at(100)).await, 3);
+
+    let again = checkpoint(pull, Some("b"), 2, 3);
+    assert_eq!(write(&repos, &conn, DataType::Customers, &page, &again, at(200)).await, 0, "nothing changed");
+    for r in &page {
+        assert_eq!(record(&repos, &conn, DataType::Customers, &r.id).await.modified, at(100), "{} keeps modified", r.id);
+    }
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), Some(again));
+
+    // The same documents built with their keys in another order are the same documents.
+    let reordered = stored("cus_1", r#"{"customerName": "A", "id": "cus_1"}"#, Some(at(1)));
+    assert_eq!(write(&repos, &conn, DataType::Customers, &[reordered], &checkpoint(pull, None, 3, 3), at(300)).await, 0);
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_1").await.modified, at(100));
+}
+
+/// Changing one document, or only the deleted flag, counts 1 and bumps that record's `modified`
+/// alone; a new record among unchanged ones counts 1.
+pub async fn changing_a_document_or_the_deleted_flag_bumps_modified(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let pull = PullOperationId::new_random();
+    let cp = checkpoint(pull, Some("next"), 1, 3);
+    let page = vec![customer("cus_1", "A", Some(at(1))), customer("cus_2", "B", Some(at(2))), customer("cus_3", "C", Some(at(3)))];
+    assert_eq!(write(&repos, &conn, DataType::Customers, &page, &cp, at(100)).await, 3);
+
+    let renamed = customer("cus_2", "B renamed", Some(at(2)));
+    let page2 = vec![page[0].clone(), renamed.clone(), page[2].clone()];
+    assert_eq!(write(&repos, &conn, DataType::Customers, &page2, &cp, at(200)).await, 1, "one document changed");
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_2").await, RecordRow { record: renamed, modified: at(200) });
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_1").await.modified, at(100));
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_3").await.modified, at(100));
+
+    let mut removed = page[2].clone();
+    removed.deleted = true;
+    assert_eq!(write(&repos, &conn, DataType::Customers, std::slice::from_ref(&removed), &cp, at(300)).await, 1, "deleted flag");
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_3").await, RecordRow { record: removed, modified: at(300) });
+    assert_eq!(write(&repos, &conn, DataType::Customers, std::slice::from_ref(&page[2]), &cp, at(400)).await, 1, "undeleted");
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_3").await.modified, at(400));
+
+    let page3 = vec![page[0].clone(), customer("cus_4", "D", None)];
+    assert_eq!(write(&repos, &conn, DataType::Customers, &page3, &cp, at(500)).await, 1, "one new record");
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_1").await.modified, at(100));
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_4").await.modified, at(500));
+
+    // The same id under another data type or connection is another record.
+    let (_, other) = company_with_connection(&repos, "Other", 5).await;
+    assert_eq!(write(&repos, &conn, DataType::Payments, std::slice::from_ref(&page[0]), &cp, at(600)).await, 1);
+    assert_eq!(write(&repos, &other, DataType::Customers, std::slice::from_ref(&page[0]), &cp, at(600)).await, 1);
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_1").await.modified, at(100));
+}
+
+/// `write_page` for a missing connection (or another company's) is NotFound and writes neither
+/// records nor checkpoint.
+pub async fn write_page_for_a_missing_connection_is_not_found_and_writes_nothing(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (other, _) = company_with_connection(&repos, "Other", 5).await;
+    let ghost = connection(&co, ConnectionStatus::Linked, at(2));
+    let page = vec![customer("cus_1", "A", None), customer("cus_2", "B", None)];
+    let cp = checkpoint(PullOperationId::new_random(), Some("next"), 1, 2);
+
+    let r = repos.records.write_page(co.id, ghost.id, DataType::Customers, &page, &cp, at(100)).await;
+    assert_not_found(r, "write_page on a missing connection");
+    assert_eq!(repos.records.count(ghost.id, DataType::Customers, true).await.unwrap(), 0);
+    assert_eq!(repos.records.checkpoint(ghost.id, DataType::Customers).await.unwrap(), None);
+    assert_not_found(repos.records.write_page(co.id, ghost.id, DataType::Customers, &[], &cp, at(100)).await, "empty page");
+
+    let r = repos.records.write_page(other.id, conn.id, DataType::Customers, &page, &cp, at(100)).await;
+    assert_not_found(r, "write_page under another company");
+    assert_eq!(repos.records.count(conn.id, DataType::Customers, true).await.unwrap(), 0);
+    assert_eq!(repos.records.get(conn.id, DataType::Customers, "cus_1").await.unwrap(), None);
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), None);
+}
+
+/// `count` leaves deleted records out unless asked, per connection and data type.
+pub async fn record_count_excludes_deleted_unless_asked(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (_, other) = company_with_connection(&repos, "Other", 5).await;
+    let cp = checkpoint(PullOperationId::new_random(), None, 1, 4);
+    assert_eq!(repos.records.count(conn.id, DataType::Customers, false).await.unwrap(), 0);
+    let mut gone = customer("cus_3", "C", None);
+    gone.deleted = true;
+    let page = vec![customer("cus_1", "A", None), customer("cus_2", "B", None), gone, customer("cus_4", "D", None)];
+    write(&repos, &conn, DataType::Customers, &page, &cp, at(100)).await;
+    write(&repos, &conn, DataType::Payments, &page[..1], &cp, at(100)).await;
+    write(&repos, &other, DataType::Customers, &page[..2], &cp, at(100)).await;
+
+    assert_eq!(repos.records.count(conn.id, DataType::Customers, false).await.unwrap(), 3);
+    assert_eq!(repos.records.count(conn.id, DataType::Customers, true).await.unwrap(), 4);
+    assert_eq!(repos.records.count(conn.id, DataType::Payments, false).await.unwrap(), 1);
+    assert_eq!(repos.records.count(conn.id, DataType::Orders, true).await.unwrap(), 0);
+    assert_eq!(repos.records.count(other.id, DataType::Customers, true).await.unwrap(), 2);
+}
+
+/// `get` finds a record (deleted ones too) of its own connection and data type only; `scan` pages
+/// by id with a keyset, seeing every record exactly once.
+pub async fn record_get_and_keyset_scan_see_each_record_once(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (_, other) = company_with_connection(&repos, "Other", 5).await;
+    let cp = checkpoint(PullOperationId::new_random(), None, 1, 7);
+    let mut page: Vec<StoredRecord> = ["cus_g", "cus_b", "cus_e", "cus_a", "cus_d", "cus_c", "cus_f"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| customer(id, &format!("N{i}"), Some(at(i64::try_from(i).expect("small")))))
+        .collect();
+    page[1].deleted = true;
+    write(&repos, &conn, DataType::Customers, &page, &cp, at(100)).await;
+    write(&repos, &conn, DataType::Payments, &[customer("pay_1", "P", None)], &cp, at(100)).await;
+    write(&repos, &other, DataType::Customers, &[customer("cus_0", "O", None)], &cp, at(100)).await;
+
+    let deleted = record(&repos, &conn, DataType::Customers, "cus_b").await;
+    assert!(deleted.record.deleted, "deleted records are returned by get");
+    assert_eq!(repos.records.get(conn.id, DataType::Customers, "cus_z").await.unwrap(), None);
+    assert_eq!(repos.records.get(conn.id, DataType::Payments, "cus_a").await.unwrap(), None, "another data type");
+    assert_eq!(repos.records.get(other.id, DataType::Customers, "cus_a").await.unwrap(), None, "another connection");
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = repos.records.scan(conn.id, DataType::Customers, after.clone(), 3).await.unwrap();
+        assert!(batch.len() <= 3, "limit respected");
+        let Some(last) = batch.last() else { break };
+        after = Some(last.record.id.clone());
+        seen.extend(batch);
+    }
+    let mut want = page.clone();
+    want.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(seen.iter().map(|r| &r.record).collect::<Vec<_>>(), want.iter().collect::<Vec<_>>(), "each record once, in id order");
+    assert!(seen.iter().all(|r| r.modified == at(100)));
+    assert!(repos.records.scan(conn.id, DataType::Orders, None, 10).await.unwrap().is_empty());
+    let tail = repos.records.scan(conn.id, DataType::Customers, Some("cus_e".into()), 10).await.unwrap();
+    assert_eq!(tail.iter().map(|r| r.record.id.as_str()).collect::<Vec<_>>(), vec!["cus_f", "cus_g"]);
+}
+
+/// Deleting a connection removes its lease, records and checkpoints and nobody else's; deleting
+/// the company removes the rest.
+pub async fn deleting_a_connection_removes_its_lease_records_and_checkpoint(repos: Repositories) {
+    let doomed = connection_with_queued_work(&repos, "Co", 10).await;
+    let sibling =
+        insert_connection(&repos, connection(&Company { id: doomed.company_id, ..company("Co", at(0)) }, ConnectionStatus::Linked, at(3)))
+            .await;
+    repos.pull_operations.insert(&[pull_op(&sibling, DataType::Customers, DatasetStatus::Queued, at(11), 0)]).await.unwrap();
+    assert_eq!(repos.sync_leases.lease_next("w1", at(100), lease(600)).await.unwrap(), Some(doomed.id));
+    assert_eq!(repos.sync_leases.lease_next("w1", at(100), lease(600)).await.unwrap(), Some(sibling.id));
+    let cp = checkpoint(PullOperationId::new_random(), Some("next"), 1, 2);
+    let page = vec![customer("cus_1", "A", None), customer("cus_2", "B", None)];
+    for c in [&doomed, &sibling] {
+        write(&repos, c, DataType::Customers, &page, &cp, at(100)).await;
+        write(&repos, c, DataType::Payments, &page, &cp, at(100)).await;
+    }
+
+    assert!(repos.connections.delete(doomed.company_id, doomed.id).await.unwrap());
+
+    for dt in [DataType::Customers, DataType::Payments] {
+        assert_eq!(repos.records.count(doomed.id, dt, true).await.unwrap(), 0);
+        assert_eq!(repos.records.get(doomed.id, dt, "cus_1").await.unwrap(), None);
+        assert_eq!(repos.records.checkpoint(doomed.id, dt).await.unwrap(), None);
+        assert_eq!(repos.records.count(sibling.id, dt, true).await.unwrap(), 2, "the sibling keeps its records");
+        assert_eq!(repos.records.checkpoint(sibling.id, dt).await.unwrap(), Some(cp.clone()));
+    }
+    assert!(!repos.sync_leases.renew(doomed.id, "w1", at(110), lease(600)).await.unwrap(), "the lease went with the connection");
+    assert!(repos.sync_leases.renew(sibling.id, "w1", at(110), lease(600)).await.unwrap(), "the sibling's lease stays");
+
+    assert!(repos.companies.delete(sibling.company_id).await.unwrap());
+    assert_eq!(repos.records.count(sibling.id, DataType::Customers, true).await.unwrap(), 0);
+    assert_eq!(repos.records.checkpoint(sibling.id, DataType::Customers).await.unwrap(), None);
+    assert!(!repos.sync_leases.renew(sibling.id, "w1", at(120), lease(600)).await.unwrap());
 }

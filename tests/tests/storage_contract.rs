@@ -103,6 +103,20 @@ storage_contract! {
     save_linked_writes_the_connection_and_its_operations_together,
     save_linked_for_a_missing_connection_is_not_found_and_writes_nothing,
     find_by_source_account_matches_platform_key_and_account,
+    pull_operation_update_round_trips_and_a_missing_one_is_not_found,
+    next_for_connection_is_the_oldest_unfinished_operation,
+    data_status_pairs_the_latest_operation_with_the_latest_complete_one,
+    lease_next_leases_each_connection_with_unfinished_work_once,
+    an_expired_lease_is_taken_over_by_another_worker,
+    renew_is_for_the_owner_and_release_frees_the_lease,
+    concurrent_lease_next_on_one_connection_has_exactly_one_winner,
+    write_page_inserts_records_and_saves_the_checkpoint,
+    rewriting_an_unchanged_page_changes_nothing_and_keeps_modified,
+    changing_a_document_or_the_deleted_flag_bumps_modified,
+    write_page_for_a_missing_connection_is_not_found_and_writes_nothing,
+    record_count_excludes_deleted_unless_asked,
+    record_get_and_keyset_scan_see_each_record_once,
+    deleting_a_connection_removes_its_lease_records_and_checkpoint,
 }
 
 /// Backend-specific checks that are not part of the shared contract.

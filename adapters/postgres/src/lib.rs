@@ -13,7 +13,9 @@ mod integrations;
 mod oauth_states;
 mod profile;
 mod pull_operations;
+mod records;
 mod secrets;
+mod sync_leases;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -89,7 +91,9 @@ impl PgStore {
             profile: s.clone(),
             secrets: s.clone(),
             oauth_states: s.clone(),
-            pull_operations: s,
+            pull_operations: s.clone(),
+            sync_leases: s.clone(),
+            records: s,
         }
     }
 

@@ -16,6 +16,9 @@ use tributary_domain::ports::PullOperationRepository;
 pub(crate) const IS_ERRORED: &str = "status IN ('FetchError', 'MapError', 'InternalError', 'ProcessingError', 'ValidationError', \
      'AuthError', 'RateLimitError', 'PermissionsError', 'PrerequisiteNotMet')";
 
+/// An operation still to run or running: what a worker picks up.
+pub(crate) const UNFINISHED: &str = "status IN ('Queued', 'Fetching')";
+
 fn columns(field: &str) -> Option<Column> {
     Some(Column::Scalar(match field {
         "id" => "id",
@@ -126,6 +129,64 @@ impl PullOperationRepository for PgStore {
         let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+
+    async fn update(&self, op: &PullOperation) -> Result<(), RepositoryError> {
+        let done = sqlx::query(
+            "UPDATE pull_operations SET status = $1, status_description = $2, error_message = $3, completed = $4, progress = $5 \
+             WHERE id = $6 AND company_id = $7",
+        )
+        .bind(op.status.as_str())
+        .bind(&op.status_description)
+        .bind(&op.error_message)
+        .bind(op.completed)
+        .bind(op.progress)
+        .bind(op.id.to_string())
+        .bind(op.company_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(RepositoryError::NotFound(format!("pull operation {}", op.id)));
+        }
+        Ok(())
+    }
+
+    async fn next_for_connection(&self, connection: ConnectionId) -> Result<Option<PullOperation>, RepositoryError> {
+        sqlx::query(&format!(
+            "SELECT * FROM pull_operations WHERE connection_id = $1 AND {UNFINISHED} ORDER BY requested ASC, id ASC LIMIT 1"
+        ))
+        .bind(connection.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+    }
+
+    async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError> {
+        // The newest operation per data type (requested, then id), of all and of the complete ones.
+        let latest = |only_complete: bool| {
+            format!(
+                "SELECT DISTINCT ON (data_type) * FROM pull_operations WHERE company_id = $1{} \
+                 ORDER BY data_type, requested DESC, id DESC",
+                if only_complete { " AND status = 'Complete'" } else { "" }
+            )
+        };
+        let all = sqlx::query(&latest(false)).bind(company.to_string()).fetch_all(&self.pool).await.map_err(backend)?;
+        let complete = sqlx::query(&latest(true)).bind(company.to_string()).fetch_all(&self.pool).await.map_err(backend)?;
+        let mut complete = complete.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut out = all
+            .iter()
+            .map(|r| {
+                let op = from_row(r)?;
+                let done = complete.iter().position(|c| c.data_type == op.data_type).map(|i| complete.swap_remove(i));
+                Ok((op, done))
+            })
+            .collect::<Result<Vec<_>, RepositoryError>>()?;
+        out.sort_by_key(|(op, _)| op.data_type);
+        Ok(out)
     }
 }
 

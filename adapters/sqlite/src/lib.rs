@@ -12,7 +12,9 @@ mod integrations;
 mod oauth_states;
 mod profile;
 mod pull_operations;
+mod records;
 mod secrets;
+mod sync_leases;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -80,7 +82,9 @@ impl SqliteStore {
             profile: s.clone(),
             secrets: s.clone(),
             oauth_states: s.clone(),
-            pull_operations: s,
+            pull_operations: s.clone(),
+            sync_leases: s.clone(),
+            records: s,
         }
     }
 

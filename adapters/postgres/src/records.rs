@@ -1,0 +1,226 @@
+//! `RecordRepository` on PostgreSQL. A page is written in one transaction: the checkpoint upsert
+//! (which also proves the connection exists) and one `INSERT … SELECT FROM UNNEST(…)` per chunk
+//! of records, whose `DO UPDATE … WHERE` leaves unchanged records (and their `modified`) alone,
+//! so the statement's row count is the number of records inserted or changed.
+
+use crate::{PgStore, backend, parse_uuid};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
+use tributary_domain::ports::RecordRepository;
+
+/// Records per statement (a page is at most this many in practice).
+const CHUNK: usize = 1_000;
+
+const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
+
+const UPSERT: &str = "INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, \
+     source_modified, deleted) \
+     SELECT $1, $2, $3, $4, r.record_id, r.document::jsonb, r.created, r.source_modified, r.deleted \
+     FROM UNNEST($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[]) \
+     AS r (record_id, document, created, source_modified, deleted) \
+     ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = EXCLUDED.company_id, \
+     document = EXCLUDED.document, created = EXCLUDED.created, source_modified = EXCLUDED.source_modified, \
+     modified = EXCLUDED.modified, deleted = EXCLUDED.deleted \
+     WHERE records.document IS DISTINCT FROM EXCLUDED.document OR records.deleted IS DISTINCT FROM EXCLUDED.deleted";
+
+fn from_row(r: &PgRow) -> Result<RecordRow, RepositoryError> {
+    let id: String = r.get("record_id");
+    let document = r
+        .try_get::<Json<serde_json::Value>, _>("document")
+        .map_err(|e| RepositoryError::Backend(format!("corrupt record document {id}: {e}")))?
+        .0;
+    Ok(RecordRow {
+        record: StoredRecord {
+            created: r.get::<Option<DateTime<Utc>>, _>("created"),
+            source_modified: r.get::<Option<DateTime<Utc>>, _>("source_modified"),
+            document,
+            deleted: r.get("deleted"),
+            id,
+        },
+        modified: r.get::<DateTime<Utc>, _>("modified"),
+    })
+}
+
+/// The page with one entry per id (the last one wins, as if written in order), sorted by id so
+/// that concurrent writers lock rows in the same order.
+fn last_per_id(records: &[StoredRecord]) -> Vec<&StoredRecord> {
+    let mut sorted: Vec<&StoredRecord> = records.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id)); // stable: equal ids keep their order
+    let mut out: Vec<&StoredRecord> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match out.last_mut() {
+            Some(last) if last.id == r.id => *last = r,
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl RecordRepository for PgStore {
+    async fn write_page(
+        &self,
+        company: CompanyId,
+        connection: ConnectionId,
+        data_type: DataType,
+        records: &[StoredRecord],
+        checkpoint: &Checkpoint,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepositoryError> {
+        let records = last_per_id(records);
+        let documents = records
+            .iter()
+            .map(|r| serde_json::to_string(&r.document))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a record document: {e}")))?;
+        let (company, connection) = (company.to_string(), connection.to_string());
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let saved = sqlx::query(
+            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records) \
+             SELECT id, $1, $2, $3, $4, $5 FROM connections WHERE id = $6 AND company_id = $7 \
+             ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = EXCLUDED.pull_id, cursor = EXCLUDED.cursor, \
+             pages = EXCLUDED.pages, records = EXCLUDED.records",
+        )
+        .bind(data_type.key())
+        .bind(checkpoint.pull_id.to_string())
+        .bind(&checkpoint.cursor)
+        .bind(i32::try_from(checkpoint.pages).unwrap_or(i32::MAX))
+        .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
+        .bind(&connection)
+        .bind(&company)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if saved.rows_affected() == 0 {
+            // Dropping the transaction rolls it back.
+            return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
+        }
+        let mut changed = 0;
+        for (chunk, docs) in records.chunks(CHUNK).zip(documents.chunks(CHUNK)) {
+            let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
+            let created: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|r| r.created).collect();
+            let source_modified: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|r| r.source_modified).collect();
+            let deleted: Vec<bool> = chunk.iter().map(|r| r.deleted).collect();
+            changed += sqlx::query(UPSERT)
+                .bind(&company)
+                .bind(&connection)
+                .bind(data_type.key())
+                .bind(now)
+                .bind(ids)
+                .bind(docs)
+                .bind(created)
+                .bind(source_modified)
+                .bind(deleted)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
+    }
+
+    async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {
+        let Some(r) =
+            sqlx::query("SELECT pull_id, cursor, pages, records FROM sync_checkpoints WHERE connection_id = $1 AND data_type = $2")
+                .bind(connection.to_string())
+                .bind(data_type.key())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Checkpoint {
+            pull_id: PullOperationId(parse_uuid(&r.get::<String, _>("pull_id"))?),
+            cursor: r.get("cursor"),
+            pages: u32::try_from(r.get::<i32, _>("pages")).unwrap_or(0),
+            records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+        }))
+    }
+
+    async fn count(&self, connection: ConnectionId, data_type: DataType, include_deleted: bool) -> Result<u64, RepositoryError> {
+        let sql = if include_deleted {
+            "SELECT COUNT(*) FROM records WHERE connection_id = $1 AND data_type = $2"
+        } else {
+            "SELECT COUNT(*) FROM records WHERE connection_id = $1 AND data_type = $2 AND NOT deleted"
+        };
+        let n: i64 =
+            sqlx::query_scalar(sql).bind(connection.to_string()).bind(data_type.key()).fetch_one(&self.pool).await.map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn get(&self, connection: ConnectionId, data_type: DataType, id: &str) -> Result<Option<RecordRow>, RepositoryError> {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM records WHERE connection_id = $1 AND data_type = $2 AND record_id = $3"))
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn scan(
+        &self,
+        connection: ConnectionId,
+        data_type: DataType,
+        after_id: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, RepositoryError> {
+        let rows = match after_id {
+            None => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM records WHERE connection_id = $1 AND data_type = $2 ORDER BY record_id ASC LIMIT $3"
+            ))
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+            Some(after) => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM records WHERE connection_id = $1 AND data_type = $2 AND record_id > $3 \
+                 ORDER BY record_id ASC LIMIT $4"
+            ))
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        };
+        rows.iter().map(from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_per_id;
+    use tributary_domain::model::record::StoredRecord;
+
+    fn rec(id: &str, n: i64) -> StoredRecord {
+        StoredRecord { id: id.into(), created: None, source_modified: None, document: serde_json::json!({ "n": n }), deleted: false }
+    }
+
+    #[test]
+    fn a_repeated_id_keeps_its_last_version_and_ids_are_sorted() {
+        let page = [rec("b", 1), rec("a", 2), rec("b", 3), rec("c", 4), rec("a", 5)];
+        let got: Vec<(String, serde_json::Value)> = last_per_id(&page).into_iter().map(|r| (r.id.clone(), r.document.clone())).collect();
+        let want = vec![
+            ("a".to_owned(), serde_json::json!({"n": 5})),
+            ("b".to_owned(), serde_json::json!({"n": 3})),
+            ("c".to_owned(), serde_json::json!({"n": 4})),
+        ];
+        assert_eq!(got, want);
+    }
+}

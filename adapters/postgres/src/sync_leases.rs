@@ -1,0 +1,91 @@
+//! `SyncLeaseRepository` on PostgreSQL. Taking a lease is one conditional upsert (`INSERT … ON
+//! CONFLICT DO UPDATE … WHERE expired`): of two transactions racing for a connection, the second
+//! waits on the first's row, then re-checks the condition against the row the first wrote, finds
+//! the lease live and changes nothing. So two workers, in any processes, never hold a live lease
+//! on the same connection.
+
+use crate::pull_operations::UNFINISHED;
+use crate::{PgStore, backend, parse_uuid};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use std::time::Duration;
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::ConnectionId;
+use tributary_domain::ports::SyncLeaseRepository;
+
+/// Candidates read per round; a round where every one was taken meanwhile is followed by another.
+const CANDIDATES: i64 = 8;
+/// Rounds before giving up for now (the caller polls again).
+const ROUNDS: usize = 4;
+
+/// `now + lease_for`, saturating.
+fn expiry(now: DateTime<Utc>, lease_for: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(lease_for).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[async_trait]
+impl SyncLeaseRepository for PgStore {
+    async fn lease_next(&self, worker: &str, now: DateTime<Utc>, lease_for: Duration) -> Result<Option<ConnectionId>, RepositoryError> {
+        let expires = expiry(now, lease_for);
+        let candidates_sql = format!(
+            "SELECT p.connection_id FROM pull_operations p LEFT JOIN sync_leases l ON l.connection_id = p.connection_id \
+             WHERE p.{UNFINISHED} AND (l.connection_id IS NULL OR l.expires < $1) \
+             GROUP BY p.connection_id ORDER BY MIN(p.requested) ASC, p.connection_id ASC LIMIT $2"
+        );
+        for _ in 0..ROUNDS {
+            let candidates: Vec<String> =
+                sqlx::query_scalar(&candidates_sql).bind(now).bind(CANDIDATES).fetch_all(&self.pool).await.map_err(backend)?;
+            for candidate in &candidates {
+                let taken = sqlx::query(
+                    "INSERT INTO sync_leases (connection_id, owner, expires) VALUES ($1, $2, $3) \
+                     ON CONFLICT (connection_id) DO UPDATE SET owner = EXCLUDED.owner, expires = EXCLUDED.expires \
+                     WHERE sync_leases.expires < $4",
+                )
+                .bind(candidate)
+                .bind(worker)
+                .bind(expires)
+                .bind(now)
+                .execute(&self.pool)
+                .await;
+                match taken {
+                    Ok(done) if done.rows_affected() > 0 => return Ok(Some(ConnectionId(parse_uuid(candidate)?))),
+                    Ok(_) => {}
+                    // Deleted since it was read: try the next one.
+                    Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {}
+                    Err(e) => return Err(backend(e)),
+                }
+            }
+            if candidates.len() < usize::try_from(CANDIDATES).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn renew(
+        &self,
+        connection: ConnectionId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<bool, RepositoryError> {
+        let done = sqlx::query("UPDATE sync_leases SET expires = $1 WHERE connection_id = $2 AND owner = $3")
+            .bind(expiry(now, lease_for))
+            .bind(connection.to_string())
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release(&self, connection: ConnectionId, worker: &str) -> Result<(), RepositoryError> {
+        sqlx::query("DELETE FROM sync_leases WHERE connection_id = $1 AND owner = $2")
+            .bind(connection.to_string())
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

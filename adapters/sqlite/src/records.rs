@@ -1,0 +1,221 @@
+//! `RecordRepository` on SQLite. A page is written in one `BEGIN IMMEDIATE` transaction: the
+//! checkpoint upsert (which also proves the connection exists) and multi-row upserts of the
+//! records, whose `DO UPDATE … WHERE` leaves unchanged records (and their `modified`) alone, so
+//! the statement's change count is the number of records inserted or changed.
+
+use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
+use tributary_domain::ports::RecordRepository;
+
+/// Records per `INSERT`: 5 bound values each plus 4 shared, well under SQLite's 32,766 limit.
+const CHUNK: usize = 500;
+
+const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
+
+fn from_row(r: &SqliteRow) -> Result<RecordRow, RepositoryError> {
+    let id: String = r.get("record_id");
+    let document = serde_json::from_str(&r.get::<String, _>("document"))
+        .map_err(|e| RepositoryError::Backend(format!("corrupt record document {id}: {e}")))?;
+    Ok(RecordRow {
+        record: StoredRecord {
+            created: r.get::<Option<i64>, _>("created").map(from_micros),
+            source_modified: r.get::<Option<i64>, _>("source_modified").map(from_micros),
+            document,
+            deleted: r.get::<bool, _>("deleted"),
+            id,
+        },
+        modified: from_micros(r.get("modified")),
+    })
+}
+
+/// `INSERT … VALUES` of `rows` records, with `?1`–`?4` the shared company, connection, data type
+/// and time.
+fn upsert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(300 + rows * 40);
+    sql.push_str(
+        "INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, source_modified, deleted) \
+         VALUES ",
+    );
+    for i in 0..rows {
+        let n = 5 + i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(?1, ?2, ?3, ?4, ?{}, ?{}, ?{}, ?{}, ?{})", n, n + 1, n + 2, n + 3, n + 4));
+    }
+    sql.push_str(
+        " ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = excluded.company_id, \
+         document = excluded.document, created = excluded.created, source_modified = excluded.source_modified, \
+         modified = excluded.modified, deleted = excluded.deleted \
+         WHERE records.document IS NOT excluded.document OR records.deleted IS NOT excluded.deleted",
+    );
+    sql
+}
+
+/// The page with one entry per id (the last one wins, as if written in order), sorted by id
+/// (B-tree inserts in key order are the cheapest).
+fn last_per_id(records: &[StoredRecord]) -> Vec<&StoredRecord> {
+    let mut sorted: Vec<&StoredRecord> = records.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id)); // stable: equal ids keep their order
+    let mut out: Vec<&StoredRecord> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match out.last_mut() {
+            Some(last) if last.id == r.id => *last = r,
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl RecordRepository for SqliteStore {
+    async fn write_page(
+        &self,
+        company: CompanyId,
+        connection: ConnectionId,
+        data_type: DataType,
+        records: &[StoredRecord],
+        checkpoint: &Checkpoint,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepositoryError> {
+        let records = last_per_id(records);
+        // Serialise before taking the write lock.
+        let documents = records
+            .iter()
+            .map(|r| serde_json::to_string(&r.document))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a record document: {e}")))?;
+        let (company, connection) = (company.to_string(), connection.to_string());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let saved = sqlx::query(
+            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records) \
+             SELECT id, ?, ?, ?, ?, ? FROM connections WHERE id = ? AND company_id = ? \
+             ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = excluded.pull_id, cursor = excluded.cursor, \
+             pages = excluded.pages, records = excluded.records",
+        )
+        .bind(data_type.key())
+        .bind(checkpoint.pull_id.to_string())
+        .bind(&checkpoint.cursor)
+        .bind(i64::from(checkpoint.pages))
+        .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
+        .bind(&connection)
+        .bind(&company)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if saved.rows_affected() == 0 {
+            // Dropping the transaction rolls it back.
+            return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
+        }
+        let mut changed = 0;
+        let mut full_chunk_sql: Option<String> = None;
+        for (chunk, docs) in records.chunks(CHUNK).zip(documents.chunks(CHUNK)) {
+            let partial_sql;
+            let sql = if chunk.len() == CHUNK {
+                full_chunk_sql.get_or_insert_with(|| upsert_sql(CHUNK)).as_str()
+            } else {
+                partial_sql = upsert_sql(chunk.len());
+                partial_sql.as_str()
+            };
+            let mut q = sqlx::query(sql).bind(&company).bind(&connection).bind(data_type.key()).bind(to_micros(now));
+            for (r, doc) in chunk.iter().zip(docs) {
+                q = q.bind(&r.id).bind(doc).bind(r.created.map(to_micros)).bind(r.source_modified.map(to_micros)).bind(r.deleted);
+            }
+            changed += q.execute(&mut *tx).await.map_err(backend)?.rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
+    }
+
+    async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {
+        let Some(r) = sqlx::query("SELECT pull_id, cursor, pages, records FROM sync_checkpoints WHERE connection_id = ? AND data_type = ?")
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Checkpoint {
+            pull_id: PullOperationId(parse_uuid(&r.get::<String, _>("pull_id"))?),
+            cursor: r.get("cursor"),
+            pages: u32::try_from(r.get::<i64, _>("pages")).unwrap_or(u32::MAX),
+            records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+        }))
+    }
+
+    async fn count(&self, connection: ConnectionId, data_type: DataType, include_deleted: bool) -> Result<u64, RepositoryError> {
+        let sql = if include_deleted {
+            "SELECT COUNT(*) FROM records WHERE connection_id = ? AND data_type = ?"
+        } else {
+            "SELECT COUNT(*) FROM records WHERE connection_id = ? AND data_type = ? AND deleted = 0"
+        };
+        let n: i64 =
+            sqlx::query_scalar(sql).bind(connection.to_string()).bind(data_type.key()).fetch_one(&self.pool).await.map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn get(&self, connection: ConnectionId, data_type: DataType, id: &str) -> Result<Option<RecordRow>, RepositoryError> {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM records WHERE connection_id = ? AND data_type = ? AND record_id = ?"))
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn scan(
+        &self,
+        connection: ConnectionId,
+        data_type: DataType,
+        after_id: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, RepositoryError> {
+        let rows = match after_id {
+            None => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM records WHERE connection_id = ? AND data_type = ? ORDER BY record_id ASC LIMIT ?"
+            ))
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+            Some(after) => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM records WHERE connection_id = ? AND data_type = ? AND record_id > ? \
+                 ORDER BY record_id ASC LIMIT ?"
+            ))
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        };
+        rows.iter().map(from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upsert_sql;
+
+    #[test]
+    fn placeholders_are_numbered_after_the_shared_four() {
+        let sql = upsert_sql(2);
+        assert!(sql.contains("(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9), (?1, ?2, ?3, ?4, ?10, ?11, ?12, ?13, ?14)"), "{sql}");
+    }
+}
