@@ -36,11 +36,12 @@ pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Why a [`StripeConnectOAuth`] could not be built.
+/// Why a [`StripeConnectOAuth`] or a [`StripeDataSource`](crate::StripeDataSource) could not be
+/// built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// The connect base is not an absolute `http` or `https` URL.
-    #[error("invalid Stripe Connect base URL '{url}': {reason}")]
+    /// The base URL is not an absolute `http` or `https` URL.
+    #[error("invalid Stripe base URL '{url}': {reason}")]
     InvalidBase {
         /// The URL as given.
         url: String,
@@ -50,6 +51,22 @@ pub enum ConfigError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+}
+
+/// Parses a base URL (Connect or API host): absolute `http(s)`, no query, fragment or credentials.
+pub(crate) fn parse_base(raw: &str) -> Result<Url, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidBase { url: raw.to_owned(), reason: reason.to_owned() };
+    let base = Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() || base.host_str().is_none() {
+        return Err(invalid("expected an absolute http or https URL"));
+    }
+    if base.query().is_some() || base.fragment().is_some() {
+        return Err(invalid("a query or fragment is not allowed"));
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err(invalid("credentials in the URL are not allowed"));
+    }
+    Ok(base)
 }
 
 /// The Stripe Connect OAuth client: an [`OAuthProvider`] for Stripe (or the project's sandbox).
@@ -106,17 +123,7 @@ impl StripeConnectOAuth {
     /// # Errors
     /// [`ConfigError::InvalidBase`] when the URL is not an absolute `http(s)` URL.
     pub fn with_client(connect_base: &str, http: reqwest::Client) -> Result<Self, ConfigError> {
-        let invalid = |reason: &str| ConfigError::InvalidBase { url: connect_base.to_owned(), reason: reason.to_owned() };
-        let base = Url::parse(connect_base).map_err(|e| invalid(&e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() || base.host_str().is_none() {
-            return Err(invalid("expected an absolute http or https URL"));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(invalid("a query or fragment is not allowed"));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(invalid("credentials in the URL are not allowed"));
-        }
+        let base = parse_base(connect_base)?;
         Ok(Self { base, http, max_retries: DEFAULT_MAX_RETRIES, base_backoff: DEFAULT_BASE_BACKOFF })
     }
 
