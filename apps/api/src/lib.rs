@@ -14,7 +14,7 @@ use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
 use tributary_domain::ports::SystemClock;
-use tributary_domain::service::{Linking, Platform};
+use tributary_domain::service::{Linking, Platform, SyncEngine};
 
 pub use http::generate_api_key;
 
@@ -38,19 +38,58 @@ pub fn platform(store: &Store, cipher: AesGcmCipher) -> Platform {
     Platform::new(store.repositories(), Arc::new(cipher), Arc::new(SystemClock))
 }
 
-/// Where the server is reached and where Stripe is.
+/// Where the server is reached, where Stripe is, and how many sync workers run.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Public base URL, no trailing slash.
     pub public_url: String,
     /// Stripe Connect base (`https://connect.stripe.com` or a sandbox).
     pub connect_base: String,
+    /// Stripe API base (`https://api.stripe.com` or a sandbox).
+    pub api_base: String,
+    /// Sync workers in this process (0: none; another process syncs).
+    pub workers: u32,
 }
 
 impl ServeOptions {
     /// From the settings.
     pub fn from_settings(settings: &Settings) -> Self {
-        Self { public_url: settings.public_base(), connect_base: settings.stripe.connect_base.trim_end_matches('/').to_owned() }
+        Self {
+            public_url: settings.public_base(),
+            connect_base: settings.stripe.connect_base.trim_end_matches('/').to_owned(),
+            api_base: settings.stripe.api_base.trim_end_matches('/').to_owned(),
+            workers: settings.workers,
+        }
+    }
+}
+
+/// A sync engine for one worker, reading from Stripe at `opts.api_base`.
+///
+/// # Errors
+/// When `api_base` is not a usable URL.
+pub fn sync_engine(platform: &Platform, opts: &ServeOptions, worker: String) -> anyhow::Result<SyncEngine> {
+    let source = tributary_stripe::StripeDataSource::new(&opts.api_base).map_err(|e| anyhow::anyhow!("stripe.api_base: {e}"))?;
+    Ok(SyncEngine::new(platform.clone(), Arc::new(source), worker, std::time::Duration::from_secs(60)))
+}
+
+/// Runs a sync worker until `stop` is notified: leases a connection with queued pulls, runs them,
+/// and waits for `wake` (or a short poll) when idle.
+pub async fn run_worker(engine: SyncEngine, wake: Arc<tokio::sync::Notify>, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut stop = stop;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match engine.run_once().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "sync worker failed; retrying"),
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = stop.changed() => {}
+        }
     }
 }
 
@@ -105,12 +144,26 @@ pub async fn serve_on(
     let platform = linking.platform().clone();
     let public_url = opts.public_url.clone();
     let addr = listener.local_addr()?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for n in 0..opts.workers {
+        let engine = sync_engine(&platform, &opts, format!("{}-{}-{n}", addr, std::process::id()))?;
+        workers.push(tokio::spawn(run_worker(engine, wake.clone(), stop_rx.clone())));
+    }
     if platform.list_api_keys().await?.is_empty() {
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");
     }
-    let app = http::router(http::AppState { platform, linking, public_url: public_url.clone() });
-    tracing::info!(%addr, %public_url, "tributary-api listening");
+    let app = http::router(http::AppState { platform, linking, wake, public_url: public_url.clone() });
+    tracing::info!(%addr, %public_url, workers = opts.workers, "tributary-api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
+    // Workers finish the pull page they are on; a pull cut short resumes from its checkpoint.
+    let _ = stop_tx.send(true);
+    for w in workers {
+        if tokio::time::timeout(std::time::Duration::from_secs(30), w).await.is_err() {
+            tracing::warn!("a sync worker did not stop within 30 s; its pull resumes from its checkpoint on the next start");
+        }
+    }
     tracing::info!("tributary-api stopped");
     Ok(())
 }

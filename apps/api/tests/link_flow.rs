@@ -120,11 +120,12 @@ async fn linking_through_stripe_links_the_connection_and_queues_first_pulls() {
     assert_eq!(st, 200);
     let ops = history["results"].as_array().unwrap();
     assert_eq!(ops.len(), 11);
-    assert_eq!(ops.iter().filter(|o| o["status"] == "Queued").count(), 6);
+    // Queued at once; the server's sync worker may already have picked some up.
+    assert_eq!(ops.iter().filter(|o| matches!(o["status"].as_str(), Some("Queued" | "Fetching" | "Complete"))).count(), 6);
     assert_eq!(ops.iter().filter(|o| o["status"] == "NotSupported").count(), 5);
     assert!(ops.iter().all(|o| o["connectionId"] == id && o["isCompleted"].is_boolean()));
-    let (_, queued) = e.api.get(&format!("/companies/{}/data/history?query=status%3DQueued", e.company)).await;
-    assert_eq!(queued["totalResults"], 6);
+    let (_, queued) = e.api.get(&format!("/companies/{}/data/history?query=status%3DNotSupported", e.company)).await;
+    assert_eq!(queued["totalResults"], 5);
     let (st, b) = e.api.get(&format!("/companies/{}/data/history?query=isCompleted%3Dtrue", e.company)).await;
     assert!(assert_envelope(st, &b, 400).contains("Could not resolve property isCompleted on Dataset"));
     let one = ops[0]["id"].as_str().unwrap();

@@ -377,6 +377,12 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             };
             report(ctx.json, serde_json::json!({"reencrypted": n, "keyId": new_cipher.current_key_id()}), &msg);
         }
+        Command::Sync { company_id, connection, data_type } => {
+            let cipher = tributary_api::cipher_from(&ctx.settings)?;
+            let platform = tributary_api::platform(&ctx.store, cipher);
+            let opts = tributary_api::ServeOptions::from_settings(&ctx.settings);
+            crate::sync::run(&platform, &opts, company_id, connection.as_deref(), data_type.as_deref(), ctx.json).await?;
+        }
         Command::Keys(KeysCmd::Generate) | Command::Demo { .. } => unreachable!("handled before opening the store"),
     }
     Ok(())

@@ -4,6 +4,7 @@
 mod commands;
 mod demo;
 mod output;
+mod sync;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,6 +42,17 @@ pub enum Command {
     /// Manage data connections.
     #[command(subcommand)]
     Connections(ConnectionsCmd),
+    /// Sync a company's data now, with a progress bar per data type and a summary table.
+    Sync {
+        /// Company id.
+        company_id: String,
+        /// Only this connection.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only this data type (e.g. commerce-customers).
+        #[arg(long)]
+        data_type: Option<String>,
+    },
     /// Master keys for secrets at rest.
     #[command(subcommand)]
     Keys(KeysCmd),

@@ -29,7 +29,7 @@ pub fn address(line1: &str, city: &str, postal: &str, country: &str) -> Value {
 }
 
 /// A customer.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn customer(
     c: &Ctx,
     id: &str,
@@ -80,7 +80,7 @@ pub enum ChargeState {
 }
 
 /// A charge.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn charge(
     c: &Ctx,
     id: &str,
@@ -118,7 +118,7 @@ pub fn charge(
 }
 
 /// A payment intent for a charge.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn payment_intent(
     c: &Ctx,
     id: &str,
@@ -151,7 +151,7 @@ pub fn payment_intent(
 }
 
 /// A refund.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn refund(id: &str, created: i64, amount: i64, currency: &str, charge: &str, pi: &str, txn: &str, reason: Option<&str>) -> Value {
     json!({
         "id": id, "object": "refund", "amount": amount, "balance_transaction": txn, "charge": charge, "created": created, "currency": currency,
@@ -163,7 +163,7 @@ pub fn refund(id: &str, created: i64, amount: i64, currency: &str, charge: &str,
 }
 
 /// A balance transaction.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn balance_transaction(
     id: &str,
     created: i64,
@@ -189,7 +189,7 @@ pub fn balance_transaction(
 }
 
 /// A dispute.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn dispute(
     c: &Ctx,
     id: &str,
@@ -214,7 +214,7 @@ pub fn dispute(
 }
 
 /// A product.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn product(
     c: &Ctx,
     id: &str,
@@ -234,7 +234,7 @@ pub fn product(
 }
 
 /// A price.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn price(
     c: &Ctx,
     id: &str,
@@ -257,7 +257,7 @@ pub fn price(
 }
 
 /// A payout.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn payout(c: &Ctx, id: &str, created: i64, amount: i64, currency: &str, paid: bool, txn: &str, failure_txn: Option<&str>) -> Value {
     json!({
         "id": id, "object": "payout", "amount": amount, "application_fee": null, "application_fee_amount": null, "arrival_date": created + 2 * 86_400,

@@ -9,5 +9,6 @@ pub mod integration;
 pub mod oauth_state;
 pub mod profile;
 pub mod pull;
+pub mod record;
 pub mod secret;
 pub mod sync_settings;

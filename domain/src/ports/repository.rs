@@ -9,15 +9,18 @@ use crate::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId};
 use crate::model::api_key::ApiKey;
 use crate::model::company::Company;
 use crate::model::connection::Connection;
+use crate::model::data_type::DataType;
 use crate::model::integration::IntegrationSettings;
 use crate::model::oauth_state::OAuthState;
 use crate::model::profile::Profile;
 use crate::model::pull::PullOperation;
+use crate::model::record::{Checkpoint, RecordRow, StoredRecord};
 use crate::model::secret::SealedSecret;
 use crate::model::sync_settings::SyncSetting;
 use crate::paging::{ListQuery, Page};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Companies.
@@ -271,6 +274,94 @@ pub trait PullOperationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<PullOperation>, RepositoryError>;
+    /// Saves an operation's status, description, error, completion time and progress.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if it does not exist.
+    async fn update(&self, op: &PullOperation) -> Result<(), RepositoryError>;
+    /// The oldest unfinished (`Queued` or `Fetching`) operation of a connection.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn next_for_connection(&self, connection: ConnectionId) -> Result<Option<PullOperation>, RepositoryError>;
+    /// Per data type of a company: the latest operation and the latest `Complete` one.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError>;
+}
+
+/// Exclusive, expiring leases on connections, so that at most one worker (in any process) syncs
+/// a connection at a time and a crashed worker's connection is taken over once its lease expires.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait SyncLeaseRepository: Send + Sync {
+    /// Leases a connection that has unfinished pull operations and no live lease (or an expired
+    /// one), oldest operation first. Atomic across processes.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn lease_next(&self, worker: &str, now: DateTime<Utc>, lease_for: Duration) -> Result<Option<ConnectionId>, RepositoryError>;
+    /// Extends a lease the worker holds; `false` when it was lost (expired and taken).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn renew(&self, connection: ConnectionId, worker: &str, now: DateTime<Utc>, lease_for: Duration)
+    -> Result<bool, RepositoryError>;
+    /// Gives a lease up.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn release(&self, connection: ConnectionId, worker: &str) -> Result<(), RepositoryError>;
+}
+
+/// Commerce records and their sync checkpoints.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait RecordRepository: Send + Sync {
+    /// Upserts a page of records of one data type on a connection and saves the checkpoint, in one
+    /// transaction (a killed worker resumes at the next page, with no duplicates and no gaps). A
+    /// record whose document and deleted flag are unchanged keeps its `modified` time. Returns how
+    /// many records were inserted or changed.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] if the connection does not exist (nothing written).
+    async fn write_page(
+        &self,
+        company: CompanyId,
+        connection: ConnectionId,
+        data_type: DataType,
+        records: &[StoredRecord],
+        checkpoint: &Checkpoint,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepositoryError>;
+    /// The saved checkpoint of a data type on a connection.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError>;
+    /// Number of records (deleted ones only when asked).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn count(&self, connection: ConnectionId, data_type: DataType, include_deleted: bool) -> Result<u64, RepositoryError>;
+    /// One record by source id (deleted ones too; callers hide them).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get(&self, connection: ConnectionId, data_type: DataType, id: &str) -> Result<Option<RecordRow>, RepositoryError>;
+    /// Records of a data type (deleted ones too) in record-id order after `after_id` (keyset), for
+    /// exports and tests.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn scan(
+        &self,
+        connection: ConnectionId,
+        data_type: DataType,
+        after_id: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, RepositoryError>;
 }
 
 /// Every repository, as one handle the apps pass around.
@@ -292,4 +383,8 @@ pub struct Repositories {
     pub oauth_states: std::sync::Arc<dyn OAuthStateRepository>,
     /// Pull operations.
     pub pull_operations: std::sync::Arc<dyn PullOperationRepository>,
+    /// Sync leases.
+    pub sync_leases: std::sync::Arc<dyn SyncLeaseRepository>,
+    /// Commerce records.
+    pub records: std::sync::Arc<dyn RecordRepository>,
 }

@@ -13,6 +13,8 @@ pub struct RecordPage {
     pub records: Vec<CommerceRecord>,
     /// Cursor for the next page; `None` when the backfill is done.
     pub next_cursor: Option<String>,
+    /// How far the backfill has come, 0–100, when the source can tell.
+    pub progress: Option<u8>,
 }
 
 /// Changes since an incremental cursor.

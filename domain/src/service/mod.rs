@@ -7,11 +7,13 @@ mod integrations;
 mod link;
 mod pulls;
 mod settings;
+mod sync;
 
 pub use api_keys::hash_api_key;
 pub use companies::{CompanyPatch, CompanyView};
 pub use integrations::IntegrationUpdate;
 pub use link::{Callback, CallbackError, LinkResult, Linking};
+pub use sync::{DataTypeStatus, SyncEngine, to_stored};
 
 use crate::ports::{Clock, Repositories, SecretCipher};
 use std::sync::Arc;
@@ -67,6 +69,10 @@ pub(crate) mod test_support {
         states: Mutex<Vec<crate::model::oauth_state::OAuthState>>,
         pub pulls: Mutex<Vec<crate::model::pull::PullOperation>>,
         profile: Mutex<Option<Profile>>,
+        leases: Mutex<HashMap<ConnectionId, (String, DateTime<Utc>)>>,
+        records:
+            Mutex<std::collections::BTreeMap<(ConnectionId, crate::model::data_type::DataType, String), crate::model::record::RecordRow>>,
+        checkpoints: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), crate::model::record::Checkpoint>>,
     }
 
     fn page<T: Clone>(all: Vec<T>, q: &ListQuery) -> Page<T> {
@@ -260,6 +266,147 @@ pub(crate) mod test_support {
         async fn list(&self, company: CompanyId, q: &ListQuery) -> Result<Page<crate::model::pull::PullOperation>, RepositoryError> {
             Ok(page(self.pulls.lock().unwrap().iter().filter(|p| p.company_id == company).cloned().collect(), q))
         }
+        async fn update(&self, op: &crate::model::pull::PullOperation) -> Result<(), RepositoryError> {
+            let mut all = self.pulls.lock().unwrap();
+            let slot = all.iter_mut().find(|p| p.id == op.id).ok_or_else(|| RepositoryError::NotFound("pull".into()))?;
+            *slot = op.clone();
+            Ok(())
+        }
+        async fn next_for_connection(&self, c: ConnectionId) -> Result<Option<crate::model::pull::PullOperation>, RepositoryError> {
+            use crate::model::pull::DatasetStatus::{Fetching, Queued};
+            Ok(self.pulls.lock().unwrap().iter().find(|p| p.connection_id == c && matches!(p.status, Queued | Fetching)).cloned())
+        }
+        async fn data_status(
+            &self,
+            company: CompanyId,
+        ) -> Result<Vec<(crate::model::pull::PullOperation, Option<crate::model::pull::PullOperation>)>, RepositoryError> {
+            let all: Vec<_> = self.pulls.lock().unwrap().iter().filter(|p| p.company_id == company).cloned().collect();
+            let mut types: Vec<_> = all.iter().map(|p| p.data_type).collect();
+            types.sort();
+            types.dedup();
+            Ok(types
+                .into_iter()
+                .map(|t| {
+                    let latest = all.iter().rev().find(|p| p.data_type == t).cloned().unwrap();
+                    let ok = all.iter().rev().find(|p| p.data_type == t && p.status.is_completed()).cloned();
+                    (latest, ok)
+                })
+                .collect())
+        }
+    }
+
+    #[async_trait]
+    impl SyncLeaseRepository for Mem {
+        async fn lease_next(
+            &self,
+            worker: &str,
+            now: DateTime<Utc>,
+            lease_for: std::time::Duration,
+        ) -> Result<Option<ConnectionId>, RepositoryError> {
+            use crate::model::pull::DatasetStatus::{Fetching, Queued};
+            let pulls = self.pulls.lock().unwrap();
+            let mut leases = self.leases.lock().unwrap();
+            for p in pulls.iter().filter(|p| matches!(p.status, Queued | Fetching)) {
+                let free = leases.get(&p.connection_id).is_none_or(|(_, exp)| *exp < now);
+                if free {
+                    leases.insert(p.connection_id, (worker.to_owned(), now + chrono::Duration::from_std(lease_for).unwrap()));
+                    return Ok(Some(p.connection_id));
+                }
+            }
+            Ok(None)
+        }
+        async fn renew(
+            &self,
+            c: ConnectionId,
+            worker: &str,
+            now: DateTime<Utc>,
+            lease_for: std::time::Duration,
+        ) -> Result<bool, RepositoryError> {
+            let mut leases = self.leases.lock().unwrap();
+            match leases.get_mut(&c) {
+                Some((owner, exp)) if owner == worker => {
+                    *exp = now + chrono::Duration::from_std(lease_for).unwrap();
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+        async fn release(&self, c: ConnectionId, worker: &str) -> Result<(), RepositoryError> {
+            let mut leases = self.leases.lock().unwrap();
+            if leases.get(&c).is_some_and(|(o, _)| o == worker) {
+                leases.remove(&c);
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl RecordRepository for Mem {
+        async fn write_page(
+            &self,
+            _company: CompanyId,
+            connection: ConnectionId,
+            data_type: crate::model::data_type::DataType,
+            records: &[crate::model::record::StoredRecord],
+            checkpoint: &crate::model::record::Checkpoint,
+            now: DateTime<Utc>,
+        ) -> Result<u64, RepositoryError> {
+            let mut all = self.records.lock().unwrap();
+            let mut changed = 0;
+            for r in records {
+                let key = (connection, data_type, r.id.clone());
+                if all.get(&key).is_none_or(|row| row.record != *r) {
+                    changed += 1;
+                    all.insert(key, crate::model::record::RecordRow { record: r.clone(), modified: now });
+                }
+            }
+            self.checkpoints.lock().unwrap().insert((connection, data_type), checkpoint.clone());
+            Ok(changed)
+        }
+        async fn checkpoint(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+        ) -> Result<Option<crate::model::record::Checkpoint>, RepositoryError> {
+            Ok(self.checkpoints.lock().unwrap().get(&(c, t)).cloned())
+        }
+        async fn count(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+            include_deleted: bool,
+        ) -> Result<u64, RepositoryError> {
+            Ok(self
+                .records
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|((rc, rt, _), row)| *rc == c && *rt == t && (include_deleted || !row.record.deleted))
+                .count() as u64)
+        }
+        async fn get(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+            id: &str,
+        ) -> Result<Option<crate::model::record::RecordRow>, RepositoryError> {
+            Ok(self.records.lock().unwrap().get(&(c, t, id.to_owned())).cloned())
+        }
+        async fn scan(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+            after: Option<String>,
+            limit: u32,
+        ) -> Result<Vec<crate::model::record::RecordRow>, RepositoryError> {
+            let all = self.records.lock().unwrap();
+            Ok(all
+                .iter()
+                .filter(|((rc, rt, id), _)| *rc == c && *rt == t && after.as_ref().is_none_or(|a| id > a))
+                .map(|(_, r)| r.clone())
+                .take(limit as usize)
+                .collect())
+        }
     }
 
     /// A reversible stand-in cipher (not encryption; tests only check plumbing).
@@ -296,7 +443,9 @@ pub(crate) mod test_support {
             profile: mem.clone(),
             secrets: mem.clone(),
             oauth_states: mem.clone(),
-            pull_operations: mem,
+            pull_operations: mem.clone(),
+            sync_leases: mem.clone(),
+            records: mem,
         };
         Platform::new(repos, Arc::new(Rot), clock)
     }

@@ -212,6 +212,7 @@ async fn callback(State(s): State<AppState>, Query(q): Query<CallbackQuery>) -> 
         Err(CallbackError::Domain(e)) => return domain_page(e),
     };
     tracing::info!(connection.id = %r.connection.id, company.id = %r.connection.company_id, status = r.status_code, "link callback completed");
+    s.wake.notify_waiters();
     match s.linking.redirect_for(&r).await {
         Ok(Some(url)) => Redirect::to(&url).into_response(),
         Ok(None) => {

@@ -11,6 +11,7 @@ mod history;
 mod integrations;
 mod link;
 pub mod openapi;
+mod refresh;
 mod settings;
 
 use axum::body::Body;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub platform: Platform,
     /// The link flow.
     pub linking: tributary_domain::service::Linking,
+    /// Wakes idle sync workers when pulls are queued.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
     /// Public base URL, no trailing slash.
     pub public_url: String,
 }
@@ -49,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(settings::routes())
         .merge(api_keys::routes())
         .merge(history::routes())
+        .merge(refresh::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))

@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers and DTOs (utoipa) and served at
 //! `/openapi.json`. A snapshot test keeps contract changes visible in review.
 
-use super::{api_keys, companies, connections, history, integrations, settings};
+use super::{api_keys, companies, connections, history, integrations, refresh, settings};
 use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -34,6 +34,7 @@ impl Modify for Security {
         settings::get_profile, settings::put_profile, settings::get_sync, settings::post_sync, settings::get_company_sync, settings::post_company_sync,
         api_keys::list, api_keys::create, api_keys::remove,
         history::list, history::show,
+        refresh::all, refresh::queue, refresh::status,
     )
 )]
 pub struct ApiDoc;

@@ -36,7 +36,12 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let opts = tributary_api::ServeOptions { public_url: base.clone(), connect_base: connect_base.to_owned() };
+        let opts = tributary_api::ServeOptions {
+            public_url: base.clone(),
+            connect_base: connect_base.to_owned(),
+            api_base: connect_base.to_owned(),
+            workers: 1,
+        };
         tokio::spawn(async move {
             tributary_api::serve_on(listener, &store, AesGcmCipher::new(&MASTER, &[]), opts, async {
                 let _ = rx.await;

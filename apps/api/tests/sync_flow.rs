@@ -1,0 +1,150 @@
+//! Sync end to end: a merchant linked through the sandbox is synced by the server's worker, and
+//! the store holds every generated object once with amounts equal to the sandbox's ground truth.
+
+mod common;
+
+use common::TestServer;
+use rust_decimal::Decimal;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use stripe_sandbox::{Config, Mode, Profile};
+use tributary_domain::ids::ConnectionId;
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::service::IntegrationUpdate;
+
+async fn linked_and_synced(profile: Profile) -> (TestServer, stripe_sandbox::Running, String, ConnectionId, String) {
+    let sandbox = stripe_sandbox::start(Config { listen: "127.0.0.1:0".into(), test_rate: None, ..Config::default() }).await.unwrap();
+    let api = TestServer::start_with(&sandbox.url()).await;
+    let cfg = Config::default();
+    api.platform
+        .update_integration(
+            "yzth",
+            IntegrationUpdate {
+                client_id: Some(cfg.test_client_id.clone()),
+                secret_key: Some(SecretString::from(cfg.test_secret_key.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    api.platform.set_integration_enabled("yzth", true).await.unwrap();
+    let company = api.company("Synced Shop").await;
+    let s = sandbox.sandbox.clone();
+    let account = tokio::task::spawn_blocking(move || s.create_account(Mode::Test, Some(21), false, &profile)).await.unwrap();
+    let (_, c) = api.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = browser.get(c["linkUrl"].as_str().unwrap()).send().await.unwrap();
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let q: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
+    let approve: Value = browser
+        .post(format!("{}/_sandbox/oauth/approve", sandbox.url()))
+        .json(&json!({"client_id": q["client_id"], "redirect_uri": q["redirect_uri"], "scope": q["scope"], "state": q["state"], "account": account}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = browser.get(approve["redirect"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, status) = api.get(&format!("/companies/{company}/dataStatus")).await;
+        let done = status
+            .as_object()
+            .is_some_and(|m| m.len() == 11 && m.values().all(|v| v["currentStatus"] == "Complete" || v["currentStatus"] == "NotSupported"));
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sync did not finish: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let connection: ConnectionId = c["id"].as_str().unwrap().parse().unwrap();
+    (api, sandbox, company, connection, account)
+}
+
+async fn all_records(api: &TestServer, connection: ConnectionId, dt: DataType) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = api.platform.repositories().records.scan(connection, dt, after.clone(), 500).await.unwrap();
+        if rows.is_empty() {
+            return out;
+        }
+        after = Some(rows.last().unwrap().record.id.clone());
+        out.extend(rows.into_iter().filter(|r| !r.record.deleted).map(|r| r.record.document));
+    }
+}
+
+fn exponent(currency: &str) -> u32 {
+    tributary_domain::money::exponent(currency)
+}
+
+fn major(sums: &Value) -> BTreeMap<String, Decimal> {
+    sums.as_object()
+        .map(|m| m.iter().map(|(c, v)| (c.to_uppercase(), Decimal::new(v.as_i64().unwrap(), exponent(c)))).collect())
+        .unwrap_or_default()
+}
+
+fn sum_by_currency<'a>(records: impl Iterator<Item = &'a Value>, amount: &str) -> BTreeMap<String, Decimal> {
+    let mut out: BTreeMap<String, Decimal> = BTreeMap::new();
+    for r in records {
+        let cur = r["currency"].as_str().unwrap().to_owned();
+        let amt: Decimal = r[amount].to_string().parse().unwrap();
+        *out.entry(cur).or_default() += amt;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_merchant_is_synced_completely_with_amounts_equal_to_the_sandbox() {
+    let profile = Profile { customers: 25, charges: 150, refunds: 20, disputes: 12, products: 6, prices: 15, payouts: 8 };
+    let (api, sandbox, _company, connection, account) = linked_and_synced(profile).await;
+    let summary: Value =
+        reqwest::get(format!("{}/_sandbox/accounts/{account}/summary", sandbox.url())).await.unwrap().json().await.unwrap();
+    let counts = &summary["counts"];
+
+    let customers = all_records(&api, connection, DataType::Customers).await;
+    assert_eq!(customers.len() as u64, counts["customers"].as_u64().unwrap());
+    let products = all_records(&api, connection, DataType::Products).await;
+    assert_eq!(products.len() as u64, counts["products"].as_u64().unwrap());
+    let variants: usize = products.iter().map(|p| p["variants"].as_array().unwrap().len()).sum();
+    assert_eq!(variants as u64, counts["prices"].as_u64().unwrap(), "one variant per price");
+
+    let payments = all_records(&api, connection, DataType::Payments).await;
+    let charges: Vec<&Value> = payments.iter().filter(|p| p["id"].as_str().unwrap().starts_with("ch_")).collect();
+    let refunds: Vec<&Value> = payments.iter().filter(|p| p["id"].as_str().unwrap().starts_with("re_")).collect();
+    assert_eq!(charges.len() as u64, counts["charges"].as_u64().unwrap());
+    assert_eq!(refunds.len() as u64, counts["refunds"].as_u64().unwrap());
+    assert_eq!(sum_by_currency(charges.into_iter(), "amount"), major(&summary["amount_sums"]["charges"]));
+    let refund_sums: BTreeMap<String, Decimal> = sum_by_currency(refunds.into_iter(), "amount").into_iter().map(|(c, v)| (c, -v)).collect();
+    assert_eq!(refund_sums, major(&summary["amount_sums"]["refunds"]), "refunds are negative payments");
+
+    let disputes = all_records(&api, connection, DataType::Disputes).await;
+    assert_eq!(disputes.len() as u64, counts["disputes"].as_u64().unwrap());
+    assert_eq!(sum_by_currency(disputes.iter(), "totalAmount"), major(&summary["amount_sums"]["disputes"]));
+
+    let transactions = all_records(&api, connection, DataType::Transactions).await;
+    let (fees, gross): (Vec<&Value>, Vec<&Value>) =
+        transactions.iter().partition(|t| t["id"].as_str().unwrap().ends_with(":Stripe processing fees"));
+    assert_eq!(gross.len() as u64, counts["balance_transactions"].as_u64().unwrap());
+    assert_eq!(sum_by_currency(gross.into_iter(), "totalAmount"), major(&summary["amount_sums"]["balance_transactions"]));
+    assert!(!fees.is_empty());
+    for f in &fees {
+        let amount = f["totalAmount"].as_f64().unwrap();
+        // A fee Stripe gives back (a won dispute's reversal) is a positive PaymentFeeRefund.
+        assert!((f["type"] == "PaymentFee" && amount < 0.0) || (f["type"] == "PaymentFeeRefund" && amount > 0.0), "{f}");
+    }
+    let currencies: Vec<&str> = transactions.iter().map(|t| t["currency"].as_str().unwrap()).collect();
+    assert!(currencies.contains(&"JPY") && currencies.contains(&"KWD"));
+
+    let info = all_records(&api, connection, DataType::CompanyInfo).await;
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0]["commercePlatformRef"], account.as_str());
+
+    let ids: std::collections::HashSet<&str> = transactions.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), transactions.len(), "no record twice");
+    sandbox.stop().await;
+}

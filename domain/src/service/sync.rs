@@ -1,0 +1,464 @@
+//! The sync engine (DESIGN.md flow 6): queueing pulls (refresh), data status, and workers that
+//! lease a connection, fetch each queued data type page by page, and commit every page together
+//! with its checkpoint so a killed worker resumes at the next page.
+
+use super::Platform;
+use crate::error::DomainError;
+use crate::ids::{CompanyId, ConnectionId, PullOperationId};
+use crate::model::commerce::CommerceRecord;
+use crate::model::connection::{Connection, ConnectionStatus};
+use crate::model::data_type::DataType;
+use crate::model::integration::{FeatureState, definition};
+use crate::model::pull::{DatasetStatus, PullOperation};
+use crate::model::record::{Checkpoint, StoredRecord};
+use crate::ports::source::{CommerceDataSource, SourceError};
+use crate::query::typed::parse_instant;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One data type's status for `GET /companies/{id}/dataStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataTypeStatus {
+    /// The data type.
+    pub data_type: DataType,
+    /// The latest pull.
+    pub latest: PullOperation,
+    /// The latest successful pull.
+    pub latest_successful: Option<PullOperation>,
+}
+
+impl Platform {
+    /// Queues a pull of `data_type` on the company's linked connections (or only `connection`),
+    /// returning the first. An unfinished pull of the same type is reused, not duplicated. A type
+    /// the integration lacks gets a finished `NotSupported` pull.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown company or connection; [`DomainError::InvalidState`]
+    /// when no linked connection is left to pull from.
+    pub async fn queue_pull(
+        &self,
+        company: CompanyId,
+        data_type: DataType,
+        connection: Option<ConnectionId>,
+    ) -> Result<PullOperation, DomainError> {
+        let view = self.get_company(company).await?;
+        let targets: Vec<Connection> = match connection {
+            Some(id) => {
+                let c = view
+                    .connections
+                    .into_iter()
+                    .find(|c| c.id == id)
+                    .ok_or_else(|| DomainError::NotFound(format!("Data connection {id} not found")))?;
+                if c.status != ConnectionStatus::Linked {
+                    return Err(DomainError::InvalidState(format!("Data connection {id} is {} and cannot be synced.", c.status)));
+                }
+                vec![c]
+            }
+            None => view.connections.into_iter().filter(|c| c.status == ConnectionStatus::Linked).collect(),
+        };
+        if targets.is_empty() {
+            return Err(DomainError::InvalidState(format!("Company {company} has no linked data connection to pull from.")));
+        }
+        let mut first = None;
+        for c in &targets {
+            let op = self.queue_on(c, data_type).await?;
+            first.get_or_insert(op);
+        }
+        first.ok_or_else(|| DomainError::InvalidState("nothing queued".into()))
+    }
+
+    async fn queue_on(&self, c: &Connection, data_type: DataType) -> Result<PullOperation, DomainError> {
+        let history = self
+            .repos
+            .pull_operations
+            .list(
+                c.company_id,
+                &crate::paging::ListQuery { page: crate::paging::PageRequest { page: 1, page_size: 5000 }, ..Default::default() },
+            )
+            .await?;
+        if let Some(open) = history.items.into_iter().find(|p| {
+            p.connection_id == c.id && p.data_type == data_type && matches!(p.status, DatasetStatus::Queued | DatasetStatus::Fetching)
+        }) {
+            return Ok(open);
+        }
+        let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
+        let supported = def.feature_state(data_type) == FeatureState::Release;
+        let now = self.clock.now();
+        let op = PullOperation {
+            id: PullOperationId::new_random(),
+            company_id: c.company_id,
+            connection_id: c.id,
+            data_type,
+            status: if supported { DatasetStatus::Queued } else { DatasetStatus::NotSupported },
+            status_description: (!supported).then(|| format!("{data_type} is not supported by {}", def.name)),
+            error_message: None,
+            requested: now,
+            completed: (!supported).then_some(now),
+            progress: if supported { 0 } else { 100 },
+        };
+        self.repos.pull_operations.insert(std::slice::from_ref(&op)).await?;
+        Ok(op)
+    }
+
+    /// Queues every data type with fetch-on-first-link on every linked connection (`data/all`).
+    ///
+    /// # Errors
+    /// As [`Platform::queue_pull`].
+    pub async fn queue_all(&self, company: CompanyId) -> Result<Vec<PullOperation>, DomainError> {
+        let (settings, _) = self.company_sync_settings(company).await?;
+        let mut ordered: Vec<_> = settings.into_iter().filter(|s| s.fetch_on_first_link).collect();
+        ordered.sort_by_key(|s| s.sync_order);
+        let mut out = Vec::new();
+        for s in ordered {
+            out.push(self.queue_pull(company, s.data_type, None).await?);
+        }
+        Ok(out)
+    }
+
+    /// Per data type, the latest and latest successful pull of a company.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown company.
+    pub async fn data_status(&self, company: CompanyId) -> Result<Vec<DataTypeStatus>, DomainError> {
+        self.company(company).await?;
+        Ok(self
+            .repos
+            .pull_operations
+            .data_status(company)
+            .await?
+            .into_iter()
+            .map(|(latest, latest_successful)| DataTypeStatus { data_type: latest.data_type, latest, latest_successful })
+            .collect())
+    }
+}
+
+/// A sync worker: leases connections with queued pulls and runs them.
+#[derive(Clone)]
+pub struct SyncEngine {
+    platform: Platform,
+    source: Arc<dyn CommerceDataSource>,
+    worker: String,
+    lease_for: Duration,
+}
+
+fn status_for(e: &SourceError) -> DatasetStatus {
+    match e {
+        SourceError::Auth(_) => DatasetStatus::AuthError,
+        SourceError::Permission(_) => DatasetStatus::PermissionsError,
+        SourceError::Fetch(_) => DatasetStatus::FetchError,
+        SourceError::RateLimited { .. } => DatasetStatus::RateLimitError,
+    }
+}
+
+/// A mapped record in its stored form (the document without `modifiedDate`, which the store sets).
+pub fn to_stored(r: &CommerceRecord) -> StoredRecord {
+    let (document, created, source_modified) = match r {
+        CommerceRecord::CompanyInfo(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Customer(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Dispute(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Payment(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Product(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Transaction(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+    };
+    let mut document = document.unwrap_or(serde_json::Value::Null);
+    if let Some(o) = document.as_object_mut() {
+        o.remove("modifiedDate");
+    }
+    let id = match r {
+        CommerceRecord::CompanyInfo(x) => x.commerce_platform_ref.clone().unwrap_or_else(|| "company".into()),
+        CommerceRecord::Customer(x) => x.id.clone(),
+        CommerceRecord::Dispute(x) => x.id.clone(),
+        CommerceRecord::Payment(x) => x.id.clone(),
+        CommerceRecord::Product(x) => x.id.clone(),
+        CommerceRecord::Transaction(x) => x.id.clone(),
+    };
+    StoredRecord {
+        id,
+        created: created.and_then(parse_instant),
+        source_modified: source_modified.and_then(parse_instant),
+        document,
+        deleted: false,
+    }
+}
+
+impl SyncEngine {
+    /// A worker named `worker` (unique per process and task) holding leases for `lease_for`.
+    pub fn new(platform: Platform, source: Arc<dyn CommerceDataSource>, worker: String, lease_for: Duration) -> Self {
+        Self { platform, source, worker, lease_for }
+    }
+
+    /// Leases one connection with queued pulls and runs all of them. Returns whether there was work.
+    ///
+    /// # Errors
+    /// Storage failures; source failures end the pull in an error status instead.
+    pub async fn run_once(&self) -> Result<bool, DomainError> {
+        let now = self.platform.clock.now();
+        let Some(connection) = self.platform.repos.sync_leases.lease_next(&self.worker, now, self.lease_for).await? else {
+            return Ok(false);
+        };
+        let result = self.run_connection(connection).await;
+        self.platform.repos.sync_leases.release(connection, &self.worker).await?;
+        result.map(|()| true)
+    }
+
+    async fn run_connection(&self, id: ConnectionId) -> Result<(), DomainError> {
+        loop {
+            let Some(op) = self.platform.repos.pull_operations.next_for_connection(id).await? else { return Ok(()) };
+            let Some(mut connection) = self.platform.repos.connections.find(id).await? else { return Ok(()) };
+            if connection.status != ConnectionStatus::Linked {
+                self.finish(op, DatasetStatus::Cancelled, Some(format!("The connection is {}; it is not synced.", connection.status)))
+                    .await?;
+                continue;
+            }
+            let lost = self.run_pull(&mut connection, op).await?;
+            if lost {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn finish(&self, mut op: PullOperation, status: DatasetStatus, error: Option<String>) -> Result<PullOperation, DomainError> {
+        tracing::info!(connection.id = %op.connection_id, sync.data_type = %op.data_type, pull.id = %op.id, status = status.as_str(), "pull finished");
+        op.status = status;
+        op.completed = Some(self.platform.clock.now());
+        if status == DatasetStatus::Complete {
+            op.progress = 100;
+        }
+        op.error_message = error;
+        self.platform.repos.pull_operations.update(&op).await?;
+        Ok(op)
+    }
+
+    /// Runs one pull to its end. Returns `true` when the lease was lost (another worker took over).
+    async fn run_pull(&self, connection: &mut Connection, mut op: PullOperation) -> Result<bool, DomainError> {
+        tracing::info!(connection.id = %connection.id, sync.data_type = %op.data_type, pull.id = %op.id, "pull started");
+        let key = connection.platform_key.as_str().to_owned();
+        let creds = match self.platform.platform_credentials(&key).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.finish(op, DatasetStatus::InternalError, Some(e.to_string())).await?;
+                return Ok(false);
+            }
+        };
+        let Some(account) = connection.source_account.clone() else {
+            self.finish(op, DatasetStatus::AuthError, Some("The connection has no linked account.".into())).await?;
+            return Ok(false);
+        };
+        let checkpoint = self.platform.repos.records.checkpoint(connection.id, op.data_type).await?;
+        let (mut cursor, mut pages, mut total) = match checkpoint {
+            Some(cp) if cp.pull_id == op.id => {
+                if cp.cursor.is_none() && cp.pages > 0 {
+                    // The last page was committed but the pull not marked complete (a crash).
+                    self.complete(connection, op).await?;
+                    return Ok(false);
+                }
+                (cp.cursor, cp.pages, cp.records)
+            }
+            _ => (None, 0, 0),
+        };
+        op.status = DatasetStatus::Fetching;
+        self.platform.repos.pull_operations.update(&op).await?;
+        loop {
+            let page = match self.source.list_page(&creds, &account, op.data_type, cursor.clone()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let status = status_for(&e);
+                    if status == DatasetStatus::AuthError
+                        && let Some(mut current) = self.platform.repos.connections.find(connection.id).await?
+                        && current.status == ConnectionStatus::Linked
+                    {
+                        // Stripe no longer lets us read a linked account: the merchant revoked
+                        // access. (An unlinked connection stays unlinked.)
+                        current.transition(ConnectionStatus::Deauthorized)?;
+                        self.platform.repos.connections.update(&current).await?;
+                        *connection = current;
+                    }
+                    self.finish(op, status, Some(e.to_string())).await?;
+                    return Ok(false);
+                }
+            };
+            let stored: Vec<StoredRecord> = page.records.iter().map(to_stored).collect();
+            pages += 1;
+            total += stored.len() as u64;
+            let cp = Checkpoint { pull_id: op.id, cursor: page.next_cursor.clone(), pages, records: total };
+            let now = self.platform.clock.now();
+            self.platform.repos.records.write_page(op.company_id, op.connection_id, op.data_type, &stored, &cp, now).await?;
+            op.progress = i32::from(page.progress.unwrap_or(0).min(99));
+            op.status_description = Some(format!("{total} records fetched"));
+            self.platform.repos.pull_operations.update(&op).await?;
+            if !self.platform.repos.sync_leases.renew(op.connection_id, &self.worker, now, self.lease_for).await? {
+                return Ok(true);
+            }
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+            // Stop between pages if the connection was unlinked or deauthorized meanwhile.
+            match self.platform.repos.connections.find(connection.id).await? {
+                Some(c) if c.status == ConnectionStatus::Linked => {}
+                Some(c) => {
+                    let why = format!("The connection became {} during the pull.", c.status);
+                    self.finish(op, DatasetStatus::Cancelled, Some(why)).await?;
+                    return Ok(false);
+                }
+                None => return Ok(false),
+            }
+        }
+        self.complete(connection, op).await?;
+        Ok(false)
+    }
+
+    async fn complete(&self, connection: &mut Connection, op: PullOperation) -> Result<(), DomainError> {
+        let now = self.platform.clock.now();
+        self.finish(op, DatasetStatus::Complete, None).await?;
+        // Re-read so a status change made meanwhile (an unlink) is not overwritten.
+        if let Some(mut current) = self.platform.repos.connections.find(connection.id).await? {
+            current.last_sync = Some(now);
+            self.platform.repos.connections.update(&current).await?;
+            *connection = current;
+        }
+        if let Some(mut company) = self.platform.repos.companies.get(connection.company_id).await? {
+            company.last_sync = Some(now);
+            self.platform.repos.companies.update(&company).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::commerce::Customer;
+    use crate::model::company::CompanyFields;
+    use crate::ports::source::{MockCommerceDataSource, RecordPage};
+    use crate::service::IntegrationUpdate;
+    use crate::service::test_support::{Fixed, Mem, platform_with};
+    use secrecy::SecretString;
+    use std::sync::Mutex;
+
+    fn customer(id: &str) -> CommerceRecord {
+        CommerceRecord::Customer(Customer {
+            id: id.into(),
+            customer_name: Some(id.to_uppercase()),
+            email_address: None,
+            phone: None,
+            default_currency: None,
+            addresses: vec![],
+            note: None,
+            created_date: Some("2025-01-01T00:00:00Z".into()),
+            modified_date: None,
+            source_modified_date: None,
+        })
+    }
+
+    async fn linked(mem: Arc<Mem>) -> (Platform, CompanyId, ConnectionId) {
+        let p = platform_with(mem, Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap()))));
+        p.update_integration(
+            "yzth",
+            IntegrationUpdate { client_id: Some("ca".into()), secret_key: Some(SecretString::from("sk_test_x")), ..Default::default() },
+        )
+        .await
+        .unwrap();
+        p.set_integration_enabled("yzth", true).await.unwrap();
+        let company = p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
+        let mut c = p.create_connection(company, "yzth").await.unwrap();
+        c.transition(ConnectionStatus::Linked).unwrap();
+        c.source_account = Some("acct_1".into());
+        p.repos.connections.update(&c).await.unwrap();
+        (p, company, c.id)
+    }
+
+    fn engine(p: &Platform, source: MockCommerceDataSource) -> SyncEngine {
+        SyncEngine::new(p.clone(), Arc::new(source), "w1".into(), Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn a_pull_fetches_every_page_commits_checkpoints_and_completes() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem).await;
+        let mut source = MockCommerceDataSource::new();
+        source.expect_list_page().returning(|_, acct, _, cursor| {
+            assert_eq!(acct, "acct_1");
+            Ok(match cursor.as_deref() {
+                None => {
+                    RecordPage { records: vec![customer("cus_1"), customer("cus_2")], next_cursor: Some("p2".into()), progress: Some(50) }
+                }
+                Some("p2") => RecordPage { records: vec![customer("cus_3")], next_cursor: None, progress: Some(100) },
+                other => panic!("unexpected cursor {other:?}"),
+            })
+        });
+        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        assert_eq!(op.status, DatasetStatus::Queued);
+        let again = p.queue_pull(company, DataType::Customers, Some(connection)).await.unwrap();
+        assert_eq!(again.id, op.id, "an unfinished pull is reused");
+        let e = engine(&p, source);
+        assert!(e.run_once().await.unwrap());
+        assert!(!e.run_once().await.unwrap(), "nothing left");
+        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        assert_eq!((done.status, done.progress), (DatasetStatus::Complete, 100));
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 3);
+        let cp = p.repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap();
+        assert_eq!((cp.cursor, cp.pages, cp.records), (None, 2, 3));
+        let status = p.data_status(company).await.unwrap();
+        assert_eq!(status[0].latest_successful.as_ref().unwrap().id, op.id);
+        assert!(p.get_connection(company, connection).await.unwrap().last_sync.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_pull_resumes_from_its_checkpoint() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem).await;
+        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let cp = Checkpoint { pull_id: op.id, cursor: Some("p2".into()), pages: 1, records: 2 };
+        p.repos
+            .records
+            .write_page(company, connection, DataType::Customers, &[to_stored(&customer("cus_1"))], &cp, p.clock.now())
+            .await
+            .unwrap();
+        let mut source = MockCommerceDataSource::new();
+        source
+            .expect_list_page()
+            .times(1)
+            .withf(|_, _, _, cursor| cursor.as_deref() == Some("p2"))
+            .returning(|_, _, _, _| Ok(RecordPage { records: vec![customer("cus_3")], next_cursor: None, progress: None }));
+        engine(&p, source).run_once().await.unwrap();
+        assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Complete);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_account_ends_auth_error_and_deauthorizes_and_a_403_ends_permissions_error() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem).await;
+        let mut source = MockCommerceDataSource::new();
+        source.expect_list_page().returning(|_, _, dt, _| match dt {
+            DataType::Disputes => Err(SourceError::Permission("403 on /v1/disputes".into())),
+            _ => Ok(RecordPage { records: vec![], next_cursor: None, progress: None }),
+        });
+        let disputes = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        let customers = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        engine(&p, source).run_once().await.unwrap();
+        assert_eq!(p.get_pull_operation(company, disputes.id).await.unwrap().status, DatasetStatus::PermissionsError);
+        assert_eq!(p.get_pull_operation(company, customers.id).await.unwrap().status, DatasetStatus::Complete);
+
+        let mut source = MockCommerceDataSource::new();
+        source.expect_list_page().returning(|_, _, _, _| Err(SourceError::Auth("account_invalid".into())));
+        let op = p.queue_pull(company, DataType::Products, None).await.unwrap();
+        engine(&p, source).run_once().await.unwrap();
+        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        assert_eq!(done.status, DatasetStatus::AuthError);
+        assert!(done.error_message.unwrap().contains("account_invalid"));
+        assert_eq!(p.get_connection(company, connection).await.unwrap().status, ConnectionStatus::Deauthorized);
+        assert!(
+            matches!(p.queue_pull(company, DataType::Products, None).await, Err(DomainError::InvalidState(_))),
+            "a deauthorized connection is not synced"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsupported_types_are_not_supported_at_once() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, _) = linked(mem).await;
+        let op = p.queue_pull(company, DataType::Orders, None).await.unwrap();
+        assert_eq!((op.status, op.progress), (DatasetStatus::NotSupported, 100));
+    }
+}
