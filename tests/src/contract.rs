@@ -5,12 +5,13 @@
 //! Timestamps are fixed and carry microseconds (the finest precision both backends keep), so
 //! round trips compare with `==`.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 use tokio::task::JoinSet;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::api_key::ApiKey;
+use tributary_domain::model::commerce_schema;
 use tributary_domain::model::company::{self, Company};
 use tributary_domain::model::connection::{self, Connection, ConnectionError, ConnectionStatus};
 use tributary_domain::model::data_type::DataType;
@@ -23,7 +24,8 @@ use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::{ApiKeyDeletion, Repositories, SecretSlot};
-use tributary_domain::query::resolve;
+use tributary_domain::query::typed::parse_instant;
+use tributary_domain::query::{FieldType, eval, resolve};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -534,6 +536,22 @@ pub async fn updating_a_missing_connection_is_not_found(repos: Repositories) {
     let moved = Connection { company_id: other.id, status: ConnectionStatus::Linked, ..c.clone() };
     assert_not_found(repos.connections.update(&moved).await, "update under another company");
     assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c));
+}
+
+/// `set_status_if` changes the status only from the expected one (a worker's deauthorization never
+/// overwrites a client's unlink) and `set_last_sync` touches nothing else.
+pub async fn connection_status_compare_and_set_and_last_sync(repos: Repositories) {
+    let co = insert_named(&repos, "Co", 0).await;
+    let c = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(1))).await;
+    assert!(repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked).await.unwrap());
+    assert!(
+        !repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized).await.unwrap(),
+        "the unlink stands"
+    );
+    assert_eq!(repos.connections.find(c.id).await.unwrap().unwrap().status, ConnectionStatus::Unlinked);
+    repos.connections.set_last_sync(c.id, at_micros(9, 123_456)).await.unwrap();
+    let after = repos.connections.find(c.id).await.unwrap().unwrap();
+    assert_eq!((after.status, after.last_sync), (ConnectionStatus::Unlinked, Some(at_micros(9, 123_456))));
 }
 
 /// Delete only removes a connection under its own company, and reports whether it did.
@@ -1823,4 +1841,440 @@ pub async fn deleting_a_connection_removes_its_lease_records_and_checkpoint(repo
     assert_eq!(repos.records.count(sibling.id, DataType::Customers, true).await.unwrap(), 0);
     assert_eq!(repos.records.checkpoint(sibling.id, DataType::Customers).await.unwrap(), None);
     assert!(!repos.sync_leases.renew(sibling.id, "w1", at(120), lease(600)).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record lists: filters, order and paging over commerce documents
+// ---------------------------------------------------------------------------------------------
+
+/// A commerce record from its JSON document: the id and `created` come from the document's `id`
+/// and `createdDate`, `source_modified` from `sourceModifiedDate`, as the sync engine stores them.
+fn commerce(json: &str) -> StoredRecord {
+    let document: serde_json::Value = json.parse().unwrap_or_else(|e| panic!("fixture JSON {json}: {e}"));
+    let date = |key: &str| {
+        document.get(key).and_then(serde_json::Value::as_str).map(|s| parse_instant(s).unwrap_or_else(|| panic!("fixture {key} {s}")))
+    };
+    StoredRecord {
+        id: document["id"].as_str().expect("fixture id").to_owned(),
+        created: date("createdDate"),
+        source_modified: date("sourceModifiedDate"),
+        deleted: false,
+        document,
+    }
+}
+
+/// Payments written at [`first_write`]; the last one is deleted at the source.
+const PAYMENTS_FIRST: &[&str] = &[
+    r#"{"id": "pay_01", "amount": 120.50, "currency": "USD", "status": "Paid", "paymentProvider": "Stripe",
+        "dueDate": "2025-06-02T17:14:12Z", "paymentMethodRef": {"id": "pm_card_visa", "name": "Visa •••• 4242"},
+        "createdDate": "2025-06-02T17:14:12Z", "sourceModifiedDate": "2025-06-02T17:15:00Z"}"#,
+    r#"{"id": "pay_02", "amount": 1.234, "currency": "KWD", "status": "Paid", "paymentProvider": "Stripe",
+        "dueDate": "2025-06-02T17:14:12.5Z", "paymentMethodRef": {"id": "pm_knet", "name": "KNET"},
+        "createdDate": "2025-06-02T17:14:12.500001Z", "sourceModifiedDate": "2025-06-02T17:14:13Z"}"#,
+    r#"{"id": "pay_03", "amount": 5000, "currency": "JPY", "status": "Pending", "paymentProvider": "stripe connect",
+        "dueDate": "2025-06-02", "paymentMethodRef": {"id": "pm_card_visa", "name": "VISA Debit"},
+        "createdDate": "2025-05-30T08:00:00Z", "sourceModifiedDate": "2025-05-30T08:00:00Z"}"#,
+    r#"{"id": "pay_04", "amount": -0.9, "currency": "USD", "status": "Cancelled", "dueDate": "2025-06-01T23:59:59.999999Z",
+        "createdDate": "2025-06-01T10:00:00Z", "sourceModifiedDate": "2025-06-01T10:00:00Z"}"#,
+    r#"{"id": "pay_05", "amount": 10.5, "currency": "USD", "status": "Failed", "paymentProvider": "GoCardless",
+        "dueDate": "2025-06-02T19:14:12+02:00", "paymentMethodRef": {"id": "pm_sepa", "name": "SEPA Direct Debit"}}"#,
+    r#"{"id": "pay_09", "amount": 99999, "currency": "USD", "status": "Paid", "paymentProvider": "Stripe",
+        "dueDate": "2025-06-02T17:14:12Z", "paymentMethodRef": {"id": "pm_card_visa", "name": "Visa"},
+        "createdDate": "2025-06-02T00:00:00Z", "sourceModifiedDate": "2025-06-02T00:00:00Z"}"#,
+];
+
+/// Payments written at [`second_write`].
+const PAYMENTS_SECOND: &[&str] = &[
+    r#"{"id": "pay_06", "amount": 1.235, "currency": "KWD", "status": "Authorized", "paymentProvider": "Stripe",
+        "paymentMethodRef": {"id": "pm_card_mc", "name": "mastercard"},
+        "createdDate": "2025-06-03T00:00:00Z", "sourceModifiedDate": "2025-06-03T00:00:01Z"}"#,
+    r#"{"id": "pay_07", "amount": 10.50, "currency": "USD", "status": "Paid", "paymentProvider": "Stripe", "dueDate": null,
+        "paymentMethodRef": {"id": "pm_card_visa", "name": "visa"},
+        "createdDate": "2025-06-02T17:14:12Z", "sourceModifiedDate": "2025-06-04T12:00:00Z"}"#,
+    r#"{"id": "pay_08", "currency": "GBP", "status": "Unknown", "dueDate": "not a date",
+        "paymentMethodRef": {"id": null, "name": "Cash"}, "createdDate": "2025-06-02T17:14:11.999999Z"}"#,
+];
+
+const TRANSACTIONS: &[&str] = &[
+    r#"{"id": "txn_01", "totalAmount": 120.50, "currency": "USD", "type": "Payment", "subType": "charge",
+        "transactionSourceRef": {"id": "pay_01", "type": "Payment"}, "sourceCreatedDate": "2025-06-02T17:14:12Z",
+        "createdDate": "2025-06-02T17:14:12Z"}"#,
+    r#"{"id": "txn_02", "totalAmount": -3.79, "currency": "USD", "type": "PaymentFee", "subType": "stripe_fee",
+        "transactionSourceRef": {"id": "pay_01", "type": "Fee"}, "sourceCreatedDate": "2025-06-02T17:14:12.000001Z",
+        "createdDate": "2025-06-02T17:14:12Z"}"#,
+    r#"{"id": "txn_03", "totalAmount": -0.9, "currency": "USD", "type": "Refund", "subType": "Refund",
+        "transactionSourceRef": {"id": "pay_04", "type": "Payment"}, "sourceCreatedDate": "2025-06-01T10:00:00+00:00",
+        "createdDate": "2025-06-01T10:00:00Z"}"#,
+    r#"{"id": "txn_04", "totalAmount": -1000, "currency": "JPY", "type": "Payout", "subType": "payout",
+        "sourceCreatedDate": "2025-06-03", "createdDate": "2025-06-03T00:00:00Z"}"#,
+    r#"{"id": "txn_05", "totalAmount": 1.234, "currency": "KWD", "type": "Payment", "subType": "CHARGE",
+        "transactionSourceRef": {"id": "pay_02", "type": "Payment"}, "createdDate": "2025-06-02T17:14:12.500001Z"}"#,
+    r#"{"id": "txn_06", "totalAmount": -0.899, "currency": "KWD", "type": "Transfer", "subType": "transfer",
+        "sourceCreatedDate": "2025-05-31T23:00:00-01:00"}"#,
+];
+
+const CUSTOMERS: &[&str] = &[
+    r#"{"id": "cus_01", "customerName": "Acme Ltd", "emailAddress": "billing@acme.example", "phone": "+44 20 7946 0000",
+        "defaultCurrency": "GBP", "note": "VIP", "createdDate": "2025-01-15T09:30:00Z"}"#,
+    r#"{"id": "cus_02", "customerName": "ACME Holdings", "emailAddress": null, "defaultCurrency": "USD",
+        "createdDate": "2025-02-01T00:00:00Z"}"#,
+    r#"{"id": "cus_03", "customerName": "Zoë Ångström", "emailAddress": "zoe@example.com", "defaultCurrency": "KWD",
+        "note": "100%_done", "createdDate": "2025-03-01T12:00:00.25Z"}"#,
+    r#"{"id": "cus_04", "customerName": "Tanaka 株式会社", "defaultCurrency": "JPY", "note": "100 percent done"}"#,
+];
+
+const PRODUCTS: &[&str] = &[
+    r#"{"id": "prod_01", "name": "Gift card £50", "description": "A gift", "categorization": "Gift cards", "isGiftCard": true,
+        "createdDate": "2025-04-01T00:00:00Z"}"#,
+    r#"{"id": "prod_02", "name": "T-shirt", "categorization": "Apparel", "isGiftCard": false, "createdDate": "2025-04-02T00:00:00Z"}"#,
+    r#"{"id": "prod_03", "name": "Mystery box", "description": "GIFT wrapped", "createdDate": "2025-04-03T00:00:00Z"}"#,
+    r#"{"id": "prod_04", "name": "Legacy voucher", "categorization": "Gift cards", "isGiftCard": "true"}"#,
+];
+
+fn instant(s: &str) -> DateTime<Utc> {
+    parse_instant(s).unwrap_or_else(|| panic!("instant {s}"))
+}
+
+/// When the first payments and every other type are written (`modified`).
+fn first_write() -> DateTime<Utc> {
+    instant("2025-06-04T09:00:00.000001Z")
+}
+
+/// When the later payments are written.
+fn second_write() -> DateTime<Utc> {
+    instant("2025-06-05T09:00:00.5Z")
+}
+
+/// A company and connection holding the fixtures above (`pay_09` deleted), and another connection
+/// whose records must never show up in the first one's lists.
+async fn seeded_records(repos: &Repositories) -> Connection {
+    let (_, conn) = company_with_connection(repos, "Co", 0).await;
+    let (_, other) = company_with_connection(repos, "Other", 5).await;
+    let cp = checkpoint(PullOperationId::new_random(), None, 1, 1);
+    let mut first: Vec<StoredRecord> = PAYMENTS_FIRST.iter().map(|j| commerce(j)).collect();
+    first.last_mut().expect("pay_09").deleted = true;
+    write(repos, &conn, DataType::Payments, &first, &cp, first_write()).await;
+    let second: Vec<StoredRecord> = PAYMENTS_SECOND.iter().map(|j| commerce(j)).collect();
+    write(repos, &conn, DataType::Payments, &second, &cp, second_write()).await;
+    for (dt, docs) in [(DataType::Transactions, TRANSACTIONS), (DataType::Customers, CUSTOMERS), (DataType::Products, PRODUCTS)] {
+        let page: Vec<StoredRecord> = docs.iter().map(|j| commerce(j)).collect();
+        write(repos, &conn, dt, &page, &cp, first_write()).await;
+    }
+    let stranger = commerce(r#"{"id": "pay_other", "amount": 10.5, "currency": "USD", "createdDate": "2025-06-02T00:00:00Z"}"#);
+    write(repos, &other, DataType::Payments, &[stranger], &cp, first_write()).await;
+    // A customer filed under another data type of the same connection.
+    write(repos, &conn, DataType::Disputes, &[commerce(CUSTOMERS[0])], &cp, first_write()).await;
+    conn
+}
+
+fn record_query(dt: DataType, page: i64, page_size: i64, query: Option<&str>, order_by: Option<&str>) -> ListQuery {
+    let schema = commerce_schema::schema(dt).unwrap_or_else(|| panic!("{dt} is a list type"));
+    ListQuery::from_params(schema, Some(page), Some(page_size), query, order_by)
+        .unwrap_or_else(|e| panic!("{dt} query {query:?} / orderBy {order_by:?}: {e}"))
+}
+
+async fn list_records(repos: &Repositories, conn: &Connection, dt: DataType, query: &ListQuery) -> Page<RecordRow> {
+    repos.records.list(conn.id, dt, query).await.unwrap_or_else(|e| panic!("list {dt} {query:?}: {e}"))
+}
+
+fn record_ids(page: &Page<RecordRow>) -> Vec<&str> {
+    page.items.iter().map(|r| r.record.id.as_str()).collect()
+}
+
+/// Every stored record of a data type (deleted ones too), by id.
+async fn stored_rows(repos: &Repositories, conn: &Connection, dt: DataType) -> Vec<RecordRow> {
+    repos.records.scan(conn.id, dt, None, 1000).await.unwrap_or_else(|e| panic!("scan {dt}: {e}"))
+}
+
+/// The document as the API serves it and `query::eval` sees it: `createdDate` and `modifiedDate`
+/// from the columns (microsecond RFC 3339), so the evaluator is the reference for every field.
+fn served_document(row: &RecordRow) -> serde_json::Value {
+    let mut doc = row.record.document.clone();
+    let fields = doc.as_object_mut().expect("documents are objects");
+    let rfc3339 = |t: DateTime<Utc>| serde_json::Value::String(t.to_rfc3339_opts(SecondsFormat::Micros, true));
+    match row.record.created {
+        Some(c) => fields.insert("createdDate".into(), rfc3339(c)),
+        None => fields.remove("createdDate"),
+    };
+    fields.insert("modifiedDate".into(), rfc3339(row.modified));
+    doc
+}
+
+/// Live records in the default order: created (missing first), then id.
+fn in_default_order(mut rows: Vec<&RecordRow>) -> Vec<&RecordRow> {
+    rows.sort_by(|a, b| (a.record.created, &a.record.id).cmp(&(b.record.created, &b.record.id)));
+    rows
+}
+
+/// What `list` must return for `query` (ignoring paging): the live records the in-memory
+/// evaluator selects, in `query.order_by` order (see [`sort_key`]) or the default one.
+fn expected_ids<'a>(rows: &'a [RecordRow], dt: DataType, query: &ListQuery) -> Vec<&'a str> {
+    let live = rows
+        .iter()
+        .filter(|r| !r.record.deleted)
+        .filter(|r| query.filter.as_ref().is_none_or(|f| eval::matches(f, &served_document(r))))
+        .collect::<Vec<_>>();
+    let mut ordered = in_default_order(live);
+    if let Some(o) = &query.order_by {
+        let ty = commerce_schema::schema(dt).and_then(|s| s.field(o.field)).expect("ordered field").ty;
+        // Ascending: missing values first, then the id; descending is the exact reverse.
+        ordered.sort_by(|a, b| {
+            (sort_key(&served_document(a), o.field, ty), &a.record.id).cmp(&(sort_key(&served_document(b), o.field, ty), &b.record.id))
+        });
+        if o.descending {
+            ordered.reverse();
+        }
+    }
+    ordered.into_iter().map(|r| r.record.id.as_str()).collect()
+}
+
+/// A field's value as it orders: numbers numerically, dates chronologically, text by code point;
+/// missing, null, unreadable or mistyped values are `Missing`, which sorts first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey {
+    Missing,
+    Bool(bool),
+    Number(rust_decimal::Decimal),
+    Instant(DateTime<Utc>),
+    Text(String),
+}
+
+fn sort_key(doc: &serde_json::Value, field: &str, ty: FieldType) -> SortKey {
+    let pointer = format!("/{}", field.replace('.', "/"));
+    let Some(v) = doc.pointer(&pointer) else { return SortKey::Missing };
+    let key = match ty {
+        FieldType::Number => v.as_number().and_then(|n| n.to_string().parse().ok()).map(SortKey::Number),
+        FieldType::Date => v.as_str().and_then(parse_instant).map(SortKey::Instant),
+        FieldType::Bool => v.as_bool().map(SortKey::Bool),
+        FieldType::String | FieldType::Enum(_) => v.as_str().map(|s| SortKey::Text(s.to_owned())),
+    };
+    key.unwrap_or(SortKey::Missing)
+}
+
+/// Lists `query` (one page of 100, in the requested order) and checks ids, order and total against
+/// [`expected_ids`]; returns the ids.
+async fn check_list(
+    repos: &Repositories,
+    conn: &Connection,
+    rows: &[RecordRow],
+    dt: DataType,
+    query: &str,
+    order_by: Option<&str>,
+) -> Vec<String> {
+    let q = record_query(dt, 1, 100, Some(query).filter(|q| !q.is_empty()), order_by);
+    let page = list_records(repos, conn, dt, &q).await;
+    let want = expected_ids(rows, dt, &q);
+    assert_eq!(record_ids(&page), want, "{dt} query {query:?} orderBy {order_by:?}");
+    assert_eq!(page.total, want.len() as u64, "{dt} total for {query:?}");
+    assert!(!record_ids(&page).contains(&"pay_09"), "deleted records never show");
+    want.into_iter().map(str::to_owned).collect()
+}
+
+/// `list` selects exactly the records the in-memory evaluator selects, for every operator and
+/// type: text (exact, not-equal including missing, contains folding ASCII case only and taking
+/// wildcards literally), numbers (integers and decimals in USD, JPY and KWD, negatives), dates
+/// (date-only and full timestamps with fractions and offsets, in documents and as the `created`
+/// and `modified` columns), enums, booleans, dotted fields and `{ } && ||` groups. Values of the
+/// wrong JSON type count as missing. Deleted records and other connections' never show.
+pub async fn record_list_filters_match_the_in_memory_evaluator(repos: Repositories) {
+    let conn = seeded_records(&repos).await;
+    let queries: &[(DataType, &str)] = &[
+        (DataType::Payments, "amount>10.5"),
+        (DataType::Payments, "amount>=10.50 && amount<=120.5"),
+        (DataType::Payments, "amount=1.234"),
+        (DataType::Payments, "amount<1.235 && currency=KWD"),
+        (DataType::Payments, "amount!=10.5"),
+        (DataType::Payments, "amount<=-0.9 || amount>=5000"),
+        (DataType::Payments, "{currency=USD || currency=KWD} && amount>=1.234"),
+        (DataType::Payments, "status=paid && paymentMethodRef.id=pm_card_visa"),
+        (DataType::Payments, "paymentMethodRef.name~VISA"),
+        (DataType::Payments, "paymentMethodRef.id!=pm_card_visa"),
+        (DataType::Payments, "paymentProvider~stripe || id=pay_04"),
+        (DataType::Payments, "dueDate>=2025-06-02"),
+        (DataType::Payments, "dueDate<2025-06-02T17:14:12Z"),
+        (DataType::Payments, "dueDate=2025-06-02T17:14:12Z"),
+        (DataType::Payments, "dueDate>2025-06-02T17:14:12.4Z && dueDate<=2025-06-02T17:14:12.500Z"),
+        (DataType::Payments, "dueDate!=2025-06-02"),
+        (DataType::Payments, "dueDate>2025-06-02T19:14:11+02:00"),
+        (DataType::Payments, "createdDate>2025-06-01 && createdDate<=2025-06-02T17:14:12Z"),
+        (DataType::Payments, "createdDate!=2025-06-02T17:14:12Z"),
+        (DataType::Payments, "createdDate>2025-06-02T17:14:12.5Z"),
+        (DataType::Payments, "modifiedDate>=2025-06-05"),
+        (DataType::Payments, "modifiedDate<2025-06-04T09:00:00.000002Z && amount>0"),
+        (DataType::Payments, "sourceModifiedDate<2025-06-02T17:15:00Z || status=Unknown"),
+        (DataType::Transactions, "totalAmount<=-0.9"),
+        (DataType::Transactions, "totalAmount<0 && transactionSourceRef.type=Payment"),
+        (DataType::Transactions, "transactionSourceRef.id=pay_01 || type=Payout"),
+        (DataType::Transactions, "transactionSourceRef.type!=Payment"),
+        (DataType::Transactions, "subType~charge"),
+        (DataType::Transactions, "sourceCreatedDate>2025-06-02T17:14:12Z"),
+        (DataType::Transactions, "sourceCreatedDate<=2025-06-01T00:00:00Z || sourceCreatedDate=2025-06-01T10:00:00Z"),
+        (DataType::Customers, "customerName~acme"),
+        (DataType::Customers, "emailAddress!=billing@acme.example"),
+        (DataType::Customers, "customerName~ÅngStröm"),
+        (DataType::Customers, "customerName~ångström || customerName~株式"),
+        (DataType::Customers, "note~%_"),
+        (DataType::Customers, "defaultCurrency!=GBP && note!=VIP"),
+        (DataType::Customers, "createdDate<2025-03-01T12:00:00.25Z"),
+        (DataType::Products, "isGiftCard=true"),
+        (DataType::Products, "isGiftCard!=true"),
+        (DataType::Products, "isGiftCard=false || description~gift"),
+        (DataType::Products, "categorization=Gift cards && name~CARD"),
+    ];
+    let mut rows = BTreeMap::new();
+    for dt in [DataType::Payments, DataType::Transactions, DataType::Customers, DataType::Products] {
+        rows.insert(dt, stored_rows(&repos, &conn, dt).await);
+    }
+    for (dt, query) in queries {
+        let all = rows[dt].iter().filter(|r| !r.record.deleted).count();
+        let ids = check_list(&repos, &conn, &rows[dt], *dt, query, None).await;
+        assert!(!ids.is_empty() && ids.len() < all, "{dt} {query:?} selects some records but not all: {ids:?}");
+    }
+    // Without a query: every live record of the type, nothing of other types or connections.
+    let all = check_list(&repos, &conn, &rows[&DataType::Payments], DataType::Payments, "", None).await;
+    assert_eq!(all, ["pay_05", "pay_03", "pay_04", "pay_08", "pay_01", "pay_07", "pay_02", "pay_06"], "created (missing first), then id");
+    assert_eq!(check_list(&repos, &conn, &rows[&DataType::Customers], DataType::Customers, "", None).await.len(), 4);
+}
+
+/// `orderBy` sorts numbers numerically, dates chronologically (document dates with offsets and
+/// fractions, and the `created`/`modified` columns) and text by code point; missing values come
+/// first ascending and last descending; equal values fall back to the id, in the same direction.
+pub async fn record_list_orders_numbers_dates_and_text_with_an_id_tie_break(repos: Repositories) {
+    let conn = seeded_records(&repos).await;
+    let payments = stored_rows(&repos, &conn, DataType::Payments).await;
+    let orders =
+        ["amount", "createdDate", "modifiedDate", "dueDate", "sourceModifiedDate", "currency", "paymentMethodRef.name", "status", "id"];
+    for field in orders {
+        for order in [field.to_owned(), format!("-{field}")] {
+            check_list(&repos, &conn, &payments, DataType::Payments, "", Some(&order)).await;
+        }
+    }
+    // Spelled out for the trickiest ones, so the reference itself is checked too.
+    let amount = check_list(&repos, &conn, &payments, DataType::Payments, "", Some("amount")).await;
+    assert_eq!(amount, ["pay_08", "pay_04", "pay_02", "pay_06", "pay_05", "pay_07", "pay_01", "pay_03"], "10.5 = 10.50 → by id");
+    let amount_desc = check_list(&repos, &conn, &payments, DataType::Payments, "", Some("-amount")).await;
+    assert_eq!(amount_desc, ["pay_03", "pay_01", "pay_07", "pay_05", "pay_06", "pay_02", "pay_04", "pay_08"]);
+    let due = check_list(&repos, &conn, &payments, DataType::Payments, "", Some("dueDate")).await;
+    assert_eq!(due, ["pay_06", "pay_07", "pay_08", "pay_04", "pay_03", "pay_01", "pay_05", "pay_02"], "missing, null, unreadable first");
+    let created_desc = check_list(&repos, &conn, &payments, DataType::Payments, "", Some("-createdDate")).await;
+    assert_eq!(created_desc, ["pay_06", "pay_02", "pay_07", "pay_01", "pay_08", "pay_04", "pay_03", "pay_05"]);
+
+    for (dt, fields) in [
+        (DataType::Transactions, &["totalAmount", "sourceCreatedDate", "transactionSourceRef.type", "subType"][..]),
+        (DataType::Customers, &["customerName", "emailAddress", "createdDate"][..]),
+        (DataType::Products, &["isGiftCard", "name"][..]),
+    ] {
+        let rows = stored_rows(&repos, &conn, dt).await;
+        for field in fields {
+            for order in [(*field).to_owned(), format!("-{field}")] {
+                check_list(&repos, &conn, &rows, dt, "", Some(&order)).await;
+            }
+        }
+    }
+    let txns = stored_rows(&repos, &conn, DataType::Transactions).await;
+    let by_amount = check_list(&repos, &conn, &txns, DataType::Transactions, "totalAmount<1000", Some("totalAmount")).await;
+    assert_eq!(by_amount, ["txn_04", "txn_02", "txn_03", "txn_06", "txn_05", "txn_01"], "numeric, not lexical");
+    let by_source_created = check_list(&repos, &conn, &txns, DataType::Transactions, "", Some("-sourceCreatedDate")).await;
+    assert_eq!(by_source_created, ["txn_04", "txn_02", "txn_01", "txn_03", "txn_06", "txn_05"], "instants, offsets applied");
+}
+
+/// Pages come from one order with an exact total: page 2 of size 3 is the 4th to 6th record,
+/// the pages together are the whole list once, a page past the end is empty with the total kept,
+/// and deleted records count nowhere.
+pub async fn record_list_pages_with_an_exact_total_and_without_deleted_records(repos: Repositories) {
+    let conn = seeded_records(&repos).await;
+    let payments = stored_rows(&repos, &conn, DataType::Payments).await;
+    assert_eq!(repos.records.count(conn.id, DataType::Payments, true).await.unwrap(), 9, "pay_09 is stored");
+    let live = repos.records.count(conn.id, DataType::Payments, false).await.unwrap();
+    assert_eq!(live, 8);
+
+    for (query, order_by) in [(None, None), (None, Some("-amount")), (Some("amount>0"), Some("dueDate")), (Some("status=Paid"), None)] {
+        let full = expected_ids(&payments, DataType::Payments, &record_query(DataType::Payments, 1, 100, query, order_by));
+        let mut paged = Vec::new();
+        for n in 1..=4 {
+            let page = list_records(&repos, &conn, DataType::Payments, &record_query(DataType::Payments, n, 3, query, order_by)).await;
+            assert_eq!(page.total, full.len() as u64, "exact total on page {n} of {query:?}");
+            assert_eq!(page.request.page, u32::try_from(n).unwrap());
+            let ids = record_ids(&page);
+            let from = usize::try_from(n - 1).unwrap() * 3;
+            assert_eq!(ids, full.iter().skip(from).take(3).copied().collect::<Vec<_>>(), "page {n} of {query:?} / {order_by:?}");
+            assert_eq!(page.has_next(), from + 3 < full.len());
+            paged.extend(ids.into_iter().map(str::to_owned));
+        }
+        assert_eq!(paged, full, "pages of {query:?} / {order_by:?} cover the list once");
+        assert!(!paged.iter().any(|id| id == "pay_09"));
+    }
+    let page2 = list_records(&repos, &conn, DataType::Payments, &record_query(DataType::Payments, 2, 3, None, None)).await;
+    assert_eq!(record_ids(&page2), ["pay_08", "pay_01", "pay_07"]);
+    assert_eq!(page2.total, live);
+
+    // The deleted record matches this query and would sort first.
+    let page =
+        list_records(&repos, &conn, DataType::Payments, &record_query(DataType::Payments, 1, 3, Some("amount>100"), Some("-amount"))).await;
+    assert_eq!((record_ids(&page), page.total), (vec!["pay_03", "pay_01"], 2));
+    // Nothing listed for a data type with no records, nor for another connection's.
+    let none = list_records(&repos, &conn, DataType::Disputes, &record_query(DataType::Disputes, 1, 3, Some("status=Won"), None)).await;
+    assert_eq!((none.items.len(), none.total), (0, 0));
+}
+
+/// Date text in documents is read exactly as `parse_instant` reads it, for the forms the sync
+/// engine and Codat write (date only, minutes, seconds with or without a fraction, `T`/`t`/space,
+/// `Z`/`z` or an offset); malformed or impossible dates (29 February 2025, hour 24, a missing
+/// digit, a lower-case `t` without an offset), and values that are not strings, count as missing,
+/// on both backends.
+pub async fn record_list_reads_document_dates_like_the_evaluator(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let dates = [
+        r#""2025-06-02""#,
+        r#""2024-02-29""#,
+        r#""2025-06-02T17:14""#,
+        r#""2025-06-02T17:14:12""#,
+        r#""2025-06-02 17:14:12.5""#,
+        r#""2025-06-02t17:14:12z""#,
+        r#""2025-06-02T17:14:12Z""#,
+        r#""2025-06-02T17:14:12.1Z""#,
+        r#""2025-06-02T17:14:12.123456+14:00""#,
+        r#""2025-06-02T17:14:12-00:00""#,
+        r#""2025-06-01T23:59:59.999999-05:30""#,
+        r#""1999-12-31T23:59:59Z""#,
+        r#""0001-01-01T00:00:00Z""#,
+        r#""9999-12-31""#,
+        r#""2025-06-02T17:14:12.5000000Z""#,
+        r#""2025-06-02T16:14:12.1234567-01:00""#,
+        r#""2025-02-29""#,
+        r#""2025-06-02t17:14:12""#,
+        r#""2025-04-31""#,
+        r#""2025-13-01""#,
+        r#""2025-06-02T24:00:00Z""#,
+        r#""2025-06-02T17:60:00Z""#,
+        r#""2025-06-02T17:14Z""#,
+        r#""2025-06-02 17:14""#,
+        r#""2025-06-02T17:14:12.Z""#,
+        r#""2025-06-02T17:14:12+0530""#,
+        r#""2025-06-02T17:14:12 Z""#,
+        r#""20250602""#,
+        r#""2460828.5""#,
+        r#""now""#,
+        r#""""#,
+        "1748884452",
+        "true",
+        r#"{"date": "2025-06-02"}"#,
+    ];
+    let page: Vec<StoredRecord> = dates
+        .iter()
+        .enumerate()
+        .map(|(i, d)| commerce(&format!(r#"{{"id": "due_{i:02}", "amount": 1, "currency": "USD", "dueDate": {d}}}"#)))
+        .collect();
+    write(&repos, &conn, DataType::Payments, &page, &checkpoint(PullOperationId::new_random(), None, 1, 1), at(100)).await;
+    let rows = stored_rows(&repos, &conn, DataType::Payments).await;
+    let instants = ["2025-06-02", "2025-06-02T17:14:12Z", "2025-06-02T03:14:12.123456Z", "2025-06-02T17:14:12.5Z", "2024-02-29T00:00:00Z"];
+    for at in instants {
+        for op in ["=", "!=", ">", "<", ">=", "<="] {
+            check_list(&repos, &conn, &rows, DataType::Payments, &format!("dueDate{op}{at}"), None).await;
+        }
+    }
+    let readable = check_list(&repos, &conn, &rows, DataType::Payments, "dueDate>0001-01-01", None).await;
+    assert_eq!(readable.len(), 15, "the first 16 dates but 0001-01-01 itself are readable: {readable:?}");
+    check_list(&repos, &conn, &rows, DataType::Payments, "", Some("dueDate")).await;
+    check_list(&repos, &conn, &rows, DataType::Payments, "", Some("-dueDate")).await;
 }

@@ -67,6 +67,7 @@ storage_contract! {
     inserting_a_connection_with_an_existing_id_is_a_conflict,
     connection_get_is_scoped_to_its_company_and_find_is_not,
     connection_update_round_trips_status_grant_errors_and_source_account,
+    connection_status_compare_and_set_and_last_sync,
     updating_a_missing_connection_is_not_found,
     connection_delete_is_scoped_to_its_company,
     connection_list_filters_by_status_and_orders_newest_first,
@@ -117,6 +118,10 @@ storage_contract! {
     record_count_excludes_deleted_unless_asked,
     record_get_and_keyset_scan_see_each_record_once,
     deleting_a_connection_removes_its_lease_records_and_checkpoint,
+    record_list_filters_match_the_in_memory_evaluator,
+    record_list_orders_numbers_dates_and_text_with_an_id_tie_break,
+    record_list_pages_with_an_exact_total_and_without_deleted_records,
+    record_list_reads_document_dates_like_the_evaluator,
 }
 
 /// Backend-specific checks that are not part of the shared contract.

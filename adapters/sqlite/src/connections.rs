@@ -165,6 +165,32 @@ impl ConnectionRepository for SqliteStore {
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
     }
 
+    async fn set_status_if(
+        &self,
+        id: ConnectionId,
+        from: tributary_domain::model::connection::ConnectionStatus,
+        to: tributary_domain::model::connection::ConnectionStatus,
+    ) -> Result<bool, RepositoryError> {
+        let done = sqlx::query("UPDATE connections SET status = ? WHERE id = ? AND status = ?")
+            .bind(to.as_str())
+            .bind(id.to_string())
+            .bind(from.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_last_sync(&self, id: ConnectionId, at: chrono::DateTime<chrono::Utc>) -> Result<(), RepositoryError> {
+        sqlx::query("UPDATE connections SET last_sync = ? WHERE id = ?")
+            .bind(to_micros(at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn find_by_source_account(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, RepositoryError> {
         let rows = sqlx::query("SELECT * FROM connections WHERE integration_key = ? AND source_account = ? ORDER BY created ASC, id ASC")
             .bind(platform_key)

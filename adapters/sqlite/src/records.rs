@@ -3,6 +3,7 @@
 //! records, whose `DO UPDATE … WHERE` leaves unchanged records (and their `modified`) alone, so
 //! the statement's change count is the number of records inserted or changed.
 
+use crate::filter::{Column, Sql, render, render_order};
 use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,14 +11,54 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
+use tributary_domain::model::commerce_schema::{RecordField, locate};
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
+use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::RecordRepository;
 
 /// Records per `INSERT`: 5 bound values each plus 4 shared, well under SQLite's 32,766 limit.
 const CHUNK: usize = 500;
 
 const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
+
+/// Where a commerce field lives (`commerce_schema::locate`): three columns, or a path into the
+/// document.
+fn columns(field: &'static str) -> Option<Column> {
+    match locate(field) {
+        RecordField::Created => Some(Column::Scalar("created")),
+        RecordField::Modified => Some(Column::Scalar("modified")),
+        RecordField::Id => Some(Column::Scalar("record_id")),
+        RecordField::Document(path) => Column::json("document", path),
+    }
+}
+
+/// The default order: the `records_created` index (`connection_id, data_type, created,
+/// record_id`) read forwards, so a page needs no sort.
+const DEFAULT_ORDER: &str = "created ASC NULLS FIRST";
+
+/// `SELECT` of a page of live records matching `query`, and the `COUNT(*)` of all of them, as
+/// (page, count) statements sharing one `WHERE`.
+fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> (Sql, Sql) {
+    let mut where_sql = Sql::default();
+    where_sql.push(" WHERE connection_id = ");
+    where_sql.bind_text(connection.to_string());
+    where_sql.push(" AND data_type = ");
+    where_sql.bind_text(data_type.key().to_owned());
+    where_sql.push(" AND deleted = 0");
+    if let Some(f) = &query.filter {
+        where_sql.push(" AND ");
+        render(&mut where_sql, f, columns);
+    }
+    let count = Sql { text: format!("SELECT COUNT(*) FROM records{}", where_sql.text), args: where_sql.args.clone() };
+    let mut page = Sql { text: format!("SELECT {COLUMNS} FROM records{}", where_sql.text), args: where_sql.args };
+    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, "record_id");
+    page.push(" LIMIT ");
+    page.bind_i64(i64::from(query.page.page_size));
+    page.push(" OFFSET ");
+    page.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+    (page, count)
+}
 
 fn from_row(r: &SqliteRow) -> Result<RecordRow, RepositoryError> {
     let id: String = r.get("record_id");
@@ -176,6 +217,14 @@ impl RecordRepository for SqliteStore {
             .transpose()
     }
 
+    async fn list(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<Page<RecordRow>, RepositoryError> {
+        let (page, count) = list_sql(connection, data_type, query);
+        let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query_with(&page.text, page.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+
     async fn scan(
         &self,
         connection: ConnectionId,
@@ -211,7 +260,47 @@ impl RecordRepository for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::upsert_sql;
+    use super::{columns, list_sql, upsert_sql};
+    use crate::SqliteStore;
+    use sqlx::Row;
+    use tributary_domain::ids::ConnectionId;
+    use tributary_domain::model::commerce_schema::{PAYMENTS, schema};
+    use tributary_domain::model::data_type::DataType;
+    use tributary_domain::paging::ListQuery;
+
+    /// The query plan of a list page, one step per line.
+    async fn plan(store: &SqliteStore, query: Option<&str>, order_by: Option<&str>) -> String {
+        let q = ListQuery::from_params(&PAYMENTS, Some(3), Some(50), query, order_by).unwrap();
+        let (page, _) = list_sql(ConnectionId::new_random(), DataType::Payments, &q);
+        let rows = sqlx::query_with(&format!("EXPLAIN QUERY PLAN {}", page.text), page.args).fetch_all(&store.pool).await.unwrap();
+        rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Every queryable field of every list type has a column, so none silently matches nothing.
+    #[test]
+    fn every_commerce_field_is_located() {
+        for dt in DataType::ALL {
+            for field in schema(dt).map_or(&[][..], |s| s.fields) {
+                assert!(columns(field.name).is_some(), "{dt} {}", field.name);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_in_created_order_read_the_created_index_without_sorting() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        for (query, order_by) in
+            [(None, None), (None, Some("-createdDate")), (Some("amount>1 && dueDate>=2025-01-01"), Some("createdDate"))]
+        {
+            let plan = plan(&store, query, order_by).await;
+            assert!(plan.contains("USING INDEX records_created (connection_id=? AND data_type=?)"), "{query:?} {order_by:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{query:?} {order_by:?}: {plan}");
+        }
+        let plan = plan(&store, None, Some("amount")).await;
+        assert!(plan.contains("USE TEMP B-TREE FOR ORDER BY"), "other orders sort: {plan}");
+        store.close().await;
+    }
 
     #[test]
     fn placeholders_are_numbered_after_the_shared_four() {
