@@ -38,7 +38,8 @@ impl ConnectionStatus {
     /// Whether the lifecycle allows moving from `self` to `to`.
     ///
     /// `PendingAuth → Linked → Unlinked | Deauthorized`, and back to `Linked` on re-link. Staying in
-    /// `Unlinked` or `Deauthorized` is allowed so that repeated requests are idempotent.
+    /// `Unlinked` or `Deauthorized` is allowed so that repeated requests are idempotent, and a client
+    /// may unlink a connection the merchant already deauthorized.
     pub fn can_become(self, to: Self) -> bool {
         use ConnectionStatus::*;
         matches!(
@@ -51,6 +52,7 @@ impl ConnectionStatus {
                 | (Unlinked, Unlinked)
                 | (Deauthorized, Deauthorized)
                 | (Unlinked, Deauthorized)
+                | (Deauthorized, Unlinked)
         )
     }
 }

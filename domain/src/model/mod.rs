@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod commerce;
+pub mod commerce_schema;
 pub mod company;
 pub mod connection;
 pub mod data_type;

@@ -92,6 +92,22 @@ pub trait ConnectionRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError>;
+    /// Changes a connection's status only if it is still `from` (compare-and-set, so a worker never
+    /// overwrites a client's unlink); returns whether it changed.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn set_status_if(
+        &self,
+        id: ConnectionId,
+        from: crate::model::connection::ConnectionStatus,
+        to: crate::model::connection::ConnectionStatus,
+    ) -> Result<bool, RepositoryError>;
+    /// Records when the connection was last synced, touching nothing else.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn set_last_sync(&self, id: ConnectionId, at: DateTime<Utc>) -> Result<(), RepositoryError>;
     /// Connections of an integration linked (now or before) to a source account, oldest first.
     ///
     /// # Errors
@@ -350,6 +366,14 @@ pub trait RecordRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn get(&self, connection: ConnectionId, data_type: DataType, id: &str) -> Result<Option<RecordRow>, RepositoryError>;
+    /// A page of live (not deleted) records of a list data type matching `query.filter` (resolved
+    /// against [`crate::model::commerce_schema::schema`]), ordered by `query.order_by` then record
+    /// id (default: created, then id). Fields are located with
+    /// [`crate::model::commerce_schema::locate`]; numbers compare numerically and dates as instants.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<Page<RecordRow>, RepositoryError>;
     /// Records of a data type (deleted ones too) in record-id order after `after_id` (keyset), for
     /// exports and tests.
     ///

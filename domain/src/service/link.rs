@@ -297,9 +297,8 @@ impl Linking {
     pub async fn deauthorized(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, DomainError> {
         let mut changed = Vec::new();
         for mut c in self.platform.repos.connections.find_by_source_account(platform_key, account).await? {
-            if c.status == ConnectionStatus::Linked {
-                c.transition(ConnectionStatus::Deauthorized)?;
-                self.platform.repos.connections.update(&c).await?;
+            if self.platform.repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized).await? {
+                c.status = ConnectionStatus::Deauthorized;
                 changed.push(c);
             }
         }
@@ -456,7 +455,8 @@ mod tests {
         let s = setup(oauth_granting("acct_1", false)).await;
         let url = s.linking.start(s.company, s.connection).await.unwrap();
         let state = state_of(&url);
-        let tampered = format!("{}0", &state[..state.len() - 1]);
+        let last = if state.ends_with('0') { '1' } else { '0' };
+        let tampered = format!("{}{last}", &state[..state.len() - 1]);
         assert!(matches!(s.linking.complete(cb(&tampered, "good")).await, Err(CallbackError::State(StateError::Invalid))));
         assert!(matches!(
             s.linking.complete(Callback { code: Some("good".into()), ..Default::default() }).await,

@@ -6,6 +6,7 @@ mod connections;
 mod integrations;
 mod link;
 mod pulls;
+mod records;
 mod settings;
 mod sync;
 
@@ -134,6 +135,27 @@ pub(crate) mod test_support {
         }
         async fn list(&self, company: CompanyId, q: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
             Ok(page(self.connections.lock().unwrap().iter().filter(|c| c.company_id == company).cloned().collect(), q))
+        }
+        async fn set_status_if(
+            &self,
+            id: ConnectionId,
+            from: crate::model::connection::ConnectionStatus,
+            to: crate::model::connection::ConnectionStatus,
+        ) -> Result<bool, RepositoryError> {
+            let mut all = self.connections.lock().unwrap();
+            match all.iter_mut().find(|c| c.id == id && c.status == from) {
+                Some(c) => {
+                    c.status = to;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        }
+        async fn set_last_sync(&self, id: ConnectionId, at: DateTime<Utc>) -> Result<(), RepositoryError> {
+            if let Some(c) = self.connections.lock().unwrap().iter_mut().find(|c| c.id == id) {
+                c.last_sync = Some(at);
+            }
+            Ok(())
         }
         async fn find_by_source_account(&self, key: &str, account: &str) -> Result<Vec<Connection>, RepositoryError> {
             Ok(self
@@ -391,6 +413,15 @@ pub(crate) mod test_support {
             id: &str,
         ) -> Result<Option<crate::model::record::RecordRow>, RepositoryError> {
             Ok(self.records.lock().unwrap().get(&(c, t, id.to_owned())).cloned())
+        }
+        async fn list(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+            q: &ListQuery,
+        ) -> Result<Page<crate::model::record::RecordRow>, RepositoryError> {
+            let all = self.records.lock().unwrap();
+            Ok(page(all.iter().filter(|((rc, rt, _), r)| *rc == c && *rt == t && !r.record.deleted).map(|(_, r)| r.clone()).collect(), q))
         }
         async fn scan(
             &self,

@@ -263,15 +263,14 @@ impl SyncEngine {
                 Ok(p) => p,
                 Err(e) => {
                     let status = status_for(&e);
-                    if status == DatasetStatus::AuthError
-                        && let Some(mut current) = self.platform.repos.connections.find(connection.id).await?
-                        && current.status == ConnectionStatus::Linked
-                    {
+                    if status == DatasetStatus::AuthError {
                         // Stripe no longer lets us read a linked account: the merchant revoked
-                        // access. (An unlinked connection stays unlinked.)
-                        current.transition(ConnectionStatus::Deauthorized)?;
-                        self.platform.repos.connections.update(&current).await?;
-                        *connection = current;
+                        // access. Only a still-linked connection changes (an unlink wins).
+                        self.platform
+                            .repos
+                            .connections
+                            .set_status_if(connection.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized)
+                            .await?;
                     }
                     self.finish(op, status, Some(e.to_string())).await?;
                     return Ok(false);
@@ -311,12 +310,9 @@ impl SyncEngine {
     async fn complete(&self, connection: &mut Connection, op: PullOperation) -> Result<(), DomainError> {
         let now = self.platform.clock.now();
         self.finish(op, DatasetStatus::Complete, None).await?;
-        // Re-read so a status change made meanwhile (an unlink) is not overwritten.
-        if let Some(mut current) = self.platform.repos.connections.find(connection.id).await? {
-            current.last_sync = Some(now);
-            self.platform.repos.connections.update(&current).await?;
-            *connection = current;
-        }
+        // Only last_sync is written, so a status change made meanwhile (an unlink) stands.
+        self.platform.repos.connections.set_last_sync(connection.id, now).await?;
+        connection.last_sync = Some(now);
         if let Some(mut company) = self.platform.repos.companies.get(connection.company_id).await? {
             company.last_sync = Some(now);
             self.platform.repos.companies.update(&company).await?;

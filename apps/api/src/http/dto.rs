@@ -45,7 +45,7 @@ pub struct Links {
 /// Codat's paging envelope.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Paged<T: ToSchema> {
+pub struct Paged<T: ToSchema + Serialize> {
     /// Records on this page.
     pub results: Vec<T>,
     /// Current page number.
@@ -70,7 +70,7 @@ fn href(path: &str, page: u32, size: u32, params: &ListParams) -> Href {
     Href { href: format!("{path}?{}", q.finish().replace('+', "%20")) }
 }
 
-impl<T: ToSchema> Paged<T> {
+impl<T: ToSchema + Serialize> Paged<T> {
     /// Wraps a page with relative links under `path`.
     pub fn new<U>(page: Page<U>, path: &str, params: &ListParams, f: impl FnMut(U) -> T) -> Self {
         let r = page.request;

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, middleware (correlation ids, API-key auth) and the Codat DTOs.
 
 mod api_keys;
+mod commerce;
 pub use api_keys::generate_api_key;
 mod companies;
 mod connections;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_keys::routes())
         .merge(history::routes())
         .merge(refresh::routes())
+        .merge(commerce::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))

@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers and DTOs (utoipa) and served at
 //! `/openapi.json`. A snapshot test keeps contract changes visible in review.
 
-use super::{api_keys, companies, connections, history, integrations, refresh, settings};
+use super::{api_keys, commerce, companies, connections, history, integrations, refresh, settings};
 use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -35,6 +35,7 @@ impl Modify for Security {
         api_keys::list, api_keys::create, api_keys::remove,
         history::list, history::show,
         refresh::all, refresh::queue, refresh::status,
+        commerce::company_info, commerce::list, commerce::show,
     )
 )]
 pub struct ApiDoc;

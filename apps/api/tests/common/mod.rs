@@ -5,6 +5,10 @@
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use stripe_sandbox::{Config, Mode, Profile};
 use tributary_api::crypto::AesGcmCipher;
 use tributary_api::store::Store;
 use tributary_domain::service::{IntegrationUpdate, Platform};
@@ -107,4 +111,59 @@ pub fn assert_envelope(status: u16, body: &Value, want: u16) -> String {
     assert!(body["canBeRetried"].is_string());
     assert_eq!(body["detailedErrorCode"], 0);
     body["error"].as_str().unwrap().to_owned()
+}
+
+/// A sandbox merchant with `profile`, linked through the Link flow and fully synced by the server's
+/// worker. Returns the server, the sandbox, the company id, the connection id and the account id.
+pub async fn linked_and_synced(
+    profile: Profile,
+) -> (TestServer, stripe_sandbox::Running, String, tributary_domain::ids::ConnectionId, String) {
+    let sandbox = stripe_sandbox::start(Config { listen: "127.0.0.1:0".into(), test_rate: None, ..Config::default() }).await.unwrap();
+    let api = TestServer::start_with(&sandbox.url()).await;
+    let cfg = Config::default();
+    api.platform
+        .update_integration(
+            "yzth",
+            IntegrationUpdate {
+                client_id: Some(cfg.test_client_id.clone()),
+                secret_key: Some(SecretString::from(cfg.test_secret_key.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    api.platform.set_integration_enabled("yzth", true).await.unwrap();
+    let company = api.company("Synced Shop").await;
+    let s = sandbox.sandbox.clone();
+    let account = tokio::task::spawn_blocking(move || s.create_account(Mode::Test, Some(21), false, &profile)).await.unwrap();
+    let (_, c) = api.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = browser.get(c["linkUrl"].as_str().unwrap()).send().await.unwrap();
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let q: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
+    let approve: Value = browser
+        .post(format!("{}/_sandbox/oauth/approve", sandbox.url()))
+        .json(&json!({"client_id": q["client_id"], "redirect_uri": q["redirect_uri"], "scope": q["scope"], "state": q["state"], "account": account}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = browser.get(approve["redirect"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, status) = api.get(&format!("/companies/{company}/dataStatus")).await;
+        let done = status
+            .as_object()
+            .is_some_and(|m| m.len() == 11 && m.values().all(|v| v["currentStatus"] == "Complete" || v["currentStatus"] == "NotSupported"));
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sync did not finish: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let connection: tributary_domain::ids::ConnectionId = c["id"].as_str().unwrap().parse().unwrap();
+    (api, sandbox, company, connection, account)
 }

@@ -1,0 +1,80 @@
+//! The Commerce API: `GET /companies/{companyId}/connections/{connectionId}/data/commerce-…`.
+
+use super::AppState;
+use super::dto::Paged;
+use super::error::{ApiError, ErrorMessage};
+use super::extract::{ListParams, path_id};
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use tributary_domain::ids::{CompanyId, ConnectionId};
+use tributary_domain::model::commerce_schema::schema;
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::paging::ListQuery;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/companies/{companyId}/connections/{connectionId}/data/commerce-info", get(company_info))
+        .route("/companies/{companyId}/connections/{connectionId}/data/{dataType}", get(list))
+        .route("/companies/{companyId}/connections/{connectionId}/data/{dataType}/{recordId}", get(show))
+}
+
+fn ids(company: &str, connection: &str) -> Result<(CompanyId, ConnectionId), ApiError> {
+    Ok((path_id(company, "company id")?, path_id(connection, "connection id")?))
+}
+
+fn data_type(raw: &str) -> Result<DataType, ApiError> {
+    match raw.parse::<DataType>() {
+        Ok(DataType::CompanyInfo) | Err(_) => Err(ApiError::not_found(format!("No commerce data type is served at '{raw}'."))),
+        Ok(dt) => Ok(dt),
+    }
+}
+
+/// Company info (a single object).
+#[utoipa::path(get, path = "/companies/{companyId}/connections/{connectionId}/data/commerce-info", tag = "Commerce", operation_id = "get-company-info",
+    params(("companyId" = String, Path), ("connectionId" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorMessage), (status = 409, body = ErrorMessage)))]
+pub(super) async fn company_info(
+    State(s): State<AppState>,
+    Path((company, connection)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (company, connection) = ids(&company, &connection)?;
+    Ok(Json(s.platform.company_info(company, connection).await?))
+}
+
+/// A page of customers, disputes, payments, products or transactions.
+#[utoipa::path(get, path = "/companies/{companyId}/connections/{connectionId}/data/{dataType}", tag = "Commerce", operation_id = "list-commerce-data",
+    params(("companyId" = String, Path), ("connectionId" = String, Path), ("dataType" = String, Path, description = "commerce-customers, commerce-disputes, commerce-payments, commerce-products or commerce-transactions"),
+        ("page" = Option<i32>, Query), ("pageSize" = Option<i32>, Query), ("query" = Option<String>, Query), ("orderBy" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 400, body = ErrorMessage), (status = 404, body = ErrorMessage), (status = 409, body = ErrorMessage)))]
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Path((company, connection, raw)): Path<(String, String, String)>,
+    params: ListParams,
+) -> Result<Json<Paged<serde_json::Value>>, ApiError> {
+    let (company, connection) = ids(&company, &connection)?;
+    let dt = data_type(&raw)?;
+    let Some(schema) = schema(dt) else {
+        // A type without a list schema is one Stripe does not provide: let the domain say so.
+        s.platform.readable(company, connection, dt).await?;
+        return Err(ApiError::not_found(format!("Datatype {dt} cannot be listed.")));
+    };
+    s.platform.readable(company, connection, dt).await?;
+    let q = ListQuery::from_params(schema, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
+    let page = s.platform.list_records(company, connection, dt, &q).await?;
+    let path = format!("/companies/{company}/connections/{connection}/data/{raw}");
+    Ok(Json(Paged::new(page, &path, &params, |v| v)))
+}
+
+/// One record by id (ids may contain `:` and spaces, as the fee transactions do).
+#[utoipa::path(get, path = "/companies/{companyId}/connections/{connectionId}/data/{dataType}/{recordId}", tag = "Commerce", operation_id = "get-commerce-record",
+    params(("companyId" = String, Path), ("connectionId" = String, Path), ("dataType" = String, Path), ("recordId" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorMessage), (status = 409, body = ErrorMessage)))]
+pub(super) async fn show(
+    State(s): State<AppState>,
+    Path((company, connection, raw, id)): Path<(String, String, String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (company, connection) = ids(&company, &connection)?;
+    let dt = data_type(&raw)?;
+    Ok(Json(s.platform.get_record(company, connection, dt, &id).await?))
+}

@@ -1,0 +1,97 @@
+//! The Commerce API's Codat semantics: envelopes, paging, queries, and every error case.
+
+mod common;
+
+use common::{assert_envelope, linked_and_synced};
+use serde_json::{Value, json};
+use stripe_sandbox::Profile;
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::model::record::{Checkpoint, StoredRecord};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commerce_reads_follow_codats_envelope_paging_queries_and_errors() {
+    let profile = Profile { customers: 12, charges: 60, refunds: 8, disputes: 10, products: 4, prices: 9, payouts: 5 };
+    let (api, sandbox, company, connection, account) = linked_and_synced(profile).await;
+    let base = format!("/companies/{company}/connections/{connection}/data");
+
+    let (st, page) = api.get(&format!("{base}/commerce-payments?page=2&pageSize=10&orderBy=-amount")).await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!((page["pageNumber"].as_u64(), page["pageSize"].as_u64()), (Some(2), Some(10)));
+    assert_eq!(page["results"].as_array().unwrap().len(), 10);
+    assert_eq!(page["_links"]["self"]["href"], format!("{base}/commerce-payments"));
+    assert_eq!(page["_links"]["previous"]["href"], format!("{base}/commerce-payments?page=1&pageSize=10&orderBy=-amount"));
+    let amounts: Vec<f64> = page["results"].as_array().unwrap().iter().map(|p| p["amount"].as_f64().unwrap()).collect();
+    assert!(amounts.windows(2).all(|w| w[0] >= w[1]), "ordered by amount descending: {amounts:?}");
+    assert!(page["results"][0]["modifiedDate"].is_string(), "modifiedDate is filled in");
+
+    let (_, jpy) = api.get(&format!("{base}/commerce-payments?pageSize=5000&query=currency%3DJPY%20%26%26%20amount%3E0")).await;
+    assert!(jpy["results"].as_array().unwrap().iter().all(|p| p["currency"] == "JPY" && p["amount"].as_f64().unwrap() > 0.0));
+    assert_eq!(jpy["totalResults"].as_u64().unwrap() as usize, jpy["results"].as_array().unwrap().len());
+
+    let (_, fees) = api.get(&format!("{base}/commerce-transactions?pageSize=1&query=type%3DPaymentFee")).await;
+    let fee_id = fees["results"][0]["id"].as_str().unwrap().to_owned();
+    assert!(fee_id.ends_with(":Stripe processing fees"));
+    let (st, fee) = api.get(&format!("{base}/commerce-transactions/{}", fee_id.replace(' ', "%20"))).await;
+    assert_eq!((st, fee["id"].as_str()), (200, Some(fee_id.as_str())), "ids with ':' and spaces work in get");
+
+    let (st, info) = api.get(&format!("{base}/commerce-info")).await;
+    assert_eq!((st, info["commercePlatformRef"].as_str()), (200, Some(account.as_str())));
+
+    // Errors, each in Codat's envelope.
+    let (st, b) = api.get(&format!("{base}/commerce-orders")).await;
+    assert_eq!(assert_envelope(st, &b, 404), "Datatype commerce-orders not supported by platform(s) Stripe Test");
+    for t in ["commerce-locations", "commerce-paymentMethods", "commerce-productCategories", "commerce-taxComponents"] {
+        let (st, b) = api.get(&format!("{base}/{t}")).await;
+        assert!(assert_envelope(st, &b, 404).contains("not supported"), "{t}");
+    }
+    let (st, b) = api.get(&format!("{base}/commerce-payments?query=amount%3E")).await;
+    assert!(assert_envelope(st, &b, 400).starts_with("Error parsing query - "));
+    let (st, b) = api.get(&format!("{base}/commerce-payments?query=colour%3Dred")).await;
+    assert_eq!(assert_envelope(st, &b, 400), "Error parsing query - Could not resolve property colour on Payment");
+    let (st, b) = api.get(&format!("{base}/commerce-payments?orderBy=-colour")).await;
+    assert!(assert_envelope(st, &b, 400).contains("colour"));
+    let (st, b) = api.get(&format!("{base}/commerce-customers/cus_missing")).await;
+    assert_envelope(st, &b, 404);
+    let (st, b) = api.get(&format!("/companies/{}/connections/{connection}/data/commerce-customers", uuid::Uuid::new_v4())).await;
+    assert_envelope(st, &b, 404);
+    let (st, b) = api.get(&format!("/companies/{company}/connections/{}/data/commerce-customers", uuid::Uuid::new_v4())).await;
+    assert_envelope(st, &b, 404);
+    let other = api.company("Other").await;
+    let (st, b) = api.get(&format!("/companies/{other}/connections/{connection}/data/commerce-customers")).await;
+    assert_envelope(st, &b, 404);
+
+    // A soft-deleted record is not returned.
+    let (_, customers) = api.get(&format!("{base}/commerce-customers?pageSize=5000")).await;
+    let total = customers["totalResults"].as_u64().unwrap();
+    let victim = customers["results"][0].clone();
+    let id = victim["id"].as_str().unwrap().to_owned();
+    let repos = api.platform.repositories();
+    let cp = repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap();
+    let mut doc = victim.clone();
+    doc.as_object_mut().unwrap().remove("modifiedDate");
+    let deleted = StoredRecord { id: id.clone(), created: None, source_modified: None, document: doc, deleted: true };
+    let company_id = company.parse().unwrap();
+    repos
+        .records
+        .write_page(company_id, connection, DataType::Customers, &[deleted], &Checkpoint { ..cp }, chrono::Utc::now())
+        .await
+        .unwrap();
+    let (_, after) = api.get(&format!("{base}/commerce-customers?pageSize=5000")).await;
+    assert_eq!(after["totalResults"].as_u64().unwrap(), total - 1);
+    let (st, b) = api.get(&format!("{base}/commerce-customers/{id}")).await;
+    assert_envelope(st, &b, 404);
+    sandbox.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_type_that_was_never_synced_is_409() {
+    let api = common::TestServer::start().await;
+    api.enable_stripe_test().await;
+    let company = api.company("Unsynced").await;
+    let (_, c) = api.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    let id = c["id"].as_str().unwrap();
+    let (st, b): (u16, Value) = api.get(&format!("/companies/{company}/connections/{id}/data/commerce-customers")).await;
+    assert_eq!(assert_envelope(st, &b, 409), "The data set has not been requested.");
+    let (st, b) = api.get(&format!("/companies/{company}/connections/{id}/data/commerce-info")).await;
+    assert_eq!(assert_envelope(st, &b, 409), "The data set has not been requested.");
+}
