@@ -1618,7 +1618,8 @@ fn customer(id: &str, name: &str, created: Option<DateTime<Utc>>) -> StoredRecor
 }
 
 fn checkpoint(pull: PullOperationId, cursor: Option<&str>, pages: u32, records: u64) -> Checkpoint {
-    Checkpoint { pull_id: pull, cursor: cursor.map(str::to_owned), pages, records }
+    // The incremental cursor rides along so every checkpoint round trip also checks it.
+    Checkpoint { pull_id: pull, cursor: cursor.map(str::to_owned), pages, records, incremental: Some(format!("inc-{pages}")) }
 }
 
 async fn write(repos: &Repositories, conn: &Connection, dt: DataType, page: &[StoredRecord], cp: &Checkpoint, now: DateTime<Utc>) -> u64 {

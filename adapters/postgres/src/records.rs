@@ -127,10 +127,10 @@ impl RecordRepository for PgStore {
         let (company, connection) = (company.to_string(), connection.to_string());
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let saved = sqlx::query(
-            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records) \
-             SELECT id, $1, $2, $3, $4, $5 FROM connections WHERE id = $6 AND company_id = $7 \
+            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records, incremental) \
+             SELECT id, $1, $2, $3, $4, $5, $8 FROM connections WHERE id = $6 AND company_id = $7 \
              ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = EXCLUDED.pull_id, cursor = EXCLUDED.cursor, \
-             pages = EXCLUDED.pages, records = EXCLUDED.records",
+             pages = EXCLUDED.pages, records = EXCLUDED.records, incremental = EXCLUDED.incremental",
         )
         .bind(data_type.key())
         .bind(checkpoint.pull_id.to_string())
@@ -139,6 +139,7 @@ impl RecordRepository for PgStore {
         .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
         .bind(&connection)
         .bind(&company)
+        .bind(&checkpoint.incremental)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -172,13 +173,14 @@ impl RecordRepository for PgStore {
     }
 
     async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {
-        let Some(r) =
-            sqlx::query("SELECT pull_id, cursor, pages, records FROM sync_checkpoints WHERE connection_id = $1 AND data_type = $2")
-                .bind(connection.to_string())
-                .bind(data_type.key())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?
+        let Some(r) = sqlx::query(
+            "SELECT pull_id, cursor, pages, records, incremental FROM sync_checkpoints WHERE connection_id = $1 AND data_type = $2",
+        )
+        .bind(connection.to_string())
+        .bind(data_type.key())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
         else {
             return Ok(None);
         };
@@ -187,6 +189,7 @@ impl RecordRepository for PgStore {
             cursor: r.get("cursor"),
             pages: u32::try_from(r.get::<i32, _>("pages")).unwrap_or(0),
             records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+            incremental: r.get("incremental"),
         }))
     }
 

@@ -136,16 +136,17 @@ impl RecordRepository for SqliteStore {
         let (company, connection) = (company.to_string(), connection.to_string());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let saved = sqlx::query(
-            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records) \
-             SELECT id, ?, ?, ?, ?, ? FROM connections WHERE id = ? AND company_id = ? \
+            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records, incremental) \
+             SELECT id, ?, ?, ?, ?, ?, ? FROM connections WHERE id = ? AND company_id = ? \
              ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = excluded.pull_id, cursor = excluded.cursor, \
-             pages = excluded.pages, records = excluded.records",
+             pages = excluded.pages, records = excluded.records, incremental = excluded.incremental",
         )
         .bind(data_type.key())
         .bind(checkpoint.pull_id.to_string())
         .bind(&checkpoint.cursor)
         .bind(i64::from(checkpoint.pages))
         .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
+        .bind(&checkpoint.incremental)
         .bind(&connection)
         .bind(&company)
         .execute(&mut *tx)
@@ -176,12 +177,14 @@ impl RecordRepository for SqliteStore {
     }
 
     async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {
-        let Some(r) = sqlx::query("SELECT pull_id, cursor, pages, records FROM sync_checkpoints WHERE connection_id = ? AND data_type = ?")
-            .bind(connection.to_string())
-            .bind(data_type.key())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
+        let Some(r) = sqlx::query(
+            "SELECT pull_id, cursor, pages, records, incremental FROM sync_checkpoints WHERE connection_id = ? AND data_type = ?",
+        )
+        .bind(connection.to_string())
+        .bind(data_type.key())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
         else {
             return Ok(None);
         };
@@ -190,6 +193,7 @@ impl RecordRepository for SqliteStore {
             cursor: r.get("cursor"),
             pages: u32::try_from(r.get::<i64, _>("pages")).unwrap_or(u32::MAX),
             records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+            incremental: r.get("incremental"),
         }))
     }
 

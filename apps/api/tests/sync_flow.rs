@@ -94,3 +94,57 @@ async fn a_linked_merchant_is_synced_completely_with_amounts_equal_to_the_sandbo
     assert_eq!(ids.len(), transactions.len(), "no record twice");
     sandbox.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sync_follows_changes_cheaply_and_applies_creates_and_deletes() {
+    let profile = Profile { customers: 30, charges: 40, refunds: 5, disputes: 3, products: 4, prices: 8, payouts: 3 };
+    let (api, sandbox, company, connection, account) = linked_and_synced(profile).await;
+    let http = reqwest::Client::new();
+    let stats_url = format!("{}/_sandbox/accounts/{account}/stats", sandbox.url());
+    http.delete(&stats_url).send().await.unwrap();
+
+    // An unchanged account: a resync costs about one request per data type.
+    let (st, _) = api.call(reqwest::Method::POST, &format!("/companies/{company}/data/all"), None).await;
+    assert_eq!(st, 204);
+    wait_complete(&api, &company).await;
+    let stats: Value = http.get(&stats_url).send().await.unwrap().json().await.unwrap();
+    let total = stats["total"].as_u64().unwrap();
+    assert!(total <= 12, "an unchanged resync made {total} requests: {stats}");
+
+    // A customer created and another deleted at Stripe show up after the next sync.
+    let created: Value = http
+        .post(format!("{}/_sandbox/accounts/{account}/objects/customers", sandbox.url()))
+        .json(&serde_json::json!({"name": "Newly Created", "email": "new@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = all_records(&api, connection, DataType::Customers).await;
+    let victim = before[0]["id"].as_str().unwrap().to_owned();
+    let res = http.delete(format!("{}/_sandbox/accounts/{account}/objects/customers/{victim}", sandbox.url())).send().await.unwrap();
+    assert!(res.status().is_success());
+    let (st, _) = api.call(reqwest::Method::POST, &format!("/companies/{company}/data/queue/commerce-customers"), None).await;
+    assert_eq!(st, 200);
+    wait_complete(&api, &company).await;
+    let after = all_records(&api, connection, DataType::Customers).await;
+    let ids: Vec<&str> = after.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&created["id"].as_str().unwrap()), "the new customer arrived");
+    assert!(!ids.contains(&victim.as_str()), "the deleted customer is hidden");
+    assert_eq!(after.len(), before.len());
+    sandbox.stop().await;
+}
+
+async fn wait_complete(api: &TestServer, company: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, history) =
+            api.get(&format!("/companies/{company}/data/history?pageSize=5000&query=status%3DQueued%20%7C%7C%20status%3DFetching")).await;
+        if history["totalResults"] == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "pulls did not finish: {history}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -38,4 +38,7 @@ pub struct Checkpoint {
     pub pages: u32,
     /// Records written so far.
     pub records: u64,
+    /// The source's change cursor to follow once the backfill is done (taken before it starts, so
+    /// nothing that changes during the backfill is missed).
+    pub incremental: Option<String>,
 }

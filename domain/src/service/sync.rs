@@ -141,6 +141,14 @@ pub struct SyncEngine {
     lease_for: Duration,
 }
 
+/// What following changes led to.
+enum Followed {
+    /// The pull is finished (complete or failed).
+    Done,
+    /// The cursor was too old or had a gap: fetch everything.
+    NeedsBackfill,
+}
+
 fn status_for(e: &SourceError) -> DatasetStatus {
     match e {
         SourceError::Auth(_) => DatasetStatus::AuthError,
@@ -245,19 +253,39 @@ impl SyncEngine {
             return Ok(false);
         };
         let checkpoint = self.platform.repos.records.checkpoint(connection.id, op.data_type).await?;
-        let (mut cursor, mut pages, mut total) = match checkpoint {
+        op.status = DatasetStatus::Fetching;
+        self.platform.repos.pull_operations.update(&op).await?;
+        let resumed = match checkpoint {
             Some(cp) if cp.pull_id == op.id => {
                 if cp.cursor.is_none() && cp.pages > 0 {
                     // The last page was committed but the pull not marked complete (a crash).
                     self.complete(connection, op).await?;
                     return Ok(false);
                 }
-                (cp.cursor, cp.pages, cp.records)
+                Some(cp)
             }
-            _ => (None, 0, 0),
+            // A finished backfill with a change cursor: follow the changes instead of fetching all.
+            Some(cp) if cp.cursor.is_none() && cp.incremental.is_some() => {
+                match self.follow_changes(connection, &creds, &account, &mut op, cp.incremental.unwrap_or_default()).await? {
+                    Followed::Done => return Ok(false),
+                    Followed::NeedsBackfill => None,
+                }
+            }
+            _ => None,
         };
-        op.status = DatasetStatus::Fetching;
-        self.platform.repos.pull_operations.update(&op).await?;
+        let (mut cursor, mut pages, mut total, incremental) = match resumed {
+            Some(cp) => (cp.cursor, cp.pages, cp.records, cp.incremental),
+            None => {
+                // Take the change cursor before the backfill, so changes made during it are seen.
+                match self.source.list_changes(&creds, &account, op.data_type, String::new()).await {
+                    Ok(start) => (None, 0, 0, Some(start.cursor)),
+                    Err(e) => {
+                        self.fail(connection, op, &e).await?;
+                        return Ok(false);
+                    }
+                }
+            }
+        };
         loop {
             let page = match self.source.list_page(&creds, &account, op.data_type, cursor.clone()).await {
                 Ok(p) => p,
@@ -279,7 +307,8 @@ impl SyncEngine {
             let stored: Vec<StoredRecord> = page.records.iter().map(to_stored).collect();
             pages += 1;
             total += stored.len() as u64;
-            let cp = Checkpoint { pull_id: op.id, cursor: page.next_cursor.clone(), pages, records: total };
+            let cp =
+                Checkpoint { pull_id: op.id, cursor: page.next_cursor.clone(), pages, records: total, incremental: incremental.clone() };
             let now = self.platform.clock.now();
             self.platform.repos.records.write_page(op.company_id, op.connection_id, op.data_type, &stored, &cp, now).await?;
             op.progress = i32::from(page.progress.unwrap_or(0).min(99));
@@ -307,6 +336,54 @@ impl SyncEngine {
         Ok(false)
     }
 
+    /// Ends a pull in the error status for a source failure; a revoked account also deauthorizes a
+    /// still-linked connection (an unlink made meanwhile wins).
+    async fn fail(&self, connection: &Connection, op: PullOperation, e: &SourceError) -> Result<(), DomainError> {
+        let status = status_for(e);
+        if status == DatasetStatus::AuthError {
+            self.platform.repos.connections.set_status_if(connection.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized).await?;
+        }
+        self.finish(op, status, Some(e.to_string())).await?;
+        Ok(())
+    }
+
+    /// Applies the changes since `cursor`: upserts, and soft-deletes for objects deleted at the
+    /// source, in one write with the new cursor.
+    async fn follow_changes(
+        &self,
+        connection: &mut Connection,
+        creds: &crate::ports::oauth::PlatformCredentials,
+        account: &str,
+        op: &mut PullOperation,
+        cursor: String,
+    ) -> Result<Followed, DomainError> {
+        let changes = match self.source.list_changes(creds, account, op.data_type, cursor).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail(connection, op.clone(), &e).await?;
+                return Ok(Followed::Done);
+            }
+        };
+        if changes.needs_backfill {
+            tracing::info!(connection.id = %connection.id, sync.data_type = %op.data_type, "change cursor too old; full backfill");
+            return Ok(Followed::NeedsBackfill);
+        }
+        let mut stored: Vec<StoredRecord> = changes.upserts.iter().map(to_stored).collect();
+        for id in &changes.deletions {
+            if let Some(row) = self.platform.repos.records.get(connection.id, op.data_type, id).await?
+                && !row.record.deleted
+            {
+                stored.push(StoredRecord { deleted: true, ..row.record });
+            }
+        }
+        let cp = Checkpoint { pull_id: op.id, cursor: None, pages: 1, records: stored.len() as u64, incremental: Some(changes.cursor) };
+        let now = self.platform.clock.now();
+        let changed = self.platform.repos.records.write_page(op.company_id, op.connection_id, op.data_type, &stored, &cp, now).await?;
+        op.status_description = Some(format!("{changed} records changed since the last sync"));
+        self.complete(connection, op.clone()).await?;
+        Ok(Followed::Done)
+    }
+
     async fn complete(&self, connection: &mut Connection, op: PullOperation) -> Result<(), DomainError> {
         let now = self.platform.clock.now();
         self.finish(op, DatasetStatus::Complete, None).await?;
@@ -326,7 +403,17 @@ mod tests {
     use super::*;
     use crate::model::commerce::Customer;
     use crate::model::company::CompanyFields;
-    use crate::ports::source::{MockCommerceDataSource, RecordPage};
+    use crate::ports::source::{ChangeSet, MockCommerceDataSource, RecordPage};
+
+    fn changes(cursor: &str) -> ChangeSet {
+        ChangeSet { upserts: vec![], deletions: vec![], cursor: cursor.into(), needs_backfill: false }
+    }
+
+    fn mock() -> MockCommerceDataSource {
+        let mut m = MockCommerceDataSource::new();
+        m.expect_list_changes().withf(|_, _, _, c| c.is_empty()).returning(|_, _, _, _| Ok(changes("start")));
+        m
+    }
     use crate::service::IntegrationUpdate;
     use crate::service::test_support::{Fixed, Mem, platform_with};
     use secrecy::SecretString;
@@ -372,7 +459,7 @@ mod tests {
     async fn a_pull_fetches_every_page_commits_checkpoints_and_completes() {
         let mem = Arc::new(Mem::default());
         let (p, company, connection) = linked(mem).await;
-        let mut source = MockCommerceDataSource::new();
+        let mut source = mock();
         source.expect_list_page().returning(|_, acct, _, cursor| {
             assert_eq!(acct, "acct_1");
             Ok(match cursor.as_deref() {
@@ -405,13 +492,13 @@ mod tests {
         let mem = Arc::new(Mem::default());
         let (p, company, connection) = linked(mem).await;
         let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
-        let cp = Checkpoint { pull_id: op.id, cursor: Some("p2".into()), pages: 1, records: 2 };
+        let cp = Checkpoint { pull_id: op.id, cursor: Some("p2".into()), pages: 1, records: 2, incremental: None };
         p.repos
             .records
             .write_page(company, connection, DataType::Customers, &[to_stored(&customer("cus_1"))], &cp, p.clock.now())
             .await
             .unwrap();
-        let mut source = MockCommerceDataSource::new();
+        let mut source = mock();
         source
             .expect_list_page()
             .times(1)
@@ -425,7 +512,7 @@ mod tests {
     async fn a_revoked_account_ends_auth_error_and_deauthorizes_and_a_403_ends_permissions_error() {
         let mem = Arc::new(Mem::default());
         let (p, company, connection) = linked(mem).await;
-        let mut source = MockCommerceDataSource::new();
+        let mut source = mock();
         source.expect_list_page().returning(|_, _, dt, _| match dt {
             DataType::Disputes => Err(SourceError::Permission("403 on /v1/disputes".into())),
             _ => Ok(RecordPage { records: vec![], next_cursor: None, progress: None }),
@@ -436,7 +523,7 @@ mod tests {
         assert_eq!(p.get_pull_operation(company, disputes.id).await.unwrap().status, DatasetStatus::PermissionsError);
         assert_eq!(p.get_pull_operation(company, customers.id).await.unwrap().status, DatasetStatus::Complete);
 
-        let mut source = MockCommerceDataSource::new();
+        let mut source = mock();
         source.expect_list_page().returning(|_, _, _, _| Err(SourceError::Auth("account_invalid".into())));
         let op = p.queue_pull(company, DataType::Products, None).await.unwrap();
         engine(&p, source).run_once().await.unwrap();
@@ -448,6 +535,57 @@ mod tests {
             matches!(p.queue_pull(company, DataType::Products, None).await, Err(DomainError::InvalidState(_))),
             "a deauthorized connection is not synced"
         );
+    }
+
+    #[tokio::test]
+    async fn a_later_pull_follows_changes_from_the_saved_cursor_and_soft_deletes() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem).await;
+        let mut source = mock();
+        source.expect_list_page().times(1).returning(|_, _, _, _| {
+            Ok(RecordPage { records: vec![customer("cus_1"), customer("cus_2")], next_cursor: None, progress: None })
+        });
+        source.expect_list_changes().withf(|_, _, _, c| c == "start").times(1).returning(|_, _, _, _| {
+            Ok(ChangeSet {
+                upserts: vec![customer("cus_3")],
+                deletions: vec!["cus_1".into()],
+                cursor: "next".into(),
+                needs_backfill: false,
+            })
+        });
+        let e = engine(&p, source);
+        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        e.run_once().await.unwrap();
+        let second = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        e.run_once().await.unwrap();
+        assert_eq!(p.get_pull_operation(company, second.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 2, "cus_1 deleted, cus_3 added");
+        assert!(p.repos.records.get(connection, DataType::Customers, "cus_1").await.unwrap().unwrap().record.deleted);
+        let cp = p.repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap();
+        assert_eq!(cp.incremental.as_deref(), Some("next"));
+    }
+
+    #[tokio::test]
+    async fn a_change_cursor_that_is_too_old_triggers_a_full_backfill() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem).await;
+        let mut source = mock();
+        source
+            .expect_list_page()
+            .times(2)
+            .returning(|_, _, _, _| Ok(RecordPage { records: vec![customer("cus_1")], next_cursor: None, progress: None }));
+        source
+            .expect_list_changes()
+            .withf(|_, _, _, c| c == "start")
+            .times(1)
+            .returning(|_, _, _, _| Ok(ChangeSet { upserts: vec![], deletions: vec![], cursor: String::new(), needs_backfill: true }));
+        let e = engine(&p, source);
+        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        e.run_once().await.unwrap();
+        let second = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        e.run_once().await.unwrap();
+        assert_eq!(p.get_pull_operation(company, second.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap().pull_id, second.id);
     }
 
     #[tokio::test]
