@@ -539,11 +539,17 @@ pub async fn updating_a_missing_connection_is_not_found(repos: Repositories) {
 }
 
 /// `set_status_if` changes the status only from the expected one (a worker's deauthorization never
-/// overwrites a client's unlink) and `set_last_sync` touches nothing else.
+/// overwrites a client's unlink), `set_last_sync` touches nothing else, and `list_linked` lists only
+/// linked connections.
 pub async fn connection_status_compare_and_set_and_last_sync(repos: Repositories) {
     let co = insert_named(&repos, "Co", 0).await;
     let c = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(1))).await;
+    let pending = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(2))).await;
+    let linked: Vec<_> = repos.connections.list_linked().await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(linked, vec![c.id], "only linked connections are listed for the scheduler");
+    assert!(!linked.contains(&pending.id));
     assert!(repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked).await.unwrap());
+    assert!(repos.connections.list_linked().await.unwrap().is_empty());
     assert!(
         !repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized).await.unwrap(),
         "the unlink stands"

@@ -181,6 +181,14 @@ impl ConnectionRepository for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn list_linked(&self) -> Result<Vec<Connection>, RepositoryError> {
+        let rows = sqlx::query("SELECT * FROM connections WHERE status = 'Linked' ORDER BY created ASC, id ASC")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(from_row).collect()
+    }
+
     async fn set_last_sync(&self, id: ConnectionId, at: chrono::DateTime<chrono::Utc>) -> Result<(), RepositoryError> {
         sqlx::query("UPDATE connections SET last_sync = $1 WHERE id = $2")
             .bind(at)

@@ -72,6 +72,27 @@ pub fn sync_engine(platform: &Platform, opts: &ServeOptions, worker: String) -> 
     Ok(SyncEngine::new(platform.clone(), Arc::new(source), worker, std::time::Duration::from_secs(60)))
 }
 
+/// How often the scheduler looks for data types due for a sync.
+pub const SCHEDULE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Queues the pulls that sync settings make due (every [`SCHEDULE_EVERY`]) and wakes the workers.
+pub async fn run_scheduler(platform: Platform, wake: Arc<tokio::sync::Notify>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match platform.queue_due().await {
+            Ok(q) if !q.is_empty() => {
+                tracing::info!(queued = q.len(), "scheduled pulls queued");
+                wake.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "scheduler failed; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SCHEDULE_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Runs a sync worker until `stop` is notified: leases a connection with queued pulls, runs them,
 /// and waits for `wake` (or a short poll) when idle.
 pub async fn run_worker(engine: SyncEngine, wake: Arc<tokio::sync::Notify>, stop: tokio::sync::watch::Receiver<bool>) {
@@ -150,6 +171,9 @@ pub async fn serve_on(
     for n in 0..opts.workers {
         let engine = sync_engine(&platform, &opts, format!("{}-{}-{n}", addr, std::process::id()))?;
         workers.push(tokio::spawn(run_worker(engine, wake.clone(), stop_rx.clone())));
+    }
+    if opts.workers > 0 {
+        workers.push(tokio::spawn(run_scheduler(platform.clone(), wake.clone(), stop_rx.clone())));
     }
     if platform.list_api_keys().await?.is_empty() {
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");

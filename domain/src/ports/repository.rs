@@ -108,6 +108,11 @@ pub trait ConnectionRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn set_last_sync(&self, id: ConnectionId, at: DateTime<Utc>) -> Result<(), RepositoryError>;
+    /// Every `Linked` connection, oldest first (for the scheduler).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_linked(&self) -> Result<Vec<Connection>, RepositoryError>;
     /// Connections of an integration linked (now or before) to a source account, oldest first.
     ///
     /// # Errors

@@ -151,6 +151,16 @@ pub(crate) mod test_support {
                 None => Ok(false),
             }
         }
+        async fn list_linked(&self) -> Result<Vec<Connection>, RepositoryError> {
+            Ok(self
+                .connections
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.status == crate::model::connection::ConnectionStatus::Linked)
+                .cloned()
+                .collect())
+        }
         async fn set_last_sync(&self, id: ConnectionId, at: DateTime<Utc>) -> Result<(), RepositoryError> {
             if let Some(c) = self.connections.lock().unwrap().iter_mut().find(|c| c.id == id) {
                 c.last_sync = Some(at);
@@ -286,7 +296,23 @@ pub(crate) mod test_support {
             Ok(self.pulls.lock().unwrap().iter().find(|p| p.id == id && p.company_id == company).cloned())
         }
         async fn list(&self, company: CompanyId, q: &ListQuery) -> Result<Page<crate::model::pull::PullOperation>, RepositoryError> {
-            Ok(page(self.pulls.lock().unwrap().iter().filter(|p| p.company_id == company).cloned().collect(), q))
+            // Filters and orders through the in-memory evaluator, as the SQL adapters do in SQL.
+            let doc = |p: &crate::model::pull::PullOperation| {
+                serde_json::json!({"id": p.id.to_string(), "connectionId": p.connection_id.to_string(), "dataType": p.data_type.key(),
+                    "status": p.status.as_str(), "requested": p.requested.to_rfc3339()})
+            };
+            let mut all: Vec<_> = self
+                .pulls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.company_id == company && q.filter.as_ref().is_none_or(|f| crate::query::eval::matches(f, &doc(p))))
+                .cloned()
+                .collect();
+            if q.order_by.as_ref().is_some_and(|o| o.descending) {
+                all.sort_by_key(|p| std::cmp::Reverse(p.requested));
+            }
+            Ok(page(all, q))
         }
         async fn update(&self, op: &crate::model::pull::PullOperation) -> Result<(), RepositoryError> {
             let mut all = self.pulls.lock().unwrap();

@@ -115,6 +115,46 @@ impl Platform {
         Ok(out)
     }
 
+    /// Queues a pull for every data type of every linked connection whose last pull was requested
+    /// more than its sync schedule (hours, company overrides first) ago, and that has no unfinished
+    /// pull. Data types never pulled are left to the first link. Unlinked and deauthorized
+    /// connections are never scheduled. Returns what was queued.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn queue_due(&self) -> Result<Vec<PullOperation>, DomainError> {
+        let now = self.clock.now();
+        let mut queued = Vec::new();
+        for c in self.repos.connections.list_linked().await? {
+            let Ok((settings, _)) = self.company_sync_settings(c.company_id).await else { continue };
+            let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
+            for s in settings.iter().filter(|s| def.feature_state(s.data_type) == FeatureState::Release && s.sync_schedule > 0) {
+                let filter =
+                    crate::query::resolve(&format!("connectionId={} && dataType={}", c.id, s.data_type), &crate::model::pull::QUERY_SCHEMA)
+                        .map_err(|e| DomainError::invalid(e.0))?;
+                let latest = self
+                    .repos
+                    .pull_operations
+                    .list(
+                        c.company_id,
+                        &crate::paging::ListQuery {
+                            filter: Some(filter),
+                            order_by: crate::query::parse_order_by("-requested", &crate::model::pull::QUERY_SCHEMA).ok(),
+                            page: crate::paging::PageRequest { page: 1, page_size: 1 },
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                let Some(last) = latest.items.first() else { continue };
+                let due = last.requested + chrono::Duration::hours(i64::from(s.sync_schedule));
+                if last.status.is_terminal() && due <= now {
+                    queued.push(self.queue_on(&c, s.data_type).await?);
+                }
+            }
+        }
+        Ok(queued)
+    }
+
     /// Per data type, the latest and latest successful pull of a company.
     ///
     /// # Errors
@@ -586,6 +626,44 @@ mod tests {
         e.run_once().await.unwrap();
         assert_eq!(p.get_pull_operation(company, second.id).await.unwrap().status, DatasetStatus::Complete);
         assert_eq!(p.repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap().pull_id, second.id);
+    }
+
+    #[tokio::test]
+    async fn due_data_types_of_linked_connections_are_queued_by_the_schedule() {
+        let mem = Arc::new(Mem::default());
+        let clock = Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap())));
+        let p = platform_with(mem, clock.clone());
+        p.update_integration(
+            "yzth",
+            IntegrationUpdate { client_id: Some("ca".into()), secret_key: Some(SecretString::from("sk_test_x")), ..Default::default() },
+        )
+        .await
+        .unwrap();
+        p.set_integration_enabled("yzth", true).await.unwrap();
+        let company = p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
+        let mut c = p.create_connection(company, "yzth").await.unwrap();
+        c.transition(ConnectionStatus::Linked).unwrap();
+        c.source_account = Some("acct_1".into());
+        p.repos.connections.update(&c).await.unwrap();
+        let mut source = mock();
+        source.expect_list_page().returning(|_, _, _, _| Ok(RecordPage { records: vec![], next_cursor: None, progress: None }));
+        source.expect_list_changes().returning(|_, _, _, _| Ok(changes("next")));
+        let e = engine(&p, source);
+        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        e.run_once().await.unwrap();
+        assert!(p.queue_due().await.unwrap().is_empty(), "not due within the 24 h default schedule");
+        *clock.0.lock().unwrap() += chrono::Duration::hours(25);
+        let due = p.queue_due().await.unwrap();
+        assert_eq!(
+            due.iter().map(|o| o.data_type).collect::<Vec<_>>(),
+            vec![DataType::Customers],
+            "only types pulled before are scheduled"
+        );
+        assert!(p.queue_due().await.unwrap().is_empty(), "an unfinished pull is not queued twice");
+        e.run_once().await.unwrap();
+        *clock.0.lock().unwrap() += chrono::Duration::hours(25);
+        p.repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked).await.unwrap();
+        assert!(p.queue_due().await.unwrap().is_empty(), "an unlinked connection is never scheduled");
     }
 
     #[tokio::test]
