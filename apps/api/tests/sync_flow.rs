@@ -148,3 +148,44 @@ async fn wait_complete(api: &TestServer, company: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_object_webhook_applies_the_change_at_once() {
+    use hmac::{Hmac, Mac};
+    let profile = Profile { customers: 5, charges: 10, refunds: 1, disputes: 1, products: 2, prices: 3, payouts: 1 };
+    let (api, sandbox, company, connection, account) = linked_and_synced(profile).await;
+    api.platform
+        .update_integration(
+            "yzth",
+            tributary_domain::service::IntegrationUpdate {
+                webhook_secret: Some(secrecy::SecretString::from("whsec_sandbox_connect")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/_sandbox/accounts/{account}/objects/customers", sandbox.url()))
+        .json(&serde_json::json!({"name": "Via Webhook"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = serde_json::json!({"id": "evt_w", "object": "event", "type": "customer.created", "account": account, "livemode": false,
+        "created": chrono::Utc::now().timestamp(), "data": {"object": created}})
+    .to_string();
+    let t = chrono::Utc::now().timestamp();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec_sandbox_connect").unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let sig = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
+    let res = http.post(format!("{}/webhooks/stripe", api.base)).header("stripe-signature", sig).body(body).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    wait_complete(&api, &company).await;
+    let ids: Vec<String> =
+        all_records(&api, connection, DataType::Customers).await.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+    assert!(ids.contains(&created["id"].as_str().unwrap().to_owned()), "the webhook's customer arrived without a client refresh");
+    sandbox.stop().await;
+}

@@ -377,6 +377,10 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             };
             report(ctx.json, serde_json::json!({"reencrypted": n, "keyId": new_cipher.current_key_id()}), &msg);
         }
+        Command::Data { company_id, connection_id, data_type, query, order_by, format } => {
+            let format = if ctx.json { "json" } else { format.as_str() };
+            crate::data::export(p, company_id, connection_id, data_type, query.as_deref(), order_by.as_deref(), format).await?;
+        }
         Command::Sync { company_id, connection, data_type } => {
             let cipher = tributary_api::cipher_from(&ctx.settings)?;
             let platform = tributary_api::platform(&ctx.store, cipher);

@@ -2,6 +2,7 @@
 //! `TRIBUTARY_*` variables) and works on the same database, also while the server runs.
 
 mod commands;
+mod data;
 mod demo;
 mod output;
 mod sync;
@@ -52,6 +53,25 @@ pub enum Command {
         /// Only this data type (e.g. commerce-customers).
         #[arg(long)]
         data_type: Option<String>,
+    },
+    /// Export a connection's commerce records (streamed page by page).
+    Data {
+        /// Company id.
+        company_id: String,
+        /// Connection id.
+        connection_id: String,
+        /// commerce-customers, commerce-disputes, commerce-payments, commerce-products,
+        /// commerce-transactions or commerce-info.
+        data_type: String,
+        /// Codat query, e.g. `currency=GBP && amount>10`.
+        #[arg(long)]
+        query: Option<String>,
+        /// Order, e.g. `-createdDate`.
+        #[arg(long, allow_hyphen_values = true)]
+        order_by: Option<String>,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
     },
     /// Master keys for secrets at rest.
     #[command(subcommand)]
@@ -142,7 +162,7 @@ pub enum CompaniesCmd {
         #[arg(long)]
         query: Option<String>,
         /// Order, e.g. `-created`.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         order_by: Option<String>,
         /// Page number.
         #[arg(long, default_value_t = 1)]

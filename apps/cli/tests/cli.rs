@@ -237,3 +237,68 @@ async fn on_postgres_a_pg_dump_holds_no_secret_in_clear() {
     assert!(!contains(&dump.stdout, key["key"].as_str().unwrap()), "API keys are stored hashed");
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn data_exports_synced_records_as_json_csv_and_a_table_with_query_and_order() {
+    use tributary_domain::model::data_type::DataType;
+    use tributary_domain::model::pull::{DatasetStatus, PullOperation};
+    use tributary_domain::model::record::{Checkpoint, StoredRecord};
+    let e = Env::new();
+    e.ok(Some(KEY_A), &["integrations", "set", "yzth", "--client-id", "ca_1", "--secret-key", "sk_test_1"]);
+    e.ok(None, &["integrations", "enable", "yzth"]);
+    let company = e.json(None, &["companies", "create", "Export Co"]);
+    let cid = company["id"].as_str().unwrap().to_owned();
+    let conn = e.json(None, &["connections", "create", &cid, "yzth"]);
+    let conn_id: tributary_domain::ids::ConnectionId = conn["id"].as_str().unwrap().parse().unwrap();
+
+    // Records as a sync would have written them.
+    let url = format!("sqlite://{}/tributary.db", e.dir.path().display());
+    let store = tributary_api::store::Store::open(&url).await.unwrap();
+    let repos = store.repositories();
+    let company_id: tributary_domain::ids::CompanyId = cid.parse().unwrap();
+    let now = chrono::Utc::now();
+    let op = PullOperation {
+        id: tributary_domain::ids::PullOperationId::new_random(),
+        company_id,
+        connection_id: conn_id,
+        data_type: DataType::Payments,
+        status: DatasetStatus::Complete,
+        status_description: None,
+        error_message: None,
+        requested: now,
+        completed: Some(now),
+        progress: 100,
+    };
+    repos.pull_operations.insert(std::slice::from_ref(&op)).await.unwrap();
+    let record = |id: &str, amount: &str, currency: &str| StoredRecord {
+        id: id.into(),
+        created: Some(now),
+        source_modified: None,
+        document: serde_json::from_str(&format!(
+            r#"{{"id":"{id}","amount":{amount},"currency":"{currency}","status":"Paid","paymentProvider":"Stripe, Inc."}}"#
+        ))
+        .unwrap(),
+        deleted: false,
+    };
+    let records = vec![record("ch_1", "10.5", "USD"), record("ch_2", "-3", "USD"), record("ch_3", "1.234", "KWD")];
+    let cp = Checkpoint { pull_id: op.id, cursor: None, pages: 1, records: 3, incremental: None };
+    repos.records.write_page(company_id, conn_id, DataType::Payments, &records, &cp, now).await.unwrap();
+    store.close().await;
+
+    let conn_s = conn_id.to_string();
+    let json: serde_json::Value =
+        serde_json::from_str(&e.ok(None, &["data", &cid, &conn_s, "commerce-payments", "--format", "json", "--order-by", "-amount"]))
+            .unwrap();
+    let ids: Vec<&str> = json.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ch_1", "ch_3", "ch_2"]);
+    let csv = e.ok(None, &["data", &cid, &conn_s, "commerce-payments", "--format", "csv", "--query", "currency=USD"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].contains("amount") && lines[0].contains("paymentProvider"));
+    assert!(csv.contains("\"Stripe, Inc.\""), "fields with commas are quoted: {csv}");
+    let table = e.ok(None, &["data", &cid, &conn_s, "commerce-payments"]);
+    assert!(table.contains("ch_3") && table.contains("3 records"), "{table}");
+    let out = e.run(None, &["data", &cid, &conn_s, "commerce-orders"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported"));
+}

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use tributary_domain::DomainError;
 use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::connection::ConnectionStatus;
+use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::oauth_state::StateError;
 use tributary_domain::service::{Callback, CallbackError};
 
@@ -258,5 +259,45 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
             }
         }
     }
+    if let (Some(account), Some(types)) = (&event.account, affected(&event.event_type)) {
+        // Object changes are applied at once by a pull that follows the changes since the last
+        // sync (polling reconciles anything a webhook missed).
+        match s.linking.platform().repositories().connections.find_by_source_account(key, account).await {
+            Ok(connections) => {
+                for c in connections.iter().filter(|c| c.status == ConnectionStatus::Linked) {
+                    for dt in types {
+                        if let Err(e) = s.platform.queue_pull(c.company_id, *dt, Some(c.id)).await {
+                            tracing::warn!(error = %e, connection.id = %c.id, "cannot queue a pull for a webhook");
+                        }
+                    }
+                }
+                s.wake.notify_waiters();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look up connections for a webhook");
+                return reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        }
+    }
     Json(serde_json::json!({"received": true})).into_response()
+}
+
+/// The data types a Stripe event changes.
+fn affected(event_type: &str) -> Option<&'static [DataType]> {
+    let t = event_type;
+    Some(if t.starts_with("customer.") && !t.starts_with("customer.source") && !t.starts_with("customer.subscription") {
+        &[DataType::Customers]
+    } else if t.starts_with("charge.dispute.") {
+        &[DataType::Disputes, DataType::Transactions]
+    } else if t.starts_with("charge.") || t.starts_with("refund.") {
+        &[DataType::Payments, DataType::Transactions]
+    } else if t.starts_with("product.") || t.starts_with("price.") {
+        &[DataType::Products]
+    } else if t.starts_with("payout.") {
+        &[DataType::Transactions]
+    } else if t == "account.updated" || t.starts_with("balance.") {
+        &[DataType::CompanyInfo]
+    } else {
+        return None;
+    })
 }
