@@ -1,0 +1,106 @@
+//! Benchmark: end-to-end sync throughput (Stripe-compatible sandbox → data source → mapping →
+//! storage) for one account, and the peak RSS of the process. Run with
+//!
+//! ```sh
+//! cargo run --release -p tributary-api --example sync_bench -- [TOTAL_OBJECTS] [DATABASE_URL] [RATE]
+//! ```
+//!
+//! (defaults: 200,000 objects, a temporary SQLite file, no rate limit; `RATE` = requests/s the
+//! sandbox allows per account, e.g. 25). The sandbox runs in the same process and on the same two
+//! cores, so the figure is a floor. Results go to docs/performance.md by hand.
+
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::Instant;
+use tributary_api::crypto::AesGcmCipher;
+use tributary_api::store::Store;
+use tributary_domain::model::company::CompanyFields;
+use tributary_domain::model::connection::ConnectionStatus;
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::service::{IntegrationUpdate, SyncEngine};
+
+fn rss_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 =
+        status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    kb / 1024.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let total: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let dir = tempfile::tempdir()?;
+    let url = args.get(2).cloned().filter(|u| !u.is_empty()).unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+    let rate: Option<u32> = args.get(3).and_then(|a| a.parse().ok());
+
+    let sandbox =
+        stripe_sandbox::start(stripe_sandbox::Config { listen: "127.0.0.1:0".into(), test_rate: rate, ..Default::default() }).await?;
+    let unit = total / 100;
+    let profile = stripe_sandbox::Profile {
+        customers: unit * 9,
+        charges: unit * 28,
+        refunds: unit * 3,
+        disputes: unit,
+        products: unit,
+        prices: unit * 3,
+        payouts: unit,
+    };
+    let sb = sandbox.sandbox.clone();
+    let account = tokio::task::spawn_blocking(move || sb.create_account(stripe_sandbox::Mode::Test, Some(7), true, &profile)).await?;
+    let objects: usize = {
+        let a = sandbox.sandbox.account(&account).expect("account");
+        let a = a.read().expect("lock");
+        a.lists.values().map(|c| c.items.len()).sum()
+    };
+
+    let store = Store::open(&url).await?;
+    let platform = tributary_api::platform(&store, AesGcmCipher::new(&[7; 32], &[]));
+    let cfg = stripe_sandbox::Config::default();
+    platform
+        .update_integration(
+            "yzth",
+            IntegrationUpdate {
+                client_id: Some(cfg.test_client_id),
+                secret_key: Some(SecretString::from(cfg.test_secret_key)),
+                ..Default::default()
+            },
+        )
+        .await?;
+    platform.set_integration_enabled("yzth", true).await?;
+    let company = platform.create_company(CompanyFields::new("Bench", None, Default::default())?).await?.company.id;
+    let mut connection = platform.create_connection(company, "yzth").await?;
+    connection.transition(ConnectionStatus::Linked)?;
+    connection.source_account = Some(account.clone());
+    platform.repositories().connections.update(&connection).await?;
+    for dt in
+        [DataType::CompanyInfo, DataType::Customers, DataType::Disputes, DataType::Payments, DataType::Products, DataType::Transactions]
+    {
+        platform.queue_pull(company, dt, None).await?;
+    }
+    let mut source = tributary_stripe::StripeDataSource::new(&sandbox.url())?;
+    source = source.with_rate(rate);
+    let engine = SyncEngine::new(platform.clone(), Arc::new(source), "bench".into(), std::time::Duration::from_secs(600));
+    let rss_before = rss_mb("VmRSS:");
+    let started = Instant::now();
+    while engine.run_once().await? {}
+    let secs = started.elapsed().as_secs_f64();
+    let mut stored = 0u64;
+    for dt in
+        [DataType::CompanyInfo, DataType::Customers, DataType::Disputes, DataType::Payments, DataType::Products, DataType::Transactions]
+    {
+        stored += platform.repositories().records.count(connection.id, dt, true).await?;
+    }
+    let stats: serde_json::Value = reqwest::get(format!("{}/_sandbox/accounts/{account}/stats", sandbox.url())).await?.json().await?;
+    #[expect(clippy::cast_precision_loss, reason = "a rate for display")]
+    let per_sec = objects as f64 / secs;
+    println!(
+        "database {}: {objects} Stripe objects -> {stored} Codat records in {secs:.1} s = {per_sec:.0} objects/s; {} requests; RSS before sync {rss_before:.0} MB, peak {:.0} MB (the sandbox's data included)",
+        tributary_api::config::redact_url(&url),
+        stats["total"],
+        rss_mb("VmHWM:")
+    );
+    store.close().await;
+    sandbox.stop().await;
+    Ok(())
+}
