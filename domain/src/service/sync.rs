@@ -68,17 +68,17 @@ impl Platform {
     }
 
     async fn queue_on(&self, c: &Connection, data_type: DataType) -> Result<PullOperation, DomainError> {
-        let history = self
+        let unfinished = crate::query::resolve(
+            &format!("connectionId={} && dataType={data_type} && {{status=Queued || status=Fetching}}", c.id),
+            &crate::model::pull::QUERY_SCHEMA,
+        )
+        .map_err(|e| DomainError::invalid(e.0))?;
+        let open = self
             .repos
             .pull_operations
-            .list(
-                c.company_id,
-                &crate::paging::ListQuery { page: crate::paging::PageRequest { page: 1, page_size: 5000 }, ..Default::default() },
-            )
+            .list(c.company_id, &crate::paging::ListQuery { filter: Some(unfinished), ..Default::default() })
             .await?;
-        if let Some(open) = history.items.into_iter().find(|p| {
-            p.connection_id == c.id && p.data_type == data_type && matches!(p.status, DatasetStatus::Queued | DatasetStatus::Fetching)
-        }) {
+        if let Some(open) = open.items.into_iter().next() {
             return Ok(open);
         }
         let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;

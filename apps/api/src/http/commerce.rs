@@ -59,7 +59,6 @@ pub(super) async fn list(
         s.platform.readable(company, connection, dt).await?;
         return Err(ApiError::not_found(format!("Datatype {dt} cannot be listed.")));
     };
-    s.platform.readable(company, connection, dt).await?;
     let q = ListQuery::from_params(schema, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
     let page = s.platform.list_records(company, connection, dt, &q).await?;
     let path = format!("/companies/{company}/connections/{connection}/data/{raw}");
