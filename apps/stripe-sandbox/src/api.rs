@@ -192,7 +192,7 @@ fn parse_list(raw: Option<&str>, kind_filters: &[&str]) -> Result<ListParams, Re
 fn walk(
     len: usize,
     created: impl Fn(usize) -> i64,
-    position: Option<Result<usize, ()>>,
+    position: Option<usize>,
     forward: bool,
     p: &ListParams,
     keep: impl Fn(usize) -> bool,
@@ -202,10 +202,7 @@ fn walk(
     let mut out = Vec::with_capacity(p.limit + 1);
     if forward {
         // ending_before: items newer than the cursor, the `limit` closest to it.
-        let start = match position {
-            Some(Ok(pos)) => (pos + 1).max(lo),
-            _ => lo,
-        };
+        let start = position.map_or(lo, |pos| (pos + 1).max(lo));
         let mut i = start;
         while i < hi && out.len() <= p.limit {
             if keep(i) {
@@ -218,10 +215,7 @@ fn walk(
         out.reverse();
         (out, more)
     } else {
-        let end = match position {
-            Some(Ok(pos)) => pos.min(hi),
-            _ => hi,
-        };
+        let end = position.map_or(hi, |pos| pos.min(hi));
         let mut i = end;
         while i > lo && out.len() <= p.limit {
             i -= 1;
@@ -309,7 +303,7 @@ fn list_kind(s: &Sandbox, headers: &HeaderMap, q: Option<&str>, kind: Kind, url:
     let cursor = p.starting_after.as_deref().or(p.ending_before.as_deref());
     let position = match cursor {
         Some(id) => match coll.index.get(id) {
-            Some(&i) => Some(Ok(i)),
+            Some(&i) => Some(i),
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -380,7 +374,7 @@ fn list_events(s: &Sandbox, headers: &HeaderMap, q: Option<&str>) -> Response {
     let type_filter = p.filters.iter().find(|(k, _)| k == "type").map(|(_, v)| v.clone());
     let position = match p.starting_after.as_deref().or(p.ending_before.as_deref()) {
         Some(id) => match a.event_index.get(id) {
-            Some(&i) if a.events[i].created >= floor => Some(Ok(i)),
+            Some(&i) if a.events[i].created >= floor => Some(i),
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,

@@ -97,15 +97,7 @@ async fn limits_and_faults(State(s): State<Arc<Sandbox>>, req: Request, next: Ne
         }
         let roll = s.dice();
         if roll < f.p429 {
-            let mut r = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_request_error",
-                Some("rate_limit"),
-                "Too many requests hit the API too quickly (injected fault).",
-                None,
-            );
-            r.headers_mut().insert("stripe-rate-limited-reason", HeaderValue::from_static("global-rate"));
-            return r;
+            return rate_limited("Too many requests hit the API too quickly (injected fault).");
         }
         if roll < f.p429 + f.p500 {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, "An unknown error occurred (injected fault).", None);
@@ -117,29 +109,24 @@ async fn limits_and_faults(State(s): State<Arc<Sandbox>>, req: Request, next: Ne
     if let (Some(acc), Some(mode)) = (account.as_deref(), mode)
         && !s.take_token(acc, mode)
     {
-        {
-            let mut r = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_request_error",
-                Some("rate_limit"),
-                "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.",
-                None,
-            );
-            r.headers_mut().insert("stripe-rate-limited-reason", HeaderValue::from_static("global-rate"));
-            return r;
-        }
+        return rate_limited("Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.");
     }
     let res = next.run(req).await;
     if let Some(f) = fault
         && s.dice() < f.p_truncate
     {
-        {
-            let (parts, body) = res.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-            return broken(Some((parts, bytes)));
-        }
+        let (parts, body) = res.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        return broken(Some((parts, bytes)));
     }
     res
+}
+
+/// Stripe's 429: a rate-limit error with `Stripe-Rate-Limited-Reason`.
+fn rate_limited(message: &str) -> Response {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "invalid_request_error", Some("rate_limit"), message, None);
+    r.headers_mut().insert("stripe-rate-limited-reason", HeaderValue::from_static("global-rate"));
+    r
 }
 
 /// A response whose body breaks off: with `Some`, after half the bytes under the full
