@@ -122,3 +122,8 @@ mod tests {
         assert!(err.0.contains("company id"), "{err}");
     }
 }
+uuid_id!(
+    /// A webhook consumer's id.
+    WebhookConsumerId,
+    "webhook id"
+);

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 use tokio::task::JoinSet;
 use tributary_domain::RepositoryError;
-use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId};
+use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId, WebhookConsumerId};
 use tributary_domain::model::api_key::ApiKey;
 use tributary_domain::model::commerce_schema;
 use tributary_domain::model::company::{self, Company};
@@ -22,10 +22,12 @@ use tributary_domain::model::pull::{self, DatasetStatus, PullOperation};
 use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
+use tributary_domain::model::webhook::{AfterAttempt, Attempt, Delivery, EventType, OutboxEvent, WebhookConsumer};
 use tributary_domain::paging::{ListQuery, Page};
-use tributary_domain::ports::{ApiKeyDeletion, Repositories, SecretSlot};
+use tributary_domain::ports::{ApiKeyDeletion, DeliveryCounts, Repositories, SecretSlot};
 use tributary_domain::query::typed::parse_instant;
 use tributary_domain::query::{FieldType, eval, resolve};
+use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -50,7 +52,7 @@ fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 async fn insert(repos: &Repositories, c: Company) -> Company {
-    repos.companies.insert(&c).await.unwrap_or_else(|e| panic!("insert company {}: {e}", c.name));
+    repos.companies.insert(&c, &[]).await.unwrap_or_else(|e| panic!("insert company {}: {e}", c.name));
     c
 }
 
@@ -73,7 +75,7 @@ fn connection(company: &Company, status: ConnectionStatus, created: DateTime<Utc
 }
 
 async fn insert_connection(repos: &Repositories, c: Connection) -> Connection {
-    repos.connections.insert(&c).await.unwrap_or_else(|e| panic!("insert connection {}: {e}", c.id));
+    repos.connections.insert(&c, &[]).await.unwrap_or_else(|e| panic!("insert connection {}: {e}", c.id));
     c
 }
 
@@ -174,7 +176,7 @@ pub async fn inserting_a_company_with_an_existing_id_is_a_conflict(repos: Reposi
     let mut dup = company("Second", at(1));
     dup.id = c.id;
     dup.tags = tags(&[("k", "v")]);
-    assert_conflict(repos.companies.insert(&dup).await, "duplicate company id");
+    assert_conflict(repos.companies.insert(&dup, &[]).await, "duplicate company id");
     assert_eq!(repos.companies.get(c.id).await.unwrap(), Some(c));
 }
 
@@ -220,7 +222,7 @@ pub async fn company_delete_cascades_to_connections_tags_and_sync_settings(repos
     repos.profile.put_company_sync_settings(doomed.id, Some(settings.clone())).await.unwrap();
     repos.profile.put_company_sync_settings(kept.id, Some(settings.clone())).await.unwrap();
 
-    assert!(repos.companies.delete(doomed.id).await.unwrap());
+    assert!(repos.companies.delete(doomed.id, &[]).await.unwrap());
 
     assert_eq!(repos.companies.get(doomed.id).await.unwrap(), None);
     assert_eq!(repos.connections.find(doomed_conn.id).await.unwrap(), None);
@@ -241,10 +243,10 @@ pub async fn company_delete_cascades_to_connections_tags_and_sync_settings(repos
 
 /// Deleting a company that does not exist returns false.
 pub async fn deleting_a_missing_company_returns_false(repos: Repositories) {
-    assert!(!repos.companies.delete(CompanyId::new_random()).await.unwrap());
+    assert!(!repos.companies.delete(CompanyId::new_random(), &[]).await.unwrap());
     let c = insert_named(&repos, "Once", 0).await;
-    assert!(repos.companies.delete(c.id).await.unwrap());
-    assert!(!repos.companies.delete(c.id).await.unwrap(), "second delete finds nothing");
+    assert!(repos.companies.delete(c.id, &[]).await.unwrap());
+    assert!(!repos.companies.delete(c.id, &[]).await.unwrap(), "second delete finds nothing");
 }
 
 /// Pages slice the default order (created, then id) and report the exact total on every page.
@@ -465,7 +467,7 @@ pub async fn company_tags_not_equal_matches_companies_without_the_tag(repos: Rep
 pub async fn connection_insert_for_a_missing_company_is_not_found(repos: Repositories) {
     let ghost = company("Ghost", at(0));
     let c = connection(&ghost, ConnectionStatus::PendingAuth, at(1));
-    assert_not_found(repos.connections.insert(&c).await, "connection of missing company");
+    assert_not_found(repos.connections.insert(&c, &[]).await, "connection of missing company");
     assert_eq!(repos.connections.find(c.id).await.unwrap(), None);
 }
 
@@ -474,7 +476,7 @@ pub async fn inserting_a_connection_with_an_existing_id_is_a_conflict(repos: Rep
     let co = insert_named(&repos, "Co", 0).await;
     let c = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(1))).await;
     let dup = Connection { status: ConnectionStatus::Linked, ..c.clone() };
-    assert_conflict(repos.connections.insert(&dup).await, "duplicate connection id");
+    assert_conflict(repos.connections.insert(&dup, &[]).await, "duplicate connection id");
     assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c));
 }
 
@@ -511,7 +513,7 @@ pub async fn connection_update_round_trips_status_grant_errors_and_source_accoun
         ],
         ..c.clone()
     };
-    repos.connections.update(&linked).await.unwrap();
+    repos.connections.update(&linked, &[]).await.unwrap();
     assert_eq!(repos.connections.get(co.id, c.id).await.unwrap(), Some(linked.clone()));
 
     let cleared = Connection {
@@ -522,7 +524,7 @@ pub async fn connection_update_round_trips_status_grant_errors_and_source_accoun
         last_sync: None,
         ..linked
     };
-    repos.connections.update(&cleared).await.unwrap();
+    repos.connections.update(&cleared, &[]).await.unwrap();
     assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(cleared));
 }
 
@@ -531,10 +533,10 @@ pub async fn updating_a_missing_connection_is_not_found(repos: Repositories) {
     let co = insert_named(&repos, "Co", 0).await;
     let other = insert_named(&repos, "Other", 1).await;
     let ghost = connection(&co, ConnectionStatus::Linked, at(2));
-    assert_not_found(repos.connections.update(&ghost).await, "update missing connection");
+    assert_not_found(repos.connections.update(&ghost, &[]).await, "update missing connection");
     let c = insert_connection(&repos, connection(&co, ConnectionStatus::PendingAuth, at(3))).await;
     let moved = Connection { company_id: other.id, status: ConnectionStatus::Linked, ..c.clone() };
-    assert_not_found(repos.connections.update(&moved).await, "update under another company");
+    assert_not_found(repos.connections.update(&moved, &[]).await, "update under another company");
     assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c));
 }
 
@@ -548,10 +550,10 @@ pub async fn connection_status_compare_and_set_and_last_sync(repos: Repositories
     let linked: Vec<_> = repos.connections.list_linked().await.unwrap().into_iter().map(|x| x.id).collect();
     assert_eq!(linked, vec![c.id], "only linked connections are listed for the scheduler");
     assert!(!linked.contains(&pending.id));
-    assert!(repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked).await.unwrap());
+    assert!(repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked, &[]).await.unwrap());
     assert!(repos.connections.list_linked().await.unwrap().is_empty());
     assert!(
-        !repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized).await.unwrap(),
+        !repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized, &[]).await.unwrap(),
         "the unlink stands"
     );
     assert_eq!(repos.connections.find(c.id).await.unwrap().unwrap().status, ConnectionStatus::Unlinked);
@@ -567,11 +569,11 @@ pub async fn connection_delete_is_scoped_to_its_company(repos: Repositories) {
     let c = insert_connection(&repos, connection(&owner, ConnectionStatus::Linked, at(2))).await;
     let sibling = insert_connection(&repos, connection(&owner, ConnectionStatus::Linked, at(3))).await;
 
-    assert!(!repos.connections.delete(other.id, c.id).await.unwrap(), "not through another company");
+    assert!(!repos.connections.delete(other.id, c.id, &[]).await.unwrap(), "not through another company");
     assert_eq!(repos.connections.find(c.id).await.unwrap(), Some(c.clone()));
-    assert!(repos.connections.delete(owner.id, c.id).await.unwrap());
+    assert!(repos.connections.delete(owner.id, c.id, &[]).await.unwrap());
     assert_eq!(repos.connections.find(c.id).await.unwrap(), None);
-    assert!(!repos.connections.delete(owner.id, c.id).await.unwrap(), "already gone");
+    assert!(!repos.connections.delete(owner.id, c.id, &[]).await.unwrap(), "already gone");
     assert_eq!(repos.connections.find(sibling.id).await.unwrap(), Some(sibling));
     assert!(repos.companies.get(owner.id).await.unwrap().is_some(), "the company stays");
 }
@@ -942,7 +944,7 @@ pub async fn replace_sealed_is_all_or_nothing(repos: Repositories) {
     )
     .await;
     let before = repos.secrets.list_sealed().await.unwrap();
-    assert!(repos.connections.delete(co.id, gone.id).await.unwrap());
+    assert!(repos.connections.delete(co.id, gone.id, &[]).await.unwrap());
     let before_without_gone: Vec<_> = before.into_iter().filter(|(slot, _)| *slot != SecretSlot::ConnectionGrant(gone.id)).collect();
 
     let batch = vec![
@@ -1272,7 +1274,7 @@ pub async fn deleting_a_connection_removes_its_states_and_pull_operations(repos:
     let sibling_op = pull_op(&sibling, DataType::Customers, DatasetStatus::Queued, at(11), 0);
     repos.pull_operations.insert(&[doomed_op.clone(), sibling_op.clone()]).await.unwrap();
 
-    assert!(repos.connections.delete(co.id, doomed.id).await.unwrap());
+    assert!(repos.connections.delete(co.id, doomed.id, &[]).await.unwrap());
 
     assert_eq!(repos.oauth_states.consume("doomed").await.unwrap(), None);
     assert_eq!(repos.pull_operations.get(co.id, doomed_op.id).await.unwrap(), None);
@@ -1291,7 +1293,7 @@ pub async fn deleting_a_company_removes_its_states_and_pull_operations(repos: Re
     let kept_op = pull_op(&kept_conn, DataType::Orders, DatasetStatus::Complete, at(10), 100);
     repos.pull_operations.insert(&[doomed_op.clone(), kept_op.clone()]).await.unwrap();
 
-    assert!(repos.companies.delete(doomed.id).await.unwrap());
+    assert!(repos.companies.delete(doomed.id, &[]).await.unwrap());
 
     assert_eq!(repos.oauth_states.consume("doomed").await.unwrap(), None);
     assert_eq!(repos.pull_operations.get(doomed.id, doomed_op.id).await.unwrap(), None);
@@ -1319,7 +1321,7 @@ pub async fn save_linked_writes_the_connection_and_its_operations_together(repos
         .map(|dt| pull_op(&conn, dt, DatasetStatus::Queued, at(20), 0))
         .collect();
 
-    repos.connections.save_linked(&linked, &queued).await.unwrap();
+    repos.connections.save_linked(&linked, &queued, &[]).await.unwrap();
 
     assert_eq!(repos.connections.get(co.id, conn.id).await.unwrap(), Some(linked.clone()));
     let mut expected = queued.clone();
@@ -1328,7 +1330,7 @@ pub async fn save_linked_writes_the_connection_and_its_operations_together(repos
 
     // Nothing to queue is fine too.
     let relinked = Connection { source_account: Some("acct_2".into()), ..linked };
-    repos.connections.save_linked(&relinked, &[]).await.unwrap();
+    repos.connections.save_linked(&relinked, &[], &[]).await.unwrap();
     assert_eq!(repos.connections.find(conn.id).await.unwrap(), Some(relinked));
     assert_eq!(list_ops(&repos, co.id, &ListQuery::default()).await.total, 3);
 }
@@ -1339,14 +1341,14 @@ pub async fn save_linked_for_a_missing_connection_is_not_found_and_writes_nothin
     let (co, conn) = company_with_connection(&repos, "Co", 0).await;
     let ghost = connection(&co, ConnectionStatus::Linked, at(2));
     let ghost_ops = vec![pull_op(&ghost, DataType::Customers, DatasetStatus::Queued, at(10), 0)];
-    assert_not_found(repos.connections.save_linked(&ghost, &ghost_ops).await, "save_linked of a missing connection");
+    assert_not_found(repos.connections.save_linked(&ghost, &ghost_ops, &[]).await, "save_linked of a missing connection");
     assert_eq!(repos.connections.find(ghost.id).await.unwrap(), None);
     assert_eq!(repos.pull_operations.get(co.id, ghost_ops[0].id).await.unwrap(), None);
 
     // An operation on the real connection with one on a missing connection: nothing at all.
     let linked = Connection { status: ConnectionStatus::Linked, source_account: Some("acct_1".into()), ..conn.clone() };
     let mixed = vec![pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 0), ghost_ops[0].clone()];
-    assert_not_found(repos.connections.save_linked(&linked, &mixed).await, "save_linked with an operation on a missing connection");
+    assert_not_found(repos.connections.save_linked(&linked, &mixed, &[]).await, "save_linked with an operation on a missing connection");
     assert_eq!(repos.connections.find(conn.id).await.unwrap(), Some(conn), "the connection update was rolled back");
     assert_eq!(list_ops(&repos, co.id, &ListQuery::default()).await.total, 0);
 }
@@ -1390,7 +1392,7 @@ pub async fn pull_operation_update_round_trips_and_a_missing_one_is_not_found(re
 
     let fetching =
         PullOperation { status: DatasetStatus::Fetching, status_description: Some("Page 3 — ✓".into()), progress: 40, ..op.clone() };
-    repos.pull_operations.update(&fetching).await.unwrap();
+    repos.pull_operations.update(&fetching, &[]).await.unwrap();
     assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap(), Some(fetching.clone()));
 
     let failed = PullOperation {
@@ -1401,18 +1403,18 @@ pub async fn pull_operation_update_round_trips_and_a_missing_one_is_not_found(re
         progress: 41,
         ..fetching.clone()
     };
-    repos.pull_operations.update(&failed).await.unwrap();
+    repos.pull_operations.update(&failed, &[]).await.unwrap();
     assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap(), Some(failed.clone()));
 
     // Only the progress fields are saved: identity, data type and request time stay.
     let tampered = PullOperation { data_type: DataType::Orders, requested: at(999), status: DatasetStatus::Complete, ..failed.clone() };
-    repos.pull_operations.update(&tampered).await.unwrap();
+    repos.pull_operations.update(&tampered, &[]).await.unwrap();
     let stored = repos.pull_operations.get(co.id, op.id).await.unwrap().expect("stored");
     assert_eq!(stored, PullOperation { status: DatasetStatus::Complete, ..failed });
     assert_eq!(repos.pull_operations.get(co.id, sibling.id).await.unwrap(), Some(sibling), "other operations untouched");
 
     let ghost = pull_op(&conn, DataType::Orders, DatasetStatus::Complete, at(30), 100);
-    assert_not_found(repos.pull_operations.update(&ghost).await, "update of a missing pull operation");
+    assert_not_found(repos.pull_operations.update(&ghost, &[]).await, "update of a missing pull operation");
     assert_eq!(repos.pull_operations.get(co.id, ghost.id).await.unwrap(), None, "update does not insert");
 }
 
@@ -1438,11 +1440,11 @@ pub async fn next_for_connection_is_the_oldest_unfinished_operation(repos: Repos
     let (first, second) = if tie_a.id.to_string() < tie_b.id.to_string() { (tie_a, tie_b) } else { (tie_b, tie_a) };
 
     assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(first.clone()), "oldest, then lowest id");
-    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Complete, progress: 100, ..first }).await.unwrap();
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Complete, progress: 100, ..first }, &[]).await.unwrap();
     assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(second.clone()));
-    repos.pull_operations.update(&PullOperation { status: DatasetStatus::InternalError, ..second }).await.unwrap();
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::InternalError, ..second }, &[]).await.unwrap();
     assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(later.clone()));
-    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Cancelled, ..later }).await.unwrap();
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Cancelled, ..later }, &[]).await.unwrap();
     assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), None, "only finished operations are left");
     assert_eq!(repos.pull_operations.next_for_connection(idle.id).await.unwrap(), None, "a connection without operations");
     assert_eq!(repos.pull_operations.next_for_connection(ConnectionId::new_random()).await.unwrap(), None);
@@ -1497,7 +1499,7 @@ pub async fn data_status_pairs_the_latest_operation_with_the_latest_complete_one
 
     // A newer complete operation becomes both.
     let payments_done = PullOperation { status: DatasetStatus::Complete, progress: 100, completed: Some(at(45)), ..payments_queued };
-    repos.pull_operations.update(&payments_done).await.unwrap();
+    repos.pull_operations.update(&payments_done, &[]).await.unwrap();
     let status = repos.pull_operations.data_status(co.id).await.unwrap();
     let payments = status.iter().find(|(latest, _)| latest.data_type == DataType::Payments).expect("payments listed");
     assert_eq!(payments, &(payments_done.clone(), Some(payments_done)));
@@ -1529,7 +1531,7 @@ pub async fn lease_next_leases_each_connection_with_unfinished_work_once(repos: 
     // A fetching operation is unfinished work too.
     let fetching = connection_with_queued_work(&repos, "Fetching", 30).await;
     let op = repos.pull_operations.next_for_connection(fetching.id).await.unwrap().expect("queued");
-    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Fetching, ..op }).await.unwrap();
+    repos.pull_operations.update(&PullOperation { status: DatasetStatus::Fetching, ..op }, &[]).await.unwrap();
     // Finished work only, and no work at all: never leased.
     let (_, finished) = company_with_connection(&repos, "Finished", 0).await;
     repos
@@ -1832,7 +1834,7 @@ pub async fn deleting_a_connection_removes_its_lease_records_and_checkpoint(repo
         write(&repos, c, DataType::Payments, &page, &cp, at(100)).await;
     }
 
-    assert!(repos.connections.delete(doomed.company_id, doomed.id).await.unwrap());
+    assert!(repos.connections.delete(doomed.company_id, doomed.id, &[]).await.unwrap());
 
     for dt in [DataType::Customers, DataType::Payments] {
         assert_eq!(repos.records.count(doomed.id, dt, true).await.unwrap(), 0);
@@ -1844,7 +1846,7 @@ pub async fn deleting_a_connection_removes_its_lease_records_and_checkpoint(repo
     assert!(!repos.sync_leases.renew(doomed.id, "w1", at(110), lease(600)).await.unwrap(), "the lease went with the connection");
     assert!(repos.sync_leases.renew(sibling.id, "w1", at(110), lease(600)).await.unwrap(), "the sibling's lease stays");
 
-    assert!(repos.companies.delete(sibling.company_id).await.unwrap());
+    assert!(repos.companies.delete(sibling.company_id, &[]).await.unwrap());
     assert_eq!(repos.records.count(sibling.id, DataType::Customers, true).await.unwrap(), 0);
     assert_eq!(repos.records.checkpoint(sibling.id, DataType::Customers).await.unwrap(), None);
     assert!(!repos.sync_leases.renew(sibling.id, "w1", at(120), lease(600)).await.unwrap());
@@ -2284,4 +2286,671 @@ pub async fn record_list_reads_document_dates_like_the_evaluator(repos: Reposito
     assert_eq!(readable.len(), 15, "the first 16 dates but 0001-01-01 itself are readable: {readable:?}");
     check_list(&repos, &conn, &rows, DataType::Payments, "", Some("dueDate")).await;
     check_list(&repos, &conn, &rows, DataType::Payments, "", Some("-dueDate")).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks: the event outbox, consumers, deliveries and attempts
+// ---------------------------------------------------------------------------------------------
+
+/// An outbox event about `company`. The body is JSON in no canonical form (spacing, key order,
+/// a trailing zero, non-ASCII), so a backend that re-encodes it instead of storing it byte for
+/// byte is caught.
+fn outbox_event(company: &Company, event_type: EventType, generated: DateTime<Utc>) -> OutboxEvent {
+    let id = Uuid::new_v4();
+    OutboxEvent {
+        id,
+        event_type,
+        company_id: company.id,
+        company_tags: company.tags.clone(),
+        generated,
+        body: format!(r#"{{"id":"{id}",  "eventType": "{event_type}", "payload": {{"z": 1.50, "a": "café ✓"}}}}"#),
+    }
+}
+
+/// Puts events in the outbox the way the services do, with a write: here a throwaway company's
+/// insert (events are not tied to the write that carries them).
+async fn emit(repos: &Repositories, events: &[OutboxEvent]) {
+    let carrier = company("Carrier", at(0));
+    repos.companies.insert(&carrier, events).await.unwrap_or_else(|e| panic!("insert with {} events: {e}", events.len()));
+}
+
+/// Every event in the outbox, oldest first.
+async fn all_events(repos: &Repositories) -> Vec<OutboxEvent> {
+    repos.webhooks.list_events(1000).await.expect("list events")
+}
+
+/// A consumer of `event_types` with `company_tags`, enabled and not failing.
+fn webhook_consumer(url: &str, event_types: &[EventType], company_tags: &[&str], created: DateTime<Utc>) -> WebhookConsumer {
+    WebhookConsumer {
+        id: WebhookConsumerId::new_random(),
+        url: url.into(),
+        disabled: false,
+        event_types: event_types.to_vec(),
+        company_tags: company_tags.iter().map(|t| (*t).to_owned()).collect(),
+        secret: sealed("k1", &format!("sealed-secret-of-{url}")),
+        created,
+        failing_since: None,
+        disabled_reason: None,
+    }
+}
+
+async fn add_consumer(repos: &Repositories, c: WebhookConsumer) -> WebhookConsumer {
+    repos.webhooks.insert_consumer_limited(&c, 50).await.unwrap_or_else(|e| panic!("insert consumer {}: {e}", c.url));
+    c
+}
+
+async fn get_consumer(repos: &Repositories, id: WebhookConsumerId) -> WebhookConsumer {
+    repos.webhooks.get_consumer(id).await.expect("get consumer").unwrap_or_else(|| panic!("consumer {id} exists"))
+}
+
+async fn fan_out(repos: &Repositories, now: DateTime<Utc>, limit: u32) -> u64 {
+    repos.webhooks.fan_out(now, limit).await.expect("fan out")
+}
+
+async fn lease_due(repos: &Repositories, worker: &str, now: DateTime<Utc>, lease_seconds: u64, limit: u32) -> Vec<Delivery> {
+    repos.webhooks.lease_deliveries(worker, now, lease(lease_seconds), limit).await.expect("lease deliveries")
+}
+
+async fn counts(repos: &Repositories, consumer: WebhookConsumerId) -> DeliveryCounts {
+    repos.webhooks.delivery_counts(consumer).await.expect("delivery counts")
+}
+
+fn delivery_counts(pending: u64, delivered: u64, failed: u64) -> DeliveryCounts {
+    DeliveryCounts { pending, delivered, failed }
+}
+
+/// An attempt at `d`; it succeeded when there is no `error`.
+fn attempt(d: &Delivery, number: u32, when: DateTime<Utc>, status_code: Option<u16>, error: Option<&str>, latency_ms: u64) -> Attempt {
+    Attempt {
+        delivery_id: d.id,
+        consumer_id: d.consumer_id,
+        event_id: d.event_id,
+        event_type: d.event_type,
+        number,
+        at: when,
+        status_code,
+        latency_ms,
+        ok: error.is_none(),
+        error: error.map(str::to_owned),
+    }
+}
+
+async fn record_outcome(repos: &Repositories, worker: &str, a: &Attempt, after: AfterAttempt) -> bool {
+    repos.webhooks.record_attempt(worker, a, after).await.expect("record attempt")
+}
+
+fn delivery_event_ids(ds: &[Delivery]) -> Vec<Uuid> {
+    ds.iter().map(|d| d.event_id).collect()
+}
+
+/// An event passed to a company insert or delete is in the outbox afterwards exactly as given
+/// (tags, microseconds, body byte for byte), in write order; a conflicting insert and the delete
+/// of a missing company write none. `company.deleted` outlives its company.
+pub async fn company_writes_put_their_events_in_the_outbox_and_failed_writes_do_not(repos: Repositories) {
+    assert!(all_events(&repos).await.is_empty());
+    let c = Company { tags: tags(&[("region", "us"), ("tier", "gold")]), ..company("Acme", at(0)) };
+    let created = outbox_event(&c, EventType::CompanyCreated, at_micros(1, 123_456));
+    repos.companies.insert(&c, std::slice::from_ref(&created)).await.unwrap();
+    assert_eq!(all_events(&repos).await, vec![created.clone()]);
+
+    let dup = Company { name: "Dup".into(), ..c.clone() };
+    assert_conflict(repos.companies.insert(&dup, &[outbox_event(&dup, EventType::CompanyCreated, at(2))]).await, "duplicate company");
+    let ghost = company("Ghost", at(3));
+    assert!(!repos.companies.delete(ghost.id, &[outbox_event(&ghost, EventType::CompanyDeleted, at(3))]).await.unwrap());
+    assert_eq!(all_events(&repos).await, vec![created.clone()], "failed writes leave no event");
+
+    // Several events in one write are all stored, in order, and stay after their company is gone.
+    let plain = insert(&repos, company("Plain", at(4))).await;
+    let deleted = outbox_event(&c, EventType::CompanyDeleted, at(5));
+    let also = outbox_event(&plain, EventType::CompanyDeleted, at(5));
+    assert!(repos.companies.delete(c.id, &[deleted.clone(), also.clone()]).await.unwrap());
+    assert_eq!(repos.companies.get(c.id).await.unwrap(), None);
+    assert_eq!(all_events(&repos).await, vec![created.clone(), deleted, also]);
+    assert_eq!(repos.webhooks.list_events(1).await.unwrap(), vec![created], "limit keeps the oldest");
+}
+
+/// Connection insert, update, `set_status_if` and delete write their events with the change; an
+/// insert that fails, an update of a missing connection, a compare-and-set that changes nothing
+/// and the delete of a missing connection write none.
+pub async fn connection_writes_put_their_events_in_the_outbox_only_when_they_change_something(repos: Repositories) {
+    let co = insert(&repos, Company { tags: tags(&[("tier", "gold")]), ..company("Co", at(0)) }).await;
+    let ev = |t: EventType, s: i64| outbox_event(&co, t, at(s));
+    let mut expected = Vec::new();
+
+    let conn = connection(&co, ConnectionStatus::PendingAuth, at(1));
+    let e = ev(EventType::ConnectionCreated, 1);
+    repos.connections.insert(&conn, std::slice::from_ref(&e)).await.unwrap();
+    expected.push(e);
+    let elsewhere = company("Ghost", at(0));
+    assert_not_found(
+        repos
+            .connections
+            .insert(&connection(&elsewhere, ConnectionStatus::PendingAuth, at(2)), &[ev(EventType::ConnectionCreated, 2)])
+            .await,
+        "connection of a missing company",
+    );
+    assert_conflict(repos.connections.insert(&conn, &[ev(EventType::ConnectionCreated, 2)]).await, "duplicate connection");
+
+    let linked = Connection { status: ConnectionStatus::Linked, source_account: Some("acct_1".into()), ..conn.clone() };
+    let e = ev(EventType::ConnectionConnected, 3);
+    repos.connections.update(&linked, std::slice::from_ref(&e)).await.unwrap();
+    expected.push(e);
+    let ghost = connection(&co, ConnectionStatus::Linked, at(2));
+    assert_not_found(repos.connections.update(&ghost, &[ev(EventType::ConnectionConnected, 4)]).await, "update of a missing connection");
+
+    let e = ev(EventType::ConnectionDisconnected, 5);
+    assert!(
+        repos
+            .connections
+            .set_status_if(conn.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked, std::slice::from_ref(&e))
+            .await
+            .unwrap()
+    );
+    expected.push(e);
+    assert!(
+        !repos
+            .connections
+            .set_status_if(conn.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized, &[ev(EventType::ConnectionDisconnected, 6)])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !repos
+            .connections
+            .set_status_if(ghost.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked, &[ev(EventType::ConnectionDisconnected, 6)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(repos.connections.find(conn.id).await.unwrap().map(|c| c.status), Some(ConnectionStatus::Unlinked));
+
+    assert!(!repos.connections.delete(elsewhere.id, conn.id, &[ev(EventType::ConnectionDeleted, 7)]).await.unwrap());
+    let e = ev(EventType::ConnectionDeleted, 8);
+    assert!(repos.connections.delete(co.id, conn.id, std::slice::from_ref(&e)).await.unwrap());
+    expected.push(e);
+    assert!(!repos.connections.delete(co.id, conn.id, &[ev(EventType::ConnectionDeleted, 9)]).await.unwrap());
+
+    assert_eq!(all_events(&repos).await, expected);
+}
+
+/// `save_linked` and a pull operation `update` write their events with the change; a
+/// `save_linked` or `update` that is NotFound (the whole batch rolled back) writes none.
+pub async fn save_linked_and_pull_operation_updates_put_their_events_in_the_outbox(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let linked = Connection { status: ConnectionStatus::Linked, source_account: Some("acct_1".into()), ..conn.clone() };
+    let op = pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 0);
+    let connected = outbox_event(&co, EventType::ConnectionConnected, at(10));
+    repos.connections.save_linked(&linked, std::slice::from_ref(&op), std::slice::from_ref(&connected)).await.unwrap();
+    assert_eq!(all_events(&repos).await, vec![connected.clone()]);
+
+    let ghost = connection(&co, ConnectionStatus::Linked, at(2));
+    assert_not_found(
+        repos.connections.save_linked(&ghost, &[], &[outbox_event(&co, EventType::ConnectionConnected, at(11))]).await,
+        "save_linked of a missing connection",
+    );
+    let mixed = vec![
+        pull_op(&conn, DataType::Orders, DatasetStatus::Queued, at(11), 0),
+        pull_op(&ghost, DataType::Orders, DatasetStatus::Queued, at(11), 0),
+    ];
+    assert_not_found(
+        repos.connections.save_linked(&linked, &mixed, &[outbox_event(&co, EventType::ConnectionReconnected, at(11))]).await,
+        "save_linked with an operation on a missing connection",
+    );
+
+    let done = PullOperation { status: DatasetStatus::Complete, progress: 100, completed: Some(at(20)), ..op.clone() };
+    let read = outbox_event(&co, EventType::ReadCompleted, at_micros(20, 1));
+    let initial = outbox_event(&co, EventType::ReadCompletedInitial, at_micros(20, 2));
+    repos.pull_operations.update(&done, &[read.clone(), initial.clone()]).await.unwrap();
+    let ghost_op = pull_op(&conn, DataType::Payments, DatasetStatus::Complete, at(21), 100);
+    assert_not_found(
+        repos.pull_operations.update(&ghost_op, &[outbox_event(&co, EventType::ReadCompleted, at(21))]).await,
+        "update of a missing pull operation",
+    );
+    assert_eq!(all_events(&repos).await, vec![connected, read, initial]);
+}
+
+/// The event is written in the transaction of the change: when it cannot be stored (here, an
+/// event id already in the outbox) the write fails and the change is rolled back too, for every
+/// write that carries events.
+pub async fn a_change_whose_event_cannot_be_stored_is_rolled_back(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let op = pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 0);
+    repos.pull_operations.insert(std::slice::from_ref(&op)).await.unwrap();
+    let taken = outbox_event(&co, EventType::CompanyCreated, at(1));
+    emit(&repos, std::slice::from_ref(&taken)).await;
+    let before = all_events(&repos).await;
+    let dup = |t: EventType| OutboxEvent { event_type: t, ..taken.clone() };
+
+    let fresh = company("Fresh", at(2));
+    assert!(repos.companies.insert(&fresh, &[dup(EventType::CompanyCreated)]).await.is_err(), "company insert");
+    assert_eq!(repos.companies.get(fresh.id).await.unwrap(), None);
+    assert!(repos.companies.delete(co.id, &[dup(EventType::CompanyDeleted)]).await.is_err(), "company delete");
+    assert!(repos.companies.get(co.id).await.unwrap().is_some());
+
+    let new_conn = connection(&co, ConnectionStatus::PendingAuth, at(3));
+    assert!(repos.connections.insert(&new_conn, &[dup(EventType::ConnectionCreated)]).await.is_err(), "connection insert");
+    assert_eq!(repos.connections.find(new_conn.id).await.unwrap(), None);
+    let linked = Connection { status: ConnectionStatus::Linked, source_account: Some("acct_1".into()), ..conn.clone() };
+    assert!(repos.connections.update(&linked, &[dup(EventType::ConnectionConnected)]).await.is_err(), "connection update");
+    let queued = pull_op(&conn, DataType::Orders, DatasetStatus::Queued, at(11), 0);
+    assert!(
+        repos.connections.save_linked(&linked, std::slice::from_ref(&queued), &[dup(EventType::ConnectionConnected)]).await.is_err(),
+        "save_linked"
+    );
+    assert_eq!(repos.pull_operations.get(co.id, queued.id).await.unwrap(), None);
+    assert!(
+        repos
+            .connections
+            .set_status_if(conn.id, ConnectionStatus::PendingAuth, ConnectionStatus::Linked, &[dup(EventType::ConnectionConnected)])
+            .await
+            .is_err(),
+        "set_status_if"
+    );
+    assert_eq!(repos.connections.find(conn.id).await.unwrap(), Some(conn.clone()), "the connection is unchanged");
+    assert!(repos.connections.delete(co.id, conn.id, &[dup(EventType::ConnectionDeleted)]).await.is_err(), "connection delete");
+    assert_eq!(repos.connections.find(conn.id).await.unwrap(), Some(conn));
+
+    let done = PullOperation { status: DatasetStatus::Complete, progress: 100, completed: Some(at(20)), ..op.clone() };
+    assert!(repos.pull_operations.update(&done, &[dup(EventType::ReadCompleted)]).await.is_err(), "pull operation update");
+    assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap(), Some(op));
+    assert_eq!(all_events(&repos).await, before, "no event written either");
+}
+
+/// `insert_consumer_limited` stores consumers up to the limit, then is a Conflict; a duplicate id
+/// is a Conflict too; deleting one makes room again.
+pub async fn webhook_consumers_insert_up_to_the_limit_then_conflict(repos: Repositories) {
+    for i in 0..3 {
+        let c = webhook_consumer(&format!("https://h{i}.example/"), &[EventType::CompanyCreated], &[], at(i));
+        repos.webhooks.insert_consumer_limited(&c, 3).await.unwrap();
+    }
+    let fourth = webhook_consumer("https://h3.example/", &[EventType::CompanyCreated], &[], at(3));
+    assert_conflict(repos.webhooks.insert_consumer_limited(&fourth, 3).await, "fourth consumer with a limit of 3");
+    let listed = repos.webhooks.list_consumers().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    let first = listed[0].clone();
+    let dup = WebhookConsumer { url: "https://other.example/".into(), ..first.clone() };
+    assert_conflict(repos.webhooks.insert_consumer_limited(&dup, 10).await, "duplicate consumer id");
+    assert_eq!(get_consumer(&repos, first.id).await, first, "the original is untouched");
+    assert!(repos.webhooks.delete_consumer(first.id).await.unwrap());
+    repos.webhooks.insert_consumer_limited(&fourth, 3).await.unwrap();
+    assert_eq!(repos.webhooks.list_consumers().await.unwrap().len(), 3);
+}
+
+/// Many concurrent creators cannot exceed the consumer limit together.
+pub async fn concurrent_consumer_creation_never_exceeds_the_limit(repos: Repositories) {
+    const MAX: usize = 5;
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        let webhooks = repos.webhooks.clone();
+        tasks.spawn(async move {
+            let c = webhook_consumer(&format!("https://c{i}.example/"), &[EventType::CompanyCreated], &[], at(i));
+            webhooks.insert_consumer_limited(&c, MAX).await
+        });
+    }
+    let (mut ok, mut conflict) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(()) => ok += 1,
+            Err(RepositoryError::Conflict(_)) => conflict += 1,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((ok, conflict), (MAX, 20 - MAX));
+    assert_eq!(repos.webhooks.list_consumers().await.unwrap().len(), MAX);
+}
+
+/// A consumer reads back exactly as stored (event types in order, tags, sealed secret, failing
+/// streak, disabled reason, microseconds); consumers are listed oldest first; disabling sets the
+/// flag and the reason, enabling clears the reason and the failing streak; delete removes it once.
+/// Unknown ids: `None`/`false`.
+pub async fn webhook_consumers_round_trip_and_are_disabled_enabled_and_deleted(repos: Repositories) {
+    let full = WebhookConsumer {
+        id: WebhookConsumerId::new_random(),
+        url: "https://hooks.example.com/tributary?x=1&y=%C3%A9".into(),
+        disabled: true,
+        event_types: vec![EventType::ReadCompletedInitial, EventType::CompanyCreated, EventType::ConnectionFailed],
+        company_tags: vec!["region:us".into(), "tier:gold: plus".into()],
+        secret: sealed("key-7", "c2VhbGVk+/="),
+        created: at_micros(10, 123_456),
+        failing_since: Some(at_micros(20, 654_321)),
+        disabled_reason: Some("Disabled after failing for 5.0 days (last error: HTTP 500)".into()),
+    };
+    let plain = webhook_consumer("http://localhost:9000/hook", &[EventType::CompanyDeleted], &[], at(5));
+    let every = webhook_consumer("https://every.example/", &EventType::ALL, &[], at(10));
+    for c in [&full, &plain, &every] {
+        add_consumer(&repos, c.clone()).await;
+    }
+    assert_eq!(get_consumer(&repos, full.id).await, full);
+    assert_eq!(get_consumer(&repos, plain.id).await, plain);
+    assert_eq!(repos.webhooks.get_consumer(WebhookConsumerId::new_random()).await.unwrap(), None);
+    assert_eq!(repos.webhooks.list_consumers().await.unwrap(), vec![plain.clone(), every.clone(), full.clone()], "created order");
+
+    // Disabling again replaces the reason and keeps the failing streak; enabling clears both (an
+    // old streak must not disable the consumer again at its next failure); nothing else changes.
+    assert!(repos.webhooks.set_consumer_disabled(full.id, true, Some("Disabled by an administrator".into())).await.unwrap());
+    let again = WebhookConsumer { disabled_reason: Some("Disabled by an administrator".into()), ..full.clone() };
+    assert_eq!(get_consumer(&repos, full.id).await, again);
+    assert!(repos.webhooks.set_consumer_disabled(full.id, false, None).await.unwrap());
+    let enabled = WebhookConsumer { disabled: false, disabled_reason: None, failing_since: None, ..full.clone() };
+    assert_eq!(get_consumer(&repos, full.id).await, enabled);
+    assert!(repos.webhooks.set_consumer_disabled(plain.id, true, Some("Disabled by an administrator".into())).await.unwrap());
+    let off = WebhookConsumer { disabled: true, disabled_reason: Some("Disabled by an administrator".into()), ..plain.clone() };
+    assert_eq!(get_consumer(&repos, plain.id).await, off);
+    assert!(!repos.webhooks.set_consumer_disabled(WebhookConsumerId::new_random(), true, None).await.unwrap());
+
+    assert!(repos.webhooks.delete_consumer(plain.id).await.unwrap());
+    assert!(!repos.webhooks.delete_consumer(plain.id).await.unwrap(), "already gone");
+    assert_eq!(repos.webhooks.get_consumer(plain.id).await.unwrap(), None);
+    let left: Vec<WebhookConsumerId> = repos.webhooks.list_consumers().await.unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(left, vec![every.id, full.id]);
+}
+
+/// `fan_out` creates one `Pending` delivery, due `now`, per consumer that accepts the event (its
+/// event types, any of its company tags, enabled), marks the events done so a second call finds
+/// nothing, takes at most `limit` events, oldest first, and counts events without consumers too.
+pub async fn fan_out_creates_one_delivery_per_accepting_consumer_exactly_once(repos: Repositories) {
+    let us = Company { tags: tags(&[("region", "us"), ("tier", "gold")]), ..company("US", at(0)) };
+    let eu = Company { tags: tags(&[("region", "eu")]), ..company("EU", at(1)) };
+    let all = add_consumer(
+        &repos,
+        webhook_consumer("https://all.example/", &[EventType::CompanyCreated, EventType::CompanyDeleted], &[], at(10)),
+    )
+    .await;
+    let us_only = add_consumer(&repos, webhook_consumer("https://us.example/", &[EventType::CompanyCreated], &["region:us"], at(11))).await;
+    let gold = add_consumer(
+        &repos,
+        webhook_consumer("https://gold.example/", &[EventType::CompanyDeleted], &["region:apac", "tier:gold"], at(12)),
+    )
+    .await;
+    let off =
+        add_consumer(&repos, WebhookConsumer { disabled: true, ..webhook_consumer("https://off.example/", &EventType::ALL, &[], at(13)) })
+            .await;
+    assert_eq!(fan_out(&repos, at(100), 10).await, 0, "nothing to fan out");
+
+    let e1 = outbox_event(&us, EventType::CompanyCreated, at(20));
+    let e2 = outbox_event(&eu, EventType::CompanyCreated, at(21));
+    let e3 = outbox_event(&us, EventType::CompanyDeleted, at(22));
+    let e4 = outbox_event(&eu, EventType::CompanyDeleted, at(23));
+    let e5 = outbox_event(&us, EventType::ConnectionCreated, at(24));
+    emit(&repos, &[e1.clone(), e2.clone(), e3.clone(), e4.clone(), e5.clone()]).await;
+
+    assert_eq!(fan_out(&repos, at(100), 2).await, 2, "limit");
+    assert_eq!(fan_out(&repos, at(100), 10).await, 3, "the rest, including an event nobody subscribes to");
+    assert_eq!(fan_out(&repos, at(101), 10).await, 0, "never twice");
+    assert_eq!(all_events(&repos).await.len(), 5, "fanned-out events stay listed");
+
+    assert_eq!(counts(&repos, all.id).await, delivery_counts(4, 0, 0));
+    assert_eq!(counts(&repos, us_only.id).await, delivery_counts(1, 0, 0));
+    assert_eq!(counts(&repos, gold.id).await, delivery_counts(1, 0, 0));
+    assert_eq!(counts(&repos, off.id).await, delivery_counts(0, 0, 0), "a disabled consumer gets nothing");
+
+    assert!(lease_due(&repos, "w1", at_micros(99, 999_999), 60, 100).await.is_empty(), "due at `now` of the fan-out");
+    let leased = lease_due(&repos, "w1", at(100), 60, 100).await;
+    assert_eq!(delivery_event_ids(&leased), vec![e1.id, e1.id, e2.id, e3.id, e3.id, e4.id], "event order");
+    let mut pairs: Vec<(Uuid, WebhookConsumerId)> = leased.iter().map(|d| (d.event_id, d.consumer_id)).collect();
+    pairs.sort();
+    let mut expected = vec![(e1.id, all.id), (e1.id, us_only.id), (e2.id, all.id), (e3.id, all.id), (e3.id, gold.id), (e4.id, all.id)];
+    expected.sort();
+    assert_eq!(pairs, expected);
+    let ids: std::collections::BTreeSet<Uuid> = leased.iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 6, "distinct delivery ids");
+
+    let d = leased.iter().find(|d| d.event_id == e2.id).expect("e2 to all");
+    let expected = Delivery {
+        id: d.id,
+        event_id: e2.id,
+        event_type: EventType::CompanyCreated,
+        consumer_id: all.id,
+        url: all.url.clone(),
+        secret: all.secret.clone(),
+        body: e2.body.clone(),
+        attempts: 0,
+        consumer_failing_since: None,
+        created: at(100),
+    };
+    assert_eq!(*d, expected);
+}
+
+/// Concurrent `fan_out` calls never fan one event out twice: the counts they return add up to the
+/// number of events, and each consumer gets one delivery per event.
+pub async fn concurrent_fan_outs_fan_each_event_out_once(repos: Repositories) {
+    let c = add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    let co = company("Co", at(0));
+    for round in 0..5u64 {
+        let events: Vec<OutboxEvent> = (0..20).map(|i| outbox_event(&co, EventType::CompanyCreated, at(i))).collect();
+        emit(&repos, &events).await;
+        let (a, b) = tokio::join!(repos.webhooks.fan_out(at(100), 7), repos.webhooks.fan_out(at(100), 7));
+        let (a, b) = (a.expect("fan out a"), b.expect("fan out b"));
+        assert!(a <= 7 && b <= 7, "round {round}: {a} {b}");
+        let mut total = a + b;
+        loop {
+            let n = fan_out(&repos, at(100), 7).await;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert_eq!(total, 20, "round {round}: every event fanned out once ({a} + {b} concurrently)");
+        assert_eq!(counts(&repos, c.id).await, delivery_counts(20 * (round + 1), 0, 0), "round {round}");
+    }
+}
+
+/// `lease_deliveries` returns due deliveries in event order, up to `limit`; a leased delivery is
+/// not returned to anyone while its lease is live (until after `lease_until`), and all are again
+/// once their leases expire; deliveries not yet due are skipped.
+pub async fn lease_deliveries_leases_due_deliveries_in_event_order_once_per_live_lease(repos: Repositories) {
+    add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    let co = company("Co", at(0));
+    let events: Vec<OutboxEvent> = (0..3).map(|i| outbox_event(&co, EventType::CompanyCreated, at(i))).collect();
+    for e in &events {
+        emit(&repos, std::slice::from_ref(e)).await;
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    assert!(lease_due(&repos, "w1", at(100), 60, 10).await.is_empty(), "not fanned out yet");
+    assert_eq!(fan_out(&repos, at(100), 10).await, 3);
+
+    assert!(lease_due(&repos, "w1", at_micros(99, 999_999), 60, 10).await.is_empty(), "not due yet");
+    let first = lease_due(&repos, "w1", at(100), 60, 2).await;
+    assert_eq!(delivery_event_ids(&first), ids[..2]);
+    let second = lease_due(&repos, "w2", at(100), 60, 10).await;
+    assert_eq!(delivery_event_ids(&second), ids[2..]);
+    assert!(lease_due(&repos, "w3", at(130), 60, 10).await.is_empty(), "all leased");
+    assert!(lease_due(&repos, "w1", at(160), 60, 10).await.is_empty(), "live until after lease_until, for the holder too");
+    let again = lease_due(&repos, "w3", at_micros(160, 1), 60, 10).await;
+    assert_eq!(delivery_event_ids(&again), ids, "expired leases are taken over");
+    let before: Vec<Uuid> = first.iter().chain(&second).map(|d| d.id).collect();
+    assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), before, "the same deliveries");
+    assert!(again.iter().all(|d| d.attempts == 0));
+    assert!(lease_due(&repos, "w1", at(200), 60, 10).await.is_empty(), "w3 holds them");
+}
+
+/// Deliveries of a disabled consumer are not leased; once it is enabled again they are.
+pub async fn deliveries_of_a_disabled_consumer_are_not_leased_until_it_is_enabled(repos: Repositories) {
+    let a = add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    let b = add_consumer(&repos, webhook_consumer("https://b.example/", &[EventType::CompanyCreated], &[], at(1))).await;
+    emit(&repos, &[outbox_event(&company("Co", at(0)), EventType::CompanyCreated, at(2))]).await;
+    assert_eq!(fan_out(&repos, at(100), 10).await, 1);
+    assert!(repos.webhooks.set_consumer_disabled(a.id, true, Some("failing".into())).await.unwrap());
+    let leased = lease_due(&repos, "w1", at(100), 60, 10).await;
+    assert_eq!(leased.iter().map(|d| d.consumer_id).collect::<Vec<_>>(), vec![b.id]);
+    assert!(repos.webhooks.set_consumer_disabled(a.id, false, None).await.unwrap());
+    let leased = lease_due(&repos, "w1", at(101), 60, 10).await;
+    assert_eq!(leased.iter().map(|d| d.consumer_id).collect::<Vec<_>>(), vec![a.id]);
+}
+
+/// `record_attempt` by the lease holder applies `Delivered`, `RetryAt` (released, leasable again
+/// from that time, with its attempt count) and `GiveUp`, and returns `true`; a failure starts the
+/// consumer's failing streak (kept by later failures) and a success clears it; attempts are
+/// listed newest first with every field; `delivery_counts` follows.
+pub async fn record_attempt_applies_delivered_retry_and_give_up_and_tracks_the_failing_streak(repos: Repositories) {
+    let c = add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    let co = company("Co", at(0));
+    for i in 0..3 {
+        emit(&repos, &[outbox_event(&co, EventType::CompanyCreated, at(i))]).await;
+    }
+    assert_eq!(fan_out(&repos, at(100), 10).await, 3);
+    let ds = lease_due(&repos, "w1", at(100), 600, 10).await;
+    assert_eq!(ds.len(), 3);
+
+    let a0 = attempt(&ds[0], 1, at_micros(101, 5), Some(204), None, 12);
+    assert!(record_outcome(&repos, "w1", &a0, AfterAttempt::Delivered).await);
+    assert_eq!(get_consumer(&repos, c.id).await.failing_since, None);
+
+    let a1 = attempt(&ds[1], 1, at_micros(102, 7), Some(500), Some("the receiver answered HTTP 500"), 30);
+    assert!(record_outcome(&repos, "w1", &a1, AfterAttempt::RetryAt(at(200))).await);
+    assert_eq!(get_consumer(&repos, c.id).await.failing_since, Some(at_micros(102, 7)), "a failure starts the streak");
+
+    let a2 = attempt(&ds[2], 1, at(103), None, Some("timed out after 15 s"), 15_000);
+    assert!(record_outcome(&repos, "w1", &a2, AfterAttempt::GiveUp).await);
+    assert_eq!(get_consumer(&repos, c.id).await.failing_since, Some(at_micros(102, 7)), "a streak keeps its start");
+    assert_eq!(counts(&repos, c.id).await, delivery_counts(1, 1, 1));
+
+    assert!(lease_due(&repos, "w2", at_micros(199, 999_999), 600, 10).await.is_empty(), "the retry is not due yet");
+    let retry = lease_due(&repos, "w2", at(200), 600, 10).await;
+    assert_eq!(retry.iter().map(|d| d.id).collect::<Vec<_>>(), vec![ds[1].id], "released and due; the others are done");
+    assert_eq!(retry[0].attempts, 1);
+    assert_eq!(retry[0].consumer_failing_since, Some(at_micros(102, 7)));
+    let a3 = attempt(&retry[0], 2, at(201), Some(200), None, 8);
+    assert!(record_outcome(&repos, "w2", &a3, AfterAttempt::Delivered).await);
+    assert_eq!(get_consumer(&repos, c.id).await.failing_since, None, "a success clears the streak");
+    assert_eq!(counts(&repos, c.id).await, delivery_counts(0, 2, 1));
+    assert!(lease_due(&repos, "w3", at(100_000), 600, 10).await.is_empty(), "nothing pending");
+
+    assert_eq!(repos.webhooks.list_attempts(c.id, 10).await.unwrap(), vec![a3.clone(), a2.clone(), a1, a0]);
+    assert_eq!(repos.webhooks.list_attempts(c.id, 2).await.unwrap(), vec![a3, a2]);
+    assert!(repos.webhooks.list_attempts(WebhookConsumerId::new_random(), 10).await.unwrap().is_empty());
+    assert_eq!(counts(&repos, WebhookConsumerId::new_random()).await, DeliveryCounts::default());
+}
+
+/// A worker whose lease expired and was taken over records its attempt but gets `false` and
+/// changes nothing about the delivery; so does a worker that never held it; the holder's
+/// outcome applies.
+pub async fn record_attempt_by_a_worker_that_lost_its_lease_leaves_the_delivery_alone(repos: Repositories) {
+    let c = add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    emit(&repos, &[outbox_event(&company("Co", at(0)), EventType::CompanyCreated, at(1))]).await;
+    assert_eq!(fan_out(&repos, at(100), 10).await, 1);
+    let d = lease_due(&repos, "w1", at(100), 30, 10).await.pop().expect("leased");
+    let taken = lease_due(&repos, "w2", at_micros(130, 1), 30, 10).await;
+    assert_eq!(taken.iter().map(|t| t.id).collect::<Vec<_>>(), vec![d.id]);
+
+    let late = attempt(&d, 1, at(101), Some(200), None, 50);
+    assert!(!record_outcome(&repos, "w1", &late, AfterAttempt::Delivered).await, "the lease was lost");
+    assert_eq!(counts(&repos, c.id).await, delivery_counts(1, 0, 0), "still pending");
+    assert!(lease_due(&repos, "w3", at(140), 30, 10).await.is_empty(), "w2 still holds it");
+    assert_eq!(repos.webhooks.list_attempts(c.id, 10).await.unwrap(), vec![late], "the attempt itself is recorded");
+
+    let stranger = attempt(&d, 1, at(141), Some(500), Some("HTTP 500"), 5);
+    assert!(!record_outcome(&repos, "w3", &stranger, AfterAttempt::GiveUp).await, "never held it");
+    assert_eq!(counts(&repos, c.id).await, delivery_counts(1, 0, 0));
+    assert!(lease_due(&repos, "w3", at(150), 30, 10).await.is_empty(), "w2 still holds it");
+
+    let ok = attempt(&taken[0], 1, at(142), Some(200), None, 5);
+    assert!(record_outcome(&repos, "w2", &ok, AfterAttempt::Delivered).await);
+    assert_eq!(counts(&repos, c.id).await, delivery_counts(0, 1, 0));
+}
+
+/// Deleting a consumer removes its deliveries and attempts (others' stay); a worker finishing a
+/// delivery of the deleted consumer gets `false`, not an error.
+pub async fn deleting_a_consumer_removes_its_deliveries_and_attempts(repos: Repositories) {
+    let a = add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    let b = add_consumer(&repos, webhook_consumer("https://b.example/", &[EventType::CompanyCreated], &[], at(1))).await;
+    let co = company("Co", at(0));
+    for i in 0..2 {
+        emit(&repos, &[outbox_event(&co, EventType::CompanyCreated, at(i))]).await;
+    }
+    assert_eq!(fan_out(&repos, at(100), 10).await, 2);
+    let ds = lease_due(&repos, "w1", at(100), 600, 10).await;
+    assert_eq!(ds.len(), 4);
+    let of = |consumer: WebhookConsumerId| ds.iter().filter(move |d| d.consumer_id == consumer).cloned().collect::<Vec<_>>();
+    let (of_a, of_b) = (of(a.id), of(b.id));
+    assert!(
+        record_outcome(&repos, "w1", &attempt(&of_a[0], 1, at(101), Some(500), Some("HTTP 500"), 3), AfterAttempt::RetryAt(at(100))).await
+    );
+    assert!(record_outcome(&repos, "w1", &attempt(&of_b[0], 1, at(101), Some(200), None, 3), AfterAttempt::Delivered).await);
+
+    assert!(repos.webhooks.delete_consumer(a.id).await.unwrap());
+    assert!(repos.webhooks.list_attempts(a.id, 10).await.unwrap().is_empty());
+    assert_eq!(counts(&repos, a.id).await, DeliveryCounts::default());
+    assert_eq!(repos.webhooks.list_attempts(b.id, 10).await.unwrap().len(), 1);
+    assert_eq!(counts(&repos, b.id).await, delivery_counts(1, 1, 0));
+    let leased = lease_due(&repos, "w2", at(1000), 600, 10).await;
+    assert_eq!(leased.iter().map(|d| d.id).collect::<Vec<_>>(), vec![of_b[1].id], "only the other consumer's delivery is left");
+
+    let orphan = attempt(&of_a[1], 1, at(102), Some(200), None, 3);
+    assert!(!record_outcome(&repos, "w1", &orphan, AfterAttempt::Delivered).await, "the delivery is gone");
+    assert!(repos.webhooks.list_attempts(a.id, 10).await.unwrap().is_empty());
+}
+
+/// Webhook consumers' sealed secrets are listed for rotation and replaced by `replace_sealed`; a
+/// batch with a deleted consumer's slot is NotFound and changes nothing.
+pub async fn webhook_secrets_are_listed_and_replaced_for_key_rotation(repos: Repositories) {
+    let a = add_consumer(
+        &repos,
+        WebhookConsumer {
+            secret: sealed("old", "whsec-a"),
+            ..webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))
+        },
+    )
+    .await;
+    let b = add_consumer(
+        &repos,
+        WebhookConsumer {
+            secret: sealed("old", "whsec-b"),
+            ..webhook_consumer("https://b.example/", &[EventType::CompanyDeleted], &[], at(1))
+        },
+    )
+    .await;
+    let expected: BTreeMap<String, SealedSecret> =
+        [(SecretSlot::WebhookSecret(a.id), sealed("old", "whsec-a")), (SecretSlot::WebhookSecret(b.id), sealed("old", "whsec-b"))]
+            .iter()
+            .map(|(slot, s)| (slot_key(slot), s.clone()))
+            .collect();
+    assert_eq!(by_slot(repos.secrets.list_sealed().await.unwrap()), expected);
+
+    repos.secrets.replace_sealed(&[(SecretSlot::WebhookSecret(a.id), sealed("new", "re-whsec-a"))]).await.unwrap();
+    assert_eq!(
+        get_consumer(&repos, a.id).await,
+        WebhookConsumer { secret: sealed("new", "re-whsec-a"), ..a.clone() },
+        "only the secret changed"
+    );
+    assert_eq!(get_consumer(&repos, b.id).await, b);
+
+    assert!(repos.webhooks.delete_consumer(b.id).await.unwrap());
+    let batch = vec![(SecretSlot::WebhookSecret(a.id), sealed("newer", "x")), (SecretSlot::WebhookSecret(b.id), sealed("newer", "y"))];
+    assert_not_found(repos.secrets.replace_sealed(&batch).await, "batch with a deleted consumer");
+    assert_eq!(get_consumer(&repos, a.id).await.secret, sealed("new", "re-whsec-a"), "nothing changed");
+    let listed = by_slot(repos.secrets.list_sealed().await.unwrap());
+    assert_eq!(listed.into_iter().collect::<Vec<_>>(), vec![(slot_key(&SecretSlot::WebhookSecret(a.id)), sealed("new", "re-whsec-a"))]);
+}
+
+/// Two concurrent `lease_deliveries` calls never hand the same delivery to both workers: with ten
+/// due deliveries, what they and a third, later call lease covers each delivery exactly once
+/// (repeated, since a race needs luck to show).
+pub async fn concurrent_lease_deliveries_never_hand_one_delivery_to_two_workers(repos: Repositories) {
+    add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    let co = company("Co", at(0));
+    for round in 0..5 {
+        let events: Vec<OutboxEvent> = (0..10).map(|i| outbox_event(&co, EventType::CompanyCreated, at(i))).collect();
+        emit(&repos, &events).await;
+        assert_eq!(fan_out(&repos, at(100), 100).await, 10);
+        // Earlier rounds' deliveries are still leased (600 s), so only this round's are due.
+        let (w1, w2) = tokio::join!(
+            repos.webhooks.lease_deliveries("w1", at(100), lease(600), 6),
+            repos.webhooks.lease_deliveries("w2", at(100), lease(600), 6),
+        );
+        let (w1, w2) = (w1.expect("lease w1"), w2.expect("lease w2"));
+        assert!(w1.len() <= 6 && w2.len() <= 6, "round {round}: limit");
+        let w1_ids: std::collections::BTreeSet<Uuid> = w1.iter().map(|d| d.id).collect();
+        assert!(w2.iter().all(|d| !w1_ids.contains(&d.id)), "round {round}: a delivery leased by both workers");
+        let rest = lease_due(&repos, "w3", at(100), 600, 100).await;
+        let mut leased: Vec<Uuid> = w1.iter().chain(&w2).chain(&rest).map(|d| d.id).collect();
+        let n = leased.len();
+        leased.sort();
+        leased.dedup();
+        assert_eq!((n, leased.len()), (10, 10), "round {round}: each delivery leased once ({} + {} + {})", w1.len(), w2.len(), rest.len());
+        let mut event_ids: Vec<Uuid> = w1.iter().chain(&w2).chain(&rest).map(|d| d.event_id).collect();
+        event_ids.sort();
+        let mut expected: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        expected.sort();
+        assert_eq!(event_ids, expected, "round {round}: this round's deliveries");
+    }
 }

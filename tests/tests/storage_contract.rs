@@ -122,6 +122,22 @@ storage_contract! {
     record_list_orders_numbers_dates_and_text_with_an_id_tie_break,
     record_list_pages_with_an_exact_total_and_without_deleted_records,
     record_list_reads_document_dates_like_the_evaluator,
+    company_writes_put_their_events_in_the_outbox_and_failed_writes_do_not,
+    connection_writes_put_their_events_in_the_outbox_only_when_they_change_something,
+    save_linked_and_pull_operation_updates_put_their_events_in_the_outbox,
+    a_change_whose_event_cannot_be_stored_is_rolled_back,
+    webhook_consumers_insert_up_to_the_limit_then_conflict,
+    concurrent_consumer_creation_never_exceeds_the_limit,
+    webhook_consumers_round_trip_and_are_disabled_enabled_and_deleted,
+    fan_out_creates_one_delivery_per_accepting_consumer_exactly_once,
+    concurrent_fan_outs_fan_each_event_out_once,
+    lease_deliveries_leases_due_deliveries_in_event_order_once_per_live_lease,
+    deliveries_of_a_disabled_consumer_are_not_leased_until_it_is_enabled,
+    record_attempt_applies_delivered_retry_and_give_up_and_tracks_the_failing_streak,
+    record_attempt_by_a_worker_that_lost_its_lease_leaves_the_delivery_alone,
+    deleting_a_consumer_removes_its_deliveries_and_attempts,
+    webhook_secrets_are_listed_and_replaced_for_key_rotation,
+    concurrent_lease_deliveries_never_hand_one_delivery_to_two_workers,
 }
 
 /// Backend-specific checks that are not part of the shared contract.

@@ -1,6 +1,7 @@
 //! `CompanyRepository` on PostgreSQL.
 
 use crate::filter::{Column, Sql, render, render_order, render_tags};
+use crate::webhooks::insert_events;
 use crate::{PgStore, backend, parse_uuid, write_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::CompanyId;
 use tributary_domain::model::company::Company;
+use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::CompanyRepository;
 
@@ -79,7 +81,7 @@ fn company_from_row(r: &PgRow) -> Result<Company, RepositoryError> {
 
 #[async_trait]
 impl CompanyRepository for PgStore {
-    async fn insert(&self, company: &Company) -> Result<(), RepositoryError> {
+    async fn insert(&self, company: &Company, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("INSERT INTO companies (id, name, description, created, last_sync) VALUES ($1, $2, $3, $4, $5)")
             .bind(company.id.to_string())
@@ -91,6 +93,7 @@ impl CompanyRepository for PgStore {
             .await
             .map_err(|e| write_error(e, || format!("company {} exists", company.id), || format!("company {}", company.id)))?;
         write_tags(&mut tx, company).await?;
+        insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -120,10 +123,16 @@ impl CompanyRepository for PgStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError> {
+    async fn delete(&self, id: CompanyId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
         // Connections, tags and settings go with the company through ON DELETE CASCADE.
-        let done = sqlx::query("DELETE FROM companies WHERE id = $1").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query("DELETE FROM companies WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await.map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page<Company>, RepositoryError> {

@@ -2,6 +2,7 @@
 
 use crate::filter::{Column, Sql, render, render_order};
 use crate::pull_operations::insert_all;
+use crate::webhooks::insert_events;
 use crate::{PgStore, backend, parse_uuid, write_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use tributary_domain::model::connection::{Connection, ConnectionError};
 use tributary_domain::model::integration::definition;
 use tributary_domain::model::pull::PullOperation;
 use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::ConnectionRepository;
 
@@ -77,9 +79,10 @@ async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Postgres>, 
 
 #[async_trait]
 impl ConnectionRepository for PgStore {
-    async fn insert(&self, c: &Connection) -> Result<(), RepositoryError> {
+    async fn insert(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let def = definition(c.platform_key.as_str())
             .ok_or_else(|| RepositoryError::Backend(format!("unknown platform key {}", c.platform_key)))?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \
              status, created, last_sync, source_account, grant_key_id, grant_ciphertext, errors) \
@@ -99,10 +102,11 @@ impl ConnectionRepository for PgStore {
         .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
         .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
         .bind(Json(&c.errors))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| write_error(e, || format!("connection {} exists", c.id), || format!("company {}", c.company_id)))?;
-        Ok(())
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn get(&self, company: CompanyId, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
@@ -128,18 +132,27 @@ impl ConnectionRepository for PgStore {
             .transpose()
     }
 
-    async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
-        update_row(&self.pool, c).await
+    async fn update(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        update_row(&mut *tx, c).await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
-    async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
+    async fn delete(&self, company: CompanyId, id: ConnectionId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM connections WHERE id = $1 AND company_id = $2")
             .bind(id.to_string())
             .bind(company.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
@@ -170,15 +183,22 @@ impl ConnectionRepository for PgStore {
         id: ConnectionId,
         from: tributary_domain::model::connection::ConnectionStatus,
         to: tributary_domain::model::connection::ConnectionStatus,
+        events: &[OutboxEvent],
     ) -> Result<bool, RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query("UPDATE connections SET status = $1 WHERE id = $2 AND status = $3")
             .bind(to.as_str())
             .bind(id.to_string())
             .bind(from.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn list_linked(&self) -> Result<Vec<Connection>, RepositoryError> {
@@ -209,10 +229,11 @@ impl ConnectionRepository for PgStore {
         rows.iter().map(from_row).collect()
     }
 
-    async fn save_linked(&self, c: &Connection, queued: &[PullOperation]) -> Result<(), RepositoryError> {
+    async fn save_linked(&self, c: &Connection, queued: &[PullOperation], events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         update_row(&mut *tx, c).await?;
         insert_all(&mut tx, queued).await?;
+        insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
     }
 

@@ -16,6 +16,7 @@ mod pull_operations;
 mod records;
 mod secrets;
 mod sync_leases;
+mod webhooks;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -93,7 +94,8 @@ impl PgStore {
             oauth_states: s.clone(),
             pull_operations: s.clone(),
             sync_leases: s.clone(),
-            records: s,
+            records: s.clone(),
+            webhooks: s,
         }
     }
 

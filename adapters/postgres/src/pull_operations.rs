@@ -1,6 +1,7 @@
 //! `PullOperationRepository` on PostgreSQL.
 
 use crate::filter::{Column, Sql, render, render_order};
+use crate::webhooks::insert_events;
 use crate::{PgStore, backend, parse_uuid, write_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,6 +10,7 @@ use sqlx::{PgConnection, Row};
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::pull::PullOperation;
+use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::PullOperationRepository;
 
@@ -85,6 +87,28 @@ pub(crate) async fn insert_all(db: &mut PgConnection, ops: &[PullOperation]) -> 
     Ok(())
 }
 
+/// Saves an operation's changeable fields on an open connection.
+async fn update_row(db: &mut sqlx::PgConnection, op: &PullOperation) -> Result<(), RepositoryError> {
+    let done = sqlx::query(
+        "UPDATE pull_operations SET status = $1, status_description = $2, error_message = $3, completed = $4, progress = $5 \
+         WHERE id = $6 AND company_id = $7",
+    )
+    .bind(op.status.as_str())
+    .bind(&op.status_description)
+    .bind(&op.error_message)
+    .bind(op.completed)
+    .bind(op.progress)
+    .bind(op.id.to_string())
+    .bind(op.company_id.to_string())
+    .execute(&mut *db)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(RepositoryError::NotFound(format!("pull operation {}", op.id)));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl PullOperationRepository for PgStore {
     async fn insert(&self, ops: &[PullOperation]) -> Result<(), RepositoryError> {
@@ -131,25 +155,16 @@ impl PullOperationRepository for PgStore {
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
     }
 
-    async fn update(&self, op: &PullOperation) -> Result<(), RepositoryError> {
-        let done = sqlx::query(
-            "UPDATE pull_operations SET status = $1, status_description = $2, error_message = $3, completed = $4, progress = $5 \
-             WHERE id = $6 AND company_id = $7",
-        )
-        .bind(op.status.as_str())
-        .bind(&op.status_description)
-        .bind(&op.error_message)
-        .bind(op.completed)
-        .bind(op.progress)
-        .bind(op.id.to_string())
-        .bind(op.company_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(RepositoryError::NotFound(format!("pull operation {}", op.id)));
+    async fn update(&self, op: &PullOperation, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
+        // Progress updates (no events) are one statement; an update with events is a transaction.
+        if events.is_empty() {
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            return update_row(&mut conn, op).await;
         }
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        update_row(&mut tx, op).await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn next_for_connection(&self, connection: ConnectionId) -> Result<Option<PullOperation>, RepositoryError> {

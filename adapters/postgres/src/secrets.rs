@@ -4,14 +4,14 @@ use crate::{PgStore, backend, parse_uuid};
 use async_trait::async_trait;
 use sqlx::Row;
 use tributary_domain::RepositoryError;
-use tributary_domain::ids::ConnectionId;
+use tributary_domain::ids::{ConnectionId, WebhookConsumerId};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::ports::{SecretRepository, SecretSlot};
 
 #[async_trait]
 impl SecretRepository for PgStore {
     async fn list_sealed(&self) -> Result<Vec<(SecretSlot, SealedSecret)>, RepositoryError> {
-        // One snapshot for both tables, so a rotation sees a consistent set.
+        // One snapshot for every table, so a rotation sees a consistent set.
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.map_err(backend)?;
         let mut out = Vec::new();
@@ -38,10 +38,21 @@ impl SecretRepository for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
+        let consumers = sqlx::query("SELECT id, secret_key_id, secret_ciphertext FROM webhook_consumers ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         for r in rows {
             let (key_id, ciphertext): (String, String) = (r.get(1), r.get(2));
             out.push((SecretSlot::ConnectionGrant(ConnectionId(parse_uuid(&r.get::<String, _>(0))?)), SealedSecret { key_id, ciphertext }));
+        }
+        for r in consumers {
+            let (key_id, ciphertext): (String, String) = (r.get(1), r.get(2));
+            out.push((
+                SecretSlot::WebhookSecret(WebhookConsumerId(parse_uuid(&r.get::<String, _>(0))?)),
+                SealedSecret { key_id, ciphertext },
+            ));
         }
         Ok(out)
     }
@@ -58,6 +69,9 @@ impl SecretRepository for PgStore {
                 }
                 SecretSlot::ConnectionGrant(c) => {
                     ("UPDATE connections SET grant_key_id = $1, grant_ciphertext = $2 WHERE id = $3", c.to_string())
+                }
+                SecretSlot::WebhookSecret(c) => {
+                    ("UPDATE webhook_consumers SET secret_key_id = $1, secret_ciphertext = $2 WHERE id = $3", c.to_string())
                 }
             };
             let done = sqlx::query(sql).bind(&s.key_id).bind(&s.ciphertext).bind(&id).execute(&mut *tx).await.map_err(backend)?;

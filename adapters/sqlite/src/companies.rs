@@ -1,6 +1,7 @@
 //! `CompanyRepository` on SQLite.
 
 use crate::filter::{Column, Sql, render, render_order, render_tags};
+use crate::webhooks::insert_events;
 use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::CompanyId;
 use tributary_domain::model::company::Company;
+use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::CompanyRepository;
 
@@ -80,7 +82,7 @@ fn company_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Company, RepositoryEr
 
 #[async_trait]
 impl CompanyRepository for SqliteStore {
-    async fn insert(&self, company: &Company) -> Result<(), RepositoryError> {
+    async fn insert(&self, company: &Company, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("INSERT INTO companies (id, name, description, created, last_sync) VALUES (?, ?, ?, ?, ?)")
             .bind(company.id.to_string())
@@ -95,6 +97,7 @@ impl CompanyRepository for SqliteStore {
                 e => backend(e),
             })?;
         write_tags(&mut tx, company).await?;
+        insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -124,10 +127,17 @@ impl CompanyRepository for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError> {
+    async fn delete(&self, id: CompanyId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         // Connections, tags and settings go with the company through ON DELETE CASCADE.
-        let done = sqlx::query("DELETE FROM companies WHERE id = ?").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        let done = sqlx::query("DELETE FROM companies WHERE id = ?").bind(id.to_string()).execute(&mut *tx).await.map_err(backend)?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page<Company>, RepositoryError> {

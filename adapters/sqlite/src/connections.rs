@@ -2,6 +2,7 @@
 
 use crate::filter::{Column, Sql, render, render_order};
 use crate::pull_operations::insert_all;
+use crate::webhooks::insert_events;
 use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -11,6 +12,7 @@ use tributary_domain::model::connection::Connection;
 use tributary_domain::model::integration::definition;
 use tributary_domain::model::pull::PullOperation;
 use tributary_domain::model::secret::SealedSecret;
+use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::ConnectionRepository;
 
@@ -73,9 +75,10 @@ async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>, c:
 
 #[async_trait]
 impl ConnectionRepository for SqliteStore {
-    async fn insert(&self, c: &Connection) -> Result<(), RepositoryError> {
+    async fn insert(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let def = definition(c.platform_key.as_str())
             .ok_or_else(|| RepositoryError::Backend(format!("unknown platform key {}", c.platform_key)))?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \
              status, created, last_sync, source_account, grant_key_id, grant_ciphertext, errors) \
@@ -95,14 +98,15 @@ impl ConnectionRepository for SqliteStore {
         .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
         .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
         .bind(serde_json::to_string(&c.errors).map_err(|e| RepositoryError::Backend(e.to_string()))?)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match e {
             sqlx::Error::Database(d) if d.is_foreign_key_violation() => RepositoryError::NotFound(format!("company {}", c.company_id)),
             sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(format!("connection {} exists", c.id)),
             e => backend(e),
         })?;
-        Ok(())
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn get(&self, company: CompanyId, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
@@ -128,18 +132,28 @@ impl ConnectionRepository for SqliteStore {
             .transpose()
     }
 
-    async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
-        update_row(&self.pool, c).await
+    async fn update(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        update_row(&mut *tx, c).await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
-    async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
+    async fn delete(&self, company: CompanyId, id: ConnectionId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM connections WHERE id = ? AND company_id = ?")
             .bind(id.to_string())
             .bind(company.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
@@ -170,15 +184,23 @@ impl ConnectionRepository for SqliteStore {
         id: ConnectionId,
         from: tributary_domain::model::connection::ConnectionStatus,
         to: tributary_domain::model::connection::ConnectionStatus,
+        events: &[OutboxEvent],
     ) -> Result<bool, RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query("UPDATE connections SET status = ? WHERE id = ? AND status = ?")
             .bind(to.as_str())
             .bind(id.to_string())
             .bind(from.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn list_linked(&self) -> Result<Vec<Connection>, RepositoryError> {
@@ -209,10 +231,11 @@ impl ConnectionRepository for SqliteStore {
         rows.iter().map(from_row).collect()
     }
 
-    async fn save_linked(&self, c: &Connection, queued: &[PullOperation]) -> Result<(), RepositoryError> {
+    async fn save_linked(&self, c: &Connection, queued: &[PullOperation], events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         update_row(&mut *tx, c).await?;
         insert_all(&mut tx, queued).await?;
+        insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
     }
 

@@ -15,6 +15,7 @@ mod pull_operations;
 mod records;
 mod secrets;
 mod sync_leases;
+mod webhooks;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -84,7 +85,8 @@ impl SqliteStore {
             oauth_states: s.clone(),
             pull_operations: s.clone(),
             sync_leases: s.clone(),
-            records: s,
+            records: s.clone(),
+            webhooks: s,
         }
     }
 

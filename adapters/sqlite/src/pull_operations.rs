@@ -1,6 +1,7 @@
 //! `PullOperationRepository` on SQLite.
 
 use crate::filter::{Column, Sql, render, render_order};
+use crate::webhooks::insert_events;
 use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -8,6 +9,7 @@ use sqlx::SqliteConnection;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::pull::PullOperation;
+use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
 use tributary_domain::ports::PullOperationRepository;
 
@@ -52,6 +54,28 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PullOperation, RepositoryErro
         completed: r.get::<Option<i64>, _>("completed").map(from_micros),
         progress: r.get("progress"),
     })
+}
+
+/// Saves an operation's changeable fields on an open connection.
+async fn update_row(db: &mut SqliteConnection, op: &PullOperation) -> Result<(), RepositoryError> {
+    let done = sqlx::query(
+        "UPDATE pull_operations SET status = ?, status_description = ?, error_message = ?, completed = ?, progress = ? \
+         WHERE id = ? AND company_id = ?",
+    )
+    .bind(op.status.as_str())
+    .bind(&op.status_description)
+    .bind(&op.error_message)
+    .bind(op.completed.map(to_micros))
+    .bind(op.progress)
+    .bind(op.id.to_string())
+    .bind(op.company_id.to_string())
+    .execute(&mut *db)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(RepositoryError::NotFound(format!("pull operation {}", op.id)));
+    }
+    Ok(())
 }
 
 /// Inserts operations on an open connection (a transaction the caller commits).
@@ -131,25 +155,15 @@ impl PullOperationRepository for SqliteStore {
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
     }
 
-    async fn update(&self, op: &PullOperation) -> Result<(), RepositoryError> {
-        let done = sqlx::query(
-            "UPDATE pull_operations SET status = ?, status_description = ?, error_message = ?, completed = ?, progress = ? \
-             WHERE id = ? AND company_id = ?",
-        )
-        .bind(op.status.as_str())
-        .bind(&op.status_description)
-        .bind(&op.error_message)
-        .bind(op.completed.map(to_micros))
-        .bind(op.progress)
-        .bind(op.id.to_string())
-        .bind(op.company_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(RepositoryError::NotFound(format!("pull operation {}", op.id)));
+    async fn update(&self, op: &PullOperation, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
+        if events.is_empty() {
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            return update_row(&mut conn, op).await;
         }
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        update_row(&mut tx, op).await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn next_for_connection(&self, connection: ConnectionId) -> Result<Option<PullOperation>, RepositoryError> {

@@ -4,7 +4,7 @@ use crate::{SqliteStore, backend, parse_uuid};
 use async_trait::async_trait;
 use sqlx::Row;
 use tributary_domain::RepositoryError;
-use tributary_domain::ids::ConnectionId;
+use tributary_domain::ids::{ConnectionId, WebhookConsumerId};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::ports::{SecretRepository, SecretSlot};
 
@@ -37,6 +37,16 @@ impl SecretRepository for SqliteStore {
                 ));
             }
         }
+        let rows = sqlx::query("SELECT id, secret_key_id, secret_ciphertext FROM webhook_consumers ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        for r in rows {
+            out.push((
+                SecretSlot::WebhookSecret(WebhookConsumerId(parse_uuid(&r.get::<String, _>(0))?)),
+                SealedSecret { key_id: r.get(1), ciphertext: r.get(2) },
+            ));
+        }
         Ok(out)
     }
 
@@ -52,6 +62,9 @@ impl SecretRepository for SqliteStore {
                 }
                 SecretSlot::ConnectionGrant(c) => {
                     ("UPDATE connections SET grant_key_id = ?, grant_ciphertext = ? WHERE id = ?", c.to_string())
+                }
+                SecretSlot::WebhookSecret(w) => {
+                    ("UPDATE webhook_consumers SET secret_key_id = ?, secret_ciphertext = ? WHERE id = ?", w.to_string())
                 }
             };
             let done = sqlx::query(sql).bind(&s.key_id).bind(&s.ciphertext).bind(&id).execute(&mut *tx).await.map_err(backend)?;

@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let store = Store::open(&url).await?;
-    let platform = tributary_api::platform(&store, AesGcmCipher::new(&[7; 32], &[]));
+    let platform = tributary_api::platform(&store, AesGcmCipher::new(&[7; 32], &[]), "http://127.0.0.1:8080");
     let cfg = stripe_sandbox::Config::default();
     platform
         .update_integration(
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let mut connection = platform.create_connection(company, "yzth").await?;
     connection.transition(ConnectionStatus::Linked)?;
     connection.source_account = Some(account.clone());
-    platform.repositories().connections.update(&connection).await?;
+    platform.repositories().connections.update(&connection, &[]).await?;
     for dt in
         [DataType::CompanyInfo, DataType::Customers, DataType::Disputes, DataType::Payments, DataType::Products, DataType::Transactions]
     {

@@ -16,6 +16,66 @@ pub struct StripeSettings {
     pub connect_base: String,
 }
 
+/// Webhooks to clients.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Delay before each delivery attempt (`0s`, `5s`, `5m`, `30m`, `2h`, …); its length is the
+    /// number of attempts. Default: Codat's schedule over about 28 hours.
+    pub retry_schedule: Vec<String>,
+    /// A consumer failing for this long is disabled (`5d`).
+    pub disable_after: String,
+    /// Per-delivery timeout (`15s`).
+    pub timeout: String,
+    /// Deliver to loopback and private addresses (default true; false for SSRF protection).
+    pub allow_private_targets: bool,
+}
+
+impl WebhookSettings {
+    /// The delivery options these settings describe.
+    ///
+    /// # Errors
+    /// A malformed duration.
+    pub fn delivery_options(&self) -> anyhow::Result<tributary_domain::service::DeliveryOptions> {
+        let schedule = self
+            .retry_schedule
+            .iter()
+            .map(|d| parse_duration(d).with_context(|| format!("webhooks.retry_schedule entry {d}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if schedule.is_empty() {
+            bail!("webhooks.retry_schedule needs at least one entry (the first attempt's delay, usually 0s)");
+        }
+        let timeout = parse_duration(&self.timeout).context("webhooks.timeout")?;
+        Ok(tributary_domain::service::DeliveryOptions {
+            schedule,
+            disable_after: parse_duration(&self.disable_after).context("webhooks.disable_after")?,
+            timeout,
+            // Longer than any attempt, so a live worker never loses a delivery it is sending.
+            lease_for: timeout * 2 + std::time::Duration::from_secs(5),
+            ..Default::default()
+        })
+    }
+}
+
+/// Parses `250ms`, `0s`, `5s`, `5m`, `2h`, `5d` (a bare number is seconds).
+///
+/// # Errors
+/// Anything else.
+pub fn parse_duration(raw: &str) -> anyhow::Result<std::time::Duration> {
+    let s = raw.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("'{raw}' is not a duration like 250ms, 5s, 5m, 2h or 5d"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => bail!("'{raw}' is not a duration like 250ms, 5s, 5m, 2h or 5d"),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| anyhow::anyhow!("'{raw}' is out of range"))
+}
+
 /// Every setting, after layering.
 #[derive(Clone, Deserialize)]
 pub struct Settings {
@@ -36,6 +96,8 @@ pub struct Settings {
     pub workers: u32,
     /// Log filter (`info`, `tributary_api=debug`, …).
     pub log: String,
+    /// Webhooks to clients.
+    pub webhooks: WebhookSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -48,6 +110,7 @@ impl std::fmt::Debug for Settings {
             .field("previous_master_keys", &self.previous_master_keys.len())
             .field("stripe", &self.stripe)
             .field("workers", &self.workers)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -81,7 +144,11 @@ impl Settings {
             .set_default("stripe.api_base", "https://api.stripe.com")?
             .set_default("stripe.connect_base", "https://connect.stripe.com")?
             .set_default("workers", 2)?
-            .set_default("log", "info")?;
+            .set_default("log", "info")?
+            .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
+            .set_default("webhooks.disable_after", "5d")?
+            .set_default("webhooks.timeout", "15s")?
+            .set_default("webhooks.allow_private_targets", true)?;
         match path {
             Some(p) => {
                 if !p.exists() {
@@ -97,6 +164,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("previous_master_keys")
+                .with_list_parse_key("webhooks.retry_schedule")
                 .try_parsing(true),
         );
         let settings: Settings =
@@ -122,6 +190,7 @@ impl Settings {
         for (name, v) in [("stripe.api_base", &self.stripe.api_base), ("stripe.connect_base", &self.stripe.connect_base)] {
             url::Url::parse(v).map_err(|e| anyhow::anyhow!("invalid configuration: {name} {v} is not a URL: {e}"))?;
         }
+        self.webhooks.delivery_options().context("invalid configuration")?;
         if let Some(k) = &self.master_key {
             decode_master_key(k).context("invalid configuration: master_key")?;
         }

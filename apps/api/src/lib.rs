@@ -5,6 +5,7 @@ pub mod config;
 pub mod crypto;
 pub mod http;
 pub mod store;
+pub mod webhooks;
 
 use anyhow::Context;
 use config::{Settings, decode_master_key};
@@ -33,9 +34,11 @@ pub fn cipher_from(settings: &Settings) -> anyhow::Result<AesGcmCipher> {
     Ok(AesGcmCipher::new(&current, &previous))
 }
 
-/// The platform use cases over a store, with a cipher.
-pub fn platform(store: &Store, cipher: AesGcmCipher) -> Platform {
+/// The platform use cases over a store, with a cipher; events for webhooks are rendered with
+/// links under `public_url`.
+pub fn platform(store: &Store, cipher: AesGcmCipher, public_url: &str) -> Platform {
     Platform::new(store.repositories(), Arc::new(cipher), Arc::new(SystemClock))
+        .with_event_renderer(Arc::new(http::dto::CodatEvents { public_url: public_url.trim_end_matches('/').to_owned() }))
 }
 
 /// Where the server is reached, where Stripe is, and how many sync workers run.
@@ -47,18 +50,41 @@ pub struct ServeOptions {
     pub connect_base: String,
     /// Stripe API base (`https://api.stripe.com` or a sandbox).
     pub api_base: String,
-    /// Sync workers in this process (0: none; another process syncs).
+    /// Sync workers in this process (0: none; another process syncs). The same setting turns
+    /// webhook delivery in this process on (any value above 0) or off.
     pub workers: u32,
+    /// How webhooks are delivered.
+    pub webhooks: tributary_domain::service::DeliveryOptions,
+    /// Deliver webhooks to loopback and private addresses.
+    pub allow_private_webhook_targets: bool,
 }
 
 impl ServeOptions {
     /// From the settings.
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// A malformed webhook duration.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self {
             public_url: settings.public_base(),
             connect_base: settings.stripe.connect_base.trim_end_matches('/').to_owned(),
             api_base: settings.stripe.api_base.trim_end_matches('/').to_owned(),
             workers: settings.workers,
+            webhooks: settings.webhooks.delivery_options()?,
+            allow_private_webhook_targets: settings.webhooks.allow_private_targets,
+        })
+    }
+
+    /// Options for a server at `public_url` reading Stripe at `stripe_base` (Connect and API),
+    /// with defaults for the rest (the demo and tests).
+    pub fn local(public_url: &str, stripe_base: &str, workers: u32) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            connect_base: stripe_base.trim_end_matches('/').to_owned(),
+            api_base: stripe_base.trim_end_matches('/').to_owned(),
+            workers,
+            webhooks: tributary_domain::service::DeliveryOptions::default(),
+            allow_private_webhook_targets: true,
         }
     }
 }
@@ -121,7 +147,12 @@ pub async fn run_worker(engine: SyncEngine, wake: Arc<tokio::sync::Notify>, stop
 pub fn linking(store: &Store, cipher: AesGcmCipher, opts: &ServeOptions) -> anyhow::Result<Linking> {
     let state_key = cipher.derive_key("oauth-state");
     let oauth = tributary_stripe::StripeConnectOAuth::new(&opts.connect_base).map_err(|e| anyhow::anyhow!("stripe.connect_base: {e}"))?;
-    Ok(Linking::new(platform(store, cipher), Arc::new(oauth), state_key, format!("{}/oauth/stripe/callback", opts.public_url)))
+    Ok(Linking::new(
+        platform(store, cipher, &opts.public_url),
+        Arc::new(oauth),
+        state_key,
+        format!("{}/oauth/stripe/callback", opts.public_url),
+    ))
 }
 
 /// Installs the log subscriber (once; later calls are ignored).
@@ -145,7 +176,7 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     let store = Store::open(&settings.database_url).await?;
     let addr = settings.listen_addr()?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    serve_on(listener, &store, cipher, ServeOptions::from_settings(&settings), shutdown).await?;
+    serve_on(listener, &store, cipher, ServeOptions::from_settings(&settings)?, shutdown).await?;
     store.close().await;
     Ok(())
 }
@@ -172,13 +203,22 @@ pub async fn serve_on(
         let engine = sync_engine(&platform, &opts, format!("{}-{}-{n}", addr, std::process::id()))?;
         workers.push(tokio::spawn(run_worker(engine, wake.clone(), stop_rx.clone())));
     }
+    let webhook_wake = Arc::new(tokio::sync::Notify::new());
     if opts.workers > 0 {
         workers.push(tokio::spawn(run_scheduler(platform.clone(), wake.clone(), stop_rx.clone())));
+        let sender = webhooks::HttpWebhookSender::new(opts.allow_private_webhook_targets)?;
+        let delivery = tributary_domain::service::WebhookDelivery::new(
+            platform.clone(),
+            Arc::new(sender),
+            format!("{}-{}-webhooks", addr, std::process::id()),
+            opts.webhooks.clone(),
+        );
+        workers.push(tokio::spawn(webhooks::run_delivery_worker(delivery, webhook_wake.clone(), stop_rx.clone())));
     }
     if platform.list_api_keys().await?.is_empty() {
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");
     }
-    let app = http::router(http::AppState { platform, linking, wake, public_url: public_url.clone() });
+    let app = http::router(http::AppState { platform, linking, wake, public_url: public_url.clone(), webhook_wake });
     tracing::info!(%addr, %public_url, workers = opts.workers, "tributary-api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
     // Workers finish the pull page they are on; a pull cut short resumes from its checkpoint.

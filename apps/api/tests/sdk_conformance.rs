@@ -39,7 +39,11 @@ async fn run_sdk(python: &str) {
     // Prepare the instance as an operator would with the CLI: a key, Stripe Test enabled, and a
     // company whose connection is Linked (linking itself arrives with the Link flow).
     let store = Store::open(&db).await.unwrap();
-    let platform = tributary_api::platform(&store, AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[]));
+    let platform = tributary_api::platform(
+        &store,
+        AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[]),
+        "http://127.0.0.1",
+    );
     let api_key = tributary_api::generate_api_key();
     platform.create_api_key(Some("sdk".into()), &api_key).await.unwrap();
     platform
@@ -62,7 +66,7 @@ async fn run_sdk(python: &str) {
     let mut stored = platform.repositories().connections.find(conn.id).await.unwrap().unwrap();
     stored.transition(ConnectionStatus::Linked).unwrap();
     stored.source_account = Some(account);
-    platform.repositories().connections.update(&stored).await.unwrap();
+    platform.repositories().connections.update(&stored, &[]).await.unwrap();
     store.close().await;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -1,7 +1,7 @@
 //! The commands, each a thin call into the platform use cases.
 
 use crate::output;
-use crate::{ApiKeysCmd, Cli, Command, CompaniesCmd, ConnectionsCmd, IntegrationsCmd, KeysCmd};
+use crate::{ApiKeysCmd, Cli, Command, CompaniesCmd, ConnectionsCmd, IntegrationsCmd, KeysCmd, WebhooksCmd};
 use anyhow::{Context, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
@@ -50,7 +50,8 @@ async fn context(cli: &Cli, need_master_key: bool) -> anyhow::Result<Ctx> {
         Err(e) if need_master_key => return Err(e),
         Err(_) => std::sync::Arc::new(NoMasterKey),
     };
-    let platform = Platform::new(store.repositories(), cipher, std::sync::Arc::new(tributary_domain::ports::SystemClock));
+    let platform = Platform::new(store.repositories(), cipher, std::sync::Arc::new(tributary_domain::ports::SystemClock))
+        .with_event_renderer(std::sync::Arc::new(tributary_api::http::dto::CodatEvents { public_url: settings.public_base() }));
     Ok(Ctx { settings, store, platform, json: cli.json })
 }
 
@@ -89,7 +90,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let need_key = matches!(
         cli.command,
-        Command::Keys(_) | Command::Connections(ConnectionsCmd::Unlink { .. } | ConnectionsCmd::Delete { .. })
+        Command::Keys(_)
+            | Command::Connections(ConnectionsCmd::Unlink { .. } | ConnectionsCmd::Delete { .. })
+            | Command::Webhooks(WebhooksCmd::Create { .. } | WebhooksCmd::Secret { .. })
     ) || matches!(&cli.command, Command::Integrations(IntegrationsCmd::Set { secret_key, webhook_secret, .. }) if secret_key.is_some() || webhook_secret.is_some());
     let ctx = context(&cli, need_key).await?;
     let result = dispatch(&cli, &ctx).await;
@@ -141,6 +144,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             })?;
             report(ctx.json, serde_json::json!({"revoked": id.to_string()}), &format!("revoked API key {id}"));
         }
+        Command::Webhooks(cmd) => webhooks(p, cmd, ctx.json).await?,
         Command::Integrations(IntegrationsCmd::List) => {
             let list = p.list_integrations().await?;
             if ctx.json {
@@ -383,8 +387,8 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::Sync { company_id, connection, data_type } => {
             let cipher = tributary_api::cipher_from(&ctx.settings)?;
-            let platform = tributary_api::platform(&ctx.store, cipher);
-            let opts = tributary_api::ServeOptions::from_settings(&ctx.settings);
+            let platform = tributary_api::platform(&ctx.store, cipher, &ctx.settings.public_base());
+            let opts = tributary_api::ServeOptions::from_settings(&ctx.settings)?;
             crate::sync::run(&platform, &opts, company_id, connection.as_deref(), data_type.as_deref(), ctx.json).await?;
         }
         Command::Keys(KeysCmd::Generate) | Command::Demo { .. } => unreachable!("handled before opening the store"),
@@ -395,7 +399,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
 /// The link use cases (unlink and delete revoke access at Stripe first).
 fn linking(ctx: &Ctx) -> anyhow::Result<tributary_domain::service::Linking> {
     let cipher = tributary_api::cipher_from(&ctx.settings)?;
-    tributary_api::linking(&ctx.store, cipher, &tributary_api::ServeOptions::from_settings(&ctx.settings))
+    tributary_api::linking(&ctx.store, cipher, &tributary_api::ServeOptions::from_settings(&ctx.settings)?)
 }
 
 fn connection_table(items: &[ConnectionDto]) {
@@ -428,4 +432,118 @@ fn report(json: bool, value: serde_json::Value, text: &str) {
 fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn consumer_row(c: &tributary_domain::model::webhook::WebhookConsumer) -> Vec<String> {
+    vec![
+        c.id.to_string(),
+        c.url.clone(),
+        c.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+        c.company_tags.join(", "),
+        if c.disabled {
+            format!("yes{}", c.disabled_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())
+        } else {
+            "no".into()
+        },
+        c.failing_since.map(iso).unwrap_or_default(),
+    ]
+}
+
+fn consumer_json(c: tributary_domain::model::webhook::WebhookConsumer, secret: Option<String>) -> serde_json::Value {
+    let (reason, failing) = (c.disabled_reason.clone(), c.failing_since.map(iso));
+    let mut v = serde_json::to_value(tributary_api::http::dto::WebhookConsumerDto::new(c, secret)).unwrap_or_default();
+    v["disabledReason"] = serde_json::json!(reason);
+    v["failingSince"] = serde_json::json!(failing);
+    v
+}
+
+const CONSUMER_COLUMNS: [&str; 6] = ["id", "url", "event types", "company tags", "disabled", "failing since"];
+
+async fn webhooks(p: &Platform, cmd: &WebhooksCmd, json: bool) -> anyhow::Result<()> {
+    use tributary_domain::ids::WebhookConsumerId;
+    match cmd {
+        WebhooksCmd::List => {
+            let all = p.list_webhook_consumers().await?;
+            if json {
+                output::json(&all.into_iter().map(|c| consumer_json(c, None)).collect::<Vec<_>>());
+            } else {
+                output::table(&CONSUMER_COLUMNS, all.iter().map(consumer_row).collect());
+            }
+        }
+        WebhooksCmd::Create { url, event_types, company_tags, disabled } => {
+            let req = tributary_domain::model::webhook::NewConsumer {
+                url: url.clone(),
+                disabled: *disabled,
+                event_types: event_types.clone(),
+                company_tags: company_tags.clone(),
+            };
+            let (c, secret) = p.create_webhook_consumer(req).await?;
+            let secret = secret.expose_secret().to_owned();
+            if json {
+                output::json(&consumer_json(c, Some(secret)));
+            } else {
+                output::fields(&[("id", c.id.to_string()), ("url", c.url.clone()), ("signing secret", secret)]);
+                println!("\nVerify deliveries with this secret (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature).");
+            }
+        }
+        WebhooksCmd::Delete { id } => {
+            let id: WebhookConsumerId = parse_id(id, "webhook id")?;
+            p.delete_webhook_consumer(id).await?;
+            report(json, serde_json::json!({"deleted": id.to_string()}), &format!("deleted webhook consumer {id}"));
+        }
+        WebhooksCmd::Secret { id } => {
+            let id: WebhookConsumerId = parse_id(id, "webhook id")?;
+            let secret = p.webhook_consumer_secret(id).await?;
+            if json {
+                output::json(&serde_json::json!({"id": id.to_string(), "signingSecret": secret.expose_secret()}));
+            } else {
+                println!("{}", secret.expose_secret());
+            }
+        }
+        WebhooksCmd::Enable { id } | WebhooksCmd::Disable { id } => {
+            let id: WebhookConsumerId = parse_id(id, "webhook id")?;
+            let c = p.set_webhook_consumer_disabled(id, matches!(cmd, WebhooksCmd::Disable { .. })).await?;
+            if json {
+                output::json(&consumer_json(c, None));
+            } else {
+                output::table(&CONSUMER_COLUMNS, vec![consumer_row(&c)]);
+            }
+        }
+        WebhooksCmd::Attempts { id, limit } => {
+            let id: WebhookConsumerId = parse_id(id, "webhook id")?;
+            let (attempts, counts) = p.webhook_attempts(id, *limit).await?;
+            if json {
+                let list: Vec<_> = attempts
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({"deliveryId": a.delivery_id, "eventId": a.event_id, "eventType": a.event_type.as_str(),
+                            "attempt": a.number, "at": iso(a.at), "statusCode": a.status_code, "latencyMs": a.latency_ms, "ok": a.ok, "error": a.error})
+                    })
+                    .collect();
+                output::json(
+                    &serde_json::json!({"pending": counts.pending, "delivered": counts.delivered, "failed": counts.failed, "attempts": list}),
+                );
+            } else {
+                println!("deliveries: {} pending, {} delivered, {} failed", counts.pending, counts.delivered, counts.failed);
+                output::table(
+                    &["at", "event", "event id", "attempt", "status", "latency ms", "result"],
+                    attempts
+                        .iter()
+                        .map(|a| {
+                            vec![
+                                iso(a.at),
+                                a.event_type.as_str().to_owned(),
+                                a.event_id.to_string(),
+                                a.number.to_string(),
+                                a.status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                                a.latency_ms.to_string(),
+                                if a.ok { "ok".into() } else { a.error.clone().unwrap_or_default() },
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -51,9 +51,11 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
     let merchant = tokio::task::spawn_blocking(move || sb.create_account(stripe_sandbox::Mode::Test, Some(2026), false, &profile)).await?;
     println!("stripe-sandbox running at {} with merchant account {merchant}", sandbox.url());
 
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let base = format!("http://{}", listener.local_addr()?);
     let url = format!("sqlite://{}", database.display());
     let store = Store::open(&url).await?;
-    let platform = tributary_api::platform(&store, AesGcmCipher::new(&bytes, &[]));
+    let platform = tributary_api::platform(&store, AesGcmCipher::new(&bytes, &[]), &base);
     platform
         .update_integration(
             "yzth",
@@ -72,9 +74,7 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
         .await
         .context("cannot create the demo API key (at most 10 keys: delete the demo database to start afresh)")?;
 
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let opts = ServeOptions { public_url: base.clone(), connect_base: sandbox.url(), api_base: sandbox.url(), workers: 2 };
+    let opts = ServeOptions::local(&base, &sandbox.url(), 2);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_store = Store::open(&url).await?;
     let server_opts = opts.clone();

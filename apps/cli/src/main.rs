@@ -73,6 +73,9 @@ pub enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
         format: String,
     },
+    /// Webhook consumers: Codat events signed with Standard Webhooks.
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
     /// Master keys for secrets at rest.
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -84,6 +87,55 @@ pub enum Command {
         /// SQLite file for the demo.
         #[arg(long, default_value = "tributary-demo.db")]
         database: PathBuf,
+    },
+}
+
+/// `webhooks …`
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCmd {
+    /// List consumers (a consumer Tributary disabled shows why).
+    List,
+    /// Create a consumer; its whsec_ signing secret is printed.
+    Create {
+        /// Receiver URL (http or https).
+        url: String,
+        /// Event types (repeat or comma-separate), e.g. company.created,read.completed.
+        #[arg(long = "event-type", value_delimiter = ',', required = true)]
+        event_types: Vec<String>,
+        /// Only events about companies with one of these key:value tags.
+        #[arg(long = "company-tag", value_delimiter = ',')]
+        company_tags: Vec<String>,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Delete a consumer and its pending deliveries.
+    Delete {
+        /// Consumer id.
+        id: String,
+    },
+    /// A consumer's latest delivery attempts and its delivery counts.
+    Attempts {
+        /// Consumer id.
+        id: String,
+        /// How many attempts to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Print a consumer's whsec_ signing secret.
+    Secret {
+        /// Consumer id.
+        id: String,
+    },
+    /// Enable a consumer again (for example after Tributary disabled it).
+    Enable {
+        /// Consumer id.
+        id: String,
+    },
+    /// Disable a consumer: it receives nothing until enabled.
+    Disable {
+        /// Consumer id.
+        id: String,
     },
 }
 

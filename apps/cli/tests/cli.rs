@@ -160,11 +160,11 @@ async fn keys_rotate_re_encrypts_every_secret_under_the_new_key() {
     let store = tributary_api::store::Store::open(&url).await.unwrap();
     let b = tributary_api::config::decode_master_key(KEY_B).unwrap();
     let a = tributary_api::config::decode_master_key(KEY_A).unwrap();
-    let under_b = tributary_api::platform(&store, tributary_api::crypto::AesGcmCipher::new(&b, &[]));
+    let under_b = tributary_api::platform(&store, tributary_api::crypto::AesGcmCipher::new(&b, &[]), "http://127.0.0.1");
     use secrecy::ExposeSecret;
     assert_eq!(under_b.platform_credentials("yzth").await.unwrap().secret_key.expose_secret(), "sk_test_rotate");
     assert_eq!(under_b.platform_credentials("exgd").await.unwrap().secret_key.expose_secret(), "sk_live_rotate");
-    let under_a = tributary_api::platform(&store, tributary_api::crypto::AesGcmCipher::new(&a, &[]));
+    let under_a = tributary_api::platform(&store, tributary_api::crypto::AesGcmCipher::new(&a, &[]), "http://127.0.0.1");
     assert!(under_a.platform_credentials("yzth").await.is_err(), "the old key no longer opens anything");
     store.close().await;
 
@@ -301,4 +301,44 @@ async fn data_exports_synced_records_as_json_csv_and_a_table_with_query_and_orde
     let out = e.run(None, &["data", &cid, &conn_s, "commerce-orders"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported"));
+}
+
+#[test]
+fn webhook_consumers_are_managed_from_the_cli_with_the_secret_sealed_at_rest() {
+    let env = Env::new();
+    let created = env.json(
+        Some(KEY_A),
+        &["webhooks", "create", "http://127.0.0.1:9/hook", "--event-type", "company.created,read.completed", "--company-tag", "region:uk"],
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["signingSecret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{created}");
+    assert_eq!(created["eventTypes"], serde_json::json!(["company.created", "read.completed"]));
+    assert_eq!(env.json(Some(KEY_A), &["webhooks", "secret", &id])["signingSecret"], secret.as_str());
+    assert!(!contains(&env.dump(), &secret), "the signing secret is encrypted at rest");
+    assert!(!contains(&env.dump(), secret.trim_start_matches("whsec_")), "the signing secret is encrypted at rest");
+
+    let list = env.json(None, &["webhooks", "list"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert!(list[0].get("signingSecret").is_none());
+    let table = env.ok(None, &["webhooks", "list"]);
+    assert!(table.contains("http://127.0.0.1:9/hook") && table.contains("region:uk"), "{table}");
+
+    // Creating a company (from the CLI) queues a delivery for the consumer.
+    env.ok(None, &["companies", "create", "Hooked"]);
+    let attempts = env.json(None, &["webhooks", "attempts", &id]);
+    assert_eq!(attempts["pending"], 0, "nothing is fanned out without a server: {attempts}");
+    assert_eq!(attempts["attempts"], serde_json::json!([]));
+
+    let disabled = env.json(None, &["webhooks", "disable", &id]);
+    assert_eq!(disabled["disabled"], true);
+    assert_eq!(env.json(None, &["webhooks", "enable", &id])["disabled"], false);
+
+    let out = env.run(Some(KEY_A), &["webhooks", "create", "ftp://x/", "--event-type", "company.created"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http or https"));
+    env.ok(None, &["webhooks", "delete", &id]);
+    assert_eq!(env.json(None, &["webhooks", "list"]), serde_json::json!([]));
+    let out = env.run(None, &["webhooks", "delete", &id]);
+    assert!(!out.status.success());
 }

@@ -13,3 +13,4 @@ pub mod pull;
 pub mod record;
 pub mod secret;
 pub mod sync_settings;
+pub mod webhook;

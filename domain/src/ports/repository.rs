@@ -5,7 +5,7 @@
 //! per method.
 
 use crate::error::RepositoryError;
-use crate::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId};
+use crate::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId, WebhookConsumerId};
 use crate::model::api_key::ApiKey;
 use crate::model::company::Company;
 use crate::model::connection::Connection;
@@ -17,6 +17,7 @@ use crate::model::pull::PullOperation;
 use crate::model::record::{Checkpoint, RecordRow, StoredRecord};
 use crate::model::secret::SealedSecret;
 use crate::model::sync_settings::SyncSetting;
+use crate::model::webhook::{AfterAttempt, Attempt, Delivery, OutboxEvent, WebhookConsumer};
 use crate::paging::{ListQuery, Page};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,11 +28,11 @@ use uuid::Uuid;
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait CompanyRepository: Send + Sync {
-    /// Stores a new company.
+    /// Stores a new company and the events it causes, in one transaction.
     ///
     /// # Errors
     /// [`RepositoryError::Conflict`] if the id exists.
-    async fn insert(&self, company: &Company) -> Result<(), RepositoryError>;
+    async fn insert(&self, company: &Company, events: &[OutboxEvent]) -> Result<(), RepositoryError>;
     /// Finds a company.
     ///
     /// # Errors
@@ -42,12 +43,12 @@ pub trait CompanyRepository: Send + Sync {
     /// # Errors
     /// [`RepositoryError::NotFound`] if it does not exist.
     async fn update(&self, company: &Company) -> Result<(), RepositoryError>;
-    /// Deletes a company with its connections and their data, in one transaction. Returns whether
-    /// it existed.
+    /// Deletes a company with its connections and their data, in one transaction with the events
+    /// it causes (written only when it existed). Returns whether it existed.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError>;
+    async fn delete(&self, id: CompanyId, events: &[OutboxEvent]) -> Result<bool, RepositoryError>;
     /// Lists companies matching `query.filter` (against [`crate::model::company::QUERY_SCHEMA`])
     /// and `query.tags`, ordered by `query.order_by` then id (default: created, id).
     ///
@@ -60,11 +61,11 @@ pub trait CompanyRepository: Send + Sync {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait ConnectionRepository: Send + Sync {
-    /// Stores a new connection.
+    /// Stores a new connection and the events it causes, in one transaction.
     ///
     /// # Errors
     /// [`RepositoryError::NotFound`] if the company does not exist.
-    async fn insert(&self, connection: &Connection) -> Result<(), RepositoryError>;
+    async fn insert(&self, connection: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError>;
     /// Finds a connection of a company (a connection of another company is not found).
     ///
     /// # Errors
@@ -75,16 +76,18 @@ pub trait ConnectionRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn find(&self, id: ConnectionId) -> Result<Option<Connection>, RepositoryError>;
-    /// Saves a changed connection (status, grant, errors, last sync).
+    /// Saves a changed connection (status, grant, errors, last sync) and the events it causes, in
+    /// one transaction.
     ///
     /// # Errors
-    /// [`RepositoryError::NotFound`] if it does not exist.
-    async fn update(&self, connection: &Connection) -> Result<(), RepositoryError>;
-    /// Deletes a connection of a company with its data. Returns whether it existed.
+    /// [`RepositoryError::NotFound`] if it does not exist (nothing written).
+    async fn update(&self, connection: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError>;
+    /// Deletes a connection of a company with its data, in one transaction with the events it
+    /// causes (written only when it existed). Returns whether it existed.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError>;
+    async fn delete(&self, company: CompanyId, id: ConnectionId, events: &[OutboxEvent]) -> Result<bool, RepositoryError>;
     /// Lists a company's connections matching `query.filter` (against
     /// [`crate::model::connection::QUERY_SCHEMA`]), ordered by `query.order_by` then id (default:
     /// created, id).
@@ -93,7 +96,8 @@ pub trait ConnectionRepository: Send + Sync {
     /// Backend failures only.
     async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<Connection>, RepositoryError>;
     /// Changes a connection's status only if it is still `from` (compare-and-set, so a worker never
-    /// overwrites a client's unlink); returns whether it changed.
+    /// overwrites a client's unlink); returns whether it changed. The events are written, in the
+    /// same transaction, only when it changed.
     ///
     /// # Errors
     /// Backend failures only.
@@ -102,6 +106,7 @@ pub trait ConnectionRepository: Send + Sync {
         id: ConnectionId,
         from: crate::model::connection::ConnectionStatus,
         to: crate::model::connection::ConnectionStatus,
+        events: &[OutboxEvent],
     ) -> Result<bool, RepositoryError>;
     /// Records when the connection was last synced, touching nothing else.
     ///
@@ -119,11 +124,11 @@ pub trait ConnectionRepository: Send + Sync {
     /// Backend failures only.
     async fn find_by_source_account(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, RepositoryError>;
     /// Saves a connection that has just been linked together with the pull operations queued for
-    /// it, in one transaction.
+    /// it and the events it causes, in one transaction.
     ///
     /// # Errors
     /// [`RepositoryError::NotFound`] if the connection does not exist (nothing is written then).
-    async fn save_linked(&self, connection: &Connection, queued: &[PullOperation]) -> Result<(), RepositoryError>;
+    async fn save_linked(&self, connection: &Connection, queued: &[PullOperation], events: &[OutboxEvent]) -> Result<(), RepositoryError>;
     /// All connections of the given companies, oldest first (to embed in company responses).
     ///
     /// # Errors
@@ -234,6 +239,8 @@ pub enum SecretSlot {
     IntegrationWebhookSecret(String),
     /// A connection's OAuth grant.
     ConnectionGrant(ConnectionId),
+    /// A webhook consumer's signing secret.
+    WebhookSecret(WebhookConsumerId),
 }
 
 /// Every sealed secret, for master-key rotation.
@@ -295,11 +302,12 @@ pub trait PullOperationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<PullOperation>, RepositoryError>;
-    /// Saves an operation's status, description, error, completion time and progress.
+    /// Saves an operation's status, description, error, completion time and progress, with the
+    /// events it causes, in one transaction.
     ///
     /// # Errors
-    /// [`RepositoryError::NotFound`] if it does not exist.
-    async fn update(&self, op: &PullOperation) -> Result<(), RepositoryError>;
+    /// [`RepositoryError::NotFound`] if it does not exist (nothing written).
+    async fn update(&self, op: &PullOperation, events: &[OutboxEvent]) -> Result<(), RepositoryError>;
     /// The oldest unfinished (`Queued` or `Fetching`) operation of a connection.
     ///
     /// # Errors
@@ -393,6 +401,98 @@ pub trait RecordRepository: Send + Sync {
     ) -> Result<Vec<RecordRow>, RepositoryError>;
 }
 
+/// Delivery counts of a consumer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// Waiting for an attempt.
+    pub pending: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Given up.
+    pub failed: u64,
+}
+
+/// Webhook consumers, the transactional event outbox, deliveries and attempts.
+///
+/// Events enter the outbox through the other repositories' writes (in the transaction of the
+/// change that caused them); [`WebhookRepository::fan_out`] turns each into deliveries.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait WebhookRepository: Send + Sync {
+    /// Stores a consumer unless `max` already exist, atomically (also across processes).
+    ///
+    /// # Errors
+    /// [`RepositoryError::Conflict`] when the limit is reached.
+    async fn insert_consumer_limited(&self, consumer: &WebhookConsumer, max: usize) -> Result<(), RepositoryError>;
+    /// Every consumer, oldest first.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_consumers(&self) -> Result<Vec<WebhookConsumer>, RepositoryError>;
+    /// One consumer.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn get_consumer(&self, id: WebhookConsumerId) -> Result<Option<WebhookConsumer>, RepositoryError>;
+    /// Deletes a consumer with its deliveries and attempts; returns whether it existed.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn delete_consumer(&self, id: WebhookConsumerId) -> Result<bool, RepositoryError>;
+    /// Disables (with a reason) or enables a consumer; enabling also clears the reason and the
+    /// failing streak (`failing_since`). Returns whether it exists. A disabled consumer's pending
+    /// deliveries stay pending (they are not leased) until it is enabled again.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn set_consumer_disabled(&self, id: WebhookConsumerId, disabled: bool, reason: Option<String>) -> Result<bool, RepositoryError>;
+    /// Takes up to `limit` events not yet fanned out, oldest first, creates one `Pending`
+    /// delivery (due `now`) per consumer that [`WebhookConsumer::accepts`] it, and marks the
+    /// events done, in one transaction; concurrent callers never fan an event out twice. Returns
+    /// how many events were fanned out.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn fan_out(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, RepositoryError>;
+    /// Leases up to `limit` `Pending` deliveries that are due at `now`, whose consumer is enabled
+    /// and that no live lease holds, oldest event first. Atomic across processes: a delivery is
+    /// leased by one worker at a time.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn lease_deliveries(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, RepositoryError>;
+    /// Records an attempt (even when the lease was lost) and, when `worker` still holds the
+    /// delivery's lease, applies `after` (delivered, retry at a time, or failed) and releases the
+    /// lease; the consumer's failing streak is cleared by a success and started by a failure. One
+    /// transaction. Returns whether the lease was still held; a delivery that no longer exists (its
+    /// consumer was deleted) gives `false` and nothing is recorded.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn record_attempt(&self, worker: &str, attempt: &Attempt, after: AfterAttempt) -> Result<bool, RepositoryError>;
+    /// A consumer's most recent attempts, newest first.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_attempts(&self, consumer: WebhookConsumerId, limit: u32) -> Result<Vec<Attempt>, RepositoryError>;
+    /// A consumer's deliveries by status.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn delivery_counts(&self, consumer: WebhookConsumerId) -> Result<DeliveryCounts, RepositoryError>;
+    /// Events in the outbox, oldest first (for tests and diagnostics).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError>;
+}
+
 /// Every repository, as one handle the apps pass around.
 #[derive(Clone)]
 pub struct Repositories {
@@ -416,4 +516,6 @@ pub struct Repositories {
     pub sync_leases: std::sync::Arc<dyn SyncLeaseRepository>,
     /// Commerce records.
     pub records: std::sync::Arc<dyn RecordRepository>,
+    /// Webhook consumers, the event outbox and deliveries.
+    pub webhooks: std::sync::Arc<dyn WebhookRepository>,
 }

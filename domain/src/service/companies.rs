@@ -5,6 +5,7 @@ use crate::error::DomainError;
 use crate::ids::CompanyId;
 use crate::model::company::{Company, CompanyFields, TAGS_SCHEMA, sanitize_name, validate_tags};
 use crate::model::connection::Connection;
+use crate::model::webhook::EventType;
 use crate::paging::{ListQuery, Page};
 use crate::query::resolve;
 use std::collections::BTreeMap;
@@ -43,7 +44,8 @@ impl Platform {
             created: self.clock.now(),
             last_sync: None,
         };
-        self.repos.companies.insert(&company).await?;
+        let events = self.company_event(EventType::CompanyCreated, &company);
+        self.repos.companies.insert(&company, &events).await?;
         Ok(CompanyView { company, connections: Vec::new() })
     }
 
@@ -99,7 +101,11 @@ impl Platform {
     /// # Errors
     /// [`DomainError::NotFound`] when there is no such company.
     pub async fn delete_company(&self, id: CompanyId) -> Result<(), DomainError> {
-        if self.repos.companies.delete(id).await? {
+        let events = match self.repos.companies.get(id).await? {
+            Some(company) => self.company_event(EventType::CompanyDeleted, &company),
+            None => Vec::new(),
+        };
+        if self.repos.companies.delete(id, &events).await? {
             Ok(())
         } else {
             Err(DomainError::NotFound(format!("No company was found with ID {id}")))

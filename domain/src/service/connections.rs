@@ -5,6 +5,7 @@ use crate::error::DomainError;
 use crate::ids::{CompanyId, ConnectionId};
 use crate::model::connection::{Connection, ConnectionStatus};
 use crate::model::integration::definition;
+use crate::model::webhook::EventType;
 use crate::paging::{ListQuery, Page};
 
 impl Platform {
@@ -35,7 +36,8 @@ impl Platform {
             grant: None,
             errors: Vec::new(),
         };
-        self.repos.connections.insert(&connection).await?;
+        let events = self.connection_event(EventType::ConnectionCreated, &connection).await?;
+        self.repos.connections.insert(&connection, &events).await?;
         Ok(connection)
     }
 
@@ -72,8 +74,14 @@ impl Platform {
             return Err(DomainError::invalid(format!("Only the status Unlinked can be set through this endpoint; {status} was given.")));
         }
         let mut connection = self.get_connection(company_id, id).await?;
+        let was = connection.status;
         connection.transition(status)?;
-        self.repos.connections.update(&connection).await?;
+        let events = if was == ConnectionStatus::Linked && status != ConnectionStatus::Linked {
+            self.connection_event(EventType::ConnectionDisconnected, &connection).await?
+        } else {
+            Vec::new()
+        };
+        self.repos.connections.update(&connection, &events).await?;
         Ok(connection)
     }
 
@@ -83,7 +91,11 @@ impl Platform {
     /// [`DomainError::NotFound`] as for get.
     pub async fn delete_connection(&self, company_id: CompanyId, id: ConnectionId) -> Result<(), DomainError> {
         self.company(company_id).await?;
-        if self.repos.connections.delete(company_id, id).await? {
+        let events = match self.repos.connections.get(company_id, id).await? {
+            Some(c) => self.connection_event(EventType::ConnectionDeleted, &c).await?,
+            None => Vec::new(),
+        };
+        if self.repos.connections.delete(company_id, id, &events).await? {
             Ok(())
         } else {
             Err(DomainError::NotFound(format!("Data connection {id} not found")))

@@ -10,6 +10,7 @@ use crate::model::data_type::DataType;
 use crate::model::integration::{Mode, definition};
 use crate::model::oauth_state::{self, OAuthState, STATE_TTL_SECS, StateError};
 use crate::model::pull::{DatasetStatus, PullOperation};
+use crate::model::webhook::EventType;
 use crate::ports::oauth::{Grant, OAuthError, OAuthProvider};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -188,7 +189,8 @@ impl Linking {
                 error_message: message.to_owned(),
                 errored_on_utc: now,
             });
-            self.platform.repos.connections.update(&connection).await.map_err(DomainError::from)?;
+            let events = self.platform.connection_event(EventType::ConnectionFailed, &connection).await?;
+            self.platform.repos.connections.update(&connection, &events).await.map_err(DomainError::from)?;
             return Ok(LinkResult { connection, status_code: status, error_message: message.to_owned(), reconnected: false });
         }
         let code = cb.code.ok_or(StateError::Invalid)?;
@@ -204,7 +206,9 @@ impl Linking {
         connection.source_account = Some(grant.account_id.clone());
         connection.transition(ConnectionStatus::Linked)?;
         let queued = self.first_pulls(&connection).await?;
-        self.platform.repos.connections.save_linked(&connection, &queued).await.map_err(DomainError::from)?;
+        let event = if reconnected { EventType::ConnectionReconnected } else { EventType::ConnectionConnected };
+        let events = self.platform.connection_event(event, &connection).await?;
+        self.platform.repos.connections.save_linked(&connection, &queued, &events).await.map_err(DomainError::from)?;
         Ok(LinkResult { connection, status_code: 200, error_message: String::new(), reconnected })
     }
 
@@ -297,8 +301,18 @@ impl Linking {
     pub async fn deauthorized(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, DomainError> {
         let mut changed = Vec::new();
         for mut c in self.platform.repos.connections.find_by_source_account(platform_key, account).await? {
-            if self.platform.repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized).await? {
-                c.status = ConnectionStatus::Deauthorized;
+            if c.status != ConnectionStatus::Linked {
+                continue;
+            }
+            c.status = ConnectionStatus::Deauthorized;
+            let events = self.platform.connection_event(EventType::ConnectionDisconnected, &c).await?;
+            if self
+                .platform
+                .repos
+                .connections
+                .set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized, &events)
+                .await?
+            {
                 changed.push(c);
             }
         }

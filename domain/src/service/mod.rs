@@ -9,12 +9,14 @@ mod pulls;
 mod records;
 mod settings;
 mod sync;
+mod webhooks;
 
 pub use api_keys::hash_api_key;
 pub use companies::{CompanyPatch, CompanyView};
 pub use integrations::IntegrationUpdate;
 pub use link::{Callback, CallbackError, LinkResult, Linking};
 pub use sync::{DataTypeStatus, SyncEngine, to_stored};
+pub use webhooks::{DeliveryOptions, WebhookDelivery};
 
 use crate::ports::{Clock, Repositories, SecretCipher};
 use std::sync::Arc;
@@ -25,12 +27,22 @@ pub struct Platform {
     pub(crate) repos: Repositories,
     pub(crate) cipher: Arc<dyn SecretCipher>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) renderer: Option<Arc<dyn crate::model::webhook::EventRenderer>>,
 }
 
 impl Platform {
     /// Composes the service from its ports.
     pub fn new(repos: Repositories, cipher: Arc<dyn SecretCipher>, clock: Arc<dyn Clock>) -> Self {
-        Self { repos, cipher, clock }
+        Self { repos, cipher, clock, renderer: None }
+    }
+
+    /// Turns webhooks on: every change that causes a Codat event writes it, rendered by
+    /// `renderer`, to the outbox in the change's transaction. Without a renderer no events are
+    /// recorded.
+    #[must_use]
+    pub fn with_event_renderer(mut self, renderer: Arc<dyn crate::model::webhook::EventRenderer>) -> Self {
+        self.renderer = Some(renderer);
+        self
     }
 
     /// The repositories, for callers that need direct access (the CLI's key rotation).
@@ -45,7 +57,7 @@ pub(crate) mod test_support {
 
     use super::Platform;
     use crate::error::RepositoryError;
-    use crate::ids::{ApiKeyId, CompanyId, ConnectionId};
+    use crate::ids::{ApiKeyId, CompanyId, ConnectionId, WebhookConsumerId};
     use crate::model::api_key::ApiKey;
     use crate::model::company::Company;
     use crate::model::connection::Connection;
@@ -53,6 +65,7 @@ pub(crate) mod test_support {
     use crate::model::profile::Profile;
     use crate::model::secret::SealedSecret;
     use crate::model::sync_settings::SyncSetting;
+    use crate::model::webhook::{AfterAttempt, Attempt, Delivery, DeliveryStatus, OutboxEvent, WebhookConsumer};
     use crate::paging::{ListQuery, Page};
     use crate::ports::*;
     use async_trait::async_trait;
@@ -74,6 +87,19 @@ pub(crate) mod test_support {
         records:
             Mutex<std::collections::BTreeMap<(ConnectionId, crate::model::data_type::DataType, String), crate::model::record::RecordRow>>,
         checkpoints: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), crate::model::record::Checkpoint>>,
+        pub events: Mutex<Vec<OutboxEvent>>,
+        pub consumers: Mutex<Vec<WebhookConsumer>>,
+        pub deliveries: Mutex<Vec<MemDelivery>>,
+        pub attempts: Mutex<Vec<Attempt>>,
+    }
+
+    /// A delivery, its status and when it is due (`None`: leased or finished).
+    pub type MemDelivery = (Delivery, DeliveryStatus, Option<DateTime<Utc>>);
+
+    impl Mem {
+        fn emit(&self, events: &[OutboxEvent]) {
+            self.events.lock().unwrap().extend_from_slice(events);
+        }
     }
 
     fn page<T: Clone>(all: Vec<T>, q: &ListQuery) -> Page<T> {
@@ -84,7 +110,8 @@ pub(crate) mod test_support {
 
     #[async_trait]
     impl CompanyRepository for Mem {
-        async fn insert(&self, c: &Company) -> Result<(), RepositoryError> {
+        async fn insert(&self, c: &Company, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
+            self.emit(events);
             self.companies.lock().unwrap().push(c.clone());
             Ok(())
         }
@@ -97,11 +124,14 @@ pub(crate) mod test_support {
             *slot = c.clone();
             Ok(())
         }
-        async fn delete(&self, id: CompanyId) -> Result<bool, RepositoryError> {
+        async fn delete(&self, id: CompanyId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
             let mut all = self.companies.lock().unwrap();
             let before = all.len();
             all.retain(|c| c.id != id);
             self.connections.lock().unwrap().retain(|c| c.company_id != id);
+            if all.len() != before {
+                self.emit(events);
+            }
             Ok(all.len() != before)
         }
         async fn list(&self, q: &ListQuery) -> Result<Page<Company>, RepositoryError> {
@@ -111,7 +141,8 @@ pub(crate) mod test_support {
 
     #[async_trait]
     impl ConnectionRepository for Mem {
-        async fn insert(&self, c: &Connection) -> Result<(), RepositoryError> {
+        async fn insert(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
+            self.emit(events);
             self.connections.lock().unwrap().push(c.clone());
             Ok(())
         }
@@ -121,16 +152,20 @@ pub(crate) mod test_support {
         async fn find(&self, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
             Ok(self.connections.lock().unwrap().iter().find(|c| c.id == id).cloned())
         }
-        async fn update(&self, c: &Connection) -> Result<(), RepositoryError> {
+        async fn update(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
             let mut all = self.connections.lock().unwrap();
             let slot = all.iter_mut().find(|x| x.id == c.id).ok_or_else(|| RepositoryError::NotFound("connection".into()))?;
             *slot = c.clone();
+            self.emit(events);
             Ok(())
         }
-        async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<bool, RepositoryError> {
+        async fn delete(&self, company: CompanyId, id: ConnectionId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
             let mut all = self.connections.lock().unwrap();
             let before = all.len();
             all.retain(|c| !(c.id == id && c.company_id == company));
+            if all.len() != before {
+                self.emit(events);
+            }
             Ok(all.len() != before)
         }
         async fn list(&self, company: CompanyId, q: &ListQuery) -> Result<Page<Connection>, RepositoryError> {
@@ -141,11 +176,13 @@ pub(crate) mod test_support {
             id: ConnectionId,
             from: crate::model::connection::ConnectionStatus,
             to: crate::model::connection::ConnectionStatus,
+            events: &[OutboxEvent],
         ) -> Result<bool, RepositoryError> {
             let mut all = self.connections.lock().unwrap();
             match all.iter_mut().find(|c| c.id == id && c.status == from) {
                 Some(c) => {
                     c.status = to;
+                    self.emit(events);
                     Ok(true)
                 }
                 None => Ok(false),
@@ -177,8 +214,13 @@ pub(crate) mod test_support {
                 .cloned()
                 .collect())
         }
-        async fn save_linked(&self, c: &Connection, queued: &[crate::model::pull::PullOperation]) -> Result<(), RepositoryError> {
-            ConnectionRepository::update(self, c).await?;
+        async fn save_linked(
+            &self,
+            c: &Connection,
+            queued: &[crate::model::pull::PullOperation],
+            events: &[OutboxEvent],
+        ) -> Result<(), RepositoryError> {
+            ConnectionRepository::update(self, c, events).await?;
             self.pulls.lock().unwrap().extend_from_slice(queued);
             Ok(())
         }
@@ -314,10 +356,11 @@ pub(crate) mod test_support {
             }
             Ok(page(all, q))
         }
-        async fn update(&self, op: &crate::model::pull::PullOperation) -> Result<(), RepositoryError> {
+        async fn update(&self, op: &crate::model::pull::PullOperation, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
             let mut all = self.pulls.lock().unwrap();
             let slot = all.iter_mut().find(|p| p.id == op.id).ok_or_else(|| RepositoryError::NotFound("pull".into()))?;
             *slot = op.clone();
+            self.emit(events);
             Ok(())
         }
         async fn next_for_connection(&self, c: ConnectionId) -> Result<Option<crate::model::pull::PullOperation>, RepositoryError> {
@@ -491,6 +534,119 @@ pub(crate) mod test_support {
         platform_with(Arc::new(Mem::default()), Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap()))))
     }
 
+    #[async_trait]
+    impl WebhookRepository for Mem {
+        async fn insert_consumer_limited(&self, c: &WebhookConsumer, max: usize) -> Result<(), RepositoryError> {
+            let mut all = self.consumers.lock().unwrap();
+            if all.len() >= max {
+                return Err(RepositoryError::Conflict("too many consumers".into()));
+            }
+            all.push(c.clone());
+            Ok(())
+        }
+        async fn list_consumers(&self) -> Result<Vec<WebhookConsumer>, RepositoryError> {
+            Ok(self.consumers.lock().unwrap().clone())
+        }
+        async fn get_consumer(&self, id: WebhookConsumerId) -> Result<Option<WebhookConsumer>, RepositoryError> {
+            Ok(self.consumers.lock().unwrap().iter().find(|c| c.id == id).cloned())
+        }
+        async fn delete_consumer(&self, id: WebhookConsumerId) -> Result<bool, RepositoryError> {
+            let mut all = self.consumers.lock().unwrap();
+            let before = all.len();
+            all.retain(|c| c.id != id);
+            self.deliveries.lock().unwrap().retain(|d| d.0.consumer_id != id);
+            Ok(all.len() != before)
+        }
+        async fn set_consumer_disabled(
+            &self,
+            id: WebhookConsumerId,
+            disabled: bool,
+            reason: Option<String>,
+        ) -> Result<bool, RepositoryError> {
+            let mut all = self.consumers.lock().unwrap();
+            let Some(c) = all.iter_mut().find(|c| c.id == id) else { return Ok(false) };
+            c.disabled = disabled;
+            c.disabled_reason = reason;
+            Ok(true)
+        }
+        async fn fan_out(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, RepositoryError> {
+            let events: Vec<_> = self.events.lock().unwrap().drain(..).collect();
+            let n = events.len().min(limit as usize);
+            let consumers = self.consumers.lock().unwrap().clone();
+            let mut out = self.deliveries.lock().unwrap();
+            for e in events.iter().take(n) {
+                for c in consumers.iter().filter(|c| c.accepts(e.event_type, &e.company_tags)) {
+                    let d = Delivery {
+                        id: uuid::Uuid::new_v4(),
+                        event_id: e.id,
+                        event_type: e.event_type,
+                        consumer_id: c.id,
+                        url: c.url.clone(),
+                        secret: c.secret.clone(),
+                        body: e.body.clone(),
+                        attempts: 0,
+                        consumer_failing_since: None,
+                        created: now,
+                    };
+                    out.push((d, DeliveryStatus::Pending, Some(now)));
+                }
+            }
+            self.events.lock().unwrap().extend(events.into_iter().skip(n));
+            Ok(n as u64)
+        }
+        async fn lease_deliveries(
+            &self,
+            _worker: &str,
+            now: DateTime<Utc>,
+            _lease_for: std::time::Duration,
+            limit: u32,
+        ) -> Result<Vec<Delivery>, RepositoryError> {
+            let consumers = self.consumers.lock().unwrap().clone();
+            let mut out = Vec::new();
+            for (d, status, due) in self.deliveries.lock().unwrap().iter_mut() {
+                let Some(c) = consumers.iter().find(|c| c.id == d.consumer_id) else { continue };
+                if *status == DeliveryStatus::Pending && due.is_some_and(|t| t <= now) && !c.disabled && out.len() < limit as usize {
+                    *due = None;
+                    out.push(Delivery { consumer_failing_since: c.failing_since, ..d.clone() });
+                }
+            }
+            Ok(out)
+        }
+        async fn record_attempt(&self, _worker: &str, a: &Attempt, after: AfterAttempt) -> Result<bool, RepositoryError> {
+            self.attempts.lock().unwrap().push(a.clone());
+            if let Some(c) = self.consumers.lock().unwrap().iter_mut().find(|c| c.id == a.consumer_id) {
+                c.failing_since = if a.ok { None } else { c.failing_since.or(Some(a.at)) };
+            }
+            let mut all = self.deliveries.lock().unwrap();
+            let Some((d, status, due)) = all.iter_mut().find(|x| x.0.id == a.delivery_id) else { return Ok(false) };
+            d.attempts = a.number;
+            (*status, *due) = match after {
+                AfterAttempt::Delivered => (DeliveryStatus::Delivered, None),
+                AfterAttempt::RetryAt(t) => (DeliveryStatus::Pending, Some(t)),
+                AfterAttempt::GiveUp => (DeliveryStatus::Failed, None),
+            };
+            Ok(true)
+        }
+        async fn list_attempts(&self, consumer: WebhookConsumerId, limit: u32) -> Result<Vec<Attempt>, RepositoryError> {
+            Ok(self.attempts.lock().unwrap().iter().rev().filter(|a| a.consumer_id == consumer).take(limit as usize).cloned().collect())
+        }
+        async fn delivery_counts(&self, consumer: WebhookConsumerId) -> Result<DeliveryCounts, RepositoryError> {
+            let mut n = DeliveryCounts::default();
+            for (d, s, _) in self.deliveries.lock().unwrap().iter().filter(|d| d.0.consumer_id == consumer) {
+                let _ = d;
+                match s {
+                    DeliveryStatus::Pending => n.pending += 1,
+                    DeliveryStatus::Delivered => n.delivered += 1,
+                    DeliveryStatus::Failed => n.failed += 1,
+                }
+            }
+            Ok(n)
+        }
+        async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
+            Ok(self.events.lock().unwrap().iter().take(limit as usize).cloned().collect())
+        }
+    }
+
     pub fn platform_with(mem: Arc<Mem>, clock: Arc<Fixed>) -> Platform {
         let repos = Repositories {
             companies: mem.clone(),
@@ -502,7 +658,8 @@ pub(crate) mod test_support {
             oauth_states: mem.clone(),
             pull_operations: mem.clone(),
             sync_leases: mem.clone(),
-            records: mem,
+            records: mem.clone(),
+            webhooks: mem,
         };
         Platform::new(repos, Arc::new(Rot), clock)
     }

@@ -11,6 +11,7 @@ use crate::model::data_type::DataType;
 use crate::model::integration::{FeatureState, definition};
 use crate::model::pull::{DatasetStatus, PullOperation};
 use crate::model::record::{Checkpoint, StoredRecord};
+use crate::model::webhook::{EventSubject, EventType, OutboxEvent, ReadDataType};
 use crate::ports::source::{CommerceDataSource, SourceError};
 use crate::query::typed::parse_instant;
 use std::sync::Arc;
@@ -181,6 +182,19 @@ pub struct SyncEngine {
     lease_for: Duration,
 }
 
+/// What a worker has done in one read of a connection (for `read.completed`).
+#[derive(Debug, Default)]
+struct ReadRun {
+    /// The earliest request time of the pulls run.
+    first_requested: Option<chrono::DateTime<chrono::Utc>>,
+    /// The connection's last sync before this read.
+    modified_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Records changed by the current pull so far.
+    changed: u64,
+    /// Per finished pull: whether it changed records.
+    modified: std::collections::HashMap<PullOperationId, bool>,
+}
+
 /// What following changes led to.
 enum Followed {
     /// The pull is finished (complete or failed).
@@ -250,22 +264,37 @@ impl SyncEngine {
     }
 
     async fn run_connection(&self, id: ConnectionId) -> Result<(), DomainError> {
+        let mut run = ReadRun::default();
         loop {
             let Some(op) = self.platform.repos.pull_operations.next_for_connection(id).await? else { return Ok(()) };
             let Some(mut connection) = self.platform.repos.connections.find(id).await? else { return Ok(()) };
+            if run.first_requested.is_none() {
+                run.modified_from = connection.last_sync;
+            }
             if connection.status != ConnectionStatus::Linked {
-                self.finish(op, DatasetStatus::Cancelled, Some(format!("The connection is {}; it is not synced.", connection.status)))
-                    .await?;
+                self.finish(
+                    &mut run,
+                    op,
+                    DatasetStatus::Cancelled,
+                    Some(format!("The connection is {}; it is not synced.", connection.status)),
+                )
+                .await?;
                 continue;
             }
-            let lost = self.run_pull(&mut connection, op).await?;
+            let lost = self.run_pull(&mut run, &mut connection, op).await?;
             if lost {
                 return Ok(());
             }
         }
     }
 
-    async fn finish(&self, mut op: PullOperation, status: DatasetStatus, error: Option<String>) -> Result<PullOperation, DomainError> {
+    async fn finish(
+        &self,
+        run: &mut ReadRun,
+        mut op: PullOperation,
+        status: DatasetStatus,
+        error: Option<String>,
+    ) -> Result<PullOperation, DomainError> {
         tracing::info!(connection.id = %op.connection_id, sync.data_type = %op.data_type, pull.id = %op.id, status = status.as_str(), "pull finished");
         op.status = status;
         op.completed = Some(self.platform.clock.now());
@@ -273,40 +302,105 @@ impl SyncEngine {
             op.progress = 100;
         }
         op.error_message = error;
-        self.platform.repos.pull_operations.update(&op).await?;
+        run.first_requested = Some(run.first_requested.map_or(op.requested, |t| t.min(op.requested)));
+        run.modified.insert(op.id, run.changed > 0);
+        run.changed = 0;
+        let events = self.read_events(run, &op).await?;
+        self.platform.repos.pull_operations.update(&op, &events).await?;
         Ok(op)
     }
 
+    /// `read.completed` (and `read.completed.initial` for a connection's first read) when `op` is
+    /// the connection's last unfinished pull: one entry per data type read since the read's first
+    /// pull, including pulls a crashed worker finished before this one took over.
+    async fn read_events(&self, run: &ReadRun, op: &PullOperation) -> Result<Vec<OutboxEvent>, DomainError> {
+        if self.platform.renderer.is_none() {
+            return Ok(Vec::new());
+        }
+        let pulls = |q: String, size: u32| {
+            let filter = crate::query::resolve(&q, &crate::model::pull::QUERY_SCHEMA);
+            async move {
+                let filter = filter.map_err(|e| DomainError::invalid(e.0))?;
+                let query = crate::paging::ListQuery {
+                    filter: Some(filter),
+                    order_by: crate::query::parse_order_by("requested", &crate::model::pull::QUERY_SCHEMA).ok(),
+                    page: crate::paging::PageRequest { page: 1, page_size: size },
+                    ..Default::default()
+                };
+                Ok::<_, DomainError>(self.platform.repos.pull_operations.list(op.company_id, &query).await?)
+            }
+        };
+        let open = pulls(format!("connectionId={} && {{status=Queued || status=Fetching}}", op.connection_id), 2).await?;
+        if open.items.iter().any(|o| o.id != op.id) {
+            return Ok(Vec::new());
+        }
+        let since = run.first_requested.unwrap_or(op.requested);
+        let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let read = pulls(format!("connectionId={} && requested>={since_text}", op.connection_id), 100).await?;
+        let data_types: Vec<ReadDataType> = read
+            .items
+            .into_iter()
+            .map(|o| if o.id == op.id { op.clone() } else { o })
+            // Pulls this worker ran, and pulls of this read a crashed worker finished.
+            .filter(|o| run.modified.contains_key(&o.id) || o.completed.is_some_and(|c| c >= since))
+            .filter(|o| o.status.is_terminal() && o.status != DatasetStatus::NotSupported)
+            .map(|o| ReadDataType {
+                connection_id: o.connection_id,
+                data_type: o.data_type,
+                // A pull another worker finished before a crash: assume it changed records.
+                records_modified: run.modified.get(&o.id).copied().unwrap_or(true),
+                status: o.status,
+                error: o.error_message.clone(),
+                dataset_id: o.id,
+            })
+            .collect();
+        if data_types.iter().all(|d| d.status == DatasetStatus::Cancelled) {
+            return Ok(Vec::new());
+        }
+        let earlier = pulls(format!("connectionId={} && status=Complete && requested<{since_text}", op.connection_id), 1).await?;
+        let Some(company) = self.platform.repos.companies.get(op.company_id).await? else { return Ok(Vec::new()) };
+        let subject = EventSubject::Read { company, modified_from: run.modified_from, data_types };
+        let mut events = Vec::new();
+        if earlier.total == 0 {
+            events.extend(self.platform.outbox(EventType::ReadCompletedInitial, subject.clone()));
+        }
+        events.extend(self.platform.outbox(EventType::ReadCompleted, subject));
+        Ok(events)
+    }
+
     /// Runs one pull to its end. Returns `true` when the lease was lost (another worker took over).
-    async fn run_pull(&self, connection: &mut Connection, mut op: PullOperation) -> Result<bool, DomainError> {
+    async fn run_pull(&self, run: &mut ReadRun, connection: &mut Connection, mut op: PullOperation) -> Result<bool, DomainError> {
+        run.changed = 0;
         tracing::info!(connection.id = %connection.id, sync.data_type = %op.data_type, pull.id = %op.id, "pull started");
         let key = connection.platform_key.as_str().to_owned();
         let creds = match self.platform.platform_credentials(&key).await {
             Ok(c) => c,
             Err(e) => {
-                self.finish(op, DatasetStatus::InternalError, Some(e.to_string())).await?;
+                self.finish(run, op, DatasetStatus::InternalError, Some(e.to_string())).await?;
                 return Ok(false);
             }
         };
         let Some(account) = connection.source_account.clone() else {
-            self.finish(op, DatasetStatus::AuthError, Some("The connection has no linked account.".into())).await?;
+            self.finish(run, op, DatasetStatus::AuthError, Some("The connection has no linked account.".into())).await?;
             return Ok(false);
         };
         let checkpoint = self.platform.repos.records.checkpoint(connection.id, op.data_type).await?;
         op.status = DatasetStatus::Fetching;
-        self.platform.repos.pull_operations.update(&op).await?;
+        self.platform.repos.pull_operations.update(&op, &[]).await?;
         let resumed = match checkpoint {
             Some(cp) if cp.pull_id == op.id => {
+                // Pages committed before a crash may have changed records.
+                run.changed = u64::from(cp.pages > 0);
                 if cp.cursor.is_none() && cp.pages > 0 {
                     // The last page was committed but the pull not marked complete (a crash).
-                    self.complete(connection, op).await?;
+                    self.complete(run, connection, op).await?;
                     return Ok(false);
                 }
                 Some(cp)
             }
             // A finished backfill with a change cursor: follow the changes instead of fetching all.
             Some(cp) if cp.cursor.is_none() && cp.incremental.is_some() => {
-                match self.follow_changes(connection, &creds, &account, &mut op, cp.incremental.unwrap_or_default()).await? {
+                match self.follow_changes(run, connection, &creds, &account, &mut op, cp.incremental.unwrap_or_default()).await? {
                     Followed::Done => return Ok(false),
                     Followed::NeedsBackfill => None,
                 }
@@ -320,7 +414,7 @@ impl SyncEngine {
                 match self.source.list_changes(&creds, &account, op.data_type, String::new()).await {
                     Ok(start) => (None, 0, 0, Some(start.cursor)),
                     Err(e) => {
-                        self.fail(connection, op, &e).await?;
+                        self.fail(run, connection, op, &e).await?;
                         return Ok(false);
                     }
                 }
@@ -330,17 +424,7 @@ impl SyncEngine {
             let page = match self.source.list_page(&creds, &account, op.data_type, cursor.clone()).await {
                 Ok(p) => p,
                 Err(e) => {
-                    let status = status_for(&e);
-                    if status == DatasetStatus::AuthError {
-                        // Stripe no longer lets us read a linked account: the merchant revoked
-                        // access. Only a still-linked connection changes (an unlink wins).
-                        self.platform
-                            .repos
-                            .connections
-                            .set_status_if(connection.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized)
-                            .await?;
-                    }
-                    self.finish(op, status, Some(e.to_string())).await?;
+                    self.fail(run, connection, op, &e).await?;
                     return Ok(false);
                 }
             };
@@ -350,10 +434,10 @@ impl SyncEngine {
             let cp =
                 Checkpoint { pull_id: op.id, cursor: page.next_cursor.clone(), pages, records: total, incremental: incremental.clone() };
             let now = self.platform.clock.now();
-            self.platform.repos.records.write_page(op.company_id, op.connection_id, op.data_type, &stored, &cp, now).await?;
+            run.changed += self.platform.repos.records.write_page(op.company_id, op.connection_id, op.data_type, &stored, &cp, now).await?;
             op.progress = i32::from(page.progress.unwrap_or(0).min(99));
             op.status_description = Some(format!("{total} records fetched"));
-            self.platform.repos.pull_operations.update(&op).await?;
+            self.platform.repos.pull_operations.update(&op, &[]).await?;
             if !self.platform.repos.sync_leases.renew(op.connection_id, &self.worker, now, self.lease_for).await? {
                 return Ok(true);
             }
@@ -366,24 +450,33 @@ impl SyncEngine {
                 Some(c) if c.status == ConnectionStatus::Linked => {}
                 Some(c) => {
                     let why = format!("The connection became {} during the pull.", c.status);
-                    self.finish(op, DatasetStatus::Cancelled, Some(why)).await?;
+                    self.finish(run, op, DatasetStatus::Cancelled, Some(why)).await?;
                     return Ok(false);
                 }
                 None => return Ok(false),
             }
         }
-        self.complete(connection, op).await?;
+        self.complete(run, connection, op).await?;
         Ok(false)
     }
 
     /// Ends a pull in the error status for a source failure; a revoked account also deauthorizes a
     /// still-linked connection (an unlink made meanwhile wins).
-    async fn fail(&self, connection: &Connection, op: PullOperation, e: &SourceError) -> Result<(), DomainError> {
+    async fn fail(&self, run: &mut ReadRun, connection: &Connection, op: PullOperation, e: &SourceError) -> Result<(), DomainError> {
         let status = status_for(e);
         if status == DatasetStatus::AuthError {
-            self.platform.repos.connections.set_status_if(connection.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized).await?;
+            // Stripe no longer lets us read a linked account: the merchant revoked access. Only a
+            // still-linked connection changes (an unlink wins).
+            let mut after = connection.clone();
+            after.status = ConnectionStatus::Deauthorized;
+            let events = self.platform.connection_event(EventType::ConnectionDisconnected, &after).await?;
+            self.platform
+                .repos
+                .connections
+                .set_status_if(connection.id, ConnectionStatus::Linked, ConnectionStatus::Deauthorized, &events)
+                .await?;
         }
-        self.finish(op, status, Some(e.to_string())).await?;
+        self.finish(run, op, status, Some(e.to_string())).await?;
         Ok(())
     }
 
@@ -391,6 +484,7 @@ impl SyncEngine {
     /// source, in one write with the new cursor.
     async fn follow_changes(
         &self,
+        run: &mut ReadRun,
         connection: &mut Connection,
         creds: &crate::ports::oauth::PlatformCredentials,
         account: &str,
@@ -400,7 +494,7 @@ impl SyncEngine {
         let changes = match self.source.list_changes(creds, account, op.data_type, cursor).await {
             Ok(c) => c,
             Err(e) => {
-                self.fail(connection, op.clone(), &e).await?;
+                self.fail(run, connection, op.clone(), &e).await?;
                 return Ok(Followed::Done);
             }
         };
@@ -419,14 +513,15 @@ impl SyncEngine {
         let cp = Checkpoint { pull_id: op.id, cursor: None, pages: 1, records: stored.len() as u64, incremental: Some(changes.cursor) };
         let now = self.platform.clock.now();
         let changed = self.platform.repos.records.write_page(op.company_id, op.connection_id, op.data_type, &stored, &cp, now).await?;
+        run.changed += changed;
         op.status_description = Some(format!("{changed} records changed since the last sync"));
-        self.complete(connection, op.clone()).await?;
+        self.complete(run, connection, op.clone()).await?;
         Ok(Followed::Done)
     }
 
-    async fn complete(&self, connection: &mut Connection, op: PullOperation) -> Result<(), DomainError> {
+    async fn complete(&self, run: &mut ReadRun, connection: &mut Connection, op: PullOperation) -> Result<(), DomainError> {
         let now = self.platform.clock.now();
-        self.finish(op, DatasetStatus::Complete, None).await?;
+        self.finish(run, op, DatasetStatus::Complete, None).await?;
         // Only last_sync is written, so a status change made meanwhile (an unlink) stands.
         self.platform.repos.connections.set_last_sync(connection.id, now).await?;
         connection.last_sync = Some(now);
@@ -487,12 +582,64 @@ mod tests {
         let mut c = p.create_connection(company, "yzth").await.unwrap();
         c.transition(ConnectionStatus::Linked).unwrap();
         c.source_account = Some("acct_1".into());
-        p.repos.connections.update(&c).await.unwrap();
+        p.repos.connections.update(&c, &[]).await.unwrap();
         (p, company, c.id)
     }
 
     fn engine(p: &Platform, source: MockCommerceDataSource) -> SyncEngine {
         SyncEngine::new(p.clone(), Arc::new(source), "w1".into(), Duration::from_secs(60))
+    }
+
+    /// Renders read events as their type and `[dataType, recordsModified, status]` entries.
+    struct Reads;
+    impl crate::model::webhook::EventRenderer for Reads {
+        fn render(&self, e: &crate::model::webhook::WebhookEvent) -> String {
+            let types: Vec<_> = match &e.subject {
+                EventSubject::Read { data_types, .. } => {
+                    data_types.iter().map(|d| serde_json::json!([d.data_type.key(), d.records_modified, d.status.as_str()])).collect()
+                }
+                _ => vec![],
+            };
+            serde_json::json!({"type": e.event_type.as_str(), "dataTypes": types}).to_string()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_pull_of_a_read_writes_read_completed_and_the_first_read_is_also_initial() {
+        let mem = Arc::new(Mem::default());
+        let (_, company, _) = linked(mem.clone()).await;
+        let clock = Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap())));
+        let p = platform_with(mem.clone(), clock.clone()).with_event_renderer(Arc::new(Reads));
+        let mut source = mock();
+        source
+            .expect_list_page()
+            .returning(|_, _, _, _| Ok(RecordPage { records: vec![customer("cus_1")], next_cursor: None, progress: Some(100) }));
+        source.expect_list_changes().withf(|_, _, _, c| c == "start").returning(|_, _, _, _| Ok(changes("next")));
+        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.queue_pull(company, DataType::Payments, None).await.unwrap();
+        mem.events.lock().unwrap().clear();
+        let e = engine(&p, source);
+        assert!(e.run_once().await.unwrap());
+        let bodies: Vec<serde_json::Value> = mem.events.lock().unwrap().iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
+        let entries = serde_json::json!([["commerce-customers", true, "Complete"], ["commerce-payments", true, "Complete"]]);
+        assert_eq!(
+            bodies,
+            vec![
+                serde_json::json!({"type": "read.completed.initial", "dataTypes": entries}),
+                serde_json::json!({"type": "read.completed", "dataTypes": entries})
+            ],
+            "one event pair, after the last pull of the read"
+        );
+        mem.events.lock().unwrap().clear();
+        *clock.0.lock().unwrap() += chrono::Duration::hours(1);
+        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        assert!(e.run_once().await.unwrap());
+        let bodies: Vec<serde_json::Value> = mem.events.lock().unwrap().iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
+        assert_eq!(
+            bodies,
+            vec![serde_json::json!({"type": "read.completed", "dataTypes": [["commerce-customers", false, "Complete"]]})],
+            "a later read is not initial, and nothing changed"
+        );
     }
 
     #[tokio::test]
@@ -644,7 +791,7 @@ mod tests {
         let mut c = p.create_connection(company, "yzth").await.unwrap();
         c.transition(ConnectionStatus::Linked).unwrap();
         c.source_account = Some("acct_1".into());
-        p.repos.connections.update(&c).await.unwrap();
+        p.repos.connections.update(&c, &[]).await.unwrap();
         let mut source = mock();
         source.expect_list_page().returning(|_, _, _, _| Ok(RecordPage { records: vec![], next_cursor: None, progress: None }));
         source.expect_list_changes().returning(|_, _, _, _| Ok(changes("next")));
@@ -662,7 +809,7 @@ mod tests {
         assert!(p.queue_due().await.unwrap().is_empty(), "an unfinished pull is not queued twice");
         e.run_once().await.unwrap();
         *clock.0.lock().unwrap() += chrono::Duration::hours(25);
-        p.repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked).await.unwrap();
+        p.repos.connections.set_status_if(c.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked, &[]).await.unwrap();
         assert!(p.queue_due().await.unwrap().is_empty(), "an unlinked connection is never scheduled");
     }
 

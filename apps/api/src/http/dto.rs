@@ -468,3 +468,205 @@ pub struct CreateApiKey {
     /// Optional name, at most 50 characters.
     pub name: Option<String>,
 }
+
+/// Codat's `WebhookConsumer`; `signingSecret` only in the answer to its creation.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookConsumerDto {
+    /// Id.
+    pub id: Uuid,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Receives nothing while `true` (Tributary disables a consumer that failed for five days).
+    pub disabled: bool,
+    /// Subscribed event types.
+    pub event_types: Vec<String>,
+    /// `key:value` company tags filter.
+    pub company_tags: Vec<String>,
+    /// The `whsec_…` secret to verify `webhook-signature` with (creation only; later through
+    /// `tributary webhooks secret <id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+impl WebhookConsumerDto {
+    /// From a consumer.
+    pub fn new(c: tributary_domain::model::webhook::WebhookConsumer, secret: Option<String>) -> Self {
+        Self {
+            id: c.id.0,
+            url: c.url,
+            disabled: c.disabled,
+            event_types: c.event_types.iter().map(|t| t.as_str().to_owned()).collect(),
+            company_tags: c.company_tags,
+            signing_secret: secret,
+        }
+    }
+}
+
+/// Codat's create-webhook-consumer body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateWebhookConsumer {
+    /// Where events are POSTed (http or https).
+    pub url: Option<String>,
+    /// Create disabled.
+    pub disabled: Option<bool>,
+    /// Event types to subscribe to.
+    pub event_types: Option<Vec<String>>,
+    /// `key:value` company tags (at most ten).
+    pub company_tags: Option<Vec<String>>,
+}
+
+/// `payload.referenceCompany` of connection and read events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceCompanyDto {
+    /// Company id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Links (`portal`: the company in this API).
+    pub links: BTreeMap<String, String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ReferenceCompanyDto {
+    fn new(c: &tributary_domain::model::company::Company, public_url: &str) -> Self {
+        Self {
+            id: c.id.0,
+            name: c.name.clone(),
+            description: c.description.clone(),
+            links: BTreeMap::from([("portal".to_owned(), format!("{public_url}/companies/{}", c.id))]),
+            tags: c.tags.clone(),
+        }
+    }
+}
+
+/// One `read.completed` issue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadIssueDto {
+    /// Issue type (`error.<status>`).
+    #[serde(rename = "type")]
+    pub issue_type: String,
+    /// What went wrong.
+    pub message: String,
+    /// Where to look (`logs`: the pull operation).
+    pub links: BTreeMap<String, String>,
+}
+
+/// One `dataTypes[]` entry of `read.completed`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadDataTypeDto {
+    /// Connection.
+    pub connection_id: Uuid,
+    /// Data type.
+    pub data_type: String,
+    /// Whether records were created, updated or deleted.
+    pub records_modified: bool,
+    /// The pull's status.
+    pub status: String,
+    /// Problems (empty when it completed).
+    pub issues: Vec<ReadIssueDto>,
+}
+
+/// The `payload` of every event Tributary emits, by type.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventPayloadDto {
+    /// `company.*`: Codat's `Company` without `dataConnections`.
+    Company(Box<CompanyDto>),
+    /// `connection.*`.
+    #[serde(rename_all = "camelCase")]
+    Connection {
+        /// The company.
+        reference_company: ReferenceCompanyDto,
+        /// The connection after the change.
+        connection: Box<ConnectionDto>,
+    },
+    /// `read.completed*`.
+    #[serde(rename_all = "camelCase")]
+    Read {
+        /// The company.
+        reference_company: ReferenceCompanyDto,
+        /// When the data was last read before (null for the first read).
+        modified_from_date: Option<String>,
+        /// One entry per data type read.
+        data_types: Vec<ReadDataTypeDto>,
+    },
+}
+
+/// The envelope every webhook body has.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventEnvelopeDto {
+    /// Event id (also `webhook-id` as `msg_<id without dashes>`).
+    pub id: Uuid,
+    /// Event type.
+    pub event_type: String,
+    /// When it was generated (UTC).
+    pub generated_date: String,
+    /// The payload.
+    pub payload: EventPayloadDto,
+}
+
+/// Renders events in Codat's shapes, with links under the public URL.
+#[derive(Debug, Clone)]
+pub struct CodatEvents {
+    /// Public base URL, no trailing slash.
+    pub public_url: String,
+}
+
+impl tributary_domain::model::webhook::EventRenderer for CodatEvents {
+    fn render(&self, e: &tributary_domain::model::webhook::WebhookEvent) -> String {
+        use tributary_domain::model::webhook::EventSubject;
+        let url = self.public_url.as_str();
+        let payload = match &e.subject {
+            EventSubject::Company(c) => {
+                let mut dto = CompanyDto::new(CompanyView { company: c.clone(), connections: Vec::new() }, url);
+                dto.data_connections = Vec::new();
+                EventPayloadDto::Company(Box::new(dto))
+            }
+            EventSubject::Connection { company, connection } => EventPayloadDto::Connection {
+                reference_company: ReferenceCompanyDto::new(company, url),
+                connection: Box::new(ConnectionDto::new(connection.clone(), url)),
+            },
+            EventSubject::Read { company, modified_from, data_types } => EventPayloadDto::Read {
+                reference_company: ReferenceCompanyDto::new(company, url),
+                modified_from_date: modified_from.map(iso),
+                data_types: data_types
+                    .iter()
+                    .map(|d| ReadDataTypeDto {
+                        connection_id: d.connection_id.0,
+                        data_type: d.data_type.key().to_owned(),
+                        records_modified: d.records_modified,
+                        status: d.status.as_str().to_owned(),
+                        issues: d
+                            .error
+                            .iter()
+                            .map(|m| ReadIssueDto {
+                                issue_type: format!("error.{}", d.status.as_str()),
+                                message: m.clone(),
+                                links: BTreeMap::from([(
+                                    "logs".to_owned(),
+                                    format!("{url}/companies/{}/data/history/{}", company.id, d.dataset_id),
+                                )]),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            },
+        };
+        let envelope = EventEnvelopeDto {
+            id: e.id,
+            event_type: e.event_type.as_str().to_owned(),
+            generated_date: e.generated.to_rfc3339_opts(SecondsFormat::Millis, true),
+            payload,
+        };
+        serde_json::to_string(&envelope).unwrap_or_default()
+    }
+}

@@ -14,6 +14,7 @@ mod link;
 pub mod openapi;
 mod refresh;
 mod settings;
+mod webhooks;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub wake: std::sync::Arc<tokio::sync::Notify>,
     /// Public base URL, no trailing slash.
     pub public_url: String,
+    /// Wakes the webhook delivery worker when events may be waiting.
+    pub webhook_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Name of the response header carrying the request's correlation id.
@@ -55,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(history::routes())
         .merge(refresh::routes())
         .merge(commerce::routes())
+        .merge(webhooks::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))

@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers and DTOs (utoipa) and served at
 //! `/openapi.json`. A snapshot test keeps contract changes visible in review.
 
-use super::{api_keys, commerce, companies, connections, history, integrations, refresh, settings};
+use super::{api_keys, commerce, companies, connections, history, integrations, refresh, settings, webhooks};
 use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -36,7 +36,9 @@ impl Modify for Security {
         history::list, history::show,
         refresh::all, refresh::queue, refresh::status,
         commerce::company_info, commerce::list, commerce::show,
-    )
+        webhooks::list, webhooks::create, webhooks::remove,
+    ),
+    components(schemas(super::dto::EventEnvelopeDto))
 )]
 pub struct ApiDoc;
 

@@ -31,21 +31,21 @@ impl TestServer {
 
     /// A server whose Stripe Connect base is `connect_base` (a sandbox, or an unreachable port).
     pub async fn start_with(connect_base: &str) -> Self {
+        Self::start_with_webhooks(connect_base, tributary_domain::service::DeliveryOptions::default()).await
+    }
+
+    /// As [`TestServer::start_with`], delivering webhooks with `webhooks` (short retry delays).
+    pub async fn start_with_webhooks(connect_base: &str, webhooks: tributary_domain::service::DeliveryOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = Store::open(&url).await.unwrap();
-        let platform = tributary_api::platform(&store, AesGcmCipher::new(&MASTER, &[]));
-        let key = tributary_api::generate_api_key();
-        platform.create_api_key(Some("test".into()), &key).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let platform = tributary_api::platform(&store, AesGcmCipher::new(&MASTER, &[]), &base);
+        let key = tributary_api::generate_api_key();
+        platform.create_api_key(Some("test".into()), &key).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let opts = tributary_api::ServeOptions {
-            public_url: base.clone(),
-            connect_base: connect_base.to_owned(),
-            api_base: connect_base.to_owned(),
-            workers: 1,
-        };
+        let opts = tributary_api::ServeOptions { webhooks, ..tributary_api::ServeOptions::local(&base, connect_base, 1) };
         tokio::spawn(async move {
             tributary_api::serve_on(listener, &store, AesGcmCipher::new(&MASTER, &[]), opts, async {
                 let _ = rx.await;
@@ -120,6 +120,17 @@ pub async fn linked_and_synced(
 ) -> (TestServer, stripe_sandbox::Running, String, tributary_domain::ids::ConnectionId, String) {
     let sandbox = stripe_sandbox::start(Config { listen: "127.0.0.1:0".into(), test_rate: None, ..Config::default() }).await.unwrap();
     let api = TestServer::start_with(&sandbox.url()).await;
+    let (company, connection, account) = link_and_sync(&api, &sandbox, profile).await;
+    (api, sandbox, company, connection, account)
+}
+
+/// Creates a company on `api`, links a new sandbox merchant with `profile` through the Link flow
+/// and waits until the server's worker has synced it. Returns company, connection and account.
+pub async fn link_and_sync(
+    api: &TestServer,
+    sandbox: &stripe_sandbox::Running,
+    profile: Profile,
+) -> (String, tributary_domain::ids::ConnectionId, String) {
     let cfg = Config::default();
     api.platform
         .update_integration(
@@ -165,5 +176,5 @@ pub async fn linked_and_synced(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let connection: tributary_domain::ids::ConnectionId = c["id"].as_str().unwrap().parse().unwrap();
-    (api, sandbox, company, connection, account)
+    (company, connection, account)
 }
