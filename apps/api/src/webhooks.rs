@@ -32,6 +32,8 @@ impl HttpWebhookSender {
     fn builder() -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would connect to the name, not to the address that was checked.
+            .no_proxy()
             .user_agent(concat!("Tributary-Webhooks/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
     }
@@ -47,7 +49,11 @@ impl HttpWebhookSender {
         let port = u.port_or_known_default().ok_or("the URL has no port")?;
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect(),
+            Err(_) => tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((host.as_str(), port)))
+                .await
+                .map_err(|_| format!("cannot resolve {host}: no answer within 5 s"))?
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .collect(),
         };
         if addrs.is_empty() {
             return Err(format!("{host} resolves to no address"));
@@ -86,11 +92,18 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::/96) addresses embed an IPv4 one.
+            if s[..6] == [0; 6] || (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4]) {
+                let o = v6.octets();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15])));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || s[0] == 0x2002
                 || (s[0] == 0x2001 && s[1] == 0x0db8))
         }
     }

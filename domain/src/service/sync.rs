@@ -307,6 +307,10 @@ impl SyncEngine {
         run.changed = 0;
         let events = self.read_events(run, &op).await?;
         self.platform.repos.pull_operations.update(&op, &events).await?;
+        if !events.is_empty() {
+            // The read is reported; pulls queued from now on make the next one.
+            *run = ReadRun::default();
+        }
         Ok(op)
     }
 
@@ -357,7 +361,15 @@ impl SyncEngine {
         if data_types.iter().all(|d| d.status == DatasetStatus::Cancelled) {
             return Ok(Vec::new());
         }
-        let earlier = pulls(format!("connectionId={} && status=Complete && requested<{since_text}", op.connection_id), 1).await?;
+        // Initial: no pull of this connection finished (read) before this read.
+        let earlier = pulls(
+            format!(
+                "connectionId={} && requested<{since_text} && status!=Queued && status!=Fetching && status!=NotSupported && status!=Cancelled",
+                op.connection_id
+            ),
+            1,
+        )
+        .await?;
         let Some(company) = self.platform.repos.companies.get(op.company_id).await? else { return Ok(Vec::new()) };
         let subject = EventSubject::Read { company, modified_from: run.modified_from, data_types };
         let mut events = Vec::new();

@@ -162,6 +162,17 @@ impl Default for DeliveryOptions {
     }
 }
 
+/// How one send went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// A 2xx answer.
+    Delivered,
+    /// Failed quickly (refused, an error status).
+    Failed,
+    /// Failed after waiting half the timeout or more.
+    Hung,
+}
+
 /// A delivery worker: fans new events out, leases due deliveries and sends them.
 #[derive(Clone)]
 pub struct WebhookDelivery {
@@ -184,16 +195,31 @@ impl WebhookDelivery {
     /// Storage failures.
     pub async fn run_once(&self) -> Result<usize, DomainError> {
         let now = self.platform.clock.now();
-        while self.platform.repos.webhooks.fan_out(now, 100).await? == 100 {}
+        // The first attempt waits the schedule's first delay (usually none).
+        let first_due = now + chrono::Duration::from_std(self.opts.schedule.first().copied().unwrap_or_default()).unwrap_or_default();
+        while self.platform.repos.webhooks.fan_out(first_due, 100).await? == 100 {}
         let leased = self.platform.repos.webhooks.lease_deliveries(&self.worker, now, self.opts.lease_for, self.opts.batch).await?;
         let n = leased.len();
         let mut by_consumer: BTreeMap<WebhookConsumerId, Vec<Delivery>> = BTreeMap::new();
         for d in leased {
             by_consumer.entry(d.consumer_id).or_default().push(d);
         }
+        // No send may outlive the lease (another process would then send the same delivery):
+        // a send starts only while a whole timeout, plus time to resolve the target, still fits.
+        let budget = self.opts.lease_for.saturating_sub(self.opts.timeout + Duration::from_secs(5));
+        let started = std::time::Instant::now();
         let runs = by_consumer.into_values().map(|ds| async move {
             for d in ds {
-                self.deliver(d).await?;
+                if started.elapsed() > budget {
+                    // Left leased; taken up again once the lease expires.
+                    break;
+                }
+                if self.deliver(d).await? == Sent::Hung {
+                    // A receiver that does not answer: its later deliveries stay leased until the
+                    // lease expires instead of each waiting out a timeout now, which would hold
+                    // up the round for every other consumer.
+                    break;
+                }
             }
             Ok::<(), DomainError>(())
         });
@@ -203,7 +229,8 @@ impl WebhookDelivery {
         Ok(n)
     }
 
-    async fn deliver(&self, d: Delivery) -> Result<(), DomainError> {
+    /// Sends one delivery and records the attempt.
+    async fn deliver(&self, d: Delivery) -> Result<Sent, DomainError> {
         let started = self.platform.clock.now();
         let msg_id = OutboxEvent::message_id(d.event_id);
         let signed = self
@@ -270,7 +297,13 @@ impl WebhookDelivery {
             tracing::warn!(webhook.id = %d.consumer_id, %reason, "webhook consumer disabled");
             self.platform.repos.webhooks.set_consumer_disabled(d.consumer_id, true, Some(reason)).await?;
         }
-        Ok(())
+        Ok(if ok {
+            Sent::Delivered
+        } else if latency >= self.opts.timeout / 2 {
+            Sent::Hung
+        } else {
+            Sent::Failed
+        })
     }
 }
 
