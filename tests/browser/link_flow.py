@@ -13,6 +13,7 @@ import tempfile
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -44,8 +45,18 @@ try:
     account = os.environ["SANDBOX_ACCOUNT"]
     driver.find_element(By.CSS_SELECTOR, f"input[name='account'][value='{account}']").click()
     driver.find_element(By.XPATH, f"//button[@value='{decision}']").click()
-    wait.until(lambda d: "/done" in d.current_url or "redirect" in d.current_url)
-    heading = driver.find_element(By.TAG_NAME, "h1").text
+    # The consent page's own URL carries redirect_uri, so wait for Tributary's page itself, and
+    # read its heading only once the new document is there (no stale element mid-navigation).
+    wait.until(lambda d: "/link/" in d.current_url and "/done" in d.current_url)
+
+    def done_heading(d):
+        try:
+            text = d.find_element(By.TAG_NAME, "h1").text
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        return text if text in ("Connected", "Not connected") else False
+
+    heading = wait.until(done_heading)
     print(f"heading: {heading}")
     if decision == "authorize":
         assert heading == "Connected", heading
