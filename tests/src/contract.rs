@@ -19,11 +19,11 @@ use tributary_domain::model::integration::{IntegrationSettings, Scope};
 use tributary_domain::model::oauth_state::OAuthState;
 use tributary_domain::model::profile::Profile;
 use tributary_domain::model::pull::{self, DatasetStatus, PullOperation};
-use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
+use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
 use tributary_domain::model::webhook::{AfterAttempt, Attempt, Delivery, EventType, OutboxEvent, WebhookConsumer};
-use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::paging::{ListQuery, Page, Seek};
 use tributary_domain::ports::{ApiKeyDeletion, DeliveryCounts, Repositories, SecretSlot};
 use tributary_domain::query::typed::parse_instant;
 use tributary_domain::query::{FieldType, eval, resolve};
@@ -1982,12 +1982,12 @@ fn record_query(dt: DataType, page: i64, page_size: i64, query: Option<&str>, or
         .unwrap_or_else(|e| panic!("{dt} query {query:?} / orderBy {order_by:?}: {e}"))
 }
 
-async fn list_records(repos: &Repositories, conn: &Connection, dt: DataType, query: &ListQuery) -> Page<RecordRow> {
+async fn list_records(repos: &Repositories, conn: &Connection, dt: DataType, query: &ListQuery) -> Page<ListedRecord> {
     repos.records.list(conn.id, dt, query).await.unwrap_or_else(|e| panic!("list {dt} {query:?}: {e}"))
 }
 
-fn record_ids(page: &Page<RecordRow>) -> Vec<&str> {
-    page.items.iter().map(|r| r.record.id.as_str()).collect()
+fn record_ids(page: &Page<ListedRecord>) -> Vec<&str> {
+    page.items.iter().map(|r| r.id.as_str()).collect()
 }
 
 /// Every stored record of a data type (deleted ones too), by id.
@@ -2224,6 +2224,71 @@ pub async fn record_list_pages_with_an_exact_total_and_without_deleted_records(r
     // Nothing listed for a data type with no records, nor for another connection's.
     let none = list_records(&repos, &conn, DataType::Disputes, &record_query(DataType::Disputes, 1, 3, Some("status=Won"), None)).await;
     assert_eq!((none.items.len(), none.total), (0, 0));
+}
+
+/// Following the keyset position of each page's last record gives exactly the pages that offsets
+/// give, in the default order and by `createdDate` either way, with a filter, with records that
+/// share a creation time (the id breaks the tie, ids compared by code point) and records without
+/// one (first ascending, last descending), and skipping deleted records.
+pub async fn record_list_keyset_pages_equal_offset_pages(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let records: Vec<StoredRecord> = (0..23)
+        .map(|i| {
+            // Upper- and lower-case ids: code-point order differs from most collations.
+            let id = if i % 4 == 0 { format!("Cus_{i:02}") } else { format!("cus_{i:02}") };
+            StoredRecord {
+                created: (i % 7 != 3).then(|| instant("2025-06-01T00:00:00Z") + chrono::Duration::seconds(i64::from(i / 3))),
+                source_modified: None,
+                document: serde_json::json!({"id": id, "customerName": format!("n{}", i % 2)}),
+                deleted: i % 9 == 5,
+                id,
+            }
+        })
+        .collect();
+    let cp = checkpoint(PullOperationId::new_random(), None, 1, 1);
+    write(&repos, &conn, DataType::Customers, &records, &cp, first_write()).await;
+    for query in [None, Some("customerName=n1")] {
+        for order_by in [None, Some("createdDate"), Some("-createdDate")] {
+            let mut seek: Option<Seek> = None;
+            let mut pages = 0;
+            for n in 1.. {
+                let by_offset =
+                    list_records(&repos, &conn, DataType::Customers, &record_query(DataType::Customers, n, 3, query, order_by)).await;
+                let q = ListQuery { seek: seek.clone(), ..record_query(DataType::Customers, n, 3, query, order_by) };
+                let by_keyset = repos.records.list_page(conn.id, DataType::Customers, &q).await.unwrap();
+                assert_eq!(by_offset.items, by_keyset, "{query:?} {order_by:?} page {n}");
+                pages += 1;
+                if !by_offset.has_next() {
+                    break;
+                }
+                let last = by_keyset.last().expect("a page before the last is full");
+                seek = Some(Seek { created: last.created, id: last.id.clone() });
+            }
+            assert!(pages >= 4, "{query:?} {order_by:?}: {pages} pages");
+        }
+    }
+}
+
+/// The records' version moves with every write that changes a record (also a deletion), not with
+/// one that changes nothing, and each (connection, data type) has its own.
+pub async fn record_version_moves_only_when_records_change(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let version = |dt| {
+        let repos = repos.clone();
+        async move { repos.records.version(conn.id, dt).await.unwrap() }
+    };
+    assert_eq!(version(DataType::Customers).await, 0);
+    let cp = checkpoint(PullOperationId::new_random(), None, 1, 1);
+    let mut page: Vec<StoredRecord> = CUSTOMERS.iter().map(|j| commerce(j)).collect();
+    write(&repos, &conn, DataType::Customers, &page, &cp, first_write()).await;
+    let v1 = version(DataType::Customers).await;
+    assert_ne!(v1, 0);
+    write(&repos, &conn, DataType::Customers, &page, &cp, second_write()).await;
+    assert_eq!(version(DataType::Customers).await, v1, "nothing changed");
+    page[0].deleted = true;
+    write(&repos, &conn, DataType::Customers, &page, &cp, second_write()).await;
+    assert_ne!(version(DataType::Customers).await, v1, "a deletion is a change");
+    assert_eq!(version(DataType::Payments).await, 0, "another data type");
 }
 
 /// Date text in documents is read exactly as `parse_instant` reads it, for the forms the sync

@@ -68,6 +68,11 @@ impl Sql {
         self.args.add(v).expect("binding an integer cannot fail");
     }
 
+    pub fn bind_time(&mut self, v: chrono::DateTime<chrono::Utc>) {
+        self.placeholder();
+        self.args.add(v).expect("binding an instant cannot fail");
+    }
+
     fn bind_value(&mut self, v: &Value) {
         match v {
             Value::String(s) => self.bind_text(s.clone()),

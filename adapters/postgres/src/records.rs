@@ -14,14 +14,16 @@ use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::commerce_schema::{RecordField, locate};
 use tributary_domain::model::data_type::DataType;
-use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
-use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
+use tributary_domain::paging::ListQuery;
 use tributary_domain::ports::RecordRepository;
 
 /// Records per statement (a page is at most this many in practice).
 const CHUNK: usize = 1_000;
 
 const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
+/// What a list page reads: the document as JSON text (`ListedRecord`), not decoded.
+const LIST_COLUMNS: &str = "record_id, document::text, created, modified";
 
 /// Where a commerce field lives (`commerce_schema::locate`): three columns, or a path into the
 /// document.
@@ -40,28 +42,70 @@ const DEFAULT_ORDER: &str = "created ASC NULLS FIRST";
 /// The tie-break: ids by code point, as SQLite compares them, whatever the database collation.
 const ID: &str = "record_id COLLATE \"C\"";
 
-/// `SELECT` of a page of live records matching `query`, and the `COUNT(*)` of all of them, as
-/// (page, count) statements sharing one `WHERE`.
-fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> (Sql, Sql) {
-    let mut where_sql = Sql::default();
-    where_sql.push(" WHERE connection_id = ");
-    where_sql.bind_text(connection.to_string());
-    where_sql.push(" AND data_type = ");
-    where_sql.bind_text(data_type.key().to_owned());
-    where_sql.push(" AND NOT deleted");
+/// The `WHERE` of live records matching `query.filter`.
+fn where_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(" WHERE connection_id = ");
+    sql.bind_text(connection.to_string());
+    sql.push(" AND data_type = ");
+    sql.bind_text(data_type.key().to_owned());
+    sql.push(" AND NOT deleted");
     if let Some(f) = &query.filter {
         // Over one decompressed copy of the document, however many paths the filter reads.
-        where_sql.push(" AND ");
-        render_detoasted(&mut where_sql, f, columns, "document");
+        sql.push(" AND ");
+        render_detoasted(&mut sql, f, columns, "document");
     }
-    let count = Sql::from_parts(format!("SELECT COUNT(*) FROM records{}", where_sql.text), &where_sql);
-    let mut page = Sql::from_parts(format!("SELECT {COLUMNS} FROM records{}", where_sql.text), &where_sql);
+    sql
+}
+
+/// The `COUNT(*)` of live records matching `query.filter`.
+fn count_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+    let w = where_sql(connection, data_type, query);
+    Sql::from_parts(format!("SELECT COUNT(*) FROM records{}", w.text), &w)
+}
+
+/// `SELECT` of a page of live records matching `query`: after `query.seek` when given (a row
+/// comparison the `records_created` index answers as a range, in the order's direction; records
+/// without a creation time sort first ascending and last descending), else at the page's offset.
+fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+    let w = where_sql(connection, data_type, query);
+    let mut page = Sql::from_parts(format!("SELECT {LIST_COLUMNS} FROM records{}", w.text), &w);
+    let seek = query.seek.as_ref().filter(|_| query.keyset_order());
+    if let Some(seek) = seek {
+        match (query.descending(), seek.created) {
+            (false, Some(c)) => {
+                page.push(&format!(" AND (created, {ID}) > ("));
+                page.bind_time(c);
+                page.push(", ");
+                page.bind_text(seek.id.clone());
+                page.push(")");
+            }
+            (false, None) => {
+                page.push(&format!(" AND (created IS NOT NULL OR {ID} > "));
+                page.bind_text(seek.id.clone());
+                page.push(")");
+            }
+            (true, Some(c)) => {
+                page.push(&format!(" AND ((created, {ID}) < ("));
+                page.bind_time(c);
+                page.push(", ");
+                page.bind_text(seek.id.clone());
+                page.push(") OR created IS NULL)");
+            }
+            (true, None) => {
+                page.push(&format!(" AND created IS NULL AND {ID} < "));
+                page.bind_text(seek.id.clone());
+            }
+        }
+    }
     render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, ID);
     page.push(" LIMIT ");
     page.bind_i64(i64::from(query.page.page_size));
-    page.push(" OFFSET ");
-    page.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-    (page, count)
+    if seek.is_none() {
+        page.push(" OFFSET ");
+        page.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+    }
+    page
 }
 
 const UPSERT: &str = "INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, \
@@ -168,6 +212,18 @@ impl RecordRepository for PgStore {
                 .map_err(backend)?
                 .rows_affected();
         }
+        if changed > 0 {
+            // Moves the records' version (`RecordRepository::version`) with the change.
+            sqlx::query(
+                "INSERT INTO record_versions (connection_id, data_type, version) VALUES ($1, $2, 1) \
+                 ON CONFLICT (connection_id, data_type) DO UPDATE SET version = record_versions.version + 1",
+            )
+            .bind(&connection)
+            .bind(data_type.key())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(changed)
     }
@@ -217,12 +273,31 @@ impl RecordRepository for PgStore {
             .transpose()
     }
 
-    async fn list(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<Page<RecordRow>, RepositoryError> {
-        let (page, count) = list_sql(connection, data_type, query);
-        let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(&self.pool).await.map_err(backend)?;
+    async fn list_page(
+        &self,
+        connection: ConnectionId,
+        data_type: DataType,
+        query: &ListQuery,
+    ) -> Result<Vec<ListedRecord>, RepositoryError> {
+        let page = list_sql(connection, data_type, query);
         let rows = sqlx::query_with(&page.text, page.args).fetch_all(&self.pool).await.map_err(backend)?;
-        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+        Ok(rows.iter().map(|r| ListedRecord { id: r.get(0), document: r.get(1), created: r.get(2), modified: r.get(3) }).collect())
+    }
+
+    async fn count_matching(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<u64, RepositoryError> {
+        let count = count_sql(connection, data_type, query);
+        let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(&self.pool).await.map_err(backend)?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn version(&self, connection: ConnectionId, data_type: DataType) -> Result<u64, RepositoryError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM record_versions WHERE connection_id = $1 AND data_type = $2")
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
     }
 
     async fn scan(
@@ -282,7 +357,7 @@ mod tests {
     fn lists_in_created_order_follow_the_created_index() {
         let sql = |query: Option<&str>, order_by: Option<&str>| {
             let q = ListQuery::from_params(&PAYMENTS, Some(2), Some(10), query, order_by).unwrap();
-            list_sql(ConnectionId::new_random(), DataType::Payments, &q).0.text
+            list_sql(ConnectionId::new_random(), DataType::Payments, &q).text
         };
         let default = sql(None, None);
         assert!(default.contains("WHERE connection_id = $1 AND data_type = $2 AND NOT deleted ORDER BY created ASC NULLS FIRST, record_id COLLATE \"C\" ASC LIMIT $3 OFFSET $4"), "{default}");

@@ -13,14 +13,16 @@ use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::commerce_schema::{RecordField, locate};
 use tributary_domain::model::data_type::DataType;
-use tributary_domain::model::record::{Checkpoint, RecordRow, StoredRecord};
-use tributary_domain::paging::{ListQuery, Page};
+use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
+use tributary_domain::paging::ListQuery;
 use tributary_domain::ports::RecordRepository;
 
 /// Records per `INSERT`: 5 bound values each plus 4 shared, well under SQLite's 32,766 limit.
 const CHUNK: usize = 500;
 
 const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
+/// What a list page reads: the document stays JSON text (`ListedRecord`).
+const LIST_COLUMNS: &str = "record_id, document, created, modified";
 
 /// Where a commerce field lives (`commerce_schema::locate`): three columns, or a path into the
 /// document.
@@ -37,27 +39,69 @@ fn columns(field: &'static str) -> Option<Column> {
 /// record_id`) read forwards, so a page needs no sort.
 const DEFAULT_ORDER: &str = "created ASC NULLS FIRST";
 
-/// `SELECT` of a page of live records matching `query`, and the `COUNT(*)` of all of them, as
-/// (page, count) statements sharing one `WHERE`.
-fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> (Sql, Sql) {
-    let mut where_sql = Sql::default();
-    where_sql.push(" WHERE connection_id = ");
-    where_sql.bind_text(connection.to_string());
-    where_sql.push(" AND data_type = ");
-    where_sql.bind_text(data_type.key().to_owned());
-    where_sql.push(" AND deleted = 0");
+/// The `WHERE` of live records matching `query.filter`.
+fn where_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(" WHERE connection_id = ");
+    sql.bind_text(connection.to_string());
+    sql.push(" AND data_type = ");
+    sql.bind_text(data_type.key().to_owned());
+    sql.push(" AND deleted = 0");
     if let Some(f) = &query.filter {
-        where_sql.push(" AND ");
-        render(&mut where_sql, f, columns);
+        sql.push(" AND ");
+        render(&mut sql, f, columns);
     }
-    let count = Sql { text: format!("SELECT COUNT(*) FROM records{}", where_sql.text), args: where_sql.args.clone() };
-    let mut page = Sql { text: format!("SELECT {COLUMNS} FROM records{}", where_sql.text), args: where_sql.args };
+    sql
+}
+
+/// The `COUNT(*)` of live records matching `query.filter`.
+fn count_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+    let w = where_sql(connection, data_type, query);
+    Sql { text: format!("SELECT COUNT(*) FROM records{}", w.text), args: w.args }
+}
+
+/// `SELECT` of a page of live records matching `query`: after `query.seek` when given (a row-value
+/// range on the `records_created` index, in the order's direction; records without a creation
+/// time sort first ascending and last descending), else at the page's offset.
+fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+    let w = where_sql(connection, data_type, query);
+    let mut page = Sql { text: format!("SELECT {LIST_COLUMNS} FROM records{}", w.text), args: w.args };
+    let seek = query.seek.as_ref().filter(|_| query.keyset_order());
+    if let Some(seek) = seek {
+        match (query.descending(), seek.created) {
+            (false, Some(c)) => {
+                page.push(" AND (created, record_id) > (");
+                page.bind_i64(to_micros(c));
+                page.push(", ");
+                page.bind_text(seek.id.clone());
+                page.push(")");
+            }
+            (false, None) => {
+                page.push(" AND (created IS NOT NULL OR record_id > ");
+                page.bind_text(seek.id.clone());
+                page.push(")");
+            }
+            (true, Some(c)) => {
+                page.push(" AND ((created, record_id) < (");
+                page.bind_i64(to_micros(c));
+                page.push(", ");
+                page.bind_text(seek.id.clone());
+                page.push(") OR created IS NULL)");
+            }
+            (true, None) => {
+                page.push(" AND created IS NULL AND record_id < ");
+                page.bind_text(seek.id.clone());
+            }
+        }
+    }
     render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, "record_id");
     page.push(" LIMIT ");
     page.bind_i64(i64::from(query.page.page_size));
-    page.push(" OFFSET ");
-    page.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-    (page, count)
+    if seek.is_none() {
+        page.push(" OFFSET ");
+        page.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+    }
+    page
 }
 
 fn from_row(r: &SqliteRow) -> Result<RecordRow, RepositoryError> {
@@ -113,6 +157,20 @@ fn last_per_id(records: &[StoredRecord]) -> Vec<&StoredRecord> {
         }
     }
     out
+}
+
+/// Moves the records' version (`RecordRepository::version`) in the writing transaction.
+async fn bump_version(tx: &mut sqlx::SqliteConnection, connection: &str, data_type: DataType) -> Result<(), RepositoryError> {
+    sqlx::query(
+        "INSERT INTO record_versions (connection_id, data_type, version) VALUES (?, ?, 1) \
+         ON CONFLICT (connection_id, data_type) DO UPDATE SET version = record_versions.version + 1",
+    )
+    .bind(connection)
+    .bind(data_type.key())
+    .execute(tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -172,6 +230,9 @@ impl RecordRepository for SqliteStore {
             }
             changed += q.execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }
+        if changed > 0 {
+            bump_version(&mut tx, &connection, data_type).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(changed)
     }
@@ -221,12 +282,39 @@ impl RecordRepository for SqliteStore {
             .transpose()
     }
 
-    async fn list(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<Page<RecordRow>, RepositoryError> {
-        let (page, count) = list_sql(connection, data_type, query);
-        let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(&self.pool).await.map_err(backend)?;
+    async fn list_page(
+        &self,
+        connection: ConnectionId,
+        data_type: DataType,
+        query: &ListQuery,
+    ) -> Result<Vec<ListedRecord>, RepositoryError> {
+        let page = list_sql(connection, data_type, query);
         let rows = sqlx::query_with(&page.text, page.args).fetch_all(&self.pool).await.map_err(backend)?;
-        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+        Ok(rows
+            .iter()
+            .map(|r| ListedRecord {
+                id: r.get(0),
+                document: r.get(1),
+                created: r.get::<Option<i64>, _>(2).map(from_micros),
+                modified: from_micros(r.get(3)),
+            })
+            .collect())
+    }
+
+    async fn count_matching(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<u64, RepositoryError> {
+        let count = count_sql(connection, data_type, query);
+        let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(&self.pool).await.map_err(backend)?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn version(&self, connection: ConnectionId, data_type: DataType) -> Result<u64, RepositoryError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM record_versions WHERE connection_id = ? AND data_type = ?")
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
     }
 
     async fn scan(
@@ -270,12 +358,15 @@ mod tests {
     use tributary_domain::ids::ConnectionId;
     use tributary_domain::model::commerce_schema::{PAYMENTS, schema};
     use tributary_domain::model::data_type::DataType;
-    use tributary_domain::paging::ListQuery;
+    use tributary_domain::paging::{ListQuery, Seek};
 
     /// The query plan of a list page, one step per line.
     async fn plan(store: &SqliteStore, query: Option<&str>, order_by: Option<&str>) -> String {
-        let q = ListQuery::from_params(&PAYMENTS, Some(3), Some(50), query, order_by).unwrap();
-        let (page, _) = list_sql(ConnectionId::new_random(), DataType::Payments, &q);
+        plan_of(store, ListQuery::from_params(&PAYMENTS, Some(3), Some(50), query, order_by).unwrap()).await
+    }
+
+    async fn plan_of(store: &SqliteStore, q: ListQuery) -> String {
+        let page = list_sql(ConnectionId::new_random(), DataType::Payments, &q);
         let rows = sqlx::query_with(&format!("EXPLAIN QUERY PLAN {}", page.text), page.args).fetch_all(&store.pool).await.unwrap();
         rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n")
     }
@@ -303,6 +394,27 @@ mod tests {
         }
         let plan = plan(&store, None, Some("amount")).await;
         assert!(plan.contains("USE TEMP B-TREE FOR ORDER BY"), "other orders sort: {plan}");
+        store.close().await;
+    }
+
+    /// A keyset page starts with a range search on `records_created`, not a walk from the start.
+    #[tokio::test]
+    async fn keyset_pages_seek_into_the_created_index() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let created = Some("2025-01-01T00:00:00Z".parse().unwrap());
+        for (order_by, range) in [(None, "(created,record_id)>(?,?)"), (Some("-createdDate"), "(created,record_id)<(?,?)")] {
+            let q = ListQuery {
+                seek: Some(Seek { created, id: "pay_1".into() }),
+                ..ListQuery::from_params(&PAYMENTS, Some(10_000), Some(100), Some("amount>1"), order_by).unwrap()
+            };
+            let plan = plan_of(&store, q).await;
+            assert!(plan.contains("records_created"), "{order_by:?}: {plan}");
+            if order_by.is_none() {
+                assert!(plan.contains(range), "{order_by:?}: {plan}");
+            }
+            assert!(!plan.contains("TEMP B-TREE"), "{order_by:?}: {plan}");
+        }
         store.close().await;
     }
 

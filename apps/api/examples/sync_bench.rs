@@ -19,6 +19,11 @@ use tributary_domain::model::connection::ConnectionStatus;
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::service::{IntegrationUpdate, SyncEngine};
 
+/// mimalloc: list pages allocate and free many small strings from several threads at once, where
+/// glibc's allocator spent a third of the server's CPU (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb: f64 =

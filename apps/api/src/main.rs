@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tributary_api::config::Settings;
 
+/// mimalloc: list pages allocate and free many small strings from several threads at once, where
+/// glibc's allocator spent a third of the server's CPU (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn usage() -> &'static str {
     "usage: tributary-api [--config FILE]\n\nConfiguration: defaults, then tributary.toml (or --config FILE), then TRIBUTARY_* environment variables.\nSee docs/configuration.md."
 }

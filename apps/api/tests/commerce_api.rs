@@ -83,6 +83,64 @@ async fn commerce_reads_follow_codats_envelope_paging_queries_and_errors() {
     sandbox.stop().await;
 }
 
+/// Every `id` of a page.
+fn ids(page: &Value) -> Vec<String> {
+    assert!(page["results"].is_array(), "{page}");
+    page["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_links_carry_a_keyset_cursor_and_page_numbers_keep_working() {
+    let profile = Profile { customers: 5, charges: 40, refunds: 6, disputes: 3, products: 2, prices: 3, payouts: 4 };
+    let (api, sandbox, company, connection, _) = linked_and_synced(profile).await;
+    let list = format!("/companies/{company}/connections/{connection}/data/commerce-transactions");
+    for params in ["pageSize=7", "pageSize=7&orderBy=-createdDate&query=totalAmount%3E0"] {
+        let (st, first) = api.get(&format!("{list}?{params}")).await;
+        assert_eq!(st, 200, "{first}");
+        let total = first["totalResults"].as_u64().unwrap();
+        assert!(total > 30, "{total} transactions");
+        let (mut by_cursor, mut by_number) = (ids(&first), ids(&first));
+        let mut page = first;
+        let mut n = 1;
+        while let Some(next) = page["_links"]["next"]["href"].as_str().map(str::to_owned) {
+            n += 1;
+            assert!(next.starts_with(&format!("{list}?page={n}&pageSize=7")), "{next}");
+            assert!(next.contains("&cursor="), "{next}");
+            let (st, p) = api.get(&next).await;
+            assert_eq!(st, 200, "{p}");
+            assert_eq!((p["pageNumber"].as_u64(), p["totalResults"].as_u64()), (Some(n), Some(total)));
+            by_cursor.extend(ids(&p));
+            let (_, plain) = api.get(&format!("{list}?{params}&page={n}")).await;
+            by_number.extend(ids(&plain));
+            page = p;
+        }
+        assert_eq!(by_cursor.len() as u64, total, "{params}: following next reads every record once");
+        assert_eq!(by_cursor, by_number, "{params}: the cursor gives the pages page numbers give");
+    }
+
+    // A cursor only applies to the page and list it was issued for; elsewhere the page number decides.
+    let (_, first) = api.get(&format!("{list}?pageSize=7")).await;
+    let next = first["_links"]["next"]["href"].as_str().unwrap().to_owned();
+    let cursor = next.split("&cursor=").nth(1).unwrap();
+    let (_, page5) = api.get(&format!("{list}?page=5&pageSize=7")).await;
+    let (_, moved) = api.get(&format!("{list}?page=5&pageSize=7&cursor={cursor}")).await;
+    assert_eq!(ids(&moved), ids(&page5));
+    let (_, page2) = api.get(&format!("{list}?page=2&pageSize=7&orderBy=totalAmount")).await;
+    let (_, reordered) = api.get(&format!("{list}?page=2&pageSize=7&orderBy=totalAmount&cursor={cursor}")).await;
+    assert_eq!(ids(&reordered), ids(&page2));
+    let customers = format!("/companies/{company}/connections/{connection}/data/commerce-customers");
+    let (_, c2) = api.get(&format!("{customers}?page=2&pageSize=2")).await;
+    let (_, elsewhere) = api.get(&format!("{customers}?page=2&pageSize=2&cursor={cursor}")).await;
+    assert_eq!(ids(&elsewhere), ids(&c2));
+    // Orders without an index have plain page links.
+    let next = page2["_links"]["next"]["href"].as_str().unwrap();
+    assert!(!next.contains("cursor"), "{next}");
+    // A cursor this server did not issue is a 400.
+    let (st, b) = api.get(&format!("{list}?page=2&pageSize=7&cursor=not-a-cursor")).await;
+    assert!(assert_envelope(st, &b, 400).contains("cursor"));
+    sandbox.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_type_that_was_never_synced_is_409() {
     let api = common::TestServer::start().await;

@@ -9,7 +9,7 @@ use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::commerce_schema::schema;
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::paging::ListQuery;
-use tributary_domain::service::Platform;
+use tributary_domain::service::{Platform, RecordPage};
 
 const PAGE: i64 = 1000;
 
@@ -59,18 +59,26 @@ pub async fn export(
     if format == "json" {
         writeln!(out, "[")?;
     }
+    let mut seek = None;
     loop {
-        let q = ListQuery::from_params(schema, Some(page), Some(PAGE), query, order_by)?;
-        let batch = p.list_records(company, connection, dt, &q).await?;
+        // Each page starts where the last ended (keyset) when the order allows, so a deep export
+        // does not re-read what it skips.
+        let q = ListQuery { seek: seek.take(), ..ListQuery::from_params(schema, Some(page), Some(PAGE), query, order_by)? };
+        let RecordPage { page: batch, next } = p.list_records(company, connection, dt, &q).await?;
         let more = batch.has_next();
-        for r in batch.items {
-            match format {
-                "json" => {
-                    if !first {
-                        writeln!(out, ",")?;
-                    }
-                    write!(out, "{}", serde_json::to_string(&r)?)?;
+        seek = next;
+        for text in batch.items {
+            if format == "json" {
+                // Records arrive as JSON text: written as they are.
+                if !first {
+                    writeln!(out, ",")?;
                 }
+                write!(out, "{text}")?;
+                first = false;
+                continue;
+            }
+            let r: Value = serde_json::from_str(&text)?;
+            match format {
                 "csv" => {
                     if first {
                         columns = r.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();

@@ -11,6 +11,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: list pages allocate and free many small strings from several threads at once, where
+/// glibc's allocator spent a third of the server's CPU (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tributary admin CLI.
 #[derive(Debug, Parser)]
 #[command(name = "tributary", version, about = "Administer a Tributary instance: API keys, integrations, companies, connections, keys.")]

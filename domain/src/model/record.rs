@@ -27,6 +27,20 @@ pub struct RecordRow {
     pub modified: DateTime<Utc>,
 }
 
+/// A live record as a list page serves it: its document as the stored JSON text (an object
+/// without `modifiedDate`), which a page passes through without parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRecord {
+    /// The source's id.
+    pub id: String,
+    /// Created at the source.
+    pub created: Option<DateTime<Utc>>,
+    /// When Tributary last changed it (`modifiedDate`).
+    pub modified: DateTime<Utc>,
+    /// The document's JSON text.
+    pub document: String,
+}
+
 /// Where a data type's sync stands on a connection, saved with every page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {

@@ -14,7 +14,7 @@ use crate::model::integration::IntegrationSettings;
 use crate::model::oauth_state::OAuthState;
 use crate::model::profile::Profile;
 use crate::model::pull::PullOperation;
-use crate::model::record::{Checkpoint, RecordRow, StoredRecord};
+use crate::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
 use crate::model::secret::SealedSecret;
 use crate::model::sync_settings::SyncSetting;
 use crate::model::webhook::{AfterAttempt, Attempt, Delivery, OutboxEvent, WebhookConsumer};
@@ -318,6 +318,12 @@ pub trait PullOperationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError>;
+    /// Whether a data type of a connection has ever been requested, and whether any of its
+    /// operations completed: (requested, completed).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn readiness(&self, connection: ConnectionId, data_type: DataType) -> Result<(bool, bool), RepositoryError>;
 }
 
 /// Exclusive, expiring leases on connections, so that at most one worker (in any process) syncs
@@ -386,7 +392,36 @@ pub trait RecordRepository: Send + Sync {
     ///
     /// # Errors
     /// Backend failures only.
-    async fn list(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<Page<RecordRow>, RepositoryError>;
+    async fn list(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<Page<ListedRecord>, RepositoryError> {
+        let items = self.list_page(connection, data_type, query).await?;
+        let total = self.count_matching(connection, data_type, query).await?;
+        Ok(Page { items, total, request: query.page })
+    }
+    /// The records of [`RecordRepository::list`]'s page without the count. With `query.seek`
+    /// (only set for [`ListQuery::keyset_order`] orders) the page starts just after that
+    /// position instead of at the page's offset, reading the `created` index from there, so a
+    /// deep page costs what the first does.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_page(
+        &self,
+        connection: ConnectionId,
+        data_type: DataType,
+        query: &ListQuery,
+    ) -> Result<Vec<ListedRecord>, RepositoryError>;
+    /// Number of live records matching `query.filter` (all live records without one; the rest of
+    /// the query is ignored).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn count_matching(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<u64, RepositoryError>;
+    /// A number that changes whenever a write changes the records of this connection and data
+    /// type (0 before the first), so that counts can be cached until it moves.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn version(&self, connection: ConnectionId, data_type: DataType) -> Result<u64, RepositoryError>;
     /// Records of a data type (deleted ones too) in record-id order after `after_id` (keyset), for
     /// exports and tests.
     ///

@@ -15,6 +15,7 @@ pub use api_keys::hash_api_key;
 pub use companies::{CompanyPatch, CompanyView};
 pub use integrations::IntegrationUpdate;
 pub use link::{Callback, CallbackError, LinkResult, Linking};
+pub use records::RecordPage;
 pub use sync::{DataTypeStatus, SyncEngine, to_stored};
 pub use webhooks::{DeliveryOptions, WebhookDelivery};
 
@@ -28,12 +29,13 @@ pub struct Platform {
     pub(crate) cipher: Arc<dyn SecretCipher>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) renderer: Option<Arc<dyn crate::model::webhook::EventRenderer>>,
+    pub(crate) counts: Arc<records::CountCache>,
 }
 
 impl Platform {
     /// Composes the service from its ports.
     pub fn new(repos: Repositories, cipher: Arc<dyn SecretCipher>, clock: Arc<dyn Clock>) -> Self {
-        Self { repos, cipher, clock, renderer: None }
+        Self { repos, cipher, clock, renderer: None, counts: Arc::default() }
     }
 
     /// Turns webhooks on: every change that causes a Codat event writes it, rendered by
@@ -87,6 +89,9 @@ pub(crate) mod test_support {
         records:
             Mutex<std::collections::BTreeMap<(ConnectionId, crate::model::data_type::DataType, String), crate::model::record::RecordRow>>,
         checkpoints: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), crate::model::record::Checkpoint>>,
+        versions: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), u64>>,
+        /// `count_matching` calls, to see the count cache work.
+        pub count_queries: Mutex<u64>,
         pub events: Mutex<Vec<OutboxEvent>>,
         pub consumers: Mutex<Vec<WebhookConsumer>>,
         pub deliveries: Mutex<Vec<MemDelivery>>,
@@ -384,6 +389,11 @@ pub(crate) mod test_support {
                 })
                 .collect())
         }
+        async fn readiness(&self, c: ConnectionId, t: crate::model::data_type::DataType) -> Result<(bool, bool), RepositoryError> {
+            let all = self.pulls.lock().unwrap();
+            let ops = || all.iter().filter(|p| p.connection_id == c && p.data_type == t);
+            Ok((ops().next().is_some(), ops().any(|p| p.status == crate::model::pull::DatasetStatus::Complete)))
+        }
     }
 
     #[async_trait]
@@ -452,6 +462,9 @@ pub(crate) mod test_support {
                 }
             }
             self.checkpoints.lock().unwrap().insert((connection, data_type), checkpoint.clone());
+            if changed > 0 {
+                *self.versions.lock().unwrap().entry((connection, data_type)).or_default() += 1;
+            }
             Ok(changed)
         }
         async fn checkpoint(
@@ -483,14 +496,58 @@ pub(crate) mod test_support {
         ) -> Result<Option<crate::model::record::RecordRow>, RepositoryError> {
             Ok(self.records.lock().unwrap().get(&(c, t, id.to_owned())).cloned())
         }
-        async fn list(
+        async fn list_page(
             &self,
             c: ConnectionId,
             t: crate::model::data_type::DataType,
             q: &ListQuery,
-        ) -> Result<Page<crate::model::record::RecordRow>, RepositoryError> {
+        ) -> Result<Vec<crate::model::record::ListedRecord>, RepositoryError> {
+            // Created then id (ascending, or descending for `-createdDate`); other orders are not modelled.
             let all = self.records.lock().unwrap();
-            Ok(page(all.iter().filter(|((rc, rt, _), r)| *rc == c && *rt == t && !r.record.deleted).map(|(_, r)| r.clone()).collect(), q))
+            let mut rows: Vec<_> = all
+                .iter()
+                .filter(|((rc, rt, _), r)| *rc == c && *rt == t && !r.record.deleted)
+                .filter(|(_, r)| q.filter.as_ref().is_none_or(|f| crate::query::eval::matches(f, &r.record.document)))
+                .map(|(_, r)| r.clone())
+                .collect();
+            let key = |r: &crate::model::record::RecordRow| (r.record.created, r.record.id.clone());
+            rows.sort_by_key(key);
+            if q.descending() {
+                rows.reverse();
+            }
+            let skip = match &q.seek {
+                Some(s) => rows.iter().position(|r| key(r) == (s.created, s.id.clone())).map_or(rows.len(), |i| i + 1),
+                None => q.page.offset() as usize,
+            };
+            Ok(rows
+                .into_iter()
+                .skip(skip)
+                .take(q.page.page_size as usize)
+                .map(|r| crate::model::record::ListedRecord {
+                    document: serde_json::to_string(&r.record.document).expect("a JSON value serialises"),
+                    id: r.record.id,
+                    created: r.record.created,
+                    modified: r.modified,
+                })
+                .collect())
+        }
+        async fn count_matching(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+            q: &ListQuery,
+        ) -> Result<u64, RepositoryError> {
+            let filter = q.filter.as_ref();
+            *self.count_queries.lock().unwrap() += 1;
+            let all = self.records.lock().unwrap();
+            Ok(all
+                .iter()
+                .filter(|((rc, rt, _), r)| *rc == c && *rt == t && !r.record.deleted)
+                .filter(|(_, r)| filter.is_none_or(|f| crate::query::eval::matches(f, &r.record.document)))
+                .count() as u64)
+        }
+        async fn version(&self, c: ConnectionId, t: crate::model::data_type::DataType) -> Result<u64, RepositoryError> {
+            Ok(self.versions.lock().unwrap().get(&(c, t)).copied().unwrap_or(0))
         }
         async fn scan(
             &self,

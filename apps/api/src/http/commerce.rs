@@ -1,16 +1,19 @@
 //! The Commerce API: `GET /companies/{companyId}/connections/{connectionId}/data/commerce-…`.
 
 use super::AppState;
-use super::dto::Paged;
+use super::dto::{Links, paged_json};
 use super::error::{ApiError, ErrorMessage};
 use super::extract::{ListParams, path_id};
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::commerce_schema::schema;
 use tributary_domain::model::data_type::DataType;
-use tributary_domain::paging::ListQuery;
+use tributary_domain::paging::{ListQuery, PageCursor};
+use tributary_domain::service::RecordPage;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -45,13 +48,14 @@ pub(super) async fn company_info(
 /// A page of customers, disputes, payments, products or transactions.
 #[utoipa::path(get, path = "/companies/{companyId}/connections/{connectionId}/data/{dataType}", tag = "Commerce", operation_id = "list-commerce-data",
     params(("companyId" = String, Path), ("connectionId" = String, Path), ("dataType" = String, Path, description = "commerce-customers, commerce-disputes, commerce-payments, commerce-products or commerce-transactions"),
-        ("page" = Option<i32>, Query), ("pageSize" = Option<i32>, Query), ("query" = Option<String>, Query), ("orderBy" = Option<String>, Query)),
+        ("page" = Option<i32>, Query), ("pageSize" = Option<i32>, Query), ("query" = Option<String>, Query), ("orderBy" = Option<String>, Query),
+        ("cursor" = Option<String>, Query, description = "Opaque keyset position from `_links.next` (Tributary extension): the page it belongs to is read from that position instead of by offset, so deep pages cost what the first does. Ignored when it belongs to another page or list.")),
     responses((status = 200, body = Object), (status = 400, body = ErrorMessage), (status = 404, body = ErrorMessage), (status = 409, body = ErrorMessage)))]
 pub(super) async fn list(
     State(s): State<AppState>,
     Path((company, connection, raw)): Path<(String, String, String)>,
     params: ListParams,
-) -> Result<Json<Paged<serde_json::Value>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (company, connection) = ids(&company, &connection)?;
     let dt = data_type(&raw)?;
     let Some(schema) = schema(dt) else {
@@ -59,10 +63,23 @@ pub(super) async fn list(
         s.platform.readable(company, connection, dt).await?;
         return Err(ApiError::not_found(format!("Datatype {dt} cannot be listed.")));
     };
-    let q = ListQuery::from_params(schema, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
-    let page = s.platform.list_records(company, connection, dt, &q).await?;
+    let mut q = ListQuery::from_params(schema, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
     let path = format!("/companies/{company}/connections/{connection}/data/{raw}");
-    Ok(Json(Paged::new(page, &path, &params, |v| v)))
+    let fingerprint = PageCursor::fingerprint(&path, q.page.page_size, params.query.as_deref(), params.order_by.as_deref());
+    if let Some(token) = params.cursor.as_deref().filter(|t| !t.is_empty()) {
+        // The page number decides: a cursor for another page or list is ignored (read by offset).
+        let cursor = PageCursor::decode(token)?;
+        if cursor.page == q.page.page && cursor.fingerprint == fingerprint && q.keyset_order() {
+            q.seek = Some(cursor.seek);
+        }
+    }
+    let RecordPage { page, next } = s.platform.list_records(company, connection, dt, &q).await?;
+    let mut links = Links::new(&page, &path, &params);
+    if let (Some(seek), Some(link)) = (next, links.next.as_mut()) {
+        link.href.push_str("&cursor=");
+        link.href.push_str(&PageCursor { page: page.request.page + 1, fingerprint, seek }.encode());
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], paged_json(page, &links)).into_response())
 }
 
 /// One record by id (ids may contain `:` and spaces, as the fee transactions do).

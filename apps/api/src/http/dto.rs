@@ -70,24 +70,49 @@ fn href(path: &str, page: u32, size: u32, params: &ListParams) -> Href {
     Href { href: format!("{path}?{}", q.finish().replace('+', "%20")) }
 }
 
+impl Links {
+    /// The links of a page under `path`.
+    pub fn new<U>(page: &Page<U>, path: &str, params: &ListParams) -> Self {
+        let r = page.request;
+        Self {
+            self_: Href { href: path.to_owned() },
+            current: href(path, r.page, r.page_size, params),
+            next: page.has_next().then(|| href(path, r.page + 1, r.page_size, params)),
+            previous: (r.page > 1).then(|| href(path, r.page - 1, r.page_size, params)),
+        }
+    }
+}
+
 impl<T: ToSchema + Serialize> Paged<T> {
     /// Wraps a page with relative links under `path`.
     pub fn new<U>(page: Page<U>, path: &str, params: &ListParams, f: impl FnMut(U) -> T) -> Self {
-        let r = page.request;
-        let has_next = page.has_next();
         Self {
-            page_number: r.page,
-            page_size: r.page_size,
+            page_number: page.request.page,
+            page_size: page.request.page_size,
             total_results: page.total,
-            links: Links {
-                self_: Href { href: path.to_owned() },
-                current: href(path, r.page, r.page_size, params),
-                next: has_next.then(|| href(path, r.page + 1, r.page_size, params)),
-                previous: (r.page > 1).then(|| href(path, r.page - 1, r.page_size, params)),
-            },
+            links: Links::new(&page, path, params),
             results: page.items.into_iter().map(f).collect(),
         }
     }
+}
+
+/// [`Paged`]'s envelope, as JSON text, around results that already are JSON text (commerce
+/// records, passed through from the store without being parsed and written again).
+pub fn paged_json(page: Page<String>, links: &Links) -> String {
+    let links = serde_json::to_string(links).expect("links serialise");
+    let mut out = String::with_capacity(page.items.iter().map(|r| r.len() + 1).sum::<usize>() + links.len() + 100);
+    out.push_str("{\"results\":[");
+    for (i, r) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r);
+    }
+    out.push_str(&format!(
+        "],\"pageNumber\":{},\"pageSize\":{},\"totalResults\":{},\"_links\":{links}}}",
+        page.request.page, page.request.page_size, page.total
+    ));
+    out
 }
 
 /// Codat's `Company`.

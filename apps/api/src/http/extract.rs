@@ -37,6 +37,8 @@ pub struct ListParams {
     pub order_by: Option<String>,
     /// `tags` (companies).
     pub tags: Option<String>,
+    /// `cursor` (commerce lists: the keyset position from `_links.next`).
+    pub cursor: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ListParams {
@@ -59,6 +61,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
             query: raw.get("query").cloned(),
             order_by: raw.get("orderBy").cloned(),
             tags: raw.get("tags").cloned(),
+            cursor: raw.get("cursor").cloned(),
         })
     }
 }
