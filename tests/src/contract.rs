@@ -2269,6 +2269,39 @@ pub async fn record_list_keyset_pages_equal_offset_pages(repos: Repositories) {
     }
 }
 
+/// `read_state` answers in one call what a read checks: the company, the connection only when it
+/// belongs to that company, whether the data type was requested and completed (not another type's
+/// pulls, nor a failed pull), and the records' version.
+pub async fn read_state_reports_company_connection_pulls_and_version(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (other, _) = company_with_connection(&repos, "Other", 5).await;
+    let state = |company: CompanyId, dt| {
+        let repos = repos.clone();
+        async move { repos.records.read_state(company, conn.id, dt).await.unwrap() }
+    };
+    let s = state(co.id, DataType::Customers).await;
+    assert!(s.company);
+    assert_eq!(s.connection.as_ref(), Some(&conn));
+    assert_eq!((s.requested, s.completed, s.version), (false, false, 0));
+    let s = state(other.id, DataType::Customers).await;
+    assert!(s.company && s.connection.is_none(), "another company's connection is not found");
+    let s = state(CompanyId::new_random(), DataType::Customers).await;
+    assert!(!s.company && s.connection.is_none());
+
+    repos.pull_operations.insert(&[pull_op(&conn, DataType::Customers, DatasetStatus::FetchError, at(10), 0)]).await.unwrap();
+    repos.pull_operations.insert(&[pull_op(&conn, DataType::Payments, DatasetStatus::Complete, at(11), 100)]).await.unwrap();
+    let s = state(co.id, DataType::Customers).await;
+    assert_eq!((s.requested, s.completed), (true, false), "a failed pull is not a completed one");
+    repos.pull_operations.insert(&[pull_op(&conn, DataType::Customers, DatasetStatus::Complete, at(12), 100)]).await.unwrap();
+    let cp = checkpoint(PullOperationId::new_random(), None, 1, 1);
+    write(&repos, &conn, DataType::Customers, &[commerce(CUSTOMERS[0])], &cp, first_write()).await;
+    let s = state(co.id, DataType::Customers).await;
+    assert_eq!((s.requested, s.completed), (true, true));
+    assert_eq!(s.version, repos.records.version(conn.id, DataType::Customers).await.unwrap());
+    assert_ne!(s.version, 0);
+    assert!(!state(co.id, DataType::Disputes).await.requested, "another data type");
+}
+
 /// The records' version moves with every write that changes a record (also a deletion), not with
 /// one that changes nothing, and each (connection, data type) has its own.
 pub async fn record_version_moves_only_when_records_change(repos: Repositories) {

@@ -124,6 +124,7 @@ storage_contract! {
     record_list_reads_document_dates_like_the_evaluator,
     record_list_keyset_pages_equal_offset_pages,
     record_version_moves_only_when_records_change,
+    read_state_reports_company_connection_pulls_and_version,
     company_writes_put_their_events_in_the_outbox_and_failed_writes_do_not,
     connection_writes_put_their_events_in_the_outbox_only_when_they_change_something,
     save_linked_and_pull_operation_updates_put_their_events_in_the_outbox,

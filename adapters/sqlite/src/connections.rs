@@ -31,7 +31,7 @@ fn columns(field: &str) -> Option<Column> {
     }))
 }
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Connection, RepositoryError> {
+pub(crate) fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Connection, RepositoryError> {
     let corrupt = |what: &str, e: String| RepositoryError::Backend(format!("corrupt connection {what}: {e}"));
     let grant = match (r.get::<Option<String>, _>("grant_key_id"), r.get::<Option<String>, _>("grant_ciphertext")) {
         (Some(key_id), Some(ciphertext)) => Some(SealedSecret { key_id, ciphertext }),

@@ -8,7 +8,6 @@ use sqlx::Row;
 use sqlx::SqliteConnection;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
-use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::pull::PullOperation;
 use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
@@ -178,19 +177,6 @@ impl PullOperationRepository for SqliteStore {
         .as_ref()
         .map(from_row)
         .transpose()
-    }
-
-    async fn readiness(&self, connection: ConnectionId, data_type: DataType) -> Result<(bool, bool), RepositoryError> {
-        let (requested, completed): (bool, bool) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = ?1 AND data_type = ?2), \
-             EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = ?1 AND data_type = ?2 AND status = 'Complete')",
-        )
-        .bind(connection.to_string())
-        .bind(data_type.key())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok((requested, completed))
     }
 
     async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError> {

@@ -15,7 +15,7 @@ use tributary_domain::model::commerce_schema::{RecordField, locate};
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
 use tributary_domain::paging::ListQuery;
-use tributary_domain::ports::RecordRepository;
+use tributary_domain::ports::{ReadState, RecordRepository};
 
 /// Records per `INSERT`: 5 bound values each plus 4 shared, well under SQLite's 32,766 limit.
 const CHUNK: usize = 500;
@@ -305,6 +305,31 @@ impl RecordRepository for SqliteStore {
         let count = count_sql(connection, data_type, query);
         let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(&self.pool).await.map_err(backend)?;
         Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn read_state(&self, company: CompanyId, connection: ConnectionId, data_type: DataType) -> Result<ReadState, RepositoryError> {
+        let r = sqlx::query(
+            "SELECT c.*, \
+             EXISTS (SELECT 1 FROM companies WHERE id = ?1) AS x_company, \
+             EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = ?2 AND data_type = ?3) AS x_requested, \
+             EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = ?2 AND data_type = ?3 AND status = 'Complete') AS x_completed, \
+             COALESCE((SELECT version FROM record_versions WHERE connection_id = ?2 AND data_type = ?3), 0) AS x_version \
+             FROM (SELECT 1 AS one) AS one LEFT JOIN connections c ON c.id = ?2 AND c.company_id = ?1",
+        )
+        .bind(company.to_string())
+        .bind(connection.to_string())
+        .bind(data_type.key())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let found = r.try_get::<Option<String>, _>("id").map_err(backend)?.is_some();
+        Ok(ReadState {
+            company: r.try_get("x_company").map_err(backend)?,
+            connection: if found { Some(crate::connections::from_row(&r)?) } else { None },
+            requested: r.try_get("x_requested").map_err(backend)?,
+            completed: r.try_get("x_completed").map_err(backend)?,
+            version: u64::try_from(r.try_get::<i64, _>("x_version").map_err(backend)?).unwrap_or(0),
+        })
     }
 
     async fn version(&self, connection: ConnectionId, data_type: DataType) -> Result<u64, RepositoryError> {

@@ -18,5 +18,5 @@ pub mod source;
 pub mod webhook;
 
 pub use oauth::{ConfigError, STRIPE_CONNECT_BASE, StripeConnectOAuth};
-pub use source::{STRIPE_API_BASE, STRIPE_API_VERSION, StripeDataSource};
+pub use source::{STRIPE_API_BASE, STRIPE_API_VERSION, SourceStats, StripeDataSource};
 pub use webhook::{StripeEvent, WebhookError};

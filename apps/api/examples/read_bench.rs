@@ -18,13 +18,13 @@
 //! 2. list `pageSize=100`, no query, 32 concurrent connections, each request one of 1,000 `next`
 //!    links spread over the whole list: throughput, p50, p99;
 //! 3. the equivalent SQL without HTTP: what one such request asks the database (API key, company,
-//!    connection, data-set readiness, records version, the keyset page), by `pgbench` with 32
+//!    connection and data-set state in one statement, the keyset page), by `pgbench` with 32
 //!    clients on Postgres, and by 32 tasks over the store's own pool on SQLite;
 //! 4. list with `query=currency=GBP && amount>5000` (about 10 % of the records), 32 concurrent,
 //!    over 1,000 of its `next` links, after one timed cold request (which counts the matches).
 //!
-//! The load phases use `wrk` (Debian package `wrk`) when it is installed, else a client in this
-//! process. `READ_BENCH_STEPS=1` also prints the time of each database step of a request.
+//! The load phases use a client in this process (reqwest, bodies read but not parsed), or `wrk`
+//! (Debian package `wrk`) with `READ_BENCH_CLIENT=wrk`. `READ_BENCH_STEPS=1` also prints the time of each database step of a request.
 //! Figures go to docs/performance.md by hand.
 
 use secrecy::{ExposeSecret, SecretString};
@@ -260,10 +260,7 @@ async fn main() -> anyhow::Result<()> {
             }};
         }
         step!("key", r.api_keys.find_by_hash(&hash).await?);
-        step!("company", r.companies.get(company).await?);
-        step!("connection", r.connections.get(company, connection).await?);
-        step!("readiness", r.pull_operations.readiness(connection, DataType::Payments).await?);
-        step!("version", r.records.version(connection, DataType::Payments).await?);
+        step!("read state", r.records.read_state(company, connection, DataType::Payments).await?);
         let q = tributary_domain::paging::ListQuery::default();
         step!("page", r.records.list_page(connection, DataType::Payments, &q).await?);
         let rows = r.records.list_page(connection, DataType::Payments, &q).await?;
@@ -347,10 +344,7 @@ async fn main() -> anyhow::Result<()> {
             async move {
                 let r = platform.repositories();
                 r.api_keys.find_by_hash(&hash).await.expect("key");
-                r.companies.get(company).await.expect("company");
-                r.connections.get(company, connection).await.expect("connection");
-                r.pull_operations.readiness(connection, DataType::Payments).await.expect("readiness");
-                r.records.version(connection, DataType::Payments).await.expect("version");
+                r.records.read_state(company, connection, DataType::Payments).await.expect("read state");
                 let q = tributary_domain::paging::ListQuery { seek: seeks[n % seeks.len()].clone(), ..Default::default() };
                 r.records.list_page(connection, DataType::Payments, &q).await.expect("page");
             }
@@ -425,9 +419,11 @@ async fn wrk(base: &str, auth: &str, paths: &[String], seconds: u64) -> anyhow::
     }))
 }
 
-/// The load phase over `paths`: wrk when installed, else this process's own client.
+/// The load phase over `paths`: this process's own client, or wrk when asked for and installed.
 async fn load_paths(api: &Arc<Api>, paths: Arc<Vec<String>>, seconds: u64) -> anyhow::Result<(Stats, &'static str)> {
-    if let Some(s) = wrk(&api.base, &api.auth, &paths, seconds).await? {
+    if std::env::var("READ_BENCH_CLIENT").is_ok_and(|c| c == "wrk")
+        && let Some(s) = wrk(&api.base, &api.auth, &paths, seconds).await?
+    {
         return Ok((s, "wrk"));
     }
     let api = api.clone();
@@ -481,7 +477,7 @@ async fn fresh_database(admin: &str) -> anyhow::Result<String> {
 }
 
 /// Runs `pgbench` with the statements one list request runs (API key, company, connection,
-/// readiness, version, a keyset page of 100 at a random position), 32 clients; transactions/s.
+/// the read state, a keyset page of 100 at a random position), 32 clients; transactions/s.
 async fn pgbench(
     url: &str,
     repos: &tributary_domain::ports::Repositories,
@@ -497,11 +493,11 @@ async fn pgbench(
     let script = format!(
         "\\set t random({first}, {})\n\
          SELECT * FROM api_keys WHERE hash = '{hash}';\n\
-         SELECT * FROM companies WHERE id = '{company}';\n\
-         SELECT * FROM connections WHERE id = '{connection}' AND company_id = '{company}';\n\
-         SELECT EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = '{connection}' AND data_type = 'commerce-payments'), \
-         EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = '{connection}' AND data_type = 'commerce-payments' AND status = 'Complete');\n\
-         SELECT version FROM record_versions WHERE connection_id = '{connection}' AND data_type = 'commerce-payments';\n\
+         SELECT c.*, EXISTS (SELECT 1 FROM companies WHERE id = '{company}') AS x_company, \
+         EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = '{connection}' AND data_type = 'commerce-payments') AS x_requested, \
+         EXISTS (SELECT 1 FROM pull_operations WHERE connection_id = '{connection}' AND data_type = 'commerce-payments' AND status = 'Complete') AS x_completed, \
+         COALESCE((SELECT version FROM record_versions WHERE connection_id = '{connection}' AND data_type = 'commerce-payments'), 0) AS x_version \
+         FROM (SELECT 1 AS one) AS one LEFT JOIN connections c ON c.id = '{connection}' AND c.company_id = '{company}';\n\
          SELECT record_id, document, created, source_modified, modified, deleted FROM records \
          WHERE connection_id = '{connection}' AND data_type = 'commerce-payments' AND NOT deleted \
          AND (created, record_id COLLATE \"C\") > (to_timestamp(:t), '') \

@@ -318,12 +318,6 @@ pub trait PullOperationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError>;
-    /// Whether a data type of a connection has ever been requested, and whether any of its
-    /// operations completed: (requested, completed).
-    ///
-    /// # Errors
-    /// Backend failures only.
-    async fn readiness(&self, connection: ConnectionId, data_type: DataType) -> Result<(bool, bool), RepositoryError>;
 }
 
 /// Exclusive, expiring leases on connections, so that at most one worker (in any process) syncs
@@ -416,6 +410,13 @@ pub trait RecordRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn count_matching(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<u64, RepositoryError>;
+    /// Everything a read of a data type checks first, in one round trip: whether the company
+    /// exists, the connection if it belongs to that company, whether the data type has been
+    /// requested and whether a pull of it completed, and the records' [`RecordRepository::version`].
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn read_state(&self, company: CompanyId, connection: ConnectionId, data_type: DataType) -> Result<ReadState, RepositoryError>;
     /// A number that changes whenever a write changes the records of this connection and data
     /// type (0 before the first), so that counts can be cached until it moves.
     ///
@@ -434,6 +435,21 @@ pub trait RecordRepository: Send + Sync {
         after_id: Option<String>,
         limit: u32,
     ) -> Result<Vec<RecordRow>, RepositoryError>;
+}
+
+/// What [`RecordRepository::read_state`] finds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadState {
+    /// The company exists.
+    pub company: bool,
+    /// The connection, when it exists and belongs to the company.
+    pub connection: Option<Connection>,
+    /// A pull of the data type was ever requested on the connection.
+    pub requested: bool,
+    /// A pull of the data type on the connection completed.
+    pub completed: bool,
+    /// The records' version.
+    pub version: u64,
 }
 
 /// Delivery counts of a consumer.

@@ -389,11 +389,6 @@ pub(crate) mod test_support {
                 })
                 .collect())
         }
-        async fn readiness(&self, c: ConnectionId, t: crate::model::data_type::DataType) -> Result<(bool, bool), RepositoryError> {
-            let all = self.pulls.lock().unwrap();
-            let ops = || all.iter().filter(|p| p.connection_id == c && p.data_type == t);
-            Ok((ops().next().is_some(), ops().any(|p| p.status == crate::model::pull::DatasetStatus::Complete)))
-        }
     }
 
     #[async_trait]
@@ -545,6 +540,23 @@ pub(crate) mod test_support {
                 .filter(|((rc, rt, _), r)| *rc == c && *rt == t && !r.record.deleted)
                 .filter(|(_, r)| filter.is_none_or(|f| crate::query::eval::matches(f, &r.record.document)))
                 .count() as u64)
+        }
+        async fn read_state(
+            &self,
+            company: CompanyId,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+        ) -> Result<ReadState, RepositoryError> {
+            let version = self.version(c, t).await?;
+            let pulls = self.pulls.lock().unwrap();
+            let ops = || pulls.iter().filter(|p| p.connection_id == c && p.data_type == t);
+            Ok(ReadState {
+                company: self.companies.lock().unwrap().iter().any(|x| x.id == company),
+                connection: self.connections.lock().unwrap().iter().find(|x| x.id == c && x.company_id == company).cloned(),
+                requested: ops().next().is_some(),
+                completed: ops().any(|p| p.status == crate::model::pull::DatasetStatus::Complete),
+                version,
+            })
         }
         async fn version(&self, c: ConnectionId, t: crate::model::data_type::DataType) -> Result<u64, RepositoryError> {
             Ok(self.versions.lock().unwrap().get(&(c, t)).copied().unwrap_or(0))

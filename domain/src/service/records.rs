@@ -77,15 +77,29 @@ impl Platform {
     /// does not support; [`DomainError::Conflict`] (409) when it has not been requested or has not
     /// finished its first sync.
     pub async fn readable(&self, company: CompanyId, connection: ConnectionId, data_type: DataType) -> Result<Connection, DomainError> {
-        let c = self.get_connection(company, connection).await?;
+        Ok(self.read_state(company, connection, data_type).await?.0)
+    }
+
+    /// [`Platform::readable`], with the records' version.
+    async fn read_state(
+        &self,
+        company: CompanyId,
+        connection: ConnectionId,
+        data_type: DataType,
+    ) -> Result<(Connection, u64), DomainError> {
+        let state = self.repos.records.read_state(company, connection, data_type).await?;
+        if !state.company {
+            return Err(DomainError::NotFound(format!("No company was found with ID {company}")));
+        }
+        let c = state.connection.ok_or_else(|| DomainError::NotFound(format!("Data connection {connection} not found")))?;
         let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
         if def.feature_state(data_type) != FeatureState::Release {
             return Err(DomainError::NotFound(format!("Datatype {data_type} not supported by platform(s) {}", def.name)));
         }
-        match self.repos.pull_operations.readiness(connection, data_type).await? {
+        match (state.requested, state.completed) {
             (false, _) => Err(DomainError::Conflict("The data set has not been requested.".into())),
             (true, false) => Err(DomainError::Conflict("The data set has not finished its first sync yet.".into())),
-            (true, true) => Ok(c),
+            (true, true) => Ok((c, state.version)),
         }
     }
 
@@ -103,9 +117,8 @@ impl Platform {
         data_type: DataType,
         query: &ListQuery,
     ) -> Result<RecordPage, DomainError> {
-        self.readable(company, connection, data_type).await?;
+        let (_, version) = self.read_state(company, connection, data_type).await?;
         let records = &self.repos.records;
-        let version = records.version(connection, data_type).await?;
         let key = (connection, data_type, query.filter.as_ref().map(|f| format!("{f:?}")).unwrap_or_default());
         let cached = self.counts.get(&key, version);
         let items = records.list_page(connection, data_type, query).await?;
