@@ -94,6 +94,9 @@ pub struct Settings {
     pub stripe: StripeSettings,
     /// Sync workers in the server.
     pub workers: u32,
+    /// How long a worker's lease on a connection lasts without renewal (renewed every page): how
+    /// soon another worker takes over a connection whose worker died.
+    pub sync_lease: String,
     /// Log filter (`info`, `tributary_api=debug`, …).
     pub log: String,
     /// Webhooks to clients.
@@ -110,6 +113,7 @@ impl std::fmt::Debug for Settings {
             .field("previous_master_keys", &self.previous_master_keys.len())
             .field("stripe", &self.stripe)
             .field("workers", &self.workers)
+            .field("sync_lease", &self.sync_lease)
             .field("webhooks", &self.webhooks)
             .finish()
     }
@@ -144,6 +148,7 @@ impl Settings {
             .set_default("stripe.api_base", "https://api.stripe.com")?
             .set_default("stripe.connect_base", "https://connect.stripe.com")?
             .set_default("workers", 2)?
+            .set_default("sync_lease", "60s")?
             .set_default("log", "info")?
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?

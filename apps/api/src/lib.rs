@@ -57,6 +57,8 @@ pub struct ServeOptions {
     pub webhooks: tributary_domain::service::DeliveryOptions,
     /// Deliver webhooks to loopback and private addresses.
     pub allow_private_webhook_targets: bool,
+    /// How long a sync worker's lease on a connection lasts without renewal.
+    pub sync_lease: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -72,6 +74,7 @@ impl ServeOptions {
             workers: settings.workers,
             webhooks: settings.webhooks.delivery_options()?,
             allow_private_webhook_targets: settings.webhooks.allow_private_targets,
+            sync_lease: config::parse_duration(&settings.sync_lease).context("sync_lease")?,
         })
     }
 
@@ -85,6 +88,7 @@ impl ServeOptions {
             workers,
             webhooks: tributary_domain::service::DeliveryOptions::default(),
             allow_private_webhook_targets: true,
+            sync_lease: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -95,7 +99,7 @@ impl ServeOptions {
 /// When `api_base` is not a usable URL.
 pub fn sync_engine(platform: &Platform, opts: &ServeOptions, worker: String) -> anyhow::Result<SyncEngine> {
     let source = tributary_stripe::StripeDataSource::new(&opts.api_base).map_err(|e| anyhow::anyhow!("stripe.api_base: {e}"))?;
-    Ok(SyncEngine::new(platform.clone(), Arc::new(source), worker, std::time::Duration::from_secs(60)))
+    Ok(SyncEngine::new(platform.clone(), Arc::new(source), worker, opts.sync_lease))
 }
 
 /// How often the scheduler looks for data types due for a sync.

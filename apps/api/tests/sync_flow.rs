@@ -109,7 +109,11 @@ async fn a_second_sync_follows_changes_cheaply_and_applies_creates_and_deletes()
     wait_complete(&api, &company).await;
     let stats: Value = http.get(&stats_url).send().await.unwrap().json().await.unwrap();
     let total = stats["total"].as_u64().unwrap();
-    assert!(total <= 12, "an unchanged resync made {total} requests: {stats}");
+    // One events page per type that has events, the company info (account and balance), and one
+    // page of new balance transactions: at most one request per data type plus one.
+    assert!(total <= 7, "an unchanged resync made {total} requests: {stats}");
+    assert!(stats["requests"]["GET /v1/events"].as_u64().unwrap_or(0) <= 4, "{stats}");
+    assert!(stats["requests"]["GET /v1/balance_transactions"].as_u64().unwrap_or(0) <= 1, "{stats}");
 
     // A customer created and another deleted at Stripe show up after the next sync.
     let created: Value = http
@@ -133,6 +137,58 @@ async fn a_second_sync_follows_changes_cheaply_and_applies_creates_and_deletes()
     assert!(ids.contains(&created["id"].as_str().unwrap()), "the new customer arrived");
     assert!(!ids.contains(&victim.as_str()), "the deleted customer is hidden");
     assert_eq!(after.len(), before.len());
+    sandbox.stop().await;
+}
+
+/// After k changed objects a sync costs O(1 + k/100) requests: the changes come as pages of events
+/// whose objects (in the pinned API version) are mapped as they are, not fetched one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_after_k_changes_costs_pages_of_events_not_a_request_per_object() {
+    let profile = Profile { customers: 260, charges: 140, refunds: 5, disputes: 2, products: 2, prices: 3, payouts: 2 };
+    let (api, sandbox, company, connection, account) = linked_and_synced(profile).await;
+    let http = reqwest::Client::new();
+    let objects = format!("{}/_sandbox/accounts/{account}/objects", sandbox.url());
+    let customers = all_records(&api, connection, DataType::Customers).await;
+    let charges: Vec<Value> = all_records(&api, connection, DataType::Payments)
+        .await
+        .into_iter()
+        .filter(|p| p["id"].as_str().unwrap().starts_with("ch_"))
+        .collect();
+    let (k_customers, k_charges) = (250, 120);
+    for c in customers.iter().take(k_customers) {
+        let id = c["id"].as_str().unwrap();
+        let r = http
+            .post(format!("{objects}/customers/{id}"))
+            .json(&serde_json::json!({"name": format!("Renamed {id}")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    for p in charges.iter().take(k_charges) {
+        let id = p["id"].as_str().unwrap();
+        let r = http.post(format!("{objects}/charges/{id}")).json(&serde_json::json!({"status": "failed"})).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+    let stats_url = format!("{}/_sandbox/accounts/{account}/stats", sandbox.url());
+    http.delete(&stats_url).send().await.unwrap();
+    for dt in ["commerce-customers", "commerce-payments"] {
+        let (st, _) = api.call(reqwest::Method::POST, &format!("/companies/{company}/data/queue/{dt}"), None).await;
+        assert_eq!(st, 200);
+    }
+    wait_complete(&api, &company).await;
+    let stats: Value = http.get(&stats_url).send().await.unwrap().json().await.unwrap();
+    // 250 and 120 events: three pages and two, and nothing fetched by id.
+    assert!(stats["total"].as_u64().unwrap() <= 5 + 2, "{stats}");
+    assert_eq!(stats["requests"]["GET /v1/customers/{id}"].as_u64().unwrap_or(0), 0, "{stats}");
+    assert_eq!(stats["requests"]["GET /v1/charges/{id}"].as_u64().unwrap_or(0), 0, "{stats}");
+    let after = all_records(&api, connection, DataType::Customers).await;
+    let renamed = after.iter().filter(|c| c["customerName"].as_str().is_some_and(|n| n.starts_with("Renamed "))).count();
+    assert_eq!(renamed, k_customers, "every change arrived");
+    let changed: std::collections::HashSet<&str> = charges.iter().take(k_charges).map(|p| p["id"].as_str().unwrap()).collect();
+    let payments = all_records(&api, connection, DataType::Payments).await;
+    let failed = payments.iter().filter(|p| changed.contains(p["id"].as_str().unwrap()) && p["status"] == "Failed").count();
+    assert_eq!(failed, k_charges, "every change arrived");
     sandbox.stop().await;
 }
 

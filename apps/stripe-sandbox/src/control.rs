@@ -525,7 +525,8 @@ pub async fn stats(State(s): State<Arc<Sandbox>>, Path(account): Path<String>) -
     let a = acc.read().expect("account lock");
     let total: u64 = a.stats.values().sum();
     let requests: BTreeMap<&String, &u64> = a.stats.iter().collect();
-    json_response(StatusCode::OK, json!({"total": total, "requests": requests}).to_string())
+    let hosts: BTreeMap<&String, &u64> = a.hosts.iter().collect();
+    json_response(StatusCode::OK, json!({"total": total, "requests": requests, "hosts": hosts}).to_string())
 }
 
 /// `DELETE /_sandbox/accounts/{id}/stats`.
@@ -539,6 +540,8 @@ pub async fn reset_stats(State(s): State<Arc<Sandbox>>, Path(account): Path<Stri
             None,
         );
     };
-    acc.write().expect("account lock").stats.clear();
+    let mut a = acc.write().expect("account lock");
+    a.stats.clear();
+    a.hosts.clear();
     json_response(StatusCode::OK, json!({"total": 0, "requests": {}}).to_string())
 }

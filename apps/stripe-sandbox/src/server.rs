@@ -84,11 +84,13 @@ async fn limits_and_faults(State(s): State<Arc<Sandbox>>, req: Request, next: Ne
     let key = format!("{method} {path}");
     let tmpl = format!("{method} {}", template(&path));
     let account = req.headers().get("stripe-account").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let host = req.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let mode = api::presented_key(req.headers()).and_then(|k| s.config.mode_of_key(&k));
     if let Some(acc) = account.as_deref().and_then(|a| s.account(a))
         && let Ok(mut a) = acc.write()
     {
         *a.stats.entry(tmpl.clone()).or_default() += 1;
+        *a.hosts.entry(host).or_default() += 1;
     }
     let fault = s.fault_for(&key, &tmpl);
     if let Some(f) = &fault {

@@ -233,6 +233,7 @@ impl Sandbox {
             events: Vec::new(),
             event_index: HashMap::new(),
             stats: HashMap::new(),
+            hosts: HashMap::new(),
             rng: Rng::new(seed ^ 0xC0417),
             next_seq: 0,
         };

@@ -311,6 +311,9 @@ pub struct Account {
     pub event_index: HashMap<Box<str>, usize>,
     /// Requests per endpoint since the last reset.
     pub stats: HashMap<String, u64>,
+    /// Requests per `Host` header since the last reset (tells apart clients that reach the sandbox
+    /// under different addresses, e.g. 127.0.0.1 and 127.0.0.2).
+    pub hosts: HashMap<String, u64>,
     /// Generator state for objects created later through the control API.
     pub rng: crate::rng::Rng,
     /// The next event sequence number.

@@ -181,7 +181,9 @@ async fn stats_count_list_and_retrieve_requests_per_endpoint_template_and_reset_
     s.get_ok("/v1/balance", &a).await;
     s.get_ok("/v1/balance/history", &a).await;
     s.get_ok("/v1/customers", &b).await;
-    let st = stats(a.clone()).await;
+    let mut st = stats(a.clone()).await;
+    let hosts = st.as_object_mut().expect("stats").remove("hosts").expect("hosts");
+    assert_eq!(hosts.as_object().map(|h| h.values().cloned().collect::<Vec<_>>()), Some(vec![json!(9)]), "one Host: {hosts}");
     assert_eq!(
         st,
         json!({"total": 9, "requests": {
@@ -195,7 +197,7 @@ async fn stats_count_list_and_retrieve_requests_per_endpoint_template_and_reset_
     assert_eq!(stats(b.clone()).await["requests"], json!({"GET /v1/customers": 1}));
     let r = s.control(Method::DELETE, &format!("/_sandbox/accounts/{a}/stats"), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(stats(a.clone()).await, json!({"total": 0, "requests": {}}));
+    assert_eq!(stats(a.clone()).await, json!({"total": 0, "requests": {}, "hosts": {}}));
     assert_eq!(stats(b.clone()).await["total"], 1, "resetting one account's stats reset another's");
     // Faulted and rate-limited requests count too.
     s.control(Method::PUT, "/_sandbox/faults", Some(json!({"endpoints": {"GET /v1/payouts": {"p500": 1.0}}}))).await;
@@ -204,7 +206,8 @@ async fn stats_count_list_and_retrieve_requests_per_endpoint_template_and_reset_
     s.control(Method::PUT, "/_sandbox/rate_limits", Some(json!({"test": 1}))).await;
     let statuses = [s.get("/v1/refunds", &a).await.status, s.get("/v1/refunds", &a).await.status];
     assert_eq!(statuses, [200, 429]);
-    assert_eq!(stats(a.clone()).await, json!({"total": 3, "requests": {"GET /v1/payouts": 1, "GET /v1/refunds": 2}}));
+    let st = stats(a.clone()).await;
+    assert_eq!((&st["total"], &st["requests"]), (&json!(3), &json!({"GET /v1/payouts": 1, "GET /v1/refunds": 2})));
     let r = s.control(Method::GET, "/_sandbox/accounts/acct_nope/stats", None).await;
     assert_stripe_error(&r, 404, "invalid_request_error", Some("resource_missing"), None);
     s.stop().await;

@@ -1,10 +1,12 @@
 //! Incremental sync ([`CommerceDataSource::list_changes`](tributary_domain::ports::CommerceDataSource::list_changes)).
 //!
 //! - Customers, disputes, payments and products follow Stripe's Events API
-//!   (`GET /v1/events?types[]=…&created[gte]=…`): each event names an object, which is fetched
-//!   again by id so the record has the pinned API version's shape (events are rendered in the
-//!   version of their creation). `*.deleted` events, and customers or products that retrieve as
-//!   deleted, become deletions.
+//!   (`GET /v1/events?types[]=…&created[gte]=…`): each event names an object. An event rendered
+//!   in the pinned API version (`api_version`) whose object is the record's whole source (a
+//!   customer, dispute, charge or refund) is mapped as it is, from the newest event per object, so k
+//!   changes cost about k/100 requests; otherwise (another version, or products, whose records also
+//!   need their prices) the object is fetched again by id so the record has the pinned version's
+//!   shape. `*.deleted` events, and customers or products that retrieve as deleted, become deletions.
 //! - Balance transactions have no events; they never change once created (for the fields mapped),
 //!   so new ones are listed by `created`.
 //! - Company info is small: every call returns it afresh.
@@ -98,6 +100,21 @@ fn event_types(dt: DataType) -> Option<&'static [&'static str]> {
 enum Action {
     Refetch(String),
     Delete(String),
+}
+
+/// What a data type's changes come to per object: its newest state from an event, a fetch, or a
+/// deletion.
+enum Pending {
+    Object(Value),
+    Refetch,
+    Delete,
+}
+
+/// Whether an event carries the record's whole source object in the pinned API version, so it
+/// can be mapped as it is (customers, disputes, charges and refunds map from the object alone).
+fn object_is_usable(dt: DataType, event: &Value) -> bool {
+    matches!(dt, DataType::Customers | DataType::Disputes | DataType::Payments)
+        && event.get("api_version").and_then(Value::as_str) == Some(super::STRIPE_API_VERSION)
 }
 
 fn action(event_type: &str, object: &Value) -> Option<Action> {
@@ -203,7 +220,7 @@ impl StripeDataSource {
         let Some(types) = event_types(dt) else { return Err(unsupported(dt)) };
         let events = self.list_since(creds, account, "events", from, types).await?;
         // Oldest first, so that the last word on an object wins.
-        let mut pending: BTreeMap<String, bool> = BTreeMap::new(); // id → deleted
+        let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
         let mut processed = Vec::with_capacity(events.len());
         for e in events.iter().rev() {
             let (Some(id), Some(created)) = (super::id_of(e), super::created_of(e)) else { continue };
@@ -212,23 +229,30 @@ impl StripeDataSource {
                 let object = e.get("data").and_then(|d| d.get("object")).unwrap_or(&Value::Null);
                 match action(event_type, object) {
                     Some(Action::Refetch(obj)) => {
-                        pending.insert(obj, false);
+                        let own = object.get("id").and_then(Value::as_str) == Some(obj.as_str()) && object_is_usable(dt, e);
+                        pending.insert(obj, if own { Pending::Object(object.clone()) } else { Pending::Refetch });
                     }
                     Some(Action::Delete(obj)) => {
-                        pending.insert(obj, true);
+                        pending.insert(obj, Pending::Delete);
                     }
                     None => {}
                 }
             }
             processed.push((id, created));
         }
-        let mut deletions: BTreeSet<String> = pending.iter().filter(|(_, d)| **d).map(|(id, _)| id.clone()).collect();
-        let refetch: Vec<String> = pending.into_iter().filter(|(_, d)| !*d).map(|(id, _)| id).collect();
+        let mut deletions = BTreeSet::new();
         let mut upserts = Vec::new();
-        for id in &refetch {
-            let found = self.fetch_one(creds, account, dt, id).await?;
+        for (id, p) in pending {
+            let found = match p {
+                Pending::Delete => {
+                    deletions.insert(id);
+                    continue;
+                }
+                Pending::Object(object) => super::map_object(dt, &id, &object)?,
+                Pending::Refetch => self.fetch_one(creds, account, dt, &id).await?,
+            };
             if found.is_empty() && matches!(dt, DataType::Customers | DataType::Products) {
-                // Retrieved as deleted (or gone): a deletion.
+                // Retrieved (or rendered) as deleted, or gone: a deletion.
                 deletions.insert(id.clone());
             }
             upserts.extend(found);

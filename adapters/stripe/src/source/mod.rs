@@ -350,26 +350,19 @@ impl StripeDataSource {
         dt: DataType,
         id: &str,
     ) -> Result<Vec<CommerceRecord>, SourceError> {
-        let one = |r: Option<CommerceRecord>| r.into_iter().collect::<Vec<_>>();
         Ok(match dt {
-            DataType::Customers => match self.retrieve(creds, account, "customers", id).await? {
-                Some(v) => one(mapping::customer(&v).map_err(map_err)?.map(CommerceRecord::Customer)),
-                None => Vec::new(),
-            },
-            DataType::Disputes => match self.retrieve(creds, account, "disputes", id).await? {
-                Some(v) => one(mapping::dispute(&v).map_err(map_err)?.map(CommerceRecord::Dispute)),
-                None => Vec::new(),
-            },
-            DataType::Payments if id.starts_with("re_") || id.starts_with("pyr_") => {
-                match self.retrieve(creds, account, "refunds", id).await? {
-                    Some(v) => one(mapping::refund_payment(&v).map_err(map_err)?.map(CommerceRecord::Payment)),
+            DataType::Customers | DataType::Disputes | DataType::Payments => {
+                let list = match dt {
+                    DataType::Customers => "customers",
+                    DataType::Disputes => "disputes",
+                    _ if is_refund_id(id) => "refunds",
+                    _ => "charges",
+                };
+                match self.retrieve(creds, account, list, id).await? {
+                    Some(v) => map_object(dt, id, &v)?,
                     None => Vec::new(),
                 }
             }
-            DataType::Payments => match self.retrieve(creds, account, "charges", id).await? {
-                Some(v) => one(mapping::charge_payment(&v).map_err(map_err)?.map(CommerceRecord::Payment)),
-                None => Vec::new(),
-            },
             DataType::Products => match self.retrieve(creds, account, "products", id).await? {
                 Some(v) if !mapping::is_deleted(&v) => self.products(creds, account, &[v]).await?,
                 _ => Vec::new(),
@@ -448,6 +441,24 @@ impl CommerceDataSource for StripeDataSource {
         let found: Vec<Vec<CommerceRecord>> = stream::iter(lookups).buffered(FAN_OUT).try_collect().await?;
         Ok(found.into_iter().flatten().collect())
     }
+}
+
+/// Whether a payment record id is a refund's (`re_…`, `pyr_…`) rather than a charge's.
+fn is_refund_id(id: &str) -> bool {
+    id.starts_with("re_") || id.starts_with("pyr_")
+}
+
+/// The records of a customer, dispute, charge or refund object (as retrieved, or as an event in the
+/// pinned API version renders it); a deleted customer maps to none.
+pub(crate) fn map_object(dt: DataType, id: &str, v: &serde_json::Value) -> Result<Vec<CommerceRecord>, SourceError> {
+    let one = |r: Option<CommerceRecord>| r.into_iter().collect::<Vec<_>>();
+    Ok(match dt {
+        DataType::Customers => one(mapping::customer(v).map_err(map_err)?.map(CommerceRecord::Customer)),
+        DataType::Disputes => one(mapping::dispute(v).map_err(map_err)?.map(CommerceRecord::Dispute)),
+        DataType::Payments if is_refund_id(id) => one(mapping::refund_payment(v).map_err(map_err)?.map(CommerceRecord::Payment)),
+        DataType::Payments => one(mapping::charge_payment(v).map_err(map_err)?.map(CommerceRecord::Payment)),
+        _ => return Err(unsupported(dt)),
+    })
 }
 
 #[cfg(test)]

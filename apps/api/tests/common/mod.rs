@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod reference;
+
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
