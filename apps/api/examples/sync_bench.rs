@@ -7,7 +7,10 @@
 //!
 //! (defaults: 200,000 objects, a temporary SQLite file, no rate limit; `RATE` = requests/s the
 //! sandbox allows per account, e.g. 25). The sandbox runs in the same process and on the same two
-//! cores, so the figure is a floor. Results go to docs/performance.md by hand.
+//! cores, so the figure is a floor. With `SYNC_BENCH_SANDBOX=http://127.0.0.1:12111` the account is
+//! generated in a separately started `stripe-sandbox` (same machine, same cores) instead, so that
+//! the peak RSS printed is the syncing process's alone (`RATE` is then the sandbox's own setting).
+//! Results go to docs/performance.md by hand.
 
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -39,8 +42,14 @@ async fn main() -> anyhow::Result<()> {
     let url = args.get(2).cloned().filter(|u| !u.is_empty()).unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
     let rate: Option<u32> = args.get(3).and_then(|a| a.parse().ok());
 
-    let sandbox =
-        stripe_sandbox::start(stripe_sandbox::Config { listen: "127.0.0.1:0".into(), test_rate: rate, ..Default::default() }).await?;
+    let external = std::env::var("SYNC_BENCH_SANDBOX").ok().filter(|u| !u.is_empty());
+    let sandbox = match external {
+        Some(_) => None,
+        None => Some(
+            stripe_sandbox::start(stripe_sandbox::Config { listen: "127.0.0.1:0".into(), test_rate: rate, ..Default::default() }).await?,
+        ),
+    };
+    let sandbox_url = external.clone().unwrap_or_else(|| sandbox.as_ref().map(stripe_sandbox::Running::url).unwrap_or_default());
     let unit = total / 100;
     let profile = stripe_sandbox::Profile {
         customers: unit * 9,
@@ -51,12 +60,26 @@ async fn main() -> anyhow::Result<()> {
         prices: unit * 3,
         payouts: unit,
     };
-    let sb = sandbox.sandbox.clone();
-    let account = tokio::task::spawn_blocking(move || sb.create_account(stripe_sandbox::Mode::Test, Some(7), true, &profile)).await?;
-    let objects: usize = {
-        let a = sandbox.sandbox.account(&account).expect("account");
-        let a = a.read().expect("lock");
-        a.lists.values().map(|c| c.items.len()).sum()
+    let http = reqwest::Client::new();
+    let (account, objects) = match &sandbox {
+        Some(sandbox) => {
+            let sb = sandbox.sandbox.clone();
+            let account =
+                tokio::task::spawn_blocking(move || sb.create_account(stripe_sandbox::Mode::Test, Some(7), true, &profile)).await?;
+            let a = sandbox.sandbox.account(&account).expect("account");
+            let objects: usize = a.read().expect("lock").lists.values().map(|c| c.items.len()).sum();
+            (account, objects)
+        }
+        None => {
+            let body = serde_json::json!({"mode": "test", "seed": 7, "connected": true, "profile": profile});
+            let created: serde_json::Value = http.post(format!("{sandbox_url}/_sandbox/accounts")).json(&body).send().await?.json().await?;
+            let account = created["id"].as_str().unwrap_or_default().to_owned();
+            let summary: serde_json::Value =
+                http.get(format!("{sandbox_url}/_sandbox/accounts/{account}/summary")).send().await?.json().await?;
+            let counts = summary["counts"].as_object().cloned().unwrap_or_default();
+            let objects = counts.iter().filter(|(k, _)| *k != "events").filter_map(|(_, v)| v.as_u64()).sum::<u64>();
+            (account, usize::try_from(objects).unwrap_or(usize::MAX))
+        }
     };
 
     let store = Store::open(&url).await?;
@@ -83,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     {
         platform.queue_pull(company, dt, None).await?;
     }
-    let mut source = tributary_stripe::StripeDataSource::new(&sandbox.url())?;
+    let mut source = tributary_stripe::StripeDataSource::new(&sandbox_url)?;
     source = source.with_rate(rate);
     let engine = SyncEngine::new(platform.clone(), Arc::new(source), "bench".into(), std::time::Duration::from_secs(600));
     let rss_before = rss_mb("VmRSS:");
@@ -96,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     {
         stored += platform.repositories().records.count(connection.id, dt, true).await?;
     }
-    let stats: serde_json::Value = reqwest::get(format!("{}/_sandbox/accounts/{account}/stats", sandbox.url())).await?.json().await?;
+    let stats: serde_json::Value = http.get(format!("{sandbox_url}/_sandbox/accounts/{account}/stats")).send().await?.json().await?;
     #[expect(clippy::cast_precision_loss, reason = "a rate for display")]
     let per_sec = objects as f64 / secs;
     println!(
@@ -106,6 +129,8 @@ async fn main() -> anyhow::Result<()> {
         rss_mb("VmHWM:")
     );
     store.close().await;
-    sandbox.stop().await;
+    if let Some(sandbox) = sandbox {
+        sandbox.stop().await;
+    }
     Ok(())
 }

@@ -41,9 +41,10 @@ use async_trait::async_trait;
 use cursor::{Cursor, Phase};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tributary_domain::model::commerce::CommerceRecord;
 use tributary_domain::model::data_type::DataType;
@@ -64,7 +65,18 @@ const FAN_OUT: usize = 8;
 #[derive(Debug)]
 pub struct StripeDataSource {
     api: Api,
+    /// Per account: every price by product, and when it was listed (see [`PRICE_INDEX_TTL`]).
+    price_index: std::sync::Mutex<HashMap<String, (std::time::Instant, Arc<PriceIndex>)>>,
 }
+
+/// Prices by product id.
+type PriceIndex = HashMap<String, Vec<Value>>;
+
+/// How long a backfill reuses an account's listing of all prices. A products backfill lists every
+/// price once (prices/100 requests) instead of asking for each product's prices (one request per
+/// product); a price that changes after the listing reaches the record through the incremental
+/// sync's `price.*` events, which fetch the product's prices afresh.
+pub const PRICE_INDEX_TTL: Duration = Duration::from_secs(300);
 
 /// A boxed, sendable future.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -119,7 +131,10 @@ impl StripeDataSource {
     pub fn with_client(api_base: &str, http: reqwest::Client) -> Result<Self, ConfigError> {
         let base = crate::oauth::parse_base(api_base)?;
         let retry = RetryPolicy { max_retries: DEFAULT_MAX_RETRIES, base_backoff: DEFAULT_BASE_BACKOFF, max_backoff: DEFAULT_MAX_BACKOFF };
-        Ok(Self { api: Api { base, http, retry, limiter: Limiter::new(RateConfig::PerMode), counters: Counters::default() } })
+        Ok(Self {
+            api: Api { base, http, retry, limiter: Limiter::new(RateConfig::PerMode), counters: Counters::default() },
+            price_index: std::sync::Mutex::default(),
+        })
     }
 
     /// The HTTP client [`Self::new`] uses: [`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`], no redirects.
@@ -250,15 +265,59 @@ impl StripeDataSource {
         }
     }
 
-    /// Products with their prices as variants.
-    async fn products(&self, creds: &PlatformCredentials, account: &str, products: &[Value]) -> Result<Vec<CommerceRecord>, SourceError> {
+    /// Every price of the account by product, listed at most [`PRICE_INDEX_TTL`] ago.
+    async fn price_index(&self, creds: &PlatformCredentials, account: &str) -> Result<Arc<PriceIndex>, SourceError> {
+        let cached = self.price_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(account).cloned();
+        if let Some((at, index)) = cached
+            && at.elapsed() < PRICE_INDEX_TTL
+        {
+            return Ok(index);
+        }
+        let listed_at = std::time::Instant::now();
+        let mut index = PriceIndex::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list(creds, account, "prices", None, after.as_deref(), None).await?;
+            let last = page.data.last().and_then(id_of);
+            for price in page.data {
+                if let Some(product) = mapping::price_product_id(&price) {
+                    index.entry(product).or_default().push(price);
+                }
+            }
+            match last {
+                Some(l) if page.has_more => after = Some(l),
+                _ => break,
+            }
+        }
+        let index = Arc::new(index);
+        let mut all = self.price_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Accounts not read for a while are forgotten.
+        all.retain(|_, (at, _)| at.elapsed() < PRICE_INDEX_TTL);
+        all.insert(account.to_owned(), (listed_at, index.clone()));
+        Ok(index)
+    }
+
+    /// Products with their prices as variants: from the account's price listing during a backfill
+    /// (`fresh == false`), or each product's prices asked for afresh (a change to follow).
+    async fn products(
+        &self,
+        creds: &PlatformCredentials,
+        account: &str,
+        products: &[Value],
+        fresh: bool,
+    ) -> Result<Vec<CommerceRecord>, SourceError> {
         let live: Vec<&Value> = products.iter().filter(|p| !mapping::is_deleted(p)).collect();
         let ids: Vec<String> = live.iter().map(|p| id_of(p).unwrap_or_default()).collect();
-        // Boxed futures in a Vec: a closure inside the stream's type trips the `Send` check of the
-        // async trait (rust-lang/rust#102211).
-        let lookups: Vec<BoxFuture<'_, Result<Vec<Value>, SourceError>>> =
-            ids.iter().map(|id| Box::pin(self.prices_of(creds, account, id)) as BoxFuture<'_, _>).collect();
-        let prices: Vec<Vec<Value>> = stream::iter(lookups).buffered(FAN_OUT).try_collect().await?;
+        let prices: Vec<Vec<Value>> = if fresh {
+            // Boxed futures in a Vec: a closure inside the stream's type trips the `Send` check of
+            // the async trait (rust-lang/rust#102211).
+            let lookups: Vec<BoxFuture<'_, Result<Vec<Value>, SourceError>>> =
+                ids.iter().map(|id| Box::pin(self.prices_of(creds, account, id)) as BoxFuture<'_, _>).collect();
+            stream::iter(lookups).buffered(FAN_OUT).try_collect().await?
+        } else {
+            let index = self.price_index(creds, account).await?;
+            ids.iter().map(|id| index.get(id).cloned().unwrap_or_default()).collect()
+        };
         let mut out = Vec::with_capacity(live.len());
         for (p, prices) in live.into_iter().zip(prices) {
             if let Some(product) = mapping::product(p, &prices).map_err(map_err)? {
@@ -286,7 +345,7 @@ impl StripeDataSource {
                 Phase::BalanceTransactions => {
                     out.extend(mapping::transactions(v).map_err(map_err)?.into_iter().map(CommerceRecord::Transaction));
                 }
-                Phase::Products => return self.products(creds, account, data).await,
+                Phase::Products => return self.products(creds, account, data, false).await,
             }
         }
         Ok(out)
@@ -364,7 +423,7 @@ impl StripeDataSource {
                 }
             }
             DataType::Products => match self.retrieve(creds, account, "products", id).await? {
-                Some(v) if !mapping::is_deleted(&v) => self.products(creds, account, &[v]).await?,
+                Some(v) if !mapping::is_deleted(&v) => self.products(creds, account, &[v], true).await?,
                 _ => Vec::new(),
             },
             DataType::Transactions => {
