@@ -17,7 +17,7 @@ use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, Store
 use tributary_domain::paging::ListQuery;
 use tributary_domain::ports::{ReadState, RecordRepository};
 
-/// Records per `INSERT`: 5 bound values each plus 4 shared, well under SQLite's 32,766 limit.
+/// Records per `INSERT`: 9 bound values each, well under SQLite's 32,766 limit.
 const CHUNK: usize = 500;
 
 const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
@@ -120,20 +120,20 @@ fn from_row(r: &SqliteRow) -> Result<RecordRow, RepositoryError> {
     })
 }
 
-/// `INSERT … VALUES` of `rows` records, with `?1`–`?4` the shared company, connection, data type
-/// and time.
+/// `INSERT … VALUES` of `rows` records, nine anonymous placeholders each (company, connection, data
+/// type, time, then the record's five). Numbered placeholders (`?NNN`) would make binding quadratic:
+/// SQLite looks each one's name up in a list of them all, and sqlx asks for every name.
 fn upsert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(300 + rows * 40);
+    let mut sql = String::with_capacity(300 + rows * 30);
     sql.push_str(
         "INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, source_modified, deleted) \
          VALUES ",
     );
     for i in 0..rows {
-        let n = 5 + i * 5;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!("(?1, ?2, ?3, ?4, ?{}, ?{}, ?{}, ?{}, ?{})", n, n + 1, n + 2, n + 3, n + 4));
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql.push_str(
         " ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = excluded.company_id, \
@@ -224,9 +224,18 @@ impl RecordRepository for SqliteStore {
                 partial_sql = upsert_sql(chunk.len());
                 partial_sql.as_str()
             };
-            let mut q = sqlx::query(sql).bind(&company).bind(&connection).bind(data_type.key()).bind(to_micros(now));
+            let mut q = sqlx::query(sql);
             for (r, doc) in chunk.iter().zip(docs) {
-                q = q.bind(&r.id).bind(doc).bind(r.created.map(to_micros)).bind(r.source_modified.map(to_micros)).bind(r.deleted);
+                q = q
+                    .bind(&company)
+                    .bind(&connection)
+                    .bind(data_type.key())
+                    .bind(to_micros(now))
+                    .bind(&r.id)
+                    .bind(doc)
+                    .bind(r.created.map(to_micros))
+                    .bind(r.source_modified.map(to_micros))
+                    .bind(r.deleted);
             }
             changed += q.execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }
@@ -444,8 +453,9 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_are_numbered_after_the_shared_four() {
+    fn upserts_use_anonymous_placeholders_nine_per_record() {
         let sql = upsert_sql(2);
-        assert!(sql.contains("(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9), (?1, ?2, ?3, ?4, ?10, ?11, ?12, ?13, ?14)"), "{sql}");
+        assert!(sql.contains("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT"), "{sql}");
+        assert!(!sql.contains("?1"), "{sql}");
     }
 }

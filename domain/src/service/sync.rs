@@ -419,7 +419,7 @@ impl SyncEngine {
             }
             _ => None,
         };
-        let (mut cursor, mut pages, mut total, incremental) = match resumed {
+        let (cursor, mut pages, mut total, incremental) = match resumed {
             Some(cp) => (cp.cursor, cp.pages, cp.records, cp.incremental),
             None => {
                 // Take the change cursor before the backfill, so changes made during it are seen.
@@ -432,8 +432,12 @@ impl SyncEngine {
                 }
             }
         };
+        // Each page is written while the next one is fetched: the source and the store work at
+        // the same time. A page fetched in vain (lease lost, connection unlinked) is dropped.
+        let data_type = op.data_type;
+        let mut fetched = self.source.list_page(&creds, &account, data_type, cursor).await;
         loop {
-            let page = match self.source.list_page(&creds, &account, op.data_type, cursor.clone()).await {
+            let page = match fetched {
                 Ok(p) => p,
                 Err(e) => {
                     self.fail(run, connection, op, &e).await?;
@@ -445,27 +449,47 @@ impl SyncEngine {
             total += stored.len() as u64;
             let cp =
                 Checkpoint { pull_id: op.id, cursor: page.next_cursor.clone(), pages, records: total, incremental: incremental.clone() };
-            let now = self.platform.clock.now();
-            run.changed += self.platform.repos.records.write_page(op.company_id, op.connection_id, op.data_type, &stored, &cp, now).await?;
-            op.progress = i32::from(page.progress.unwrap_or(0).min(99));
-            op.status_description = Some(format!("{total} records fetched"));
-            self.platform.repos.pull_operations.update(&op, &[]).await?;
-            if !self.platform.repos.sync_leases.renew(op.connection_id, &self.worker, now, self.lease_for).await? {
-                return Ok(true);
-            }
-            cursor = page.next_cursor;
-            if cursor.is_none() {
-                break;
-            }
-            // Stop between pages if the connection was unlinked or deauthorized meanwhile.
-            match self.platform.repos.connections.find(connection.id).await? {
-                Some(c) if c.status == ConnectionStatus::Linked => {}
-                Some(c) => {
-                    let why = format!("The connection became {} during the pull.", c.status);
+            let fetch_next = async {
+                match &page.next_cursor {
+                    Some(next) => Some(self.source.list_page(&creds, &account, data_type, Some(next.clone())).await),
+                    None => None,
+                }
+            };
+            let write = async {
+                let now = self.platform.clock.now();
+                run.changed +=
+                    self.platform.repos.records.write_page(op.company_id, op.connection_id, data_type, &stored, &cp, now).await?;
+                op.progress = i32::from(page.progress.unwrap_or(0).min(99));
+                op.status_description = Some(format!("{total} records fetched"));
+                self.platform.repos.pull_operations.update(&op, &[]).await?;
+                if !self.platform.repos.sync_leases.renew(op.connection_id, &self.worker, now, self.lease_for).await? {
+                    return Ok::<_, DomainError>(AfterPage::LeaseLost);
+                }
+                if page.next_cursor.is_none() {
+                    return Ok(AfterPage::Done);
+                }
+                // Stop between pages if the connection was unlinked or deauthorized meanwhile.
+                Ok(match self.platform.repos.connections.find(connection.id).await? {
+                    Some(c) if c.status == ConnectionStatus::Linked => AfterPage::Next,
+                    Some(c) => AfterPage::Cancelled(c.status),
+                    None => AfterPage::Gone,
+                })
+            };
+            let (next, after) = futures_util::future::join(fetch_next, write).await;
+            match after? {
+                AfterPage::Next => {}
+                AfterPage::Done => break,
+                AfterPage::LeaseLost => return Ok(true),
+                AfterPage::Cancelled(status) => {
+                    let why = format!("The connection became {status} during the pull.");
                     self.finish(run, op, DatasetStatus::Cancelled, Some(why)).await?;
                     return Ok(false);
                 }
-                None => return Ok(false),
+                AfterPage::Gone => return Ok(false),
+            }
+            match next {
+                Some(next) => fetched = next,
+                None => break,
             }
         }
         self.complete(run, connection, op).await?;
@@ -543,6 +567,20 @@ impl SyncEngine {
         }
         Ok(())
     }
+}
+
+/// What a written page leads to.
+enum AfterPage {
+    /// Go on with the next page.
+    Next,
+    /// That was the last page.
+    Done,
+    /// Another worker holds the connection now.
+    LeaseLost,
+    /// The connection was unlinked or deauthorized meanwhile.
+    Cancelled(ConnectionStatus),
+    /// The connection was deleted meanwhile.
+    Gone,
 }
 
 #[cfg(test)]
