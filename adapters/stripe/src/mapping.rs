@@ -479,6 +479,23 @@ struct StripeProduct {
     updated: Option<i64>,
 }
 
+/// The fields of a price that [`product`] reads (with `deleted` and `product`), so that a listing of
+/// every price can be kept without the rest. Keep in step with `StripePrice`.
+pub const PRICE_FIELDS: [&str; 12] = [
+    "id",
+    "object",
+    "active",
+    "currency",
+    "unit_amount",
+    "unit_amount_decimal",
+    "nickname",
+    "created",
+    "tax_behavior",
+    "currency_options",
+    "deleted",
+    "product",
+];
+
 #[derive(Debug, Deserialize)]
 struct StripePrice {
     id: String,

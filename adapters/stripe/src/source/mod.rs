@@ -279,8 +279,12 @@ impl StripeDataSource {
         loop {
             let page = self.list(creds, account, "prices", None, after.as_deref(), None).await?;
             let last = page.data.last().and_then(id_of);
-            for price in page.data {
+            for mut price in page.data {
                 if let Some(product) = mapping::price_product_id(&price) {
+                    // Only what the mapping reads: an account's prices are held for the whole backfill.
+                    if let Some(fields) = price.as_object_mut() {
+                        fields.retain(|k, _| mapping::PRICE_FIELDS.contains(&k.as_str()));
+                    }
                     index.entry(product).or_default().push(price);
                 }
             }
