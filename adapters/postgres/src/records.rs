@@ -15,7 +15,7 @@ use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::commerce_schema::{RecordField, locate};
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
-use tributary_domain::paging::ListQuery;
+use tributary_domain::paging::{ListQuery, Seek};
 use tributary_domain::ports::{ReadState, RecordRepository};
 
 /// Records per statement (a page is at most this many in practice).
@@ -45,6 +45,12 @@ const ID: &str = "record_id COLLATE \"C\"";
 /// The `WHERE` of live records matching `query.filter`.
 fn where_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
     let mut sql = Sql::default();
+    push_where(&mut sql, connection, data_type, query);
+    sql
+}
+
+/// Appends the `WHERE` of live records matching `query.filter`.
+fn push_where(sql: &mut Sql, connection: ConnectionId, data_type: DataType, query: &ListQuery) {
     sql.push(" WHERE connection_id = ");
     sql.bind_text(connection.to_string());
     sql.push(" AND data_type = ");
@@ -53,15 +59,42 @@ fn where_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -
     if let Some(f) = &query.filter {
         // Over one decompressed copy of the document, however many paths the filter reads.
         sql.push(" AND ");
-        render_detoasted(&mut sql, f, columns, "document");
+        render_detoasted(sql, f, columns, "document");
     }
-    sql
 }
 
 /// The `COUNT(*)` of live records matching `query.filter`.
 fn count_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
     let w = where_sql(connection, data_type, query);
     Sql::from_parts(format!("SELECT COUNT(*) FROM records{}", w.text), &w)
+}
+
+/// A descending page after a record with a creation time: the rest of that range, then the
+/// records without one (they sort last), each an index range of at most a page, merged in order.
+/// (One `… < (c, id) OR created IS NULL` condition would make the database walk every record
+/// already served.)
+fn descending_after(connection: ConnectionId, data_type: DataType, query: &ListQuery, seek: &Seek, c: DateTime<Utc>) -> Sql {
+    let size = i64::from(query.page.page_size);
+    let mut page = Sql::default();
+    page.push(&format!("SELECT * FROM (SELECT * FROM (SELECT {LIST_COLUMNS} FROM records"));
+    push_where(&mut page, connection, data_type, query);
+    page.push(&format!(" AND (created, {ID}) < ("));
+    page.bind_time(c);
+    page.push(", ");
+    page.bind_text(seek.id.clone());
+    page.push(")");
+    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, ID);
+    page.push(" LIMIT ");
+    page.bind_i64(size);
+    page.push(&format!(") AS with_created UNION ALL SELECT * FROM (SELECT {LIST_COLUMNS} FROM records"));
+    push_where(&mut page, connection, data_type, query);
+    page.push(&format!(" AND created IS NULL ORDER BY {ID} DESC LIMIT "));
+    page.bind_i64(size);
+    page.push(") AS without_created) AS merged");
+    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, ID);
+    page.push(" LIMIT ");
+    page.bind_i64(size);
+    page
 }
 
 /// `SELECT` of a page of live records matching `query`: after `query.seek` when given (a row
@@ -85,13 +118,7 @@ fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) ->
                 page.bind_text(seek.id.clone());
                 page.push(")");
             }
-            (true, Some(c)) => {
-                page.push(&format!(" AND ((created, {ID}) < ("));
-                page.bind_time(c);
-                page.push(", ");
-                page.bind_text(seek.id.clone());
-                page.push(") OR created IS NULL)");
-            }
+            (true, Some(c)) => return descending_after(connection, data_type, query, seek, c),
             (true, None) => {
                 page.push(&format!(" AND created IS NULL AND {ID} < "));
                 page.bind_text(seek.id.clone());

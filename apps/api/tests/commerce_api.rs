@@ -118,6 +118,32 @@ async fn next_links_carry_a_keyset_cursor_and_page_numbers_keep_working() {
         assert_eq!(by_cursor, by_number, "{params}: the cursor gives the pages page numbers give");
     }
 
+    // A cursor holds its position: after a record is added before it, following the saved link still
+    // gives the page that came after page 1, while the plain page number shifts by one.
+    let (_, page1) = api.get(&format!("{list}?pageSize=7")).await;
+    let saved = page1["_links"]["next"]["href"].as_str().unwrap().to_owned();
+    let (_, page2_before) = api.get(&saved).await;
+    let repos = api.platform.repositories();
+    let cp = repos.records.checkpoint(connection, DataType::Transactions).await.unwrap().unwrap();
+    let earliest = StoredRecord {
+        id: "txn_000_earliest".into(),
+        created: Some("2001-01-01T00:00:00Z".parse().unwrap()),
+        source_modified: None,
+        document: json!({"id": "txn_000_earliest", "totalAmount": 1, "currency": "USD"}),
+        deleted: false,
+    };
+    repos
+        .records
+        .write_page(company.parse().unwrap(), connection, DataType::Transactions, &[earliest], &cp, chrono::Utc::now())
+        .await
+        .unwrap();
+    let (_, followed) = api.get(&saved).await;
+    assert_eq!(ids(&followed), ids(&page2_before), "the keyset position held");
+    assert_eq!(followed["totalResults"].as_u64(), page2_before["totalResults"].as_u64().map(|t| t + 1), "the count moved");
+    let (_, plain) = api.get(&format!("{list}?page=2&pageSize=7")).await;
+    assert_ne!(ids(&plain), ids(&page2_before), "by offset the page shifted");
+    assert_eq!(ids(&plain)[1..], ids(&page2_before)[..6]);
+
     // A cursor only applies to the page and list it was issued for; elsewhere the page number decides.
     let (_, first) = api.get(&format!("{list}?pageSize=7")).await;
     let next = first["_links"]["next"]["href"].as_str().unwrap().to_owned();

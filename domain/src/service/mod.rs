@@ -79,7 +79,7 @@ pub(crate) mod test_support {
     #[derive(Default)]
     pub struct Mem {
         companies: Mutex<Vec<Company>>,
-        connections: Mutex<Vec<Connection>>,
+        pub connections: Mutex<Vec<Connection>>,
         integrations: Mutex<HashMap<String, IntegrationSettings>>,
         keys: Mutex<Vec<ApiKey>>,
         states: Mutex<Vec<crate::model::oauth_state::OAuthState>>,

@@ -475,8 +475,19 @@ impl SyncEngine {
                     None => AfterPage::Gone,
                 })
             };
-            let (next, after) = futures_util::future::join(fetch_next, write).await;
-            match after? {
+            // The fetch is awaited only when the pull goes on: a lost lease, an unlinked connection
+            // or a failed write drop it at once.
+            let (after, next) = {
+                let (fetch_next, write) = (core::pin::pin!(fetch_next), core::pin::pin!(write));
+                match futures_util::future::select(write, fetch_next).await {
+                    futures_util::future::Either::Left((after, fetch_next)) => match after? {
+                        AfterPage::Next => (AfterPage::Next, fetch_next.await),
+                        other => (other, None),
+                    },
+                    futures_util::future::Either::Right((next, write)) => (write.await?, next),
+                }
+            };
+            match after {
                 AfterPage::Next => {}
                 AfterPage::Done => break,
                 AfterPage::LeaseLost => return Ok(true),
@@ -722,6 +733,30 @@ mod tests {
         let status = p.data_status(company).await.unwrap();
         assert_eq!(status[0].latest_successful.as_ref().unwrap().id, op.id);
         assert!(p.get_connection(company, connection).await.unwrap().last_sync.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_connection_unlinked_during_a_pull_cancels_it_and_the_page_fetched_meanwhile_is_not_written() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem.clone()).await;
+        let mut source = mock();
+        let unlink = mem.clone();
+        source.expect_list_page().returning(move |_, _, _, cursor| {
+            Ok(match cursor.as_deref() {
+                None => {
+                    // The merchant unlinks while the first page is on its way.
+                    unlink.connections.lock().unwrap().iter_mut().for_each(|c| c.status = ConnectionStatus::Unlinked);
+                    RecordPage { records: vec![customer("cus_1")], next_cursor: Some("p2".into()), progress: Some(50) }
+                }
+                _ => RecordPage { records: vec![customer("cus_2")], next_cursor: None, progress: Some(100) },
+            })
+        });
+        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        engine(&p, source).run_once().await.unwrap();
+        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        assert_eq!(done.status, DatasetStatus::Cancelled);
+        assert!(done.error_message.unwrap().contains("Unlinked"));
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, true).await.unwrap(), 1, "only the page before the unlink");
     }
 
     #[tokio::test]

@@ -110,6 +110,50 @@ enum Pending {
     Delete,
 }
 
+/// What the events of one call ask for, per object, and the (id, created) of every event processed.
+/// Events come newest first and are applied oldest first, so the newest event of an object decides.
+/// Its object is mapped as it is only when that is surely the object's latest state: the event is in
+/// the pinned API version ([`object_is_usable`]), newer than everything an earlier call processed
+/// (`created > since`: an event turning up late inside the overlap window may be older than one
+/// already applied), and no other event of the object shares its second (Stripe does not document
+/// their order within a second). Otherwise the object is fetched again.
+fn plan(dt: DataType, events: &[Value], seen: &HashSet<&str>, since: i64) -> (BTreeMap<String, Pending>, Vec<(String, i64)>) {
+    // Per object: its newest event's decision, that event's second, and how many events share it.
+    let mut newest: BTreeMap<String, (Pending, i64, u32)> = BTreeMap::new();
+    let mut processed = Vec::with_capacity(events.len());
+    for e in events.iter().rev() {
+        let (Some(id), Some(created)) = (super::id_of(e), super::created_of(e)) else { continue };
+        if !seen.contains(id.as_str()) {
+            let event_type = e.get("type").and_then(Value::as_str).unwrap_or_default();
+            let object = e.get("data").and_then(|d| d.get("object")).unwrap_or(&Value::Null);
+            let decided = match action(event_type, object) {
+                Some(Action::Refetch(obj)) => {
+                    let own = object.get("id").and_then(Value::as_str) == Some(obj.as_str()) && object_is_usable(dt, e);
+                    Some((obj, if own && created > since { Pending::Object(object.clone()) } else { Pending::Refetch }))
+                }
+                Some(Action::Delete(obj)) => Some((obj, Pending::Delete)),
+                None => None,
+            };
+            if let Some((obj, p)) = decided {
+                let same_second = newest.get(&obj).map_or(0, |(_, at, n)| if *at == created { *n } else { 0 });
+                newest.insert(obj, (p, created, same_second + 1));
+            }
+        }
+        processed.push((id, created));
+    }
+    let pending = newest
+        .into_iter()
+        .map(|(obj, (p, _, n))| {
+            let p = match p {
+                Pending::Object(_) if n > 1 => Pending::Refetch,
+                p => p,
+            };
+            (obj, p)
+        })
+        .collect();
+    (pending, processed)
+}
+
 /// Whether an event carries the record's whole source object in the pinned API version, so it
 /// can be mapped as it is (customers, disputes, charges and refunds map from the object alone).
 fn object_is_usable(dt: DataType, event: &Value) -> bool {
@@ -219,27 +263,7 @@ impl StripeDataSource {
         }
         let Some(types) = event_types(dt) else { return Err(unsupported(dt)) };
         let events = self.list_since(creds, account, "events", from, types).await?;
-        // Oldest first, so that the last word on an object wins.
-        let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
-        let mut processed = Vec::with_capacity(events.len());
-        for e in events.iter().rev() {
-            let (Some(id), Some(created)) = (super::id_of(e), super::created_of(e)) else { continue };
-            if !seen.contains(id.as_str()) {
-                let event_type = e.get("type").and_then(Value::as_str).unwrap_or_default();
-                let object = e.get("data").and_then(|d| d.get("object")).unwrap_or(&Value::Null);
-                match action(event_type, object) {
-                    Some(Action::Refetch(obj)) => {
-                        let own = object.get("id").and_then(Value::as_str) == Some(obj.as_str()) && object_is_usable(dt, e);
-                        pending.insert(obj, if own { Pending::Object(object.clone()) } else { Pending::Refetch });
-                    }
-                    Some(Action::Delete(obj)) => {
-                        pending.insert(obj, Pending::Delete);
-                    }
-                    None => {}
-                }
-            }
-            processed.push((id, created));
-        }
+        let (pending, processed) = plan(dt, &events, &seen, cursor.since);
         let mut deletions = BTreeSet::new();
         let mut upserts = Vec::new();
         for (id, p) in pending {
@@ -267,6 +291,55 @@ impl StripeDataSource {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn event(id: &str, created: i64, event_type: &str, object: &str, version: &str) -> Value {
+        json!({"id": id, "created": created, "type": event_type, "api_version": version, "data": {"object": {"id": object, "name": id}}})
+    }
+
+    fn decisions(events: &[Value], since: i64) -> Vec<(String, &'static str)> {
+        let seen = HashSet::from(["evt_seen"]);
+        // The API lists newest first.
+        let newest_first: Vec<Value> = events.iter().rev().cloned().collect();
+        let (pending, _) = plan(DataType::Customers, &newest_first, &seen, since);
+        pending
+            .into_iter()
+            .map(|(id, p)| {
+                let what = match p {
+                    Pending::Object(o) => {
+                        if o["name"] == "evt_2" {
+                            "object of evt_2"
+                        } else {
+                            "object"
+                        }
+                    }
+                    Pending::Refetch => "refetch",
+                    Pending::Delete => "delete",
+                };
+                (id, what)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_newest_unambiguous_event_after_the_cursor_is_used_as_it_is() {
+        let v = super::super::STRIPE_API_VERSION;
+        let d = |events: &[Value], since| decisions(events, since);
+        // Two changes in different seconds after the cursor: the newer one's object.
+        let two = [event("evt_1", 101, "customer.updated", "cus_1", v), event("evt_2", 102, "customer.updated", "cus_1", v)];
+        assert_eq!(d(&two, 100), vec![("cus_1".into(), "object of evt_2")]);
+        // A late event inside the overlap window (not newer than the cursor) is fetched again: it may be
+        // older than one an earlier call applied (a later update, or a deletion).
+        assert_eq!(d(&[event("evt_1", 99, "customer.updated", "cus_1", v)], 100), vec![("cus_1".into(), "refetch")]);
+        // Two events of an object in one second: their order is not documented.
+        let tied = [event("evt_1", 102, "customer.updated", "cus_1", v), event("evt_2", 102, "customer.updated", "cus_1", v)];
+        assert_eq!(d(&tied, 100), vec![("cus_1".into(), "refetch")]);
+        // Another API version is fetched again in ours; a deletion stays a deletion.
+        assert_eq!(d(&[event("evt_1", 101, "customer.updated", "cus_1", "2020-08-27")], 100), vec![("cus_1".into(), "refetch")]);
+        let deleted = [event("evt_1", 101, "customer.updated", "cus_1", v), event("evt_2", 102, "customer.deleted", "cus_1", v)];
+        assert_eq!(d(&deleted, 100), vec![("cus_1".into(), "delete")]);
+        // Events already processed are skipped.
+        assert_eq!(d(&[event("evt_seen", 101, "customer.updated", "cus_1", v)], 100), vec![]);
+    }
 
     #[test]
     fn change_cursors_round_trip() {

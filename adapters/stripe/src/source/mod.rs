@@ -65,18 +65,23 @@ const FAN_OUT: usize = 8;
 #[derive(Debug)]
 pub struct StripeDataSource {
     api: Api,
-    /// Per account: every price by product, and when it was listed (see [`PRICE_INDEX_TTL`]).
-    price_index: std::sync::Mutex<HashMap<String, (std::time::Instant, Arc<PriceIndex>)>>,
+    /// Per (mode, account): every price by product, and when it was listed (see [`PRICE_INDEX_TTL`]).
+    price_index: std::sync::Mutex<HashMap<PriceIndexKey, (std::time::Instant, Arc<PriceIndex>)>>,
 }
 
 /// Prices by product id.
 type PriceIndex = HashMap<String, Vec<Value>>;
+/// A price listing's mode and account (an account id is the same in both modes).
+type PriceIndexKey = (tributary_domain::model::integration::Mode, String);
 
 /// How long a backfill reuses an account's listing of all prices. A products backfill lists every
 /// price once (prices/100 requests) instead of asking for each product's prices (one request per
 /// product); a price that changes after the listing reaches the record through the incremental
 /// sync's `price.*` events, which fetch the product's prices afresh.
 pub const PRICE_INDEX_TTL: Duration = Duration::from_secs(300);
+// A listing is never older than the overlap of the first change set read after the backfill, so
+// every price changed after it is among that change set's events.
+const _: () = assert!(PRICE_INDEX_TTL.as_secs() <= changes::OVERLAP_SECS.unsigned_abs());
 
 /// A boxed, sendable future.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -267,7 +272,8 @@ impl StripeDataSource {
 
     /// Every price of the account by product, listed at most [`PRICE_INDEX_TTL`] ago.
     async fn price_index(&self, creds: &PlatformCredentials, account: &str) -> Result<Arc<PriceIndex>, SourceError> {
-        let cached = self.price_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(account).cloned();
+        let key = (creds.mode, account.to_owned());
+        let cached = self.price_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned();
         if let Some((at, index)) = cached
             && at.elapsed() < PRICE_INDEX_TTL
         {
@@ -297,7 +303,7 @@ impl StripeDataSource {
         let mut all = self.price_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Accounts not read for a while are forgotten.
         all.retain(|_, (at, _)| at.elapsed() < PRICE_INDEX_TTL);
-        all.insert(account.to_owned(), (listed_at, index.clone()));
+        all.insert(key, (listed_at, index.clone()));
         Ok(index)
     }
 
