@@ -5,6 +5,7 @@
 mod common;
 
 use common::reference::{Synced, assert_same, finished, linked_with_pulls, platform_on, statuses, stored, sync_account, without_account};
+use common::{free_port, wait_healthy};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use stripe_sandbox::{Config, Mode, Profile};
@@ -15,10 +16,6 @@ const KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="; // 32 bytes of
 
 fn master() -> [u8; 32] {
     tributary_api::config::decode_master_key(KEY).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts the server binary on `database_url` with `workers` sync workers reading Stripe at
@@ -41,17 +38,6 @@ fn spawn_api(database_url: &str, port: u16, api_base: &str, workers: u32) -> Chi
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn wait_healthy(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("http://127.0.0.1:{port}/health")).await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server on {port} did not become healthy");
 }
 
 /// A pseudo-random delay in `range` milliseconds, different on every run.

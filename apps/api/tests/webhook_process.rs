@@ -2,10 +2,13 @@
 //! deliveries are pending delivers all of them after a restart, and two servers on one Postgres
 //! database never deliver the same event twice (nor at the same time).
 
+mod common;
+
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine;
+use common::{free_port, wait_healthy};
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -16,10 +19,6 @@ use tributary_api::store::Store;
 use tributary_domain::model::webhook::{NewConsumer, sign};
 
 const KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="; // 32 bytes of '*'
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Starts the server binary on `database_url`, delivering with short retry delays.
 fn spawn_api(database_url: &str, port: u16) -> Child {
@@ -41,17 +40,6 @@ fn spawn_api(database_url: &str, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn wait_healthy(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("http://127.0.0.1:{port}/health")).await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("server on {port} did not become healthy");
 }
 
 /// What the receiver saw: per `webhook-id`, how many deliveries, and whether two overlapped.

@@ -180,3 +180,20 @@ pub async fn link_and_sync(
     let connection: tributary_domain::ids::ConnectionId = c["id"].as_str().unwrap().parse().unwrap();
     (company, connection, account)
 }
+
+/// A free TCP port on 127.0.0.1 (for a server process started next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until a server process on `port` answers `/health`.
+pub async fn wait_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("http://127.0.0.1:{port}/health")).await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server on {port} did not become healthy");
+}
