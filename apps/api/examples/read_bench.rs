@@ -263,14 +263,6 @@ async fn main() -> anyhow::Result<()> {
         step!("read state", r.records.read_state(company, connection, DataType::Payments).await?);
         let q = tributary_domain::paging::ListQuery::default();
         step!("page", r.records.list_page(connection, DataType::Payments, &q).await?);
-        let rows = r.records.list_page(connection, DataType::Payments, &q).await?;
-        let docs: Vec<String> = rows.iter().map(|r| r.document.clone()).collect();
-        step!("parse", docs.iter().map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()).for_each(drop));
-        if let Ok(sq) = sqlx::SqlitePool::connect(&url).await {
-            let c = connection.to_string();
-            step!("raw sql ids", sqlx::query("SELECT record_id FROM records WHERE connection_id = ? AND data_type = 'commerce-payments' AND deleted = 0 ORDER BY created, record_id LIMIT 100").bind(&c).fetch_all(&sq).await?);
-            step!("raw sql docs", sqlx::query("SELECT record_id, document, created, source_modified, modified, deleted FROM records WHERE connection_id = ? AND data_type = 'commerce-payments' AND deleted = 0 ORDER BY created, record_id LIMIT 100").bind(&c).fetch_all(&sq).await?);
-        }
     }
     // The server, on a free port, without sync workers.
     let key = tributary_api::generate_api_key();

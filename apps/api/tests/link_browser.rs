@@ -8,10 +8,8 @@
 mod common;
 
 use common::TestServer;
-use secrecy::SecretString;
 use std::io::Write;
 use stripe_sandbox::{Config, Mode, Profile};
-use tributary_domain::service::IntegrationUpdate;
 
 fn browser(test: &str) -> Option<String> {
     let python = std::env::var("TRIBUTARY_BROWSER_PYTHON").ok().filter(|p| !p.is_empty());
@@ -35,19 +33,7 @@ fn browser(test: &str) -> Option<String> {
 async fn run(decision: &str, python: &str) -> (TestServer, String, String, String) {
     let sandbox = stripe_sandbox::start(Config { listen: "127.0.0.1:0".into(), test_rate: None, ..Config::default() }).await.unwrap();
     let api = TestServer::start_with(&sandbox.url()).await;
-    let cfg = Config::default();
-    api.platform
-        .update_integration(
-            "yzth",
-            IntegrationUpdate {
-                client_id: Some(cfg.test_client_id.clone()),
-                secret_key: Some(SecretString::from(cfg.test_secret_key.clone())),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    api.platform.set_integration_enabled("yzth", true).await.unwrap();
+    common::use_sandbox_keys(&api.platform).await;
     let company = api.company("Browser Shop").await;
     let s = sandbox.sandbox.clone();
     let account = tokio::task::spawn_blocking(move || s.create_account(Mode::Test, Some(11), false, &Profile::default())).await.unwrap();

@@ -3,8 +3,9 @@
 //! - Customers, disputes, payments and products follow Stripe's Events API
 //!   (`GET /v1/events?types[]=…&created[gte]=…`): each event names an object. An event rendered
 //!   in the pinned API version (`api_version`) whose object is the record's whole source (a
-//!   customer, dispute, charge or refund) is mapped as it is, from the newest event per object, so k
-//!   changes cost about k/100 requests; otherwise (another version, or products, whose records also
+//!   customer, dispute, charge or refund) is mapped as it is when it is the object's newest event,
+//!   newer than the cursor and alone in its second (see `plan`), so k changes cost about k/100
+//!   requests; otherwise (another version, a late or tied event, or products, whose records also
 //!   need their prices) the object is fetched again by id so the record has the pinned version's
 //!   shape. `*.deleted` events, and customers or products that retrieve as deleted, become deletions.
 //! - Balance transactions have no events; they never change once created (for the fields mapped),

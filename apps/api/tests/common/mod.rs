@@ -104,6 +104,18 @@ impl TestServer {
     }
 }
 
+/// Configures Stripe Test with the sandbox's test-mode platform keys and enables it.
+pub async fn use_sandbox_keys(platform: &Platform) {
+    let cfg = Config::default();
+    let settings = IntegrationUpdate {
+        client_id: Some(cfg.test_client_id),
+        secret_key: Some(SecretString::from(cfg.test_secret_key)),
+        ..Default::default()
+    };
+    platform.update_integration("yzth", settings).await.unwrap();
+    platform.set_integration_enabled("yzth", true).await.unwrap();
+}
+
 /// Asserts a body is Codat's error envelope with the status, and returns its message.
 pub fn assert_envelope(status: u16, body: &Value, want: u16) -> String {
     assert_eq!(status, want, "{body}");
@@ -133,19 +145,7 @@ pub async fn link_and_sync(
     sandbox: &stripe_sandbox::Running,
     profile: Profile,
 ) -> (String, tributary_domain::ids::ConnectionId, String) {
-    let cfg = Config::default();
-    api.platform
-        .update_integration(
-            "yzth",
-            IntegrationUpdate {
-                client_id: Some(cfg.test_client_id.clone()),
-                secret_key: Some(SecretString::from(cfg.test_secret_key.clone())),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    api.platform.set_integration_enabled("yzth", true).await.unwrap();
+    use_sandbox_keys(&api.platform).await;
     let company = api.company("Synced Shop").await;
     let s = sandbox.sandbox.clone();
     let account = tokio::task::spawn_blocking(move || s.create_account(Mode::Test, Some(21), false, &profile)).await.unwrap();

@@ -1,12 +1,10 @@
 //! Syncs outside the HTTP server: a linked connection prepared directly on a database, an
 //! in-process engine, and everything a sync stored, for comparing runs.
 
-use secrecy::SecretString;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use stripe_sandbox::Config;
 use tributary_api::crypto::AesGcmCipher;
 use tributary_api::store::Store;
 use tributary_domain::ids::{CompanyId, ConnectionId};
@@ -14,7 +12,7 @@ use tributary_domain::model::company::CompanyFields;
 use tributary_domain::model::connection::ConnectionStatus;
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::pull::DatasetStatus;
-use tributary_domain::service::{IntegrationUpdate, Platform, SyncEngine};
+use tributary_domain::service::{Platform, SyncEngine};
 
 /// The data types Stripe provides.
 pub const TYPES: [DataType; 6] =
@@ -26,14 +24,7 @@ pub type Synced = BTreeMap<(DataType, String), (Value, bool)>;
 /// Stripe Test configured with the sandbox's platform keys, on `store` with master key `master`.
 pub async fn platform_on(store: &Store, master: &[u8; 32]) -> Platform {
     let platform = tributary_api::platform(store, AesGcmCipher::new(master, &[]), "http://127.0.0.1");
-    let cfg = Config::default();
-    let settings = IntegrationUpdate {
-        client_id: Some(cfg.test_client_id),
-        secret_key: Some(SecretString::from(cfg.test_secret_key)),
-        ..Default::default()
-    };
-    platform.update_integration("yzth", settings).await.unwrap();
-    platform.set_integration_enabled("yzth", true).await.unwrap();
+    super::use_sandbox_keys(&platform).await;
     platform
 }
 
