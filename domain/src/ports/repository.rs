@@ -351,7 +351,9 @@ pub trait RecordRepository: Send + Sync {
     /// Upserts a page of records of one data type on a connection and saves the checkpoint, in one
     /// transaction (a killed worker resumes at the next page, with no duplicates and no gaps). A
     /// record whose document and deleted flag are unchanged keeps its `modified` time. Returns how
-    /// many records were inserted or changed.
+    /// many records were inserted or changed. An adapter may relax the commit's durability (the
+    /// latest pages lost in a database or power crash, always with their checkpoint and never
+    /// ahead of a later durable commit): the sync then fetches those pages again.
     ///
     /// # Errors
     /// [`RepositoryError::NotFound`] if the connection does not exist (nothing written).

@@ -85,7 +85,7 @@ pub(crate) mod test_support {
         states: Mutex<Vec<crate::model::oauth_state::OAuthState>>,
         pub pulls: Mutex<Vec<crate::model::pull::PullOperation>>,
         profile: Mutex<Option<Profile>>,
-        leases: Mutex<HashMap<ConnectionId, (String, DateTime<Utc>)>>,
+        pub leases: Mutex<HashMap<ConnectionId, (String, DateTime<Utc>)>>,
         records:
             Mutex<std::collections::BTreeMap<(ConnectionId, crate::model::data_type::DataType, String), crate::model::record::RecordRow>>,
         checkpoints: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), crate::model::record::Checkpoint>>,

@@ -62,15 +62,30 @@ const FAN_OUT: usize = 8;
 
 /// Stripe's commerce data for Tributary: a [`CommerceDataSource`] over Stripe's REST API (or the
 /// project's sandbox).
+///
+/// A list page is fetched, parsed and mapped in a task of its own, so that the caller (the sync
+/// engine, which writes the previous page meanwhile) is not held up by the parsing.
 #[derive(Debug)]
 pub struct StripeDataSource {
-    api: Api,
+    api: Arc<Api>,
     /// Per (mode, account): every price by product, and when it was listed (see [`PRICE_INDEX_TTL`]).
-    price_index: std::sync::Mutex<HashMap<PriceIndexKey, (std::time::Instant, Arc<PriceIndex>)>>,
+    price_index: Arc<std::sync::Mutex<PriceListings>>,
+}
+
+/// Aborts a spawned task when the future waiting for it is dropped (a sync that stops between
+/// pages does not leave a request running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Prices by product id.
 type PriceIndex = HashMap<String, Vec<Value>>;
+/// Per (mode, account): the latest listing of all prices and when it was made.
+type PriceListings = HashMap<PriceIndexKey, (std::time::Instant, Arc<PriceIndex>)>;
 /// A price listing's mode and account (an account id is the same in both modes).
 type PriceIndexKey = (tributary_domain::model::integration::Mode, String);
 
@@ -137,8 +152,8 @@ impl StripeDataSource {
         let base = crate::oauth::parse_base(api_base)?;
         let retry = RetryPolicy { max_retries: DEFAULT_MAX_RETRIES, base_backoff: DEFAULT_BASE_BACKOFF, max_backoff: DEFAULT_MAX_BACKOFF };
         Ok(Self {
-            api: Api { base, http, retry, limiter: Limiter::new(RateConfig::PerMode), counters: Counters::default() },
-            price_index: std::sync::Mutex::default(),
+            api: Arc::new(Api { base, http, retry, limiter: Limiter::new(RateConfig::PerMode), counters: Counters::default() }),
+            price_index: Arc::default(),
         })
     }
 
@@ -165,7 +180,7 @@ impl StripeDataSource {
             Some(n) if n > 0 => RateConfig::Fixed(n),
             _ => RateConfig::Off,
         };
-        self.api.limiter = Limiter::new(config);
+        self.api_mut().limiter = Limiter::new(config);
         self
     }
 
@@ -174,16 +189,27 @@ impl StripeDataSource {
     /// [`Self::with_max_backoff`]).
     #[must_use]
     pub fn with_retries(mut self, max_retries: u32, base_backoff: Duration) -> Self {
-        self.api.retry.max_retries = max_retries;
-        self.api.retry.base_backoff = base_backoff;
+        let api = self.api_mut();
+        api.retry.max_retries = max_retries;
+        api.retry.base_backoff = base_backoff;
         self
     }
 
     /// Caps the wait between two attempts (default [`DEFAULT_MAX_BACKOFF`]).
     #[must_use]
     pub fn with_max_backoff(mut self, max_backoff: Duration) -> Self {
-        self.api.retry.max_backoff = max_backoff;
+        self.api_mut().retry.max_backoff = max_backoff;
         self
+    }
+
+    /// The client, to configure while the source is being built (before any call shares it).
+    fn api_mut(&mut self) -> &mut Api {
+        Arc::get_mut(&mut self.api).expect("a source is configured before it is used")
+    }
+
+    /// A handle on the same client, limiter, counters and price listings, for a spawned task.
+    fn share(&self) -> Self {
+        Self { api: self.api.clone(), price_index: self.price_index.clone() }
     }
 
     /// The API base URL.
@@ -373,6 +399,29 @@ impl StripeDataSource {
     }
 
     /// One page of a backfill from `cur`.
+    /// One page of `data_type` (see [`CommerceDataSource::list_page`]), in the calling task.
+    async fn page(
+        &self,
+        creds: &PlatformCredentials,
+        account_id: &str,
+        data_type: DataType,
+        cursor: Option<String>,
+    ) -> Result<RecordPage, SourceError> {
+        if data_type == DataType::CompanyInfo {
+            if cursor.is_some() {
+                return Err(SourceError::Fetch("company info is a single page; it takes no cursor".into()));
+            }
+            let info = self.company_info(creds, account_id).await?;
+            return Ok(RecordPage { records: vec![info], next_cursor: None, progress: Some(100) });
+        }
+        let Some(phases) = Phase::all_for(data_type) else { return Err(unsupported(data_type)) };
+        let cur = match cursor {
+            None => Cursor::start(phases[0], None),
+            Some(raw) => Cursor::decode(&raw, data_type)?,
+        };
+        self.walk(creds, account_id, phases, cur).await
+    }
+
     async fn walk(&self, creds: &PlatformCredentials, account: &str, phases: &[Phase], mut cur: Cursor) -> Result<RecordPage, SourceError> {
         let page = self.list(creds, account, cur.phase.list(), None, cur.after.as_deref(), cur.at).await?;
         let records = self.map_page(creds, account, cur.phase, &page.data).await?;
@@ -463,19 +512,13 @@ impl CommerceDataSource for StripeDataSource {
         cursor: Option<String>,
     ) -> Result<RecordPage, SourceError> {
         check_account(account_id)?;
-        if data_type == DataType::CompanyInfo {
-            if cursor.is_some() {
-                return Err(SourceError::Fetch("company info is a single page; it takes no cursor".into()));
-            }
-            let info = self.company_info(creds, account_id).await?;
-            return Ok(RecordPage { records: vec![info], next_cursor: None, progress: Some(100) });
+        let (this, creds, account) = (self.share(), creds.clone(), account_id.to_owned());
+        let mut task = AbortOnDrop(tokio::spawn(async move { this.page(&creds, &account, data_type, cursor).await }));
+        match (&mut task.0).await {
+            Ok(page) => page,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(SourceError::Fetch(format!("the page's task ended early: {e}"))),
         }
-        let Some(phases) = Phase::all_for(data_type) else { return Err(unsupported(data_type)) };
-        let cur = match cursor {
-            None => Cursor::start(phases[0], None),
-            Some(raw) => Cursor::decode(&raw, data_type)?,
-        };
-        self.walk(creds, account_id, phases, cur).await
     }
 
     async fn list_changes(
