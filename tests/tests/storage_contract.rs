@@ -167,6 +167,21 @@ mod sqlite_only {
         assert_eq!(reopened.repositories().profile.client_id().await.unwrap(), id, "data persisted");
         reopened.close().await;
     }
+
+    /// File databases run in WAL mode with a 16 MB page cache and checkpoint every 20,000 WAL
+    /// pages (the sync's write throughput depends on both: docs/performance.md).
+    #[tokio::test]
+    async fn file_databases_use_wal_a_16_mb_page_cache_and_rare_checkpoints() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("connect");
+        let mut conn = store.pool().acquire().await.expect("connection");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await.unwrap();
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&mut *conn).await.unwrap();
+        let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!((mode.as_str(), cache, checkpoint), ("wal", -16000, 20000));
+        drop(conn);
+        store.close().await;
+    }
 }
 
 /// Backend-specific checks that are not part of the shared contract.
@@ -188,6 +203,19 @@ mod postgres_only {
         again.migrate().await.expect("third migrate");
         assert_eq!(again.repositories().profile.client_id().await.unwrap(), id);
         again.close().await;
+        db.cleanup().await;
+    }
+
+    /// Store connections use generic plans for prepared statements (re-planning each list request
+    /// cost ~15 % of its time: docs/performance.md).
+    #[tokio::test]
+    async fn store_connections_keep_generic_plans() {
+        let Some((store, db)) = fresh_postgres("postgres_only::store_connections_keep_generic_plans").await else {
+            return;
+        };
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(mode, "force_generic_plan");
+        store.close().await;
         db.cleanup().await;
     }
 
