@@ -67,7 +67,8 @@ impl PgStore {
         // Every statement is prepared once per connection and always filters on its leading index
         // columns (connection, data type, …): its generic plan is the right one, and Postgres'
         // default of re-planning a statement whose generic plan looks costlier than the custom
-        // ones spent ~15 % of a list request (docs/performance.md).
+        // ones cost list requests ~10 % of their throughput (docs/performance.md). The setting
+        // needs PostgreSQL 12 or later, and a pooler that passes startup options through.
         let opts = opts.options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)

@@ -54,8 +54,9 @@ impl SqliteStore {
             // a million records keeps more of its indexes' pages at hand (+11 % records/s in
             // sync_bench, docs/performance.md). The WAL is checkpointed into the database every
             // 20,000 pages (80 MB) instead of 1,000: an index page rewritten by many commits is
-            // copied back once (+25 % records/s). A checkpoint needs no readers in the way; the
-            // WAL file restarts from the top after it.
+            // copied back once (+25 % records/s). The WAL file restarts from the top once a
+            // checkpoint completes with no reader still using it; it is not truncated, so it keeps
+            // its largest size (80 MB or more) on disk.
             opts = opts
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)

@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a running pull records its progress, renews its lease and checks that the connection
-/// is still linked (at least four times per lease).
+/// How often a running pull records its progress and renews its lease (also after its first and
+/// last pages, and at least four times per lease as long as a page takes less than ¾ of one).
 const BOOKKEEPING_EVERY: Duration = Duration::from_millis(500);
 
 /// One data type's status for `GET /companies/{id}/dataStatus`.
@@ -439,9 +439,9 @@ impl SyncEngine {
         };
         // Each page is written while the next one is fetched: the source and the store work at
         // the same time. A page fetched in vain (lease lost, connection unlinked) is dropped.
-        // After the first page, the pull's progress, the lease renewal and the check that the
-        // connection is still linked happen at most every [`BOOKKEEPING_EVERY`] (and after the last
-        // page): three statements per page were a third of the store's work.
+        // After the first page, the pull's progress and the lease renewal are written at most every
+        // [`BOOKKEEPING_EVERY`] (and after the last page): two more commits per page were a large
+        // part of the store's work. Whether the connection is still linked is read after every page.
         let data_type = op.data_type;
         let mut fetched = self.source.list_page(&creds, &account, data_type, cursor).await;
         // When the pull's progress, the lease and the connection's status were last seen to.
@@ -470,20 +470,21 @@ impl SyncEngine {
                 let now = self.platform.clock.now();
                 run.changed +=
                     self.platform.repos.records.write_page(op.company_id, op.connection_id, data_type, &stored, &cp, now).await?;
-                if page.next_cursor.is_some() && kept_at.is_some_and(|at| now - at < keep_every) {
-                    return Ok::<_, DomainError>(AfterPage::Next);
-                }
-                kept_at = Some(now);
-                op.progress = i32::from(page.progress.unwrap_or(0).min(99));
-                op.status_description = Some(format!("{total} records fetched"));
-                self.platform.repos.pull_operations.update(&op, &[]).await?;
-                if !self.platform.repos.sync_leases.renew(op.connection_id, &self.worker, now, self.lease_for).await? {
-                    return Ok(AfterPage::LeaseLost);
+                // A clock that stepped back counts as time passed.
+                if page.next_cursor.is_none() || !kept_at.is_some_and(|at| now >= at && now - at < keep_every) {
+                    kept_at = Some(now);
+                    op.progress = i32::from(page.progress.unwrap_or(0).min(99));
+                    op.status_description = Some(format!("{total} records fetched"));
+                    self.platform.repos.pull_operations.update(&op, &[]).await?;
+                    if !self.platform.repos.sync_leases.renew(op.connection_id, &self.worker, now, self.lease_for).await? {
+                        return Ok::<_, DomainError>(AfterPage::LeaseLost);
+                    }
                 }
                 if page.next_cursor.is_none() {
                     return Ok(AfterPage::Done);
                 }
-                // Stop between pages if the connection was unlinked or deauthorized meanwhile.
+                // Stop between pages if the connection was unlinked or deauthorized meanwhile (one
+                // read after every page).
                 Ok(match self.platform.repos.connections.find(connection.id).await? {
                     Some(c) if c.status == ConnectionStatus::Linked => AfterPage::Next,
                     Some(c) => AfterPage::Cancelled(c.status),
@@ -772,6 +773,30 @@ mod tests {
         assert_eq!(done.status, DatasetStatus::Cancelled);
         assert!(done.error_message.unwrap().contains("Unlinked"));
         assert_eq!(p.repos.records.count(connection, DataType::Customers, true).await.unwrap(), 1, "only the page before the unlink");
+    }
+
+    #[tokio::test]
+    async fn an_unlink_during_a_later_page_stops_the_pull_at_the_next_page_even_between_progress_updates() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem.clone()).await;
+        let mut source = mock();
+        let unlink = mem.clone();
+        source.expect_list_page().returning(move |_, _, _, cursor| {
+            Ok(match cursor.as_deref() {
+                None => RecordPage { records: vec![customer("cus_1")], next_cursor: Some("p2".into()), progress: Some(33) },
+                Some("p2") => {
+                    // The clock does not move: no progress update is due after this page.
+                    unlink.connections.lock().unwrap().iter_mut().for_each(|c| c.status = ConnectionStatus::Unlinked);
+                    RecordPage { records: vec![customer("cus_2")], next_cursor: Some("p3".into()), progress: Some(66) }
+                }
+                _ => RecordPage { records: vec![customer("cus_3")], next_cursor: None, progress: Some(100) },
+            })
+        });
+        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        engine(&p, source).run_once().await.unwrap();
+        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        assert_eq!(done.status, DatasetStatus::Cancelled);
+        assert!(p.repos.records.count(connection, DataType::Customers, true).await.unwrap() < 3, "the last page is not written");
     }
 
     #[tokio::test]

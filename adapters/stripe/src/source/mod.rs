@@ -398,7 +398,6 @@ impl StripeDataSource {
         }
     }
 
-    /// One page of a backfill from `cur`.
     /// One page of `data_type` (see [`CommerceDataSource::list_page`]), in the calling task.
     async fn page(
         &self,
@@ -422,6 +421,7 @@ impl StripeDataSource {
         self.walk(creds, account_id, phases, cur).await
     }
 
+    /// One page of a backfill from `cur`.
     async fn walk(&self, creds: &PlatformCredentials, account: &str, phases: &[Phase], mut cur: Cursor) -> Result<RecordPage, SourceError> {
         let page = self.list(creds, account, cur.phase.list(), None, cur.after.as_deref(), cur.at).await?;
         let records = self.map_page(creds, account, cur.phase, &page.data).await?;
