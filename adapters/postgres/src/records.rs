@@ -1,7 +1,7 @@
-//! `RecordRepository` on PostgreSQL. A page is written in one transaction: the checkpoint upsert
-//! (which also proves the connection exists) and one `INSERT … SELECT FROM UNNEST(…)` per chunk
-//! of records, whose `DO UPDATE … WHERE` leaves unchanged records (and their `modified`) alone,
-//! so the statement's row count is the number of records inserted or changed.
+//! `RecordRepository` on PostgreSQL. A page is written by one statement ([`WRITE_PAGE`]): the
+//! checkpoint upsert (which also proves the connection exists), an `INSERT … SELECT FROM UNNEST(…)`
+//! of the records, whose `DO UPDATE … WHERE` leaves unchanged records (and their `modified`) alone,
+//! and the records' version, in one round trip.
 
 use crate::filter::{Column, Sql, render_detoasted, render_order};
 use crate::{PgStore, backend, parse_uuid};
@@ -17,9 +17,6 @@ use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
 use tributary_domain::paging::{ListQuery, Seek};
 use tributary_domain::ports::{ReadState, RecordRepository};
-
-/// Records per statement (a page is at most this many in practice).
-const CHUNK: usize = 1_000;
 
 const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
 /// What a list page reads: the document as JSON text (`ListedRecord`), not decoded.
@@ -135,15 +132,39 @@ fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) ->
     page
 }
 
-const UPSERT: &str = "INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, \
+/// A page of records and its checkpoint, written by one statement (one implicit transaction):
+/// - `durability`: the commit does not wait for the WAL flush (`synchronous_commit` off for this
+///   transaction only), since the page and its checkpoint are lost together in a database crash
+///   and the sync fetches the page again (at most `wal_writer_delay` × 3 of commits are at risk,
+///   never a half page, and never one that a later durable commit follows);
+/// - `saved`: the checkpoint upsert, which also proves the connection belongs to the company
+///   (no row: nothing else is written);
+/// - `changed`: the records' upsert, whose `DO UPDATE … WHERE` leaves unchanged records (and their
+///   `modified`) alone, so it returns the records inserted or changed;
+/// - the records' version moves when any changed (`RecordRepository::version`).
+///
+/// `$1` company, `$2` connection, `$3` data type, `$4` now, `$5`–`$9` the records' ids, documents,
+/// creation and source modification times and deleted flags, `$10`–`$14` the checkpoint's pull,
+/// cursor, pages, records and incremental cursor.
+const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true) AS value), \
+     saved AS (INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records, incremental) \
+     SELECT c.id, $3, $10, $11, $12, $13, $14 FROM connections c, durability WHERE c.id = $2 AND c.company_id = $1 \
+     ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = EXCLUDED.pull_id, cursor = EXCLUDED.cursor, \
+     pages = EXCLUDED.pages, records = EXCLUDED.records, incremental = EXCLUDED.incremental RETURNING 1), \
+     changed AS (INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, \
      source_modified, deleted) \
      SELECT $1, $2, $3, $4, r.record_id, r.document::jsonb, r.created, r.source_modified, r.deleted \
      FROM UNNEST($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[]) \
-     AS r (record_id, document, created, source_modified, deleted) \
+     AS r (record_id, document, created, source_modified, deleted) WHERE EXISTS (SELECT 1 FROM saved) \
      ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = EXCLUDED.company_id, \
      document = EXCLUDED.document, created = EXCLUDED.created, source_modified = EXCLUDED.source_modified, \
      modified = EXCLUDED.modified, deleted = EXCLUDED.deleted \
-     WHERE records.document IS DISTINCT FROM EXCLUDED.document OR records.deleted IS DISTINCT FROM EXCLUDED.deleted";
+     WHERE records.document IS DISTINCT FROM EXCLUDED.document OR records.deleted IS DISTINCT FROM EXCLUDED.deleted \
+     RETURNING 1), \
+     versioned AS (INSERT INTO record_versions (connection_id, data_type, version) \
+     SELECT $2, $3, 1 WHERE EXISTS (SELECT 1 FROM changed) \
+     ON CONFLICT (connection_id, data_type) DO UPDATE SET version = record_versions.version + 1) \
+     SELECT (SELECT COUNT(*) FROM saved) AS saved, (SELECT COUNT(*) FROM changed) AS changed";
 
 fn from_row(r: &PgRow) -> Result<RecordRow, RepositoryError> {
     let id: String = r.get("record_id");
@@ -196,67 +217,34 @@ impl RecordRepository for PgStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RepositoryError::Backend(format!("cannot serialise a record document: {e}")))?;
         let (company, connection) = (company.to_string(), connection.to_string());
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The page and its checkpoint commit together, so a commit lost in a database crash loses
-        // both and the sync fetches the page again: the commit need not wait for the WAL flush
-        // (at most `wal_writer_delay` × 3 of commits are at risk, never a half page).
-        sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await.map_err(backend)?;
-        let saved = sqlx::query(
-            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records, incremental) \
-             SELECT id, $1, $2, $3, $4, $5, $8 FROM connections WHERE id = $6 AND company_id = $7 \
-             ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = EXCLUDED.pull_id, cursor = EXCLUDED.cursor, \
-             pages = EXCLUDED.pages, records = EXCLUDED.records, incremental = EXCLUDED.incremental",
-        )
-        .bind(data_type.key())
-        .bind(checkpoint.pull_id.to_string())
-        .bind(&checkpoint.cursor)
-        .bind(i32::try_from(checkpoint.pages).unwrap_or(i32::MAX))
-        .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
-        .bind(&connection)
-        .bind(&company)
-        .bind(&checkpoint.incremental)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if saved.rows_affected() == 0 {
-            // Dropping the transaction rolls it back.
-            return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
-        }
-        let mut changed = 0;
-        for (chunk, docs) in records.chunks(CHUNK).zip(documents.chunks(CHUNK)) {
-            let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
-            let created: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|r| r.created).collect();
-            let source_modified: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|r| r.source_modified).collect();
-            let deleted: Vec<bool> = chunk.iter().map(|r| r.deleted).collect();
-            changed += sqlx::query(UPSERT)
-                .bind(&company)
-                .bind(&connection)
-                .bind(data_type.key())
-                .bind(now)
-                .bind(ids)
-                .bind(docs)
-                .bind(created)
-                .bind(source_modified)
-                .bind(deleted)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-        }
-        if changed > 0 {
-            // Moves the records' version (`RecordRepository::version`) with the change.
-            sqlx::query(
-                "INSERT INTO record_versions (connection_id, data_type, version) VALUES ($1, $2, 1) \
-                 ON CONFLICT (connection_id, data_type) DO UPDATE SET version = record_versions.version + 1",
-            )
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let created: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.created).collect();
+        let source_modified: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.source_modified).collect();
+        let deleted: Vec<bool> = records.iter().map(|r| r.deleted).collect();
+        // One statement, so one implicit transaction and one round trip (see [`WRITE_PAGE`]).
+        let row = sqlx::query(WRITE_PAGE)
+            .bind(&company)
             .bind(&connection)
             .bind(data_type.key())
-            .execute(&mut *tx)
+            .bind(now)
+            .bind(ids)
+            .bind(documents)
+            .bind(created)
+            .bind(source_modified)
+            .bind(deleted)
+            .bind(checkpoint.pull_id.to_string())
+            .bind(&checkpoint.cursor)
+            .bind(i32::try_from(checkpoint.pages).unwrap_or(i32::MAX))
+            .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
+            .bind(&checkpoint.incremental)
+            .fetch_one(&self.pool)
             .await
             .map_err(backend)?;
+        if row.get::<i64, _>("saved") == 0 {
+            // Nothing was written: the records are only inserted alongside the checkpoint.
+            return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
         }
-        tx.commit().await.map_err(backend)?;
-        Ok(changed)
+        Ok(u64::try_from(row.get::<i64, _>("changed")).unwrap_or(0))
     }
 
     async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {

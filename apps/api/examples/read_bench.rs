@@ -44,6 +44,9 @@ use tributary_domain::service::IntegrationUpdate;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Payment `k` is created at `FIRST_CREATED + k × SPACING` seconds.
+const FIRST_CREATED: i64 = 1_640_000_000;
+const SPACING: u64 = 60;
 const CURRENCIES: [&str; 5] = ["GBP", "USD", "EUR", "JPY", "KWD"];
 const CONCURRENCY: usize = 32;
 
@@ -59,7 +62,7 @@ impl Rng {
 }
 
 fn payment(i: u64, rng: &mut Rng) -> StoredRecord {
-    let created = chrono::DateTime::from_timestamp(1_640_000_000 + i64::try_from(i * 60).unwrap_or(0), 0).expect("valid time");
+    let created = chrono::DateTime::from_timestamp(FIRST_CREATED + i64::try_from(i * SPACING).unwrap_or(0), 0).expect("valid time");
     let cents = rng.next() % 1_000_000 + 1;
     let currency = CURRENCIES[usize::try_from(rng.next() % 5).unwrap_or(0)];
     let id = format!("ch_{i:010}{:06x}", rng.next() % 0xff_ffff);
@@ -478,9 +481,12 @@ async fn pgbench(
     company: tributary_domain::ids::CompanyId,
     seconds: u64,
 ) -> anyhow::Result<f64> {
-    let seeks = seek_points(repos, connection, 2).await?;
-    let first = seeks.get(1).cloned().flatten().and_then(|s| s.created).map_or(1_640_000_000, |c| c.timestamp());
-    let span = i64::try_from(repos.records.count(connection, DataType::Payments, false).await? * 60).unwrap_or(0);
+    // A random keyset position from the first record to the 100th from last, so that every page
+    // holds 100 records, as the API's pages do (a range reaching past the last record would make
+    // many pages short or empty and flatter pgbench).
+    let first = FIRST_CREATED;
+    let records = repos.records.count(connection, DataType::Payments, false).await?;
+    let span = i64::try_from(records.saturating_sub(101) * SPACING).unwrap_or(0);
     let hash = tributary_domain::service::hash_api_key(key.expose_secret());
     let script = format!(
         "\\set t random({first}, {})\n\
