@@ -2095,6 +2095,10 @@ pub async fn record_list_filters_match_the_in_memory_evaluator(repos: Repositori
         (DataType::Payments, "amount!=10.5"),
         (DataType::Payments, "amount<=-0.9 || amount>=5000"),
         (DataType::Payments, "{currency=USD || currency=KWD} && amount>=1.234"),
+        // Equalities on `currency`, alone and among other conditions.
+        (DataType::Payments, "currency=USD"),
+        (DataType::Payments, "amount>10 && currency=USD && status=Paid"),
+        (DataType::Transactions, "currency=USD"),
         (DataType::Payments, "status=paid && paymentMethodRef.id=pm_card_visa"),
         (DataType::Payments, "paymentMethodRef.name~VISA"),
         (DataType::Payments, "paymentMethodRef.id!=pm_card_visa"),
