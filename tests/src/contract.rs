@@ -1925,7 +1925,7 @@ const TRANSACTIONS: &[&str] = &[
 const CUSTOMERS: &[&str] = &[
     r#"{"id": "cus_01", "customerName": "Acme Ltd", "emailAddress": "billing@acme.example", "phone": "+44 20 7946 0000",
         "defaultCurrency": "GBP", "note": "VIP", "createdDate": "2025-01-15T09:30:00Z"}"#,
-    r#"{"id": "cus_02", "customerName": "ACME Holdings", "emailAddress": null, "defaultCurrency": "USD",
+    r#"{"id": "cus_02", "customerName": "ACME \"Holdings\"\\\tLtd", "emailAddress": null, "defaultCurrency": "USD",
         "createdDate": "2025-02-01T00:00:00Z"}"#,
     r#"{"id": "cus_03", "customerName": "Zoë Ångström", "emailAddress": "zoe@example.com", "defaultCurrency": "KWD",
         "note": "100%_done", "createdDate": "2025-03-01T12:00:00.25Z"}"#,
@@ -2123,6 +2123,12 @@ pub async fn record_list_filters_match_the_in_memory_evaluator(repos: Repositori
         (DataType::Transactions, "sourceCreatedDate>2025-06-02T17:14:12Z"),
         (DataType::Transactions, "sourceCreatedDate<=2025-06-01T00:00:00Z || sourceCreatedDate=2025-06-01T10:00:00Z"),
         (DataType::Customers, "customerName~acme"),
+        // Text equalities, with escapes in the JSON text (quote, backslash, tab) and non-ASCII.
+        (DataType::Customers, "customerName=ACME \"Holdings\"\\\tLtd"),
+        (DataType::Customers, "customerName=Zoë Ångström"),
+        (DataType::Customers, "customerName=Tanaka 株式会社 || emailAddress=zoe@example.com"),
+        (DataType::Payments, "id=pay_01"),
+        (DataType::Payments, "paymentMethodRef.id=pm_card_visa"),
         (DataType::Customers, "emailAddress!=billing@acme.example"),
         (DataType::Customers, "customerName~ÅngStröm"),
         (DataType::Customers, "customerName~ångström || customerName~株式"),

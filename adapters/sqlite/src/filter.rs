@@ -196,7 +196,22 @@ pub(crate) fn render(sql: &mut Sql, filter: &Filter, columns: ColumnMap) {
         Filter::Cond(c) => match columns(c.def.name) {
             Some(Column::Scalar(col)) => comparison(sql, col, c),
             Some(Column::Expr(expr)) => comparison(sql, &format!("({expr})"), c),
-            Some(Column::Json { column, path }) => comparison(sql, &json_value(column, &path, c.def.ty), c),
+            Some(Column::Json { column, path }) => match (&c.value, c.op, c.def.ty) {
+                // A text equality: the compact JSON text of a document holding the value must
+                // contain `"key":"value"` (documents are written by `serde_json::to_string`, and
+                // the value is escaped by the same serializer), so rows without it are skipped
+                // before their JSON is parsed. The exact test still decides.
+                (Value::String(v), Op::Eq, FieldType::String) => {
+                    let key = path.last().copied().unwrap_or_default();
+                    let needle = format!("\"{key}\":{}", serde_json::to_string(v).unwrap_or_default());
+                    sql.push(&format!("(instr({column}, "));
+                    sql.bind_text(needle);
+                    sql.push(") > 0 AND ");
+                    comparison(sql, &json_value(column, &path, c.def.ty), c);
+                    sql.push(")");
+                }
+                _ => comparison(sql, &json_value(column, &path, c.def.ty), c),
+            },
             Some(Column::Related { from, join, column }) => {
                 // `!=` on a collection means no element equals the value.
                 if c.op == Op::Ne {
