@@ -200,10 +200,12 @@ pub(crate) fn render(sql: &mut Sql, filter: &Filter, columns: ColumnMap) {
                 // A text equality: the compact JSON text of a document holding the value must
                 // contain `"key":"value"` (documents are written by `serde_json::to_string`, and
                 // the value is escaped by the same serializer), so rows without it are skipped
-                // before their JSON is parsed. The exact test still decides.
+                // before their JSON is parsed. The exact test still decides. The needle leaves out
+                // the key's opening quote: `instr` compares at every occurrence of the needle's
+                // first character, and JSON text is full of quotes.
                 (Value::String(v), Op::Eq, FieldType::String) => {
                     let key = path.last().copied().unwrap_or_default();
-                    let needle = format!("\"{key}\":{}", serde_json::to_string(v).unwrap_or_default());
+                    let needle = format!("{key}\":{}", serde_json::to_string(v).unwrap_or_default());
                     sql.push(&format!("(instr({column}, "));
                     sql.bind_text(needle);
                     sql.push(") > 0 AND ");
