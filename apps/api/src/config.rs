@@ -94,9 +94,9 @@ pub struct Settings {
     pub stripe: StripeSettings,
     /// Sync workers in the server.
     pub workers: u32,
-    /// How long a worker's lease on a connection lasts without renewal (renewed between pages, at least
-    /// four times per lease): how
-    /// soon another worker takes over a connection whose worker died.
+    /// How long a worker's lease on a connection lasts without renewal (renewed between pages, at
+    /// least four times per lease): how soon another worker takes over a connection whose worker
+    /// died.
     pub sync_lease: String,
     /// Log filter (`info`, `tributary_api=debug`, …).
     pub log: String,

@@ -444,7 +444,7 @@ impl SyncEngine {
         // part of the store's work. Whether the connection is still linked is read after every page.
         let data_type = op.data_type;
         let mut fetched = self.source.list_page(&creds, &account, data_type, cursor).await;
-        // When the pull's progress, the lease and the connection's status were last seen to.
+        // When the pull's progress was last written and its lease last renewed.
         let mut kept_at: Option<DateTime<Utc>> = None;
         let keep_every = chrono::Duration::from_std(BOOKKEEPING_EVERY.min(self.lease_for / 4)).unwrap_or(chrono::Duration::zero());
         loop {
