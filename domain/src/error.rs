@@ -11,6 +11,10 @@ pub enum RepositoryError {
     /// The write conflicts with the stored state (unique key, concurrent change).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A fenced sync write was refused, nothing written: the worker no longer holds the
+    /// connection's sync lease, or the connection is no longer linked.
+    #[error("sync write refused: {0}")]
+    Fenced(String),
     /// The storage backend failed; the message is for logs, not for clients.
     #[error("storage failure: {0}")]
     Backend(String),

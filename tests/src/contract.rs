@@ -19,7 +19,7 @@ use tributary_domain::model::integration::{IntegrationSettings, Scope};
 use tributary_domain::model::oauth_state::OAuthState;
 use tributary_domain::model::profile::Profile;
 use tributary_domain::model::pull::{self, DatasetStatus, PullOperation};
-use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
+use tributary_domain::model::record::{Checkpoint, Estimate, ListedRecord, PartitionState, RecordRow, StagedItem, StoredRecord, SyncWrite};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
 use tributary_domain::model::webhook::{AfterAttempt, Attempt, Delivery, EventType, OutboxEvent, WebhookConsumer};
@@ -1418,9 +1418,9 @@ pub async fn pull_operation_update_round_trips_and_a_missing_one_is_not_found(re
     assert_eq!(repos.pull_operations.get(co.id, ghost.id).await.unwrap(), None, "update does not insert");
 }
 
-/// `next_for_connection` is the connection's oldest `Queued` or `Fetching` operation (requested,
-/// then id); finished operations and other connections' operations are ignored.
-pub async fn next_for_connection_is_the_oldest_unfinished_operation(repos: Repositories) {
+/// `unfinished_for_connection` is the connection's `Queued` and `Fetching` operations, oldest
+/// (requested, then id) first; finished operations and other connections' operations are ignored.
+pub async fn unfinished_for_connection_lists_queued_and_fetching_operations_oldest_first(repos: Repositories) {
     let (co, conn) = company_with_connection(&repos, "Co", 0).await;
     let idle = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(2))).await;
     let (_, other) = company_with_connection(&repos, "Other", 5).await;
@@ -1439,15 +1439,19 @@ pub async fn next_for_connection_is_the_oldest_unfinished_operation(repos: Repos
     repos.pull_operations.insert(&ops).await.unwrap();
     let (first, second) = if tie_a.id.to_string() < tie_b.id.to_string() { (tie_a, tie_b) } else { (tie_b, tie_a) };
 
-    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(first.clone()), "oldest, then lowest id");
+    let unfinished = |c: ConnectionId| {
+        let repos = repos.clone();
+        async move { repos.pull_operations.unfinished_for_connection(c).await.unwrap() }
+    };
+    assert_eq!(unfinished(conn.id).await, vec![first.clone(), second.clone(), later.clone()], "oldest, then lowest id");
     repos.pull_operations.update(&PullOperation { status: DatasetStatus::Complete, progress: 100, ..first }, &[]).await.unwrap();
-    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(unfinished(conn.id).await, vec![second.clone(), later.clone()]);
     repos.pull_operations.update(&PullOperation { status: DatasetStatus::InternalError, ..second }, &[]).await.unwrap();
-    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), Some(later.clone()));
+    assert_eq!(unfinished(conn.id).await, vec![later.clone()]);
     repos.pull_operations.update(&PullOperation { status: DatasetStatus::Cancelled, ..later }, &[]).await.unwrap();
-    assert_eq!(repos.pull_operations.next_for_connection(conn.id).await.unwrap(), None, "only finished operations are left");
-    assert_eq!(repos.pull_operations.next_for_connection(idle.id).await.unwrap(), None, "a connection without operations");
-    assert_eq!(repos.pull_operations.next_for_connection(ConnectionId::new_random()).await.unwrap(), None);
+    assert!(unfinished(conn.id).await.is_empty(), "only finished operations are left");
+    assert!(unfinished(idle.id).await.is_empty(), "a connection without operations");
+    assert!(unfinished(ConnectionId::new_random()).await.is_empty());
 }
 
 /// `data_status` gives, per data type the company has pulled, the latest operation (requested,
@@ -1530,7 +1534,7 @@ pub async fn lease_next_leases_each_connection_with_unfinished_work_once(repos: 
     let older = connection_with_queued_work(&repos, "Older", 10).await;
     // A fetching operation is unfinished work too.
     let fetching = connection_with_queued_work(&repos, "Fetching", 30).await;
-    let op = repos.pull_operations.next_for_connection(fetching.id).await.unwrap().expect("queued");
+    let op = repos.pull_operations.unfinished_for_connection(fetching.id).await.unwrap().pop().expect("queued");
     repos.pull_operations.update(&PullOperation { status: DatasetStatus::Fetching, ..op }, &[]).await.unwrap();
     // Finished work only, and no work at all: never leased.
     let (_, finished) = company_with_connection(&repos, "Finished", 0).await;
@@ -1625,22 +1629,27 @@ fn customer(id: &str, name: &str, created: Option<DateTime<Utc>>) -> StoredRecor
     stored(id, &format!(r#"{{"id": "{id}", "customerName": "{name}"}}"#), created)
 }
 
-fn checkpoint(pull: PullOperationId, cursor: Option<&str>, pages: u32, records: u64) -> Checkpoint {
+fn checkpoint(pull: PullOperationId, cursor: Option<&str>, pages: u32, _records: u64) -> Checkpoint {
     // The incremental cursor rides along so every checkpoint round trip also checks it.
-    Checkpoint { pull_id: pull, cursor: cursor.map(str::to_owned), pages, records, incremental: Some(format!("inc-{pages}")) }
+    Checkpoint { pull_id: pull, backfilling: cursor.is_some(), incremental: Some(format!("inc-{pages}")) }
+}
+
+/// An unfenced write of records with a checkpoint.
+fn page_write(page: &[StoredRecord], cp: &Checkpoint) -> SyncWrite {
+    SyncWrite { records: page.to_vec(), checkpoint: Some(cp.clone()), ..SyncWrite::default() }
 }
 
 async fn write(repos: &Repositories, conn: &Connection, dt: DataType, page: &[StoredRecord], cp: &Checkpoint, now: DateTime<Utc>) -> u64 {
-    repos.records.write_page(conn.company_id, conn.id, dt, page, cp, now).await.unwrap_or_else(|e| panic!("write_page: {e}"))
+    repos.records.write_sync(conn.company_id, conn.id, dt, &page_write(page, cp), now).await.unwrap_or_else(|e| panic!("write_sync: {e}"))
 }
 
 async fn record(repos: &Repositories, conn: &Connection, dt: DataType, id: &str) -> RecordRow {
     repos.records.get(conn.id, dt, id).await.unwrap().unwrap_or_else(|| panic!("record {id} stored"))
 }
 
-/// `write_page` inserts a page (documents, timestamps and the deleted flag round-trip, `modified`
+/// `write_sync` inserts a page (documents, timestamps and the deleted flag round-trip, `modified`
 /// is the write time) and saves the checkpoint with it; the next page replaces the checkpoint.
-pub async fn write_page_inserts_records_and_saves_the_checkpoint(repos: Repositories) {
+pub async fn write_sync_inserts_records_and_saves_the_checkpoint(repos: Repositories) {
     let (_, conn) = company_with_connection(&repos, "Co", 0).await;
     let pull = PullOperationId::new_random();
     assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), None);
@@ -1735,23 +1744,24 @@ pub async fn changing_a_document_or_the_deleted_flag_bumps_modified(repos: Repos
     assert_eq!(record(&repos, &conn, DataType::Customers, "cus_1").await.modified, at(100));
 }
 
-/// `write_page` for a missing connection (or another company's) is NotFound and writes neither
+/// `write_sync` for a missing connection (or another company's) is NotFound and writes neither
 /// records nor checkpoint.
-pub async fn write_page_for_a_missing_connection_is_not_found_and_writes_nothing(repos: Repositories) {
+pub async fn write_sync_for_a_missing_connection_is_not_found_and_writes_nothing(repos: Repositories) {
     let (co, conn) = company_with_connection(&repos, "Co", 0).await;
     let (other, _) = company_with_connection(&repos, "Other", 5).await;
     let ghost = connection(&co, ConnectionStatus::Linked, at(2));
     let page = vec![customer("cus_1", "A", None), customer("cus_2", "B", None)];
     let cp = checkpoint(PullOperationId::new_random(), Some("next"), 1, 2);
 
-    let r = repos.records.write_page(co.id, ghost.id, DataType::Customers, &page, &cp, at(100)).await;
-    assert_not_found(r, "write_page on a missing connection");
+    let r = repos.records.write_sync(co.id, ghost.id, DataType::Customers, &page_write(&page, &cp), at(100)).await;
+    assert_not_found(r, "write_sync on a missing connection");
     assert_eq!(repos.records.count(ghost.id, DataType::Customers, true).await.unwrap(), 0);
     assert_eq!(repos.records.checkpoint(ghost.id, DataType::Customers).await.unwrap(), None);
-    assert_not_found(repos.records.write_page(co.id, ghost.id, DataType::Customers, &[], &cp, at(100)).await, "empty page");
+    let empty = repos.records.write_sync(co.id, ghost.id, DataType::Customers, &page_write(&[], &cp), at(100)).await;
+    assert_not_found(empty, "empty page");
 
-    let r = repos.records.write_page(other.id, conn.id, DataType::Customers, &page, &cp, at(100)).await;
-    assert_not_found(r, "write_page under another company");
+    let r = repos.records.write_sync(other.id, conn.id, DataType::Customers, &page_write(&page, &cp), at(100)).await;
+    assert_not_found(r, "write_sync under another company");
     assert_eq!(repos.records.count(conn.id, DataType::Customers, true).await.unwrap(), 0);
     assert_eq!(repos.records.get(conn.id, DataType::Customers, "cus_1").await.unwrap(), None);
     assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), None);
@@ -1850,6 +1860,197 @@ pub async fn deleting_a_connection_removes_its_lease_records_and_checkpoint(repo
     assert_eq!(repos.records.count(sibling.id, DataType::Customers, true).await.unwrap(), 0);
     assert_eq!(repos.records.checkpoint(sibling.id, DataType::Customers).await.unwrap(), None);
     assert!(!repos.sync_leases.renew(sibling.id, "w1", at(120), lease(600)).await.unwrap());
+}
+
+fn partition(id: u32, stage: u16, cursor: Option<&str>, records: u64, done: u64, left: u64) -> PartitionState {
+    PartitionState { id, stage, cursor: cursor.map(str::to_owned), records, estimate: Estimate { done, left } }
+}
+
+fn staged_item(key: &str, id: &str, value: serde_json::Value) -> StagedItem {
+    StagedItem { key: key.into(), id: id.into(), value }
+}
+
+/// A linked connection of a new company, leased by `worker`, with a queued customers pull.
+async fn leased_connection(repos: &Repositories, name: &str, worker: &str) -> (Connection, PullOperation) {
+    let co = insert_named(repos, name, 0).await;
+    let conn = insert_connection(repos, connection(&co, ConnectionStatus::Linked, at(1))).await;
+    let op = pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(10), 0);
+    repos.pull_operations.insert(std::slice::from_ref(&op)).await.unwrap();
+    assert_eq!(repos.sync_leases.lease_next(worker, at(100), lease(600)).await.unwrap(), Some(conn.id));
+    (conn, op)
+}
+
+/// `write_sync` saves a backfill's partitions (inserted, then replaced by id; finished ones kept)
+/// and staged items (looked up by key, per connection and data type), and `reset` drops both
+/// before the rest of its write.
+pub async fn write_sync_keeps_partitions_and_staged_items_until_a_reset(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let (_, other) = company_with_connection(&repos, "Other", 5).await;
+    let cp = Checkpoint { pull_id: PullOperationId::new_random(), backfilling: true, incremental: Some("evt".into()) };
+    let plan = vec![partition(0, 0, Some(r#"{"range":[0,50]}"#), 0, 0, 300), partition(1, 1, Some("products"), 0, 0, 100)];
+    let w = SyncWrite { reset: true, checkpoint: Some(cp.clone()), partitions: plan.clone(), ..SyncWrite::default() };
+    assert_eq!(repos.records.write_sync(conn.company_id, conn.id, DataType::Products, &w, at(100)).await.unwrap(), 0);
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Products).await.unwrap(), Some(cp.clone()));
+    assert_eq!(repos.records.partitions(conn.id, DataType::Products).await.unwrap(), plan);
+    assert!(repos.records.partitions(conn.id, DataType::Customers).await.unwrap().is_empty(), "per data type");
+
+    // A page of partition 0: its new position, a partition split off it, records and staged items.
+    let price = serde_json::json!({"id": "price_1", "unit_amount": 1250, "currency": "jpy", "nickname": "Zoë ✓"});
+    let page = SyncWrite {
+        records: vec![customer("prod_x", "X", None)],
+        staged: vec![
+            staged_item("prod_1", "price_1", price.clone()),
+            staged_item("prod_1", "price_2", serde_json::json!({"id": "price_2"})),
+            staged_item("prod_2", "price_3", serde_json::json!({"id": "price_3"})),
+        ],
+        partitions: vec![partition(0, 0, Some("after"), 1, 100, 120), partition(2, 0, Some("split"), 0, 0, 80)],
+        ..SyncWrite::default()
+    };
+    assert_eq!(repos.records.write_sync(conn.company_id, conn.id, DataType::Products, &page, at(110)).await.unwrap(), 1);
+    let other_page = SyncWrite { staged: vec![staged_item("prod_1", "price_9", serde_json::json!(1))], ..SyncWrite::default() };
+    repos.records.write_sync(other.company_id, other.id, DataType::Products, &other_page, at(110)).await.unwrap();
+    let parts = repos.records.partitions(conn.id, DataType::Products).await.unwrap();
+    assert_eq!(
+        parts,
+        vec![
+            partition(0, 0, Some("after"), 1, 100, 120),
+            partition(1, 1, Some("products"), 0, 0, 100),
+            partition(2, 0, Some("split"), 0, 0, 80)
+        ]
+    );
+    // The partition's last page: done, kept (its records and estimate count towards progress).
+    let last = SyncWrite { partitions: vec![partition(2, 0, None, 40, 40, 0)], ..SyncWrite::default() };
+    repos.records.write_sync(conn.company_id, conn.id, DataType::Products, &last, at(120)).await.unwrap();
+    assert_eq!(repos.records.partitions(conn.id, DataType::Products).await.unwrap()[2], partition(2, 0, None, 40, 40, 0));
+
+    let found = repos.records.staged(conn.id, DataType::Products, &["prod_1".into(), "prod_3".into()]).await.unwrap();
+    assert_eq!(
+        found,
+        vec![staged_item("prod_1", "price_1", price.clone()), staged_item("prod_1", "price_2", serde_json::json!({"id": "price_2"}))],
+        "by key, then id; values round-trip"
+    );
+    assert!(repos.records.staged(conn.id, DataType::Customers, &["prod_1".into()]).await.unwrap().is_empty(), "per data type");
+    assert!(repos.records.staged(conn.id, DataType::Products, &[]).await.unwrap().is_empty());
+    let again = SyncWrite { staged: vec![staged_item("prod_2", "price_3", serde_json::json!("changed"))], ..SyncWrite::default() };
+    repos.records.write_sync(conn.company_id, conn.id, DataType::Products, &again, at(130)).await.unwrap();
+    assert_eq!(
+        repos.records.staged(conn.id, DataType::Products, &["prod_2".into()]).await.unwrap(),
+        vec![staged_item("prod_2", "price_3", serde_json::json!("changed"))],
+        "a staged item written again is replaced"
+    );
+
+    // The end of the backfill: partitions and staged items dropped with the final checkpoint.
+    let done = Checkpoint { backfilling: false, ..cp };
+    let end = SyncWrite { reset: true, checkpoint: Some(done.clone()), ..SyncWrite::default() };
+    repos.records.write_sync(conn.company_id, conn.id, DataType::Products, &end, at(140)).await.unwrap();
+    assert_eq!(repos.records.checkpoint(conn.id, DataType::Products).await.unwrap(), Some(done));
+    assert!(repos.records.partitions(conn.id, DataType::Products).await.unwrap().is_empty());
+    assert!(repos.records.staged(conn.id, DataType::Products, &["prod_1".into(), "prod_2".into()]).await.unwrap().is_empty());
+    assert_eq!(
+        repos.records.staged(other.id, DataType::Products, &["prod_1".into()]).await.unwrap().len(),
+        1,
+        "another connection's staged items stay"
+    );
+    assert_eq!(repos.records.count(conn.id, DataType::Products, false).await.unwrap(), 1, "records stay");
+}
+
+/// A fenced `write_sync` goes through only while its worker holds the connection's sync lease (an
+/// expired lease nobody took over still counts) and the connection is linked; otherwise it is
+/// `Fenced` and writes nothing at all: no records, staged items, partitions, checkpoint, pull
+/// change or events.
+pub async fn a_fenced_write_needs_the_lease_and_a_linked_connection_and_is_all_or_nothing(repos: Repositories) {
+    let (conn, op) = leased_connection(&repos, "Co", "w1").await;
+    let co = repos.companies.get(conn.company_id).await.unwrap().expect("company");
+    let everything = |fence: &str, marker: &str| SyncWrite {
+        fence: Some(fence.into()),
+        records: vec![customer(&format!("cus_{marker}"), marker, None)],
+        staged: vec![staged_item("k", marker, serde_json::json!(marker))],
+        checkpoint: Some(Checkpoint { pull_id: op.id, backfilling: true, incremental: Some(marker.into()) }),
+        partitions: vec![partition(0, 0, Some(marker), 1, 1, 1)],
+        pull: Some((
+            PullOperation { status: DatasetStatus::Fetching, status_description: Some(marker.into()), ..op.clone() },
+            vec![outbox_event(&co, EventType::ReadCompleted, at(200))],
+        )),
+        ..SyncWrite::default()
+    };
+    let nothing_of = |marker: &'static str| {
+        let repos = repos.clone();
+        let conn = conn.clone();
+        async move {
+            assert_eq!(repos.records.get(conn.id, DataType::Customers, &format!("cus_{marker}")).await.unwrap(), None, "{marker}: record");
+            assert!(repos.records.staged(conn.id, DataType::Customers, &["k".into()]).await.unwrap().iter().all(|i| i.id != marker));
+            assert!(
+                repos.records.partitions(conn.id, DataType::Customers).await.unwrap().iter().all(|p| p.cursor.as_deref() != Some(marker))
+            );
+            let cp = repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap();
+            assert!(cp.is_none_or(|c| c.incremental.as_deref() != Some(marker)), "{marker}: checkpoint");
+            let pull = repos.pull_operations.get(conn.company_id, op.id).await.unwrap().unwrap();
+            assert_ne!(pull.status_description.as_deref(), Some(marker), "{marker}: pull");
+        }
+    };
+
+    // The holder writes everything at once.
+    let held = everything("w1", "held");
+    assert_eq!(repos.records.write_sync(conn.company_id, conn.id, DataType::Customers, &held, at(150)).await.unwrap(), 1);
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_held").await.record.id, "cus_held");
+    assert_eq!(repos.records.partitions(conn.id, DataType::Customers).await.unwrap(), vec![partition(0, 0, Some("held"), 1, 1, 1)]);
+    let pull = repos.pull_operations.get(conn.company_id, op.id).await.unwrap().unwrap();
+    assert_eq!((pull.status, pull.status_description.as_deref()), (DatasetStatus::Fetching, Some("held")));
+    assert_eq!(all_events(&repos).await.len(), 1, "the pull's events are written with it");
+
+    // Another worker never writes.
+    let r = repos.records.write_sync(conn.company_id, conn.id, DataType::Customers, &everything("w2", "stranger"), at(160)).await;
+    assert!(matches!(r, Err(RepositoryError::Fenced(_))), "{r:?}");
+    nothing_of("stranger").await;
+
+    // An expired lease nobody took over still lets its holder write; once taken, it does not.
+    let late = everything("w1", "late");
+    repos.records.write_sync(conn.company_id, conn.id, DataType::Customers, &late, at(100_000)).await.expect("expired but not taken");
+    assert_eq!(repos.sync_leases.lease_next("w2", at(100_000), lease(600)).await.unwrap(), Some(conn.id), "taken over");
+    let r = repos.records.write_sync(conn.company_id, conn.id, DataType::Customers, &everything("w1", "lost"), at(100_010)).await;
+    assert!(matches!(r, Err(RepositoryError::Fenced(_))), "{r:?}");
+    nothing_of("lost").await;
+    repos
+        .records
+        .write_sync(conn.company_id, conn.id, DataType::Customers, &everything("w2", "new"), at(100_020))
+        .await
+        .expect("new holder");
+
+    // An unlinked connection takes no fenced write, not even from the lease holder; unfenced
+    // writes (tools) still go through.
+    assert!(repos.connections.set_status_if(conn.id, ConnectionStatus::Linked, ConnectionStatus::Unlinked, &[]).await.unwrap());
+    let r = repos.records.write_sync(conn.company_id, conn.id, DataType::Customers, &everything("w2", "unlinked"), at(100_030)).await;
+    assert!(matches!(r, Err(RepositoryError::Fenced(_))), "{r:?}");
+    nothing_of("unlinked").await;
+    assert_eq!(all_events(&repos).await.len(), 3, "events only of the writes that went through");
+    let tool = SyncWrite { records: vec![customer("cus_tool", "T", None)], ..SyncWrite::default() };
+    repos.records.write_sync(conn.company_id, conn.id, DataType::Customers, &tool, at(100_040)).await.expect("unfenced");
+
+    // Released: nobody holds it.
+    repos.sync_leases.release(conn.id, "w2").await.unwrap();
+    assert!(repos.connections.set_status_if(conn.id, ConnectionStatus::Unlinked, ConnectionStatus::Linked, &[]).await.unwrap());
+    let r = repos.records.write_sync(conn.company_id, conn.id, DataType::Customers, &everything("w2", "released"), at(100_050)).await;
+    assert!(matches!(r, Err(RepositoryError::Fenced(_))), "{r:?}");
+    nothing_of("released").await;
+}
+
+/// Deleting a connection removes its backfill's partitions and staged items too.
+pub async fn deleting_a_connection_removes_its_partitions_and_staged_items(repos: Repositories) {
+    let (conn, _) = leased_connection(&repos, "Co", "w1").await;
+    let (keep, _) = leased_connection(&repos, "Keep", "w1").await;
+    for c in [&conn, &keep] {
+        let w = SyncWrite {
+            staged: vec![staged_item("prod_1", "price_1", serde_json::json!(1))],
+            partitions: vec![partition(0, 0, Some("c"), 0, 0, 1)],
+            ..SyncWrite::default()
+        };
+        repos.records.write_sync(c.company_id, c.id, DataType::Products, &w, at(100)).await.unwrap();
+    }
+    assert!(repos.connections.delete(conn.company_id, conn.id, &[]).await.unwrap());
+    assert!(repos.records.partitions(conn.id, DataType::Products).await.unwrap().is_empty());
+    assert!(repos.records.staged(conn.id, DataType::Products, &["prod_1".into()]).await.unwrap().is_empty());
+    assert_eq!(repos.records.partitions(keep.id, DataType::Products).await.unwrap().len(), 1);
+    assert_eq!(repos.records.staged(keep.id, DataType::Products, &["prod_1".into()]).await.unwrap().len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------

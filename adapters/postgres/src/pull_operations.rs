@@ -88,7 +88,7 @@ pub(crate) async fn insert_all(db: &mut PgConnection, ops: &[PullOperation]) -> 
 }
 
 /// Saves an operation's changeable fields on an open connection.
-async fn update_row(db: &mut sqlx::PgConnection, op: &PullOperation) -> Result<(), RepositoryError> {
+pub(crate) async fn update_row(db: &mut sqlx::PgConnection, op: &PullOperation) -> Result<(), RepositoryError> {
     let done = sqlx::query(
         "UPDATE pull_operations SET status = $1, status_description = $2, error_message = $3, completed = $4, progress = $5 \
          WHERE id = $6 AND company_id = $7",
@@ -167,17 +167,15 @@ impl PullOperationRepository for PgStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn next_for_connection(&self, connection: ConnectionId) -> Result<Option<PullOperation>, RepositoryError> {
-        sqlx::query(&format!(
-            "SELECT * FROM pull_operations WHERE connection_id = $1 AND {UNFINISHED} ORDER BY requested ASC, id ASC LIMIT 1"
-        ))
-        .bind(connection.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    async fn unfinished_for_connection(&self, connection: ConnectionId) -> Result<Vec<PullOperation>, RepositoryError> {
+        sqlx::query(&format!("SELECT * FROM pull_operations WHERE connection_id = $1 AND {UNFINISHED} ORDER BY requested ASC, id ASC"))
+            .bind(connection.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(from_row)
+            .collect()
     }
 
     async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError> {

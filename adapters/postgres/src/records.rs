@@ -1,7 +1,8 @@
-//! `RecordRepository` on PostgreSQL. A page is written by one statement ([`WRITE_PAGE`]): the
-//! checkpoint upsert (which also proves the connection exists), an `INSERT … SELECT FROM UNNEST(…)`
-//! of the records, whose `DO UPDATE … WHERE` leaves unchanged records (and their `modified`) alone,
-//! and the records' version, in one round trip.
+//! `RecordRepository` on PostgreSQL. A page is written by one statement ([`WRITE_PAGE`]): the fence
+//! (the connection exists, the worker holds its lease, it is linked), the partitions' positions,
+//! the staged items, an `INSERT … SELECT FROM UNNEST(…)` of the records, whose `DO UPDATE … WHERE`
+//! leaves unchanged records (and their `modified`) alone, and the records' version, in one round
+//! trip. Writes that start or end a backfill or change a pull add statements in a transaction.
 
 use crate::filter::{Column, Sql, render_detoasted, render_order};
 use crate::{PgStore, backend, parse_uuid};
@@ -14,7 +15,7 @@ use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::commerce_schema::{RecordField, locate};
 use tributary_domain::model::data_type::DataType;
-use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
+use tributary_domain::model::record::{Checkpoint, Estimate, ListedRecord, PartitionState, RecordRow, StagedItem, StoredRecord, SyncWrite};
 use tributary_domain::paging::{ListQuery, Seek};
 use tributary_domain::ports::{ReadState, RecordRepository};
 
@@ -132,30 +133,48 @@ fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) ->
     page
 }
 
-/// A page of records and its checkpoint, written by one statement (one implicit transaction):
-/// - `durability`: the commit does not wait for the WAL flush (`synchronous_commit` off for this
-///   transaction only), since the page and its checkpoint are lost together in a database crash
-///   and the sync fetches the page again (at most `wal_writer_delay` × 3 of commits are at risk,
-///   never a half page, and never one that a later durable commit follows);
-/// - `saved`: the checkpoint upsert, which also proves the connection belongs to the company
-///   (no row: nothing else is written);
+/// A page of records with its partitions and staged items, written by one statement (one implicit
+/// transaction, or a part of the caller's):
+/// - `durability`: with `$20`, the commit does not wait for the WAL flush (`synchronous_commit` off
+///   for this transaction only), since the page and its partition's position are lost together in a
+///   database crash and the sync fetches the page again (at most `wal_writer_delay` × 3 of commits
+///   are at risk, never a half page, and never one that a later durable commit follows);
+/// - `conn`, `lease`: the connection (of the company) and its sync lease, locked (`FOR SHARE`) so
+///   that a worker taking the lease over or an unlink waits for this write, or this write sees
+///   theirs;
+/// - `fence`: a row when the write may go ahead: the connection exists and, when `$14` names a
+///   worker, that worker holds the lease and the connection is linked; every insert below is
+///   conditional on it;
+/// - `parts`, `staged`: the partitions' positions and the staged items;
 /// - `changed`: the records' upsert, whose `DO UPDATE … WHERE` leaves unchanged records (and their
 ///   `modified`) alone, so it returns the records inserted or changed;
 /// - the records' version moves when any changed (`RecordRepository::version`).
 ///
 /// `$1` company, `$2` connection, `$3` data type, `$4` now, `$5`–`$9` the records' ids, documents,
-/// creation and source modification times and deleted flags, `$10`–`$14` the checkpoint's pull,
-/// cursor, pages, records and incremental cursor.
-const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true) AS value), \
-     saved AS (INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records, incremental) \
-     SELECT c.id, $3, $10, $11, $12, $13, $14 FROM connections c, durability WHERE c.id = $2 AND c.company_id = $1 \
-     ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = EXCLUDED.pull_id, cursor = EXCLUDED.cursor, \
-     pages = EXCLUDED.pages, records = EXCLUDED.records, incremental = EXCLUDED.incremental RETURNING 1), \
+/// creation and source modification times and deleted flags, `$10`–`$13` and `$15`, `$16` the
+/// partitions' ids, stages, cursors, records, done and remaining, `$14` the fencing worker,
+/// `$17`–`$19` the staged items' keys, ids and values, `$20` relaxed durability.
+const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_commit', \
+     CASE WHEN $20::boolean THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS value), \
+     conn AS (SELECT c.status FROM connections c, durability WHERE c.id = $2 AND c.company_id = $1 FOR KEY SHARE OF c), \
+     lease AS (SELECT owner FROM sync_leases WHERE connection_id = $2 FOR SHARE), \
+     fence AS (SELECT 1 FROM conn WHERE $14::text IS NULL \
+     OR (conn.status = 'Linked' AND EXISTS (SELECT 1 FROM lease WHERE lease.owner = $14::text))), \
+     parts AS (INSERT INTO sync_partitions (connection_id, data_type, partition_id, stage, cursor, records, done, remaining) \
+     SELECT $2, $3, p.id, p.stage, p.cursor, p.records, p.done, p.remaining \
+     FROM UNNEST($10::integer[], $11::integer[], $12::text[], $13::bigint[], $15::bigint[], $16::bigint[]) \
+     AS p (id, stage, cursor, records, done, remaining) WHERE EXISTS (SELECT 1 FROM fence) \
+     ON CONFLICT (connection_id, data_type, partition_id) DO UPDATE SET stage = EXCLUDED.stage, cursor = EXCLUDED.cursor, \
+     records = EXCLUDED.records, done = EXCLUDED.done, remaining = EXCLUDED.remaining RETURNING 1), \
+     staged AS (INSERT INTO sync_staging (connection_id, data_type, item_key, item_id, value) \
+     SELECT $2, $3, s.item_key, s.item_id, s.value FROM UNNEST($17::text[], $18::text[], $19::text[]) \
+     AS s (item_key, item_id, value) WHERE EXISTS (SELECT 1 FROM fence) \
+     ON CONFLICT (connection_id, data_type, item_key, item_id) DO UPDATE SET value = EXCLUDED.value RETURNING 1), \
      changed AS (INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, \
      source_modified, deleted) \
      SELECT $1, $2, $3, $4, r.record_id, r.document::jsonb, r.created, r.source_modified, r.deleted \
      FROM UNNEST($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[]) \
-     AS r (record_id, document, created, source_modified, deleted) WHERE EXISTS (SELECT 1 FROM saved) \
+     AS r (record_id, document, created, source_modified, deleted) WHERE EXISTS (SELECT 1 FROM fence) \
      ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = EXCLUDED.company_id, \
      document = EXCLUDED.document, created = EXCLUDED.created, source_modified = EXCLUDED.source_modified, \
      modified = EXCLUDED.modified, deleted = EXCLUDED.deleted \
@@ -164,7 +183,13 @@ const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_com
      versioned AS (INSERT INTO record_versions (connection_id, data_type, version) \
      SELECT $2, $3, 1 WHERE EXISTS (SELECT 1 FROM changed) \
      ON CONFLICT (connection_id, data_type) DO UPDATE SET version = record_versions.version + 1) \
-     SELECT (SELECT COUNT(*) FROM saved) AS saved, (SELECT COUNT(*) FROM changed) AS changed";
+     SELECT (SELECT COUNT(*) FROM conn) AS found, (SELECT COUNT(*) FROM fence) AS allowed, \
+     (SELECT COUNT(*) FROM changed) AS changed, (SELECT MAX(status) FROM conn) AS status";
+
+/// A count as Postgres's `bigint`.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
 fn from_row(r: &PgRow) -> Result<RecordRow, RepositoryError> {
     let id: String = r.get("record_id");
@@ -201,28 +226,36 @@ fn last_per_id(records: &[StoredRecord]) -> Vec<&StoredRecord> {
 
 #[async_trait]
 impl RecordRepository for PgStore {
-    async fn write_page(
+    async fn write_sync(
         &self,
         company: CompanyId,
         connection: ConnectionId,
         data_type: DataType,
-        records: &[StoredRecord],
-        checkpoint: &Checkpoint,
+        w: &SyncWrite,
         now: DateTime<Utc>,
     ) -> Result<u64, RepositoryError> {
-        let records = last_per_id(records);
+        let records = last_per_id(&w.records);
         let documents = records
             .iter()
             .map(|r| serde_json::to_string(&r.document))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RepositoryError::Backend(format!("cannot serialise a record document: {e}")))?;
+        let staged_values = w
+            .staged
+            .iter()
+            .map(|i| serde_json::to_string(&i.value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a staged item: {e}")))?;
         let (company, connection) = (company.to_string(), connection.to_string());
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let created: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.created).collect();
         let source_modified: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.source_modified).collect();
         let deleted: Vec<bool> = records.iter().map(|r| r.deleted).collect();
-        // One statement, so one implicit transaction and one round trip (see [`WRITE_PAGE`]).
-        let row = sqlx::query(WRITE_PAGE)
+        let parts = &w.partitions;
+        // A page alone commits without waiting for the WAL flush; anything that ends or starts a
+        // backfill, or changes a pull, is durable.
+        let relaxed = !w.reset && w.checkpoint.is_none() && w.pull.is_none();
+        let page = sqlx::query(WRITE_PAGE)
             .bind(&company)
             .bind(&connection)
             .bind(data_type.key())
@@ -232,40 +265,136 @@ impl RecordRepository for PgStore {
             .bind(created)
             .bind(source_modified)
             .bind(deleted)
-            .bind(checkpoint.pull_id.to_string())
-            .bind(&checkpoint.cursor)
-            .bind(i32::try_from(checkpoint.pages).unwrap_or(i32::MAX))
-            .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
-            .bind(&checkpoint.incremental)
-            .fetch_one(&self.pool)
+            .bind(parts.iter().map(|p| i32::try_from(p.id).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(parts.iter().map(|p| i32::from(p.stage)).collect::<Vec<_>>())
+            .bind(parts.iter().map(|p| p.cursor.clone()).collect::<Vec<_>>())
+            .bind(parts.iter().map(|p| clamp(p.records)).collect::<Vec<_>>())
+            .bind(w.fence.as_deref())
+            .bind(parts.iter().map(|p| clamp(p.estimate.done)).collect::<Vec<_>>())
+            .bind(parts.iter().map(|p| clamp(p.estimate.left)).collect::<Vec<_>>())
+            .bind(w.staged.iter().map(|i| i.key.as_str()).collect::<Vec<_>>())
+            .bind(w.staged.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
+            .bind(staged_values)
+            .bind(relaxed);
+        let verdict = |row: &PgRow| -> Result<u64, RepositoryError> {
+            if row.get::<i64, _>("found") == 0 {
+                return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
+            }
+            if row.get::<i64, _>("allowed") == 0 {
+                let status: Option<String> = row.get("status");
+                return Err(RepositoryError::Fenced(format!(
+                    "{} does not hold the sync lease of connection {connection}, or it is {}",
+                    w.fence.as_deref().unwrap_or_default(),
+                    status.unwrap_or_default()
+                )));
+            }
+            Ok(u64::try_from(row.get::<i64, _>("changed")).unwrap_or(0))
+        };
+        if relaxed {
+            // One statement, so one implicit transaction and one round trip (see [`WRITE_PAGE`]).
+            let row = page.fetch_one(&self.pool).await.map_err(backend)?;
+            return verdict(&row);
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if w.reset {
+            for table in ["sync_partitions", "sync_staging"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE connection_id = $1 AND data_type = $2"))
+                    .bind(&connection)
+                    .bind(data_type.key())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        // Dropping the transaction (on a refusal) rolls it back.
+        let changed = verdict(&page.fetch_one(&mut *tx).await.map_err(backend)?)?;
+        if let Some(cp) = &w.checkpoint {
+            sqlx::query(
+                "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, backfilling, incremental) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = EXCLUDED.pull_id, \
+                 backfilling = EXCLUDED.backfilling, incremental = EXCLUDED.incremental",
+            )
+            .bind(&connection)
+            .bind(data_type.key())
+            .bind(cp.pull_id.to_string())
+            .bind(cp.backfilling)
+            .bind(&cp.incremental)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        if row.get::<i64, _>("saved") == 0 {
-            // Nothing was written: the records are only inserted alongside the checkpoint.
-            return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
         }
-        Ok(u64::try_from(row.get::<i64, _>("changed")).unwrap_or(0))
+        if let Some((op, events)) = &w.pull {
+            crate::pull_operations::update_row(&mut tx, op).await?;
+            crate::webhooks::insert_events(&mut tx, events).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
     }
 
     async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {
-        let Some(r) = sqlx::query(
-            "SELECT pull_id, cursor, pages, records, incremental FROM sync_checkpoints WHERE connection_id = $1 AND data_type = $2",
-        )
-        .bind(connection.to_string())
-        .bind(data_type.key())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
+        let Some(r) =
+            sqlx::query("SELECT pull_id, backfilling, incremental FROM sync_checkpoints WHERE connection_id = $1 AND data_type = $2")
+                .bind(connection.to_string())
+                .bind(data_type.key())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?
         else {
             return Ok(None);
         };
         Ok(Some(Checkpoint {
             pull_id: PullOperationId(parse_uuid(&r.get::<String, _>("pull_id"))?),
-            cursor: r.get("cursor"),
-            pages: u32::try_from(r.get::<i32, _>("pages")).unwrap_or(0),
-            records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+            backfilling: r.get("backfilling"),
             incremental: r.get("incremental"),
         }))
+    }
+
+    async fn partitions(&self, connection: ConnectionId, data_type: DataType) -> Result<Vec<PartitionState>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT partition_id, stage, cursor, records, done, remaining FROM sync_partitions \
+             WHERE connection_id = $1 AND data_type = $2 ORDER BY partition_id",
+        )
+        .bind(connection.to_string())
+        .bind(data_type.key())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| PartitionState {
+                id: u32::try_from(r.get::<i32, _>("partition_id")).unwrap_or(u32::MAX),
+                stage: u16::try_from(r.get::<i32, _>("stage")).unwrap_or(u16::MAX),
+                cursor: r.get("cursor"),
+                records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+                estimate: Estimate {
+                    done: u64::try_from(r.get::<i64, _>("done")).unwrap_or(0),
+                    left: u64::try_from(r.get::<i64, _>("remaining")).unwrap_or(0),
+                },
+            })
+            .collect())
+    }
+
+    async fn staged(&self, connection: ConnectionId, data_type: DataType, keys: &[String]) -> Result<Vec<StagedItem>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT item_key, item_id, value FROM sync_staging WHERE connection_id = $1 AND data_type = $2 \
+             AND item_key = ANY($3::text[]) ORDER BY item_key, item_id",
+        )
+        .bind(connection.to_string())
+        .bind(data_type.key())
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get("value");
+                Ok(StagedItem {
+                    key: r.get("item_key"),
+                    id: r.get("item_id"),
+                    value: serde_json::from_str(&text).map_err(|e| RepositoryError::Backend(format!("corrupt staged item: {e}")))?,
+                })
+            })
+            .collect()
     }
 
     async fn count(&self, connection: ConnectionId, data_type: DataType, include_deleted: bool) -> Result<u64, RepositoryError> {

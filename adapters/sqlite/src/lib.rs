@@ -29,6 +29,9 @@ use tributary_domain::ports::Repositories;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Taken by sync writes, so that they queue here instead of in SQLite's busy handler (which
+    /// sleeps in steps of milliseconds while the lock may already be free).
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -72,7 +75,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(|e| RepositoryError::Backend(format!("cannot open {url}: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer: Arc::default() })
     }
 
     /// Applies the embedded migrations that have not run yet.

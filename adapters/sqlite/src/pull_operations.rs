@@ -57,7 +57,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PullOperation, RepositoryErro
 }
 
 /// Saves an operation's changeable fields on an open connection.
-async fn update_row(db: &mut SqliteConnection, op: &PullOperation) -> Result<(), RepositoryError> {
+pub(crate) async fn update_row(db: &mut SqliteConnection, op: &PullOperation) -> Result<(), RepositoryError> {
     let done = sqlx::query(
         "UPDATE pull_operations SET status = ?, status_description = ?, error_message = ?, completed = ?, progress = ? \
          WHERE id = ? AND company_id = ?",
@@ -166,17 +166,15 @@ impl PullOperationRepository for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn next_for_connection(&self, connection: ConnectionId) -> Result<Option<PullOperation>, RepositoryError> {
-        sqlx::query(&format!(
-            "SELECT * FROM pull_operations WHERE connection_id = ? AND {UNFINISHED} ORDER BY requested ASC, id ASC LIMIT 1"
-        ))
-        .bind(connection.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    async fn unfinished_for_connection(&self, connection: ConnectionId) -> Result<Vec<PullOperation>, RepositoryError> {
+        sqlx::query(&format!("SELECT * FROM pull_operations WHERE connection_id = ? AND {UNFINISHED} ORDER BY requested ASC, id ASC"))
+            .bind(connection.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(from_row)
+            .collect()
     }
 
     async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError> {

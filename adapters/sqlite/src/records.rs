@@ -1,7 +1,8 @@
-//! `RecordRepository` on SQLite. A page is written in one `BEGIN IMMEDIATE` transaction: the
-//! checkpoint upsert (which also proves the connection exists) and multi-row upserts of the
-//! records, whose `DO UPDATE … WHERE` leaves unchanged records (and their `modified`) alone, so
-//! the statement's change count is the number of records inserted or changed.
+//! `RecordRepository` on SQLite. A sync write is one `BEGIN IMMEDIATE` transaction (one at a time in
+//! the process, see `SqliteStore::writer`): the fence (the connection exists, the worker holds its
+//! lease, it is linked), multi-row upserts of the records, whose `DO UPDATE … WHERE` leaves
+//! unchanged records (and their `modified`) alone, so the statement's change count is the number
+//! of records inserted or changed, then the staged items, checkpoint, partitions and pull.
 
 use crate::filter::{Column, Sql, render, render_order};
 use crate::{SqliteStore, backend, from_micros, parse_uuid, to_micros};
@@ -13,7 +14,7 @@ use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::commerce_schema::{RecordField, locate};
 use tributary_domain::model::data_type::DataType;
-use tributary_domain::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
+use tributary_domain::model::record::{Checkpoint, Estimate, ListedRecord, PartitionState, RecordRow, StagedItem, StoredRecord, SyncWrite};
 use tributary_domain::paging::{ListQuery, Seek};
 use tributary_domain::ports::{ReadState, RecordRepository};
 
@@ -186,6 +187,11 @@ fn last_per_id(records: &[StoredRecord]) -> Vec<&StoredRecord> {
     out
 }
 
+/// A count as SQLite's integer.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Moves the records' version (`RecordRepository::version`) in the writing transaction.
 async fn bump_version(tx: &mut sqlx::SqliteConnection, connection: &str, data_type: DataType) -> Result<(), RepositoryError> {
     sqlx::query(
@@ -202,44 +208,62 @@ async fn bump_version(tx: &mut sqlx::SqliteConnection, connection: &str, data_ty
 
 #[async_trait]
 impl RecordRepository for SqliteStore {
-    async fn write_page(
+    async fn write_sync(
         &self,
         company: CompanyId,
         connection: ConnectionId,
         data_type: DataType,
-        records: &[StoredRecord],
-        checkpoint: &Checkpoint,
+        w: &SyncWrite,
         now: DateTime<Utc>,
     ) -> Result<u64, RepositoryError> {
-        let records = last_per_id(records);
+        let records = last_per_id(&w.records);
         // Serialise before taking the write lock.
         let documents = records
             .iter()
             .map(|r| serde_json::to_string(&r.document))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RepositoryError::Backend(format!("cannot serialise a record document: {e}")))?;
+        let staged = w
+            .staged
+            .iter()
+            .map(|i| serde_json::to_string(&i.value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a staged item: {e}")))?;
         let (company, connection) = (company.to_string(), connection.to_string());
+        // One writer at a time in this process: waiting here costs nothing, where SQLite's busy
+        // handler would sleep in steps of milliseconds.
+        let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let saved = sqlx::query(
-            "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, cursor, pages, records, incremental) \
-             SELECT id, ?, ?, ?, ?, ?, ? FROM connections WHERE id = ? AND company_id = ? \
-             ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = excluded.pull_id, cursor = excluded.cursor, \
-             pages = excluded.pages, records = excluded.records, incremental = excluded.incremental",
+        let found: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT c.status, l.owner FROM connections c LEFT JOIN sync_leases l ON l.connection_id = c.id \
+             WHERE c.id = ? AND c.company_id = ?",
         )
-        .bind(data_type.key())
-        .bind(checkpoint.pull_id.to_string())
-        .bind(&checkpoint.cursor)
-        .bind(i64::from(checkpoint.pages))
-        .bind(i64::try_from(checkpoint.records).unwrap_or(i64::MAX))
-        .bind(&checkpoint.incremental)
         .bind(&connection)
         .bind(&company)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        if saved.rows_affected() == 0 {
-            // Dropping the transaction rolls it back.
+        // Dropping the transaction rolls it back.
+        let Some((status, owner)) = found else {
             return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
+        };
+        if let Some(worker) = &w.fence {
+            if owner.as_deref() != Some(worker.as_str()) {
+                return Err(RepositoryError::Fenced(format!("{worker} no longer holds the sync lease of connection {connection}")));
+            }
+            if status != "Linked" {
+                return Err(RepositoryError::Fenced(format!("connection {connection} is {status}")));
+            }
+        }
+        if w.reset {
+            for table in ["sync_partitions", "sync_staging"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE connection_id = ? AND data_type = ?"))
+                    .bind(&connection)
+                    .bind(data_type.key())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
         }
         let mut changed = 0;
         let mut full_chunk_sql: Option<String> = None;
@@ -266,6 +290,56 @@ impl RecordRepository for SqliteStore {
             }
             changed += q.execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }
+        for (items, values) in w.staged.chunks(CHUNK).zip(staged.chunks(CHUNK)) {
+            let rows = vec!["(?, ?, ?, ?, ?)"; items.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO sync_staging (connection_id, data_type, item_key, item_id, value) VALUES {rows} \
+                 ON CONFLICT (connection_id, data_type, item_key, item_id) DO UPDATE SET value = excluded.value"
+            );
+            let mut q = sqlx::query(&sql);
+            for (item, value) in items.iter().zip(values) {
+                q = q.bind(&connection).bind(data_type.key()).bind(&item.key).bind(&item.id).bind(value);
+            }
+            q.execute(&mut *tx).await.map_err(backend)?;
+        }
+        if let Some(cp) = &w.checkpoint {
+            sqlx::query(
+                "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, backfilling, incremental) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = excluded.pull_id, \
+                 backfilling = excluded.backfilling, incremental = excluded.incremental",
+            )
+            .bind(&connection)
+            .bind(data_type.key())
+            .bind(cp.pull_id.to_string())
+            .bind(cp.backfilling)
+            .bind(&cp.incremental)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for part in &w.partitions {
+            sqlx::query(
+                "INSERT INTO sync_partitions (connection_id, data_type, partition_id, stage, cursor, records, done, remaining) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection_id, data_type, partition_id) DO UPDATE SET \
+                 stage = excluded.stage, cursor = excluded.cursor, records = excluded.records, done = excluded.done, \
+                 remaining = excluded.remaining",
+            )
+            .bind(&connection)
+            .bind(data_type.key())
+            .bind(i64::from(part.id))
+            .bind(i64::from(part.stage))
+            .bind(&part.cursor)
+            .bind(clamp(part.records))
+            .bind(clamp(part.estimate.done))
+            .bind(clamp(part.estimate.left))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        if let Some((op, events)) = &w.pull {
+            crate::pull_operations::update_row(&mut tx, op).await?;
+            crate::webhooks::insert_events(&mut tx, events).await?;
+        }
         if changed > 0 {
             bump_version(&mut tx, &connection, data_type).await?;
         }
@@ -274,24 +348,70 @@ impl RecordRepository for SqliteStore {
     }
 
     async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {
-        let Some(r) = sqlx::query(
-            "SELECT pull_id, cursor, pages, records, incremental FROM sync_checkpoints WHERE connection_id = ? AND data_type = ?",
-        )
-        .bind(connection.to_string())
-        .bind(data_type.key())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
+        let Some(r) =
+            sqlx::query("SELECT pull_id, backfilling, incremental FROM sync_checkpoints WHERE connection_id = ? AND data_type = ?")
+                .bind(connection.to_string())
+                .bind(data_type.key())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?
         else {
             return Ok(None);
         };
         Ok(Some(Checkpoint {
             pull_id: PullOperationId(parse_uuid(&r.get::<String, _>("pull_id"))?),
-            cursor: r.get("cursor"),
-            pages: u32::try_from(r.get::<i64, _>("pages")).unwrap_or(u32::MAX),
-            records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+            backfilling: r.get("backfilling"),
             incremental: r.get("incremental"),
         }))
+    }
+
+    async fn partitions(&self, connection: ConnectionId, data_type: DataType) -> Result<Vec<PartitionState>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT partition_id, stage, cursor, records, done, remaining FROM sync_partitions \
+             WHERE connection_id = ? AND data_type = ? ORDER BY partition_id",
+        )
+        .bind(connection.to_string())
+        .bind(data_type.key())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| PartitionState {
+                id: u32::try_from(r.get::<i64, _>("partition_id")).unwrap_or(u32::MAX),
+                stage: u16::try_from(r.get::<i64, _>("stage")).unwrap_or(u16::MAX),
+                cursor: r.get("cursor"),
+                records: u64::try_from(r.get::<i64, _>("records")).unwrap_or(0),
+                estimate: Estimate {
+                    done: u64::try_from(r.get::<i64, _>("done")).unwrap_or(0),
+                    left: u64::try_from(r.get::<i64, _>("remaining")).unwrap_or(0),
+                },
+            })
+            .collect())
+    }
+
+    async fn staged(&self, connection: ConnectionId, data_type: DataType, keys: &[String]) -> Result<Vec<StagedItem>, RepositoryError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(CHUNK) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT item_key, item_id, value FROM sync_staging WHERE connection_id = ? AND data_type = ? AND item_key IN ({marks}) \
+                 ORDER BY item_key, item_id"
+            );
+            let mut q = sqlx::query(&sql).bind(connection.to_string()).bind(data_type.key());
+            for k in chunk {
+                q = q.bind(k);
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(backend)? {
+                let text: String = r.get("value");
+                out.push(StagedItem {
+                    key: r.get("item_key"),
+                    id: r.get("item_id"),
+                    value: serde_json::from_str(&text).map_err(|e| RepositoryError::Backend(format!("corrupt staged item: {e}")))?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn count(&self, connection: ConnectionId, data_type: DataType, include_deleted: bool) -> Result<u64, RepositoryError> {

@@ -18,5 +18,8 @@ pub mod source;
 pub mod webhook;
 
 pub use oauth::{ConfigError, STRIPE_CONNECT_BASE, StripeConnectOAuth};
-pub use source::{STRIPE_API_BASE, STRIPE_API_VERSION, SourceStats, StripeDataSource};
+pub use source::{
+    BudgetConfig, LIVE_MODE_IN_FLIGHT, LIVE_MODE_RATE, STRIPE_API_BASE, STRIPE_API_VERSION, SourceStats, StripeDataSource,
+    TEST_MODE_IN_FLIGHT, TEST_MODE_RATE,
+};
 pub use webhook::{StripeEvent, WebhookError};

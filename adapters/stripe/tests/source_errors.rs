@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::{Canned, Scripted, TEST_KEY, test_creds};
+use common::{Canned, Scripted, TEST_KEY, no_staged, start_cursor, test_creds};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tributary_domain::model::data_type::DataType;
+use tributary_domain::model::record::Estimate;
 use tributary_domain::ports::source::{CommerceDataSource, SourceError};
 use tributary_stripe::StripeDataSource;
 
@@ -40,8 +41,9 @@ fn request_line(server: &Scripted, n: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_carry_the_platform_key_the_account_and_the_pinned_version() {
     let server = Scripted::start(vec![list(vec![customer("cus_1", 1_767_225_600)], false)]).await;
-    let page = source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Customers, None).await.unwrap();
-    assert_eq!((page.records.len(), page.next_cursor, page.progress), (1, None, Some(100)));
+    let page =
+        source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Customers, start_cursor("customers"), no_staged()).await.unwrap();
+    assert_eq!((page.records.len(), page.next_cursor, page.estimate), (1, None, Estimate { done: 1, left: 0 }));
     let head = server.seen.lock().unwrap()[0].head.to_ascii_lowercase();
     assert!(head.starts_with("get /v1/customers?limit=100 http/1.1"), "{head}");
     assert!(head.contains(&format!("authorization: bearer {}", TEST_KEY.to_ascii_lowercase())), "{head}");
@@ -60,9 +62,10 @@ async fn a_403_on_one_endpoint_is_a_permission_error_and_is_not_retried() {
     );
     let server = Scripted::start(vec![list(vec![charge], false), denied]).await;
     let src = source(&server.url);
-    let charges = src.list_page(&test_creds(), ACCOUNT, DataType::Payments, None).await.unwrap();
+    let charges = src.list_page(&test_creds(), ACCOUNT, DataType::Payments, start_cursor("charges"), no_staged()).await.unwrap();
     assert_eq!(charges.records.len(), 1);
-    match src.list_page(&test_creds(), ACCOUNT, DataType::Payments, charges.next_cursor).await {
+    assert_eq!(charges.next_cursor, None);
+    match src.list_page(&test_creds(), ACCOUNT, DataType::Payments, start_cursor("refunds"), no_staged()).await {
         Err(SourceError::Permission(m)) => {
             assert!(m.contains("GET /v1/refunds") && m.contains("403"), "{m}");
             assert!(!m.contains("rk_test_abc123"), "key leaked: {m}");
@@ -82,7 +85,7 @@ async fn revoked_accounts_and_bad_keys_are_auth_errors() {
     ];
     for (answer, status) in cases {
         let server = Scripted::start(vec![answer]).await;
-        match source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Disputes, None).await {
+        match source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Disputes, start_cursor("disputes"), no_staged()).await {
             Err(SourceError::Auth(m)) => assert!(m.contains(status), "{m}"),
             other => panic!("expected Auth, got {other:?}"),
         }
@@ -97,7 +100,7 @@ async fn server_errors_and_broken_bodies_are_retried_until_an_answer_comes() {
     let script = vec![Canned::json(500, json!({})), Canned::json(503, json!({})), html, cut, list(vec![customer("cus_1", 1)], false)];
     let server = Scripted::start(script).await;
     let src = StripeDataSource::new(&server.url).unwrap().with_rate(None).with_retries(4, Duration::from_millis(5));
-    let page = src.list_page(&test_creds(), ACCOUNT, DataType::Customers, None).await.unwrap();
+    let page = src.list_page(&test_creds(), ACCOUNT, DataType::Customers, start_cursor("customers"), no_staged()).await.unwrap();
     assert_eq!(page.records.len(), 1);
     assert_eq!(server.count(), 5);
     let stats = src.stats();
@@ -106,11 +109,14 @@ async fn server_errors_and_broken_bodies_are_retried_until_an_answer_comes() {
     // A conflict is retried too; any status is when Stripe says so, and none when it says not to.
     let retry_yes = Canned { status: 400, headers: vec!["Stripe-Should-Retry: true".into()], body: "{}".into() };
     let server = Scripted::start(vec![Canned::json(409, json!({})), retry_yes, list(vec![], false)]).await;
-    source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Customers, None).await.unwrap();
+    source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Customers, start_cursor("customers"), no_staged()).await.unwrap();
     assert_eq!(server.count(), 3);
     let retry_no = Canned { status: 500, headers: vec!["Stripe-Should-Retry: false".into()], body: "{}".into() };
     let server = Scripted::start(vec![retry_no]).await;
-    assert!(matches!(source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Customers, None).await, Err(SourceError::Fetch(_))));
+    assert!(matches!(
+        source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Customers, start_cursor("customers"), no_staged()).await,
+        Err(SourceError::Fetch(_))
+    ));
     assert_eq!(server.count(), 1);
 }
 
@@ -118,7 +124,7 @@ async fn server_errors_and_broken_bodies_are_retried_until_an_answer_comes() {
 async fn exhausted_retries_on_429_are_rate_limited() {
     let server = Scripted::start(vec![stripe_error(429, Some("rate_limit"), "Too many requests")]).await;
     let src = source(&server.url);
-    match src.list_page(&test_creds(), ACCOUNT, DataType::Transactions, None).await {
+    match src.list_page(&test_creds(), ACCOUNT, DataType::Transactions, start_cursor("balance_transactions"), no_staged()).await {
         Err(SourceError::RateLimited { message, retry_after }) => {
             assert!(message.contains("3 attempts") && message.contains("/v1/balance_transactions"), "{message}");
             assert_eq!(retry_after, None);
@@ -131,7 +137,7 @@ async fn exhausted_retries_on_429_are_rate_limited() {
     let answer = Canned { status: 429, headers: vec!["Retry-After: 7".into()], body: "{}".into() };
     let server = Scripted::start(vec![answer]).await;
     let src = StripeDataSource::new(&server.url).unwrap().with_rate(None).with_retries(0, Duration::from_millis(1));
-    match src.list_page(&test_creds(), ACCOUNT, DataType::Transactions, None).await {
+    match src.list_page(&test_creds(), ACCOUNT, DataType::Transactions, start_cursor("balance_transactions"), no_staged()).await {
         Err(SourceError::RateLimited { retry_after, .. }) => assert_eq!(retry_after, Some(Duration::from_secs(7))),
         other => panic!("{other:?}"),
     }
@@ -149,7 +155,7 @@ async fn missing_lists_and_unexpected_bodies_are_fetch_errors() {
     for (answer, requests) in cases {
         let body = answer.body.clone();
         let server = Scripted::start(vec![answer]).await;
-        match source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Disputes, None).await {
+        match source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Disputes, start_cursor("disputes"), no_staged()).await {
             Err(SourceError::Fetch(m)) => assert!(!m.is_empty()),
             other => panic!("{body}: expected Fetch, got {other:?}"),
         }
@@ -157,7 +163,7 @@ async fn missing_lists_and_unexpected_bodies_are_fetch_errors() {
     }
     // Nothing listening: connection errors are retried, then a fetch error.
     let src = source("http://127.0.0.1:1");
-    match src.list_page(&test_creds(), ACCOUNT, DataType::Customers, None).await {
+    match src.list_page(&test_creds(), ACCOUNT, DataType::Customers, start_cursor("customers"), no_staged()).await {
         Err(SourceError::Fetch(m)) => assert!(m.contains("3 attempts"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -169,22 +175,28 @@ async fn a_cursor_whose_object_vanished_resumes_at_its_creation_time() {
         "message": "No such customer: 'cus_a'"}});
     let script = vec![
         list(vec![customer("cus_b", 1_767_225_700), customer("cus_a", 1_767_225_600)], true),
-        Canned::json(200, json!({"id": ACCOUNT, "object": "account", "created": 1_767_000_000})),
         Canned::json(400, gone),
         list(vec![customer("cus_0", 1_767_225_500)], false),
     ];
     let server = Scripted::start(script).await;
     let src = source(&server.url);
-    let first = src.list_page(&test_creds(), ACCOUNT, DataType::Customers, None).await.unwrap();
-    assert_eq!(first.progress, Some(0));
+    // A partition of a range: the resumed request keeps the range's lower bound.
+    let ranged = r#"{"v":2,"list":"customers","gte":1767000000}"#.to_owned();
+    let first = src.list_page(&test_creds(), ACCOUNT, DataType::Customers, ranged, no_staged()).await.unwrap();
+    assert_eq!(first.estimate, Estimate { done: 2, left: 100 }, "too few objects for a density: a page");
+    assert!(request_line(&server, 0).contains("created%5Bgte%5D=1767000000"), "{}", request_line(&server, 0));
     let cursor = first.next_cursor.expect("more");
-    let second = src.list_page(&test_creds(), ACCOUNT, DataType::Customers, Some(cursor)).await.unwrap();
+    let second = src.list_page(&test_creds(), ACCOUNT, DataType::Customers, cursor, no_staged()).await.unwrap();
     assert_eq!(second.records.len(), 1);
     assert_eq!(second.next_cursor, None);
-    assert!(request_line(&server, 1).starts_with("GET /v1/account "), "{}", request_line(&server, 1));
-    assert!(request_line(&server, 2).contains("starting_after=cus_a"), "{}", request_line(&server, 2));
-    let retried = request_line(&server, 3);
-    assert!(retried.contains("created%5Blte%5D=1767225600") && !retried.contains("starting_after"), "{retried}");
+    assert!(request_line(&server, 1).contains("starting_after=cus_a"), "{}", request_line(&server, 1));
+    let retried = request_line(&server, 2);
+    assert!(
+        retried.contains("created%5Bgte%5D=1767000000")
+            && retried.contains("created%5Blt%5D=1767225601")
+            && !retried.contains("starting_after"),
+        "{retried}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{LIVE_KEY, TEST_KEY, provider, test_creds};
+use common::{LIVE_KEY, TEST_KEY, backfill, no_staged, provider, start_cursor, test_creds};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -44,19 +44,21 @@ fn source(sb: &Running) -> StripeDataSource {
     StripeDataSource::new(&sb.url()).expect("source").with_rate(None).with_retries(3, Duration::from_millis(5))
 }
 
-/// Walks a backfill to the end; returns every page.
+/// A backfill one page at a time (no splits); returns every page.
 async fn walk(src: &StripeDataSource, creds: &PlatformCredentials, account: &str, dt: DataType) -> Result<Vec<RecordPage>, SourceError> {
-    let mut pages = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = src.list_page(creds, account, dt, cursor).await?;
-        cursor = page.next_cursor.clone();
-        pages.push(page);
-        assert!(pages.len() < 1000, "the walk of {dt} does not end");
-        if cursor.is_none() {
-            return Ok(pages);
-        }
-    }
+    backfill(src, creds, account, dt, 1).await.map(|(pages, _)| pages)
+}
+
+/// The first page of the plan's first partition.
+async fn first_page(src: &StripeDataSource, creds: &PlatformCredentials, account: &str, dt: DataType) -> Result<RecordPage, SourceError> {
+    let plan = src.plan_backfill(creds, account, dt).await?;
+    src.list_page(creds, account, dt, plan[0].cursor.clone(), no_staged()).await
+}
+
+/// Records sorted by id (partitions come back in any order).
+fn sorted(mut rs: Vec<CommerceRecord>) -> Vec<CommerceRecord> {
+    rs.sort_by_key(record_id);
+    rs
 }
 
 fn records(pages: &[RecordPage]) -> Vec<CommerceRecord> {
@@ -168,19 +170,20 @@ async fn a_full_backfill_of_every_data_type_returns_every_object_once_and_the_su
     let mut all: HashMap<DataType, Vec<CommerceRecord>> = HashMap::new();
     for dt in STRIPE_TYPES {
         let pages = walk(&src, &creds, &acct, dt).await.unwrap_or_else(|e| panic!("{dt}: {e}"));
-        assert_eq!(pages.last().unwrap().progress, Some(100), "{dt}");
-        for w in pages.windows(2) {
-            assert!(w[0].progress.unwrap_or(0) <= w[1].progress.unwrap_or(100), "{dt}: progress goes back");
+        for p in &pages {
+            assert_eq!(p.next_cursor.is_none(), p.estimate.left == 0, "{dt}: nothing is left exactly when a partition ends");
         }
         all.insert(dt, records(&pages));
     }
     assert_eq!(src.stats().retries, 0);
     // limit=100: 130 customers take two list requests, 240 charges three, and the prices of all
-    // products one listing of every price (not a request per product).
+    // products one listing of every price (not a request per product); the account is read once
+    // for all the plans.
     let stats = get_json(format!("{}/_sandbox/accounts/{acct}/stats", sb.url())).await;
     assert_eq!(stats["requests"]["GET /v1/customers"], json!(2), "{stats}");
     assert_eq!(stats["requests"]["GET /v1/charges"], json!(3), "{stats}");
     assert_eq!(stats["requests"]["GET /v1/prices"], json!(1), "{stats}");
+    assert_eq!(stats["requests"]["GET /v1/account"], json!(2), "company info, and the plans' floor: {stats}");
     assert_eq!(stats["total"].as_u64(), Some(src.stats().requests), "{stats}");
 
     // Company info: one record for the account.
@@ -211,8 +214,6 @@ async fn a_full_backfill_of_every_data_type_returns_every_object_once_and_the_su
     let payment_ids = assert_unique(payments, "payments");
     assert_eq!(payment_ids.len(), count("charges") + count("refunds"));
     assert_eq!(payment_ids.iter().filter(|i| i.starts_with("re_")).count(), count("refunds"));
-    let first_refund = payments.iter().position(|r| record_id(r).starts_with("re_")).unwrap();
-    assert!(payments[first_refund..].iter().all(|r| record_id(r).starts_with("re_")), "charges first, then refunds");
     let mut payment_sums = BTreeMap::new();
     for r in payments {
         let CommerceRecord::Payment(p) = r else { panic!("{r:?}") };
@@ -289,29 +290,77 @@ async fn a_cursor_resumes_at_the_next_page_even_in_a_new_process() {
     let acct = account(&sb, 11, BIG).await;
     let creds = test_creds();
     for dt in [DataType::Payments, DataType::Transactions, DataType::Customers] {
-        let pages = walk(&source(&sb), &creds, &acct, dt).await.unwrap();
-        assert!(pages.len() >= 2, "{dt}: {} pages", pages.len());
-        let mut collected = Vec::new();
-        for (i, page) in pages.iter().enumerate() {
-            collected.extend(ids(&page.records));
-            let Some(cursor) = page.next_cursor.clone() else { break };
-            // A killed sync: a fresh source given only the saved cursor continues at the next page.
-            let fresh = source(&sb);
-            let again = fresh.list_page(&creds, &acct, dt, Some(cursor.clone())).await.unwrap();
-            assert_eq!(ids(&again.records), ids(&pages[i + 1].records), "{dt}: page {} from cursor {cursor}", i + 1);
-            assert_eq!(again.next_cursor, pages[i + 1].next_cursor, "{dt}");
+        for planned in source(&sb).plan_backfill(&creds, &acct, dt).await.unwrap() {
+            // One partition, page by page.
+            let src = source(&sb);
+            let mut pages = Vec::new();
+            let mut cursor = Some(planned.cursor.clone());
+            while let Some(c) = cursor {
+                let page = src.list_page(&creds, &acct, dt, c, no_staged()).await.unwrap();
+                cursor = page.next_cursor.clone();
+                pages.push(page);
+            }
+            let mut collected = Vec::new();
+            for (i, page) in pages.iter().enumerate() {
+                collected.extend(ids(&page.records));
+                let Some(cursor) = page.next_cursor.clone() else { break };
+                // A killed sync: a fresh source given only the saved cursor continues at the next page.
+                let again = source(&sb).list_page(&creds, &acct, dt, cursor.clone(), no_staged()).await.unwrap();
+                assert_eq!(ids(&again.records), ids(&pages[i + 1].records), "{dt}: page {} from cursor {cursor}", i + 1);
+                assert_eq!(again.next_cursor, pages[i + 1].next_cursor, "{dt}");
+            }
+            let unique: HashSet<&String> = collected.iter().collect();
+            assert_eq!(unique.len(), collected.len(), "{dt}: pages overlap");
         }
-        let unique: HashSet<&String> = collected.iter().collect();
-        assert_eq!(unique.len(), collected.len(), "{dt}: pages overlap");
     }
-    // The payments walk crosses from charges to refunds through a cursor.
-    let pages = walk(&source(&sb), &creds, &acct, DataType::Payments).await.unwrap();
-    assert!(pages.iter().any(|p| p.next_cursor.as_deref().is_some_and(|c| c.contains("refunds"))));
-    // Cursors are checked: garbage, or another data type's cursor, is a fetch error.
-    let charges_cursor = pages[0].next_cursor.clone().unwrap();
+    // Payments walk charges and refunds as two partitions; products list prices, then products.
     let src = source(&sb);
-    assert!(matches!(src.list_page(&creds, &acct, DataType::Customers, Some(charges_cursor)).await, Err(SourceError::Fetch(_))));
-    assert!(matches!(src.list_page(&creds, &acct, DataType::Payments, Some("page=2".into())).await, Err(SourceError::Fetch(_))));
+    let payments = src.plan_backfill(&creds, &acct, DataType::Payments).await.unwrap();
+    assert_eq!(
+        payments.iter().map(|p| (p.stage, p.cursor.contains("charges"), p.cursor.contains("refunds"))).collect::<Vec<_>>(),
+        [(0, true, false), (0, false, true)]
+    );
+    let products = src.plan_backfill(&creds, &acct, DataType::Products).await.unwrap();
+    assert_eq!(products.iter().map(|p| (p.stage, p.cursor.contains("prices"))).collect::<Vec<_>>(), [(0, true), (1, false)]);
+    // Cursors are checked: garbage, or another data type's cursor, is a fetch error.
+    let charges_cursor = payments[0].cursor.clone();
+    assert!(matches!(src.list_page(&creds, &acct, DataType::Customers, charges_cursor, no_staged()).await, Err(SourceError::Fetch(_))));
+    assert!(matches!(src.list_page(&creds, &acct, DataType::Payments, "page=2".into(), no_staged()).await, Err(SourceError::Fetch(_))));
+    sb.stop().await;
+}
+
+/// A backfill split into many ranges walked at once lists the same records as a walk of whole
+/// lists, each exactly once: objects sharing the second of a range boundary, and whole pages of
+/// objects created in the same second, included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sliced_backfill_lists_every_object_exactly_once_like_a_whole_walk() {
+    let sb = sandbox(false).await;
+    let profile = Profile { customers: 1500, charges: 2400, refunds: 300, disputes: 120, products: 60, prices: 180, payouts: 60 };
+    let acct = account(&sb, 71, profile).await;
+    // 250 customers in one second, and 30 in each of the 20 seconds after it.
+    let t0 = 1_745_000_000;
+    let client = reqwest::Client::new();
+    for i in 0..850 {
+        let created = if i < 250 { t0 } else { t0 + 1 + (i - 250) / 30 };
+        let r = client
+            .post(format!("{}/_sandbox/accounts/{acct}/objects/customers", sb.url()))
+            .json(&json!({"name": format!("Same second {i}"), "created": created}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let creds = test_creds();
+    for dt in [DataType::Customers, DataType::Payments, DataType::Products, DataType::Transactions] {
+        let whole = sorted(records(&walk(&source(&sb), &creds, &acct, dt).await.unwrap()));
+        let (pages, partitions) = backfill(&source(&sb), &creds, &acct, dt, 16).await.unwrap();
+        let sliced = records(&pages);
+        assert_unique(&sliced, &format!("{dt} sliced"));
+        // 60 products and 180 prices are too few to split (parts of 300 objects at least).
+        let least = if dt == DataType::Products { 2 } else { 4 };
+        assert!(partitions >= least, "{dt}: only {partitions} partitions");
+        assert_eq!(sorted(sliced), whole, "{dt}: the sliced backfill differs from the whole walk");
+    }
     sb.stop().await;
 }
 
@@ -321,7 +370,7 @@ async fn a_cursor_whose_object_was_deleted_resumes_by_time() {
     let acct = account(&sb, 12, Profile { customers: 150, ..Profile::default() }).await;
     let creds = test_creds();
     let src = source(&sb);
-    let first = src.list_page(&creds, &acct, DataType::Customers, None).await.unwrap();
+    let first = first_page(&src, &creds, &acct, DataType::Customers).await.unwrap();
     let last_id = record_id(first.records.last().unwrap());
     delete_object(&sb, &acct, "customers", &last_id).await;
     // The sandbox, like Stripe, may refuse a starting_after that is gone; either way the walk goes on
@@ -343,7 +392,7 @@ async fn walk_from(
 ) -> Vec<CommerceRecord> {
     let mut out = Vec::new();
     while let Some(c) = cursor {
-        let page = src.list_page(creds, account, dt, Some(c)).await.unwrap();
+        let page = src.list_page(creds, account, dt, c, no_staged()).await.unwrap();
         out.extend(page.records);
         cursor = page.next_cursor;
     }
@@ -357,7 +406,7 @@ async fn injected_faults_still_give_complete_identical_data() {
     let creds = test_creds();
     let mut clean = HashMap::new();
     for dt in STRIPE_TYPES {
-        clean.insert(dt, records(&walk(&source(&sb), &creds, &acct, dt).await.unwrap()));
+        clean.insert(dt, sorted(records(&walk(&source(&sb), &creds, &acct, dt).await.unwrap())));
     }
     put(&sb, "/_sandbox/faults", json!({"endpoints": {"*": {"p429": 0.2, "p500": 0.05, "p_drop": 0.02, "p_truncate": 0.02}}})).await;
     let faulty = StripeDataSource::new(&sb.url())
@@ -366,20 +415,24 @@ async fn injected_faults_still_give_complete_identical_data() {
         .with_retries(15, Duration::from_millis(2))
         .with_max_backoff(Duration::from_millis(20));
     for dt in STRIPE_TYPES {
-        let got = records(&walk(&faulty, &creds, &acct, dt).await.unwrap_or_else(|e| panic!("{dt} under faults: {e}")));
-        assert_eq!(got, clean[&dt], "{dt}: data differs under faults");
+        let (pages, _) = backfill(&faulty, &creds, &acct, dt, 8).await.unwrap_or_else(|e| panic!("{dt} under faults: {e}"));
+        assert_eq!(sorted(records(&pages)), clean[&dt], "{dt}: data differs under faults");
     }
     let stats = faulty.stats();
     assert!(stats.retries > 0 && stats.rate_limited > 0, "{stats:?}");
     // With every attempt failing, the errors are classified once retries are exhausted.
     put(&sb, "/_sandbox/faults", json!({"endpoints": {"*": {"p429": 1.0}}})).await;
     let quick = StripeDataSource::new(&sb.url()).unwrap().with_rate(None).with_retries(2, Duration::from_millis(1));
-    assert!(matches!(quick.list_page(&creds, &acct, DataType::Customers, None).await, Err(SourceError::RateLimited { .. })));
+    let customers = || start_cursor("customers");
+    assert!(matches!(
+        quick.list_page(&creds, &acct, DataType::Customers, customers(), no_staged()).await,
+        Err(SourceError::RateLimited { .. })
+    ));
     put(&sb, "/_sandbox/faults", json!({"endpoints": {"*": {"p500": 1.0}}})).await;
-    assert!(matches!(quick.list_page(&creds, &acct, DataType::Customers, None).await, Err(SourceError::Fetch(_))));
+    assert!(matches!(quick.list_page(&creds, &acct, DataType::Customers, customers(), no_staged()).await, Err(SourceError::Fetch(_))));
     put(&sb, "/_sandbox/faults", json!({"endpoints": {"GET /v1/customers": {"p_truncate": 1.0}}})).await;
-    quick.list_page(&creds, &acct, DataType::Disputes, None).await.expect("disputes are not faulted");
-    match quick.list_page(&creds, &acct, DataType::Customers, None).await {
+    quick.list_page(&creds, &acct, DataType::Disputes, start_cursor("disputes"), no_staged()).await.expect("disputes are not faulted");
+    match quick.list_page(&creds, &acct, DataType::Customers, customers(), no_staged()).await {
         Err(SourceError::Fetch(m)) => assert!(m.contains("/v1/customers") && m.contains("3 attempts"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -392,11 +445,11 @@ async fn deauthorized_unconnected_and_wrong_mode_accounts_are_auth_errors() {
     let acct = account(&sb, 31, Profile::default()).await;
     let creds = test_creds();
     let src = source(&sb);
-    src.list_page(&creds, &acct, DataType::Customers, None).await.expect("connected");
+    first_page(&src, &creds, &acct, DataType::Customers).await.expect("connected");
     // The merchant disconnects (POST /oauth/deauthorize): every read is now refused.
     provider(&sb.url()).revoke(&creds, &acct).await.expect("deauthorize");
     for dt in STRIPE_TYPES {
-        match src.list_page(&creds, &acct, dt, None).await {
+        match first_page(&src, &creds, &acct, dt).await {
             Err(SourceError::Auth(m)) => assert!(m.contains("account_invalid") && !m.contains(TEST_KEY), "{m}"),
             other => panic!("{dt}: expected Auth, got {other:?}"),
         }
@@ -408,7 +461,7 @@ async fn deauthorized_unconnected_and_wrong_mode_accounts_are_auth_errors() {
         tokio::task::spawn_blocking(move || s.create_account(stripe_sandbox::Mode::Test, Some(32), false, &Profile::default()))
             .await
             .unwrap();
-    assert!(matches!(src.list_page(&creds, &unconnected, DataType::Customers, None).await, Err(SourceError::Auth(_))));
+    assert!(matches!(first_page(&src, &creds, &unconnected, DataType::Customers).await, Err(SourceError::Auth(_))));
     // The live key cannot read a test account; a wrong key is a 401.
     let live = PlatformCredentials {
         mode: Mode::Live,
@@ -417,9 +470,9 @@ async fn deauthorized_unconnected_and_wrong_mode_accounts_are_auth_errors() {
         scope: Scope::ReadOnly,
     };
     let other = account(&sb, 33, Profile::default()).await;
-    assert!(matches!(src.list_page(&live, &other, DataType::Customers, None).await, Err(SourceError::Auth(_))));
+    assert!(matches!(first_page(&src, &live, &other, DataType::Customers).await, Err(SourceError::Auth(_))));
     let bad = PlatformCredentials { secret_key: "sk_test_wrong".to_owned().into(), ..test_creds() };
-    match src.list_page(&bad, &other, DataType::Customers, None).await {
+    match first_page(&src, &bad, &other, DataType::Customers).await {
         Err(SourceError::Auth(m)) => assert!(m.contains("401") && !m.contains("sk_test_wrong"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -435,7 +488,7 @@ async fn with_the_rate_limit_on_concurrent_syncs_of_one_account_rarely_see_429()
     // The default limiter: 25 requests/s per test-mode account, shared by every sync of the account.
     let limited = StripeDataSource::new(&sb.url()).unwrap().with_retries(8, Duration::from_millis(50));
     let started = Instant::now();
-    let walks = STRIPE_TYPES.map(|dt| walk(&limited, &creds, &acct, dt));
+    let walks = STRIPE_TYPES.map(|dt| backfill(&limited, &creds, &acct, dt, 8));
     let [a, b, c, d, e, f] = walks;
     let results = tokio::join!(a, b, c, d, e, f);
     let elapsed = started.elapsed();
@@ -443,14 +496,15 @@ async fn with_the_rate_limit_on_concurrent_syncs_of_one_account_rarely_see_429()
         r.expect("no failure under the rate limit");
     }
     let stats = limited.stats();
-    // About 80 requests at 25/s after a burst of 12: several seconds, and (nearly) no 429.
+    // About 80 requests at 25/s after a burst of 12, many at once: several seconds, and (nearly)
+    // no 429.
     assert!(stats.requests >= 70, "{stats:?}");
     assert!(stats.rate_limited <= 2, "{stats:?}");
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?} for {stats:?}");
 
     // Without the limiter the same syncs hit the sandbox's limit, and retries still finish them.
     let unlimited = StripeDataSource::new(&sb.url()).unwrap().with_rate(None).with_retries(20, Duration::from_millis(20));
-    let walks = STRIPE_TYPES.map(|dt| walk(&unlimited, &creds, &acct, dt));
+    let walks = STRIPE_TYPES.map(|dt| backfill(&unlimited, &creds, &acct, dt, 8));
     let [a, b, c, d, e, f] = walks;
     let results = tokio::join!(a, b, c, d, e, f);
     for r in [results.0, results.1, results.2, results.3, results.4, results.5] {
@@ -505,8 +559,10 @@ async fn company_info_is_one_page_with_the_balance_per_currency() {
     let acct = account(&sb, 61, BIG).await;
     let creds = test_creds();
     let src = source(&sb);
-    let page = src.list_page(&creds, &acct, DataType::CompanyInfo, None).await.unwrap();
-    assert_eq!((page.next_cursor.clone(), page.progress, page.records.len()), (None, Some(100), 1));
+    let plan = src.plan_backfill(&creds, &acct, DataType::CompanyInfo).await.unwrap();
+    assert_eq!(plan.len(), 1);
+    let page = src.list_page(&creds, &acct, DataType::CompanyInfo, plan[0].cursor.clone(), no_staged()).await.unwrap();
+    assert_eq!((page.next_cursor.clone(), page.estimate.left, page.records.len()), (None, 0, 1));
     let CommerceRecord::CompanyInfo(info) = &page.records[0] else { panic!() };
     assert_eq!(info.commerce_platform_ref.as_deref(), Some(acct.as_str()));
     assert!(info.company_name.as_deref().is_some_and(|n| n.ends_with("Shop")), "{info:?}");
@@ -529,9 +585,9 @@ async fn company_info_is_one_page_with_the_balance_per_currency() {
         assert_eq!(mine.available, Amount::from_minor(entry["amount"].as_i64().unwrap(), &c));
     }
     // No cursor for company info; unsupported data types are fetch errors naming the type.
-    assert!(matches!(src.list_page(&creds, &acct, DataType::CompanyInfo, Some("x".into())).await, Err(SourceError::Fetch(_))));
+    assert!(matches!(src.list_page(&creds, &acct, DataType::CompanyInfo, "x".into(), no_staged()).await, Err(SourceError::Fetch(_))));
     for dt in [DataType::Orders, DataType::Locations, DataType::PaymentMethods, DataType::ProductCategories, DataType::TaxComponents] {
-        match src.list_page(&creds, &acct, dt, None).await {
+        match src.plan_backfill(&creds, &acct, dt).await {
             Err(SourceError::Fetch(m)) => assert!(m.contains(dt.key()) && m.contains("not supported"), "{m}"),
             other => panic!("{dt}: {other:?}"),
         }

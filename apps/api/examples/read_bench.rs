@@ -36,7 +36,7 @@ use tributary_domain::ids::PullOperationId;
 use tributary_domain::model::company::CompanyFields;
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::pull::{DatasetStatus, PullOperation};
-use tributary_domain::model::record::{Checkpoint, StoredRecord};
+use tributary_domain::model::record::{StoredRecord, SyncWrite};
 use tributary_domain::service::IntegrationUpdate;
 
 /// mimalloc: list pages allocate and free many small strings from several threads at once, where
@@ -238,8 +238,8 @@ async fn main() -> anyhow::Result<()> {
     while i < records {
         let n = (records - i).min(1000);
         let page: Vec<StoredRecord> = (i..i + n).map(|k| payment(k, &mut rng)).collect();
-        let cp = Checkpoint { pull_id: pull.id, cursor: None, pages: 0, records: i + n, incremental: None };
-        repos.records.write_page(company, connection, DataType::Payments, &page, &cp, chrono::Utc::now()).await?;
+        let w = SyncWrite { records: page, ..SyncWrite::default() };
+        repos.records.write_sync(company, connection, DataType::Payments, &w, chrono::Utc::now()).await?;
         i += n;
     }
     println!("stored {records} payments in {:.1} s", started.elapsed().as_secs_f64());

@@ -7,13 +7,38 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// Stripe endpoints.
+/// Stripe endpoints and how hard to use them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StripeSettings {
     /// Base of the REST API (`https://api.stripe.com`).
     pub api_base: String,
     /// Base of Connect OAuth (`https://connect.stripe.com`).
     pub connect_base: String,
+    /// Requests per second per connected account, per mode (0: no client-side limit).
+    pub rate_limit: PerMode,
+    /// Requests in flight per connected account, per mode.
+    pub max_in_flight: PerMode,
+}
+
+/// A value for each of Stripe's modes (the Stripe Test and Stripe integrations).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PerMode {
+    /// Test mode (Stripe Test, `yzth`).
+    pub test: u32,
+    /// Live mode (Stripe, `exgd`).
+    pub live: u32,
+}
+
+impl StripeSettings {
+    /// The per-account budget these settings describe.
+    pub fn budget(&self) -> tributary_stripe::BudgetConfig {
+        tributary_stripe::BudgetConfig {
+            test_rate: Some(self.rate_limit.test).filter(|r| *r > 0),
+            live_rate: Some(self.rate_limit.live).filter(|r| *r > 0),
+            test_in_flight: self.max_in_flight.test,
+            live_in_flight: self.max_in_flight.live,
+        }
+    }
 }
 
 /// Webhooks to clients.
@@ -92,12 +117,13 @@ pub struct Settings {
     pub previous_master_keys: Vec<String>,
     /// Stripe endpoints.
     pub stripe: StripeSettings,
-    /// Sync workers in the server.
+    /// Connections the server syncs at once.
     pub workers: u32,
-    /// How long a worker's lease on a connection lasts without renewal (renewed between pages, at
-    /// least four times per lease): how soon another worker takes over a connection whose worker
-    /// died.
+    /// How long a worker's lease on a connection lasts without renewal (renewed in the background
+    /// every quarter of it): how soon another worker takes over a connection whose worker died.
     pub sync_lease: String,
+    /// Pages of one connection fetched and written at once, across its data types.
+    pub sync_parallel_pages: u32,
     /// Log filter (`info`, `tributary_api=debug`, …).
     pub log: String,
     /// Webhooks to clients.
@@ -115,6 +141,7 @@ impl std::fmt::Debug for Settings {
             .field("stripe", &self.stripe)
             .field("workers", &self.workers)
             .field("sync_lease", &self.sync_lease)
+            .field("sync_parallel_pages", &self.sync_parallel_pages)
             .field("webhooks", &self.webhooks)
             .finish()
     }
@@ -148,8 +175,13 @@ impl Settings {
             .set_default("listen", DEFAULT_LISTEN)?
             .set_default("stripe.api_base", "https://api.stripe.com")?
             .set_default("stripe.connect_base", "https://connect.stripe.com")?
-            .set_default("workers", 2)?
+            .set_default("stripe.rate_limit.test", i64::from(tributary_stripe::TEST_MODE_RATE))?
+            .set_default("stripe.rate_limit.live", i64::from(tributary_stripe::LIVE_MODE_RATE))?
+            .set_default("stripe.max_in_flight.test", i64::from(tributary_stripe::TEST_MODE_IN_FLIGHT))?
+            .set_default("stripe.max_in_flight.live", i64::from(tributary_stripe::LIVE_MODE_IN_FLIGHT))?
+            .set_default("workers", 32)?
             .set_default("sync_lease", "60s")?
+            .set_default("sync_parallel_pages", 32)?
             .set_default("log", "info")?
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?
@@ -197,6 +229,16 @@ impl Settings {
             url::Url::parse(v).map_err(|e| anyhow::anyhow!("invalid configuration: {name} {v} is not a URL: {e}"))?;
         }
         self.webhooks.delivery_options().context("invalid configuration")?;
+        let lease = parse_duration(&self.sync_lease).context("invalid configuration: sync_lease")?;
+        if lease < std::time::Duration::from_millis(100) {
+            bail!("invalid configuration: sync_lease must be at least 100ms (got {})", self.sync_lease);
+        }
+        if self.sync_parallel_pages == 0 {
+            bail!("invalid configuration: sync_parallel_pages must be at least 1");
+        }
+        if self.stripe.max_in_flight.test == 0 || self.stripe.max_in_flight.live == 0 {
+            bail!("invalid configuration: stripe.max_in_flight.test and .live must be at least 1");
+        }
         if let Some(k) = &self.master_key {
             decode_master_key(k).context("invalid configuration: master_key")?;
         }

@@ -14,8 +14,8 @@ use std::future::Future;
 use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
-use tributary_domain::ports::SystemClock;
-use tributary_domain::service::{Linking, Platform, SyncEngine};
+use tributary_domain::ports::{SystemClock, Timer};
+use tributary_domain::service::{Linking, Platform, SyncEngine, SyncOptions};
 
 pub use http::generate_api_key;
 
@@ -41,7 +41,17 @@ pub fn platform(store: &Store, cipher: AesGcmCipher, public_url: &str) -> Platfo
         .with_event_renderer(Arc::new(http::dto::CodatEvents { public_url: public_url.trim_end_matches('/').to_owned() }))
 }
 
-/// Where the server is reached, where Stripe is, and how many sync workers run.
+/// tokio's timer, for the domain's services.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTimer;
+
+impl Timer for TokioTimer {
+    fn sleep(&self, duration: std::time::Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// Where the server is reached, where Stripe is, and how many connections it syncs at once.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Public base URL, no trailing slash.
@@ -50,8 +60,9 @@ pub struct ServeOptions {
     pub connect_base: String,
     /// Stripe API base (`https://api.stripe.com` or a sandbox).
     pub api_base: String,
-    /// Sync workers in this process (0: none; another process syncs). The same setting turns
-    /// webhook delivery in this process on (any value above 0) or off.
+    /// Connections this process syncs at once, each by a worker task (0: none; another process
+    /// syncs). The same setting turns webhook delivery in this process on (any value above 0) or
+    /// off.
     pub workers: u32,
     /// How webhooks are delivered.
     pub webhooks: tributary_domain::service::DeliveryOptions,
@@ -59,6 +70,10 @@ pub struct ServeOptions {
     pub allow_private_webhook_targets: bool,
     /// How long a sync worker's lease on a connection lasts without renewal.
     pub sync_lease: std::time::Duration,
+    /// Pages of one connection fetched and written at once.
+    pub sync_parallel_pages: usize,
+    /// Stripe's per-account budget (rate and requests in flight, per mode).
+    pub stripe_budget: tributary_stripe::BudgetConfig,
 }
 
 impl ServeOptions {
@@ -75,6 +90,8 @@ impl ServeOptions {
             webhooks: settings.webhooks.delivery_options()?,
             allow_private_webhook_targets: settings.webhooks.allow_private_targets,
             sync_lease: config::parse_duration(&settings.sync_lease).context("sync_lease")?,
+            sync_parallel_pages: usize::try_from(settings.sync_parallel_pages).unwrap_or(usize::MAX),
+            stripe_budget: settings.stripe.budget(),
         })
     }
 
@@ -89,17 +106,31 @@ impl ServeOptions {
             webhooks: tributary_domain::service::DeliveryOptions::default(),
             allow_private_webhook_targets: true,
             sync_lease: std::time::Duration::from_secs(60),
+            sync_parallel_pages: SyncOptions::default().parallel_pages,
+            stripe_budget: tributary_stripe::BudgetConfig::default(),
         }
     }
 }
 
-/// A sync engine for one worker, reading from Stripe at `opts.api_base`.
+/// The process's Stripe data source at `opts.api_base`: one for all workers, so that each
+/// connected account has one budget in the process.
 ///
 /// # Errors
 /// When `api_base` is not a usable URL.
-pub fn sync_engine(platform: &Platform, opts: &ServeOptions, worker: String) -> anyhow::Result<SyncEngine> {
+pub fn sync_source(opts: &ServeOptions) -> anyhow::Result<Arc<tributary_stripe::StripeDataSource>> {
     let source = tributary_stripe::StripeDataSource::new(&opts.api_base).map_err(|e| anyhow::anyhow!("stripe.api_base: {e}"))?;
-    Ok(SyncEngine::new(platform.clone(), Arc::new(source), worker, opts.sync_lease))
+    Ok(Arc::new(source.with_budget(opts.stripe_budget)))
+}
+
+/// A sync engine for one worker task, reading through `source`.
+pub fn sync_engine(
+    platform: &Platform,
+    opts: &ServeOptions,
+    source: Arc<tributary_stripe::StripeDataSource>,
+    worker: String,
+) -> SyncEngine {
+    let sync = SyncOptions { lease_for: opts.sync_lease, parallel_pages: opts.sync_parallel_pages.max(1) };
+    SyncEngine::new(platform.clone(), source, Arc::new(TokioTimer), worker, sync)
 }
 
 /// How often the scheduler looks for data types due for a sync.
@@ -203,8 +234,9 @@ pub async fn serve_on(
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
+    let source = sync_source(&opts)?;
     for n in 0..opts.workers {
-        let engine = sync_engine(&platform, &opts, format!("{}-{}-{n}", addr, std::process::id()))?;
+        let engine = sync_engine(&platform, &opts, source.clone(), format!("{}-{}-{n}", addr, std::process::id()));
         workers.push(tokio::spawn(run_worker(engine, wake.clone(), stop_rx.clone())));
     }
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
@@ -225,7 +257,7 @@ pub async fn serve_on(
     let app = http::router(http::AppState { platform, linking, wake, public_url: public_url.clone(), webhook_wake });
     tracing::info!(%addr, %public_url, workers = opts.workers, "tributary-api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
-    // Workers finish the pull page they are on; a pull cut short resumes from its checkpoint.
+    // Workers finish the pages they are on; a pull cut short resumes from its partitions' cursors.
     let _ = stop_tx.send(true);
     for w in workers {
         if tokio::time::timeout(std::time::Duration::from_secs(30), w).await.is_err() {

@@ -6,7 +6,7 @@ use common::{assert_envelope, linked_and_synced};
 use serde_json::{Value, json};
 use stripe_sandbox::Profile;
 use tributary_domain::model::data_type::DataType;
-use tributary_domain::model::record::{Checkpoint, StoredRecord};
+use tributary_domain::model::record::{StoredRecord, SyncWrite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commerce_reads_follow_codats_envelope_paging_queries_and_errors() {
@@ -66,16 +66,12 @@ async fn commerce_reads_follow_codats_envelope_paging_queries_and_errors() {
     let victim = customers["results"][0].clone();
     let id = victim["id"].as_str().unwrap().to_owned();
     let repos = api.platform.repositories();
-    let cp = repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap();
     let mut doc = victim.clone();
     doc.as_object_mut().unwrap().remove("modifiedDate");
     let deleted = StoredRecord { id: id.clone(), created: None, source_modified: None, document: doc, deleted: true };
     let company_id = company.parse().unwrap();
-    repos
-        .records
-        .write_page(company_id, connection, DataType::Customers, &[deleted], &Checkpoint { ..cp }, chrono::Utc::now())
-        .await
-        .unwrap();
+    let w = SyncWrite { records: vec![deleted], ..SyncWrite::default() };
+    repos.records.write_sync(company_id, connection, DataType::Customers, &w, chrono::Utc::now()).await.unwrap();
     let (_, after) = api.get(&format!("{base}/commerce-customers?pageSize=5000")).await;
     assert_eq!(after["totalResults"].as_u64().unwrap(), total - 1);
     let (st, b) = api.get(&format!("{base}/commerce-customers/{id}")).await;
@@ -124,7 +120,6 @@ async fn next_links_carry_a_keyset_cursor_and_page_numbers_keep_working() {
     let saved = page1["_links"]["next"]["href"].as_str().unwrap().to_owned();
     let (_, page2_before) = api.get(&saved).await;
     let repos = api.platform.repositories();
-    let cp = repos.records.checkpoint(connection, DataType::Transactions).await.unwrap().unwrap();
     let earliest = StoredRecord {
         id: "txn_000_earliest".into(),
         created: Some("2001-01-01T00:00:00Z".parse().unwrap()),
@@ -132,11 +127,8 @@ async fn next_links_carry_a_keyset_cursor_and_page_numbers_keep_working() {
         document: json!({"id": "txn_000_earliest", "totalAmount": 1, "currency": "USD"}),
         deleted: false,
     };
-    repos
-        .records
-        .write_page(company.parse().unwrap(), connection, DataType::Transactions, &[earliest], &cp, chrono::Utc::now())
-        .await
-        .unwrap();
+    let w = SyncWrite { records: vec![earliest], ..SyncWrite::default() };
+    repos.records.write_sync(company.parse().unwrap(), connection, DataType::Transactions, &w, chrono::Utc::now()).await.unwrap();
     let (_, followed) = api.get(&saved).await;
     assert_eq!(ids(&followed), ids(&page2_before), "the keyset position held");
     assert_eq!(followed["totalResults"].as_u64(), page2_before["totalResults"].as_u64().map(|t| t + 1), "the count moved");

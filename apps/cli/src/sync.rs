@@ -50,16 +50,23 @@ pub async fn watch(
     ops: &[PullOperation],
     json: bool,
 ) -> anyhow::Result<Vec<PullOperation>> {
-    let engine = tributary_api::sync_engine(platform, opts, format!("cli-{}", std::process::id()))?;
-    let worker = tokio::spawn(async move {
-        loop {
-            match engine.run_once().await {
-                Ok(true) => {}
-                Ok(false) => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(e) => return Err::<(), _>(e),
+    // As the server does: one source (one budget per account), several connections at once.
+    let source = tributary_api::sync_source(opts)?;
+    let mut workers = tokio::task::JoinSet::new();
+    let connections: std::collections::BTreeSet<String> = ops.iter().map(|o| o.connection_id.to_string()).collect();
+    let count = u32::try_from(connections.len()).unwrap_or(u32::MAX).clamp(1, opts.workers.max(1));
+    for n in 0..count {
+        let engine = tributary_api::sync_engine(platform, opts, source.clone(), format!("cli-{}-{n}", std::process::id()));
+        workers.spawn(async move {
+            loop {
+                match engine.run_once().await {
+                    Ok(true) => {}
+                    Ok(false) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(e) => return Err::<(), _>(e),
+                }
             }
-        }
-    });
+        });
+    }
     let bars = MultiProgress::new();
     if json {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -87,12 +94,13 @@ pub async fn watch(
         if current.iter().all(|o| o.status.is_terminal()) {
             break current;
         }
-        if worker.is_finished() {
-            break current;
+        if let Some(ended) = workers.try_join_next() {
+            // A worker only ends on a storage failure.
+            ended.context("sync worker")?.context("sync worker failed")?;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    worker.abort();
+    workers.abort_all();
     Ok(finished)
 }
 

@@ -242,7 +242,7 @@ async fn on_postgres_a_pg_dump_holds_no_secret_in_clear() {
 async fn data_exports_synced_records_as_json_csv_and_a_table_with_query_and_order() {
     use tributary_domain::model::data_type::DataType;
     use tributary_domain::model::pull::{DatasetStatus, PullOperation};
-    use tributary_domain::model::record::{Checkpoint, StoredRecord};
+    use tributary_domain::model::record::{Checkpoint, StoredRecord, SyncWrite};
     let e = Env::new();
     e.ok(Some(KEY_A), &["integrations", "set", "yzth", "--client-id", "ca_1", "--secret-key", "sk_test_1"]);
     e.ok(None, &["integrations", "enable", "yzth"]);
@@ -281,8 +281,9 @@ async fn data_exports_synced_records_as_json_csv_and_a_table_with_query_and_orde
         deleted: false,
     };
     let records = vec![record("ch_1", "10.5", "USD"), record("ch_2", "-3", "USD"), record("ch_3", "1.234", "KWD")];
-    let cp = Checkpoint { pull_id: op.id, cursor: None, pages: 1, records: 3, incremental: None };
-    repos.records.write_page(company_id, conn_id, DataType::Payments, &records, &cp, now).await.unwrap();
+    let cp = Checkpoint { pull_id: op.id, backfilling: false, incremental: None };
+    let w = SyncWrite { records, checkpoint: Some(cp), ..SyncWrite::default() };
+    repos.records.write_sync(company_id, conn_id, DataType::Payments, &w, now).await.unwrap();
     store.close().await;
 
     let conn_s = conn_id.to_string();

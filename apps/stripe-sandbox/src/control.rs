@@ -526,7 +526,14 @@ pub async fn stats(State(s): State<Arc<Sandbox>>, Path(account): Path<String>) -
     let total: u64 = a.stats.values().sum();
     let requests: BTreeMap<&String, &u64> = a.stats.iter().collect();
     let hosts: BTreeMap<&String, &u64> = a.hosts.iter().collect();
-    json_response(StatusCode::OK, json!({"total": total, "requests": requests, "hosts": hosts}).to_string())
+    // The most requests in any second (ten consecutive 100 ms slots).
+    let max_per_second = a.timeline.windows(10.min(a.timeline.len().max(1))).map(|w| w.iter().sum::<u32>()).max().unwrap_or(0);
+    json_response(
+        StatusCode::OK,
+        json!({"total": total, "requests": requests, "hosts": hosts, "timeline_ms": 100, "timeline": a.timeline,
+            "max_per_second": max_per_second, "rate_limited": a.rate_limited})
+        .to_string(),
+    )
 }
 
 /// `DELETE /_sandbox/accounts/{id}/stats`.
@@ -543,5 +550,8 @@ pub async fn reset_stats(State(s): State<Arc<Sandbox>>, Path(account): Path<Stri
     let mut a = acc.write().expect("account lock");
     a.stats.clear();
     a.hosts.clear();
+    a.timeline.clear();
+    a.timeline_start = None;
+    a.rate_limited = 0;
     json_response(StatusCode::OK, json!({"total": 0, "requests": {}}).to_string())
 }

@@ -108,10 +108,26 @@ async fn limits_and_faults(State(s): State<Arc<Sandbox>>, req: Request, next: Ne
             return broken(None);
         }
     }
-    if let (Some(acc), Some(mode)) = (account.as_deref(), mode)
-        && !s.take_token(acc, mode)
-    {
-        return rate_limited("Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.");
+    if let (Some(acc), Some(mode)) = (account.as_deref(), mode) {
+        let allowed = s.take_token(acc, mode);
+        if let Some(a) = s.account(acc)
+            && let Ok(mut a) = a.write()
+        {
+            // The request's arrival at the limiter, per 100 ms (after any injected latency: when
+            // Stripe would count it).
+            let start = *a.timeline_start.get_or_insert_with(std::time::Instant::now);
+            let slot = usize::try_from(start.elapsed().as_millis() / 100).unwrap_or(usize::MAX).min(1_000_000);
+            if a.timeline.len() <= slot {
+                a.timeline.resize(slot + 1, 0);
+            }
+            a.timeline[slot] += 1;
+            if !allowed {
+                a.rate_limited += 1;
+            }
+        }
+        if !allowed {
+            return rate_limited("Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.");
+        }
     }
     let res = next.run(req).await;
     if let Some(f) = fault

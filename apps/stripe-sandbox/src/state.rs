@@ -234,6 +234,9 @@ impl Sandbox {
             event_index: HashMap::new(),
             stats: HashMap::new(),
             hosts: HashMap::new(),
+            timeline: Vec::new(),
+            timeline_start: None,
+            rate_limited: 0,
             rng: Rng::new(seed ^ 0xC0417),
             next_seq: 0,
         };

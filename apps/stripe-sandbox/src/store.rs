@@ -314,6 +314,13 @@ pub struct Account {
     /// Requests per `Host` header since the last reset (tells apart clients that reach the sandbox
     /// under different addresses, e.g. 127.0.0.1 and 127.0.0.2).
     pub hosts: HashMap<String, u64>,
+    /// Requests that reached the rate limiter per 100 ms since `timeline_start` (the first such
+    /// request after the last reset), and how many of them it refused.
+    pub timeline: Vec<u32>,
+    /// When the timeline starts.
+    pub timeline_start: Option<std::time::Instant>,
+    /// Requests refused by the rate limiter (not injected 429s) since the last reset.
+    pub rate_limited: u64,
     /// Generator state for objects created later through the control API.
     pub rng: crate::rng::Rng,
     /// The next event sequence number.

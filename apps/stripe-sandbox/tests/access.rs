@@ -184,6 +184,14 @@ async fn stats_count_list_and_retrieve_requests_per_endpoint_template_and_reset_
     let mut st = stats(a.clone()).await;
     let hosts = st.as_object_mut().expect("stats").remove("hosts").expect("hosts");
     assert_eq!(hosts.as_object().map(|h| h.values().cloned().collect::<Vec<_>>()), Some(vec![json!(9)]), "one Host: {hosts}");
+    // Every request reached the rate limiter (none was refused), per 100 ms since the first.
+    let timeline = st.as_object_mut().expect("stats").remove("timeline").expect("timeline");
+    let slots: Vec<u64> = timeline.as_array().expect("slots").iter().map(|v| v.as_u64().expect("count")).collect();
+    assert_eq!(slots.iter().sum::<u64>(), 9, "{timeline}");
+    let in_a_second = st.as_object_mut().expect("stats").remove("max_per_second").expect("max").as_u64().expect("count");
+    assert!((1..=9).contains(&in_a_second), "{in_a_second}");
+    assert_eq!(st.as_object_mut().expect("stats").remove("timeline_ms"), Some(json!(100)));
+    assert_eq!(st.as_object_mut().expect("stats").remove("rate_limited"), Some(json!(0)));
     assert_eq!(
         st,
         json!({"total": 9, "requests": {
@@ -197,7 +205,10 @@ async fn stats_count_list_and_retrieve_requests_per_endpoint_template_and_reset_
     assert_eq!(stats(b.clone()).await["requests"], json!({"GET /v1/customers": 1}));
     let r = s.control(Method::DELETE, &format!("/_sandbox/accounts/{a}/stats"), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(stats(a.clone()).await, json!({"total": 0, "requests": {}, "hosts": {}}));
+    assert_eq!(
+        stats(a.clone()).await,
+        json!({"total": 0, "requests": {}, "hosts": {}, "timeline_ms": 100, "timeline": [], "max_per_second": 0, "rate_limited": 0})
+    );
     assert_eq!(stats(b.clone()).await["total"], 1, "resetting one account's stats reset another's");
     // Faulted and rate-limited requests count too.
     s.control(Method::PUT, "/_sandbox/faults", Some(json!({"endpoints": {"GET /v1/payouts": {"p500": 1.0}}}))).await;
@@ -208,6 +219,8 @@ async fn stats_count_list_and_retrieve_requests_per_endpoint_template_and_reset_
     assert_eq!(statuses, [200, 429]);
     let st = stats(a.clone()).await;
     assert_eq!((&st["total"], &st["requests"]), (&json!(3), &json!({"GET /v1/payouts": 1, "GET /v1/refunds": 2})));
+    // The limiter's refusal is counted apart from injected faults (which never reach it).
+    assert_eq!((&st["rate_limited"], &st["max_per_second"]), (&json!(1), &json!(2)), "{st}");
     let r = s.control(Method::GET, "/_sandbox/accounts/acct_nope/stats", None).await;
     assert_stripe_error(&r, 404, "invalid_request_error", Some("resource_missing"), None);
     s.stop().await;

@@ -41,18 +41,77 @@ pub struct ListedRecord {
     pub document: String,
 }
 
-/// Where a data type's sync stands on a connection, saved with every page.
+/// Where a data type's sync stands on a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
-    /// The pull this backfill belongs to (a new pull starts from the beginning).
+    /// The pull the data type's latest backfill or change set belongs to (a new pull starts a new
+    /// backfill or follows the changes).
     pub pull_id: PullOperationId,
-    /// Cursor for the next backfill page; `None` once the backfill is done.
-    pub cursor: Option<String>,
-    /// Pages written so far.
-    pub pages: u32,
-    /// Records written so far.
-    pub records: u64,
+    /// A backfill of this pull is under way: its [`PartitionState`]s hold where each part stands.
+    /// `false` once the backfill is done, or after a change set.
+    pub backfilling: bool,
     /// The source's change cursor to follow once the backfill is done (taken before it starts, so
     /// nothing that changes during the backfill is missed).
     pub incremental: Option<String>,
+}
+
+/// A data source's estimate of one partition's work, in objects it lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// Objects listed so far.
+    pub done: u64,
+    /// Objects still to list (an estimate; 0 once the partition is done).
+    pub left: u64,
+}
+
+/// One partition of a backfill as stored with every page: where it continues and how far it has
+/// come. A killed worker resumes every unfinished partition at its cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Its number within the backfill (unique per connection and data type).
+    pub id: u32,
+    /// Partitions of a stage start once every partition of the earlier stages is done.
+    pub stage: u16,
+    /// The source's cursor for the partition's next page; `None` once it is done.
+    pub cursor: Option<String>,
+    /// Records written from this partition so far.
+    pub records: u64,
+    /// The source's estimate of the partition's work.
+    pub estimate: Estimate,
+}
+
+/// An item a source keeps for a later stage of the same backfill (for Stripe: a product's prices,
+/// listed before the products). Stored with the page that listed it; dropped when the backfill
+/// starts again or ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedItem {
+    /// What the item is looked up by (a product id).
+    pub key: String,
+    /// The item's own id (unique per key).
+    pub id: String,
+    /// The item, as the source chose to keep it.
+    pub value: serde_json::Value,
+}
+
+/// One transaction of a sync worker: a page with its partition's new position (and partitions
+/// split off it), the start or end of a backfill, or a change set, with the pull's new state.
+/// Fenced: when `fence` names a worker, nothing is written unless that worker still holds the
+/// connection's sync lease and the connection is still linked.
+#[derive(Debug, Clone, Default)]
+pub struct SyncWrite {
+    /// The worker whose lease must still hold (`None`: unfenced, for tools that seed data).
+    pub fence: Option<String>,
+    /// Records to upsert.
+    pub records: Vec<StoredRecord>,
+    /// Items kept for a later stage.
+    pub staged: Vec<StagedItem>,
+    /// Drop the data type's partitions and staged items first (a backfill starts or ends).
+    pub reset: bool,
+    /// The data type's checkpoint, when it changes.
+    pub checkpoint: Option<Checkpoint>,
+    /// Partitions to insert or replace.
+    pub partitions: Vec<PartitionState>,
+    /// The pull's new state (status, description, error, completion, progress) and the events it
+    /// causes.
+    pub pull: Option<(crate::model::pull::PullOperation, Vec<crate::model::webhook::OutboxEvent>)>,
 }

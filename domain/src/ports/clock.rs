@@ -19,3 +19,10 @@ impl Clock for SystemClock {
         DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
 }
+
+/// Waiting for a while. The domain has no runtime of its own: the apps provide one (tokio's
+/// timer), tests may provide another.
+pub trait Timer: Send + Sync {
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: std::time::Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}

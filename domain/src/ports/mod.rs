@@ -9,8 +9,8 @@ pub mod source;
 pub mod webhook;
 
 pub use cipher::{CipherError, SecretCipher};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SystemClock, Timer};
 pub use oauth::{Grant, OAuthError, OAuthProvider};
 pub use repository::*;
-pub use source::{CommerceDataSource, SourceError};
+pub use source::{CommerceDataSource, PlannedPartition, RecordPage, SourceError, StagedLookup};
 pub use webhook::{WebhookRequest, WebhookResponse, WebhookSender};

@@ -14,7 +14,7 @@ use crate::model::integration::IntegrationSettings;
 use crate::model::oauth_state::OAuthState;
 use crate::model::profile::Profile;
 use crate::model::pull::PullOperation;
-use crate::model::record::{Checkpoint, ListedRecord, RecordRow, StoredRecord};
+use crate::model::record::{Checkpoint, ListedRecord, PartitionState, RecordRow, StagedItem, SyncWrite};
 use crate::model::secret::SealedSecret;
 use crate::model::sync_settings::SyncSetting;
 use crate::model::webhook::{AfterAttempt, Attempt, Delivery, OutboxEvent, WebhookConsumer};
@@ -308,11 +308,11 @@ pub trait PullOperationRepository: Send + Sync {
     /// # Errors
     /// [`RepositoryError::NotFound`] if it does not exist (nothing written).
     async fn update(&self, op: &PullOperation, events: &[OutboxEvent]) -> Result<(), RepositoryError>;
-    /// The oldest unfinished (`Queued` or `Fetching`) operation of a connection.
+    /// The unfinished (`Queued` or `Fetching`) operations of a connection, oldest first.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn next_for_connection(&self, connection: ConnectionId) -> Result<Option<PullOperation>, RepositoryError>;
+    async fn unfinished_for_connection(&self, connection: ConnectionId) -> Result<Vec<PullOperation>, RepositoryError>;
     /// Per data type of a company: the latest operation and the latest `Complete` one.
     ///
     /// # Errors
@@ -348,22 +348,26 @@ pub trait SyncLeaseRepository: Send + Sync {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait RecordRepository: Send + Sync {
-    /// Upserts a page of records of one data type on a connection and saves the checkpoint, in one
-    /// transaction (a killed worker resumes at the next page, with no duplicates and no gaps). A
-    /// record whose document and deleted flag are unchanged keeps its `modified` time. Returns how
-    /// many records were inserted or changed. An adapter may relax the commit's durability (the
-    /// latest pages lost in a database or power crash, always with their checkpoint and never
-    /// ahead of a later durable commit): the sync then fetches those pages again.
+    /// Writes what a sync worker commits at once ([`SyncWrite`]), in one transaction: with
+    /// `reset`, the data type's partitions and staged items are dropped first; then the records
+    /// are upserted, the staged items, the checkpoint and the partitions saved, and the pull
+    /// updated with its events. A record whose document and deleted flag are unchanged keeps its
+    /// `modified` time. Returns how many records were inserted or changed. A killed worker
+    /// resumes every partition at its last written cursor, with no duplicates and no gaps. An
+    /// adapter may relax the commit's durability for writes without a pull or checkpoint (the
+    /// latest pages lost in a database or power crash, always with their partitions' positions and
+    /// never ahead of a later durable commit): the sync then fetches those pages again.
     ///
     /// # Errors
-    /// [`RepositoryError::NotFound`] if the connection does not exist (nothing written).
-    async fn write_page(
+    /// [`RepositoryError::NotFound`] if the connection does not exist or belongs to another
+    /// company, [`RepositoryError::Fenced`] if `write.fence` names a worker that no longer holds
+    /// the connection's sync lease or the connection is not linked; nothing is written then.
+    async fn write_sync(
         &self,
         company: CompanyId,
         connection: ConnectionId,
         data_type: DataType,
-        records: &[StoredRecord],
-        checkpoint: &Checkpoint,
+        write: &SyncWrite,
         now: DateTime<Utc>,
     ) -> Result<u64, RepositoryError>;
     /// The saved checkpoint of a data type on a connection.
@@ -371,6 +375,16 @@ pub trait RecordRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError>;
+    /// The partitions of a data type's backfill, by id (finished ones too).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn partitions(&self, connection: ConnectionId, data_type: DataType) -> Result<Vec<PartitionState>, RepositoryError>;
+    /// The staged items of a data type's backfill under any of `keys`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn staged(&self, connection: ConnectionId, data_type: DataType, keys: &[String]) -> Result<Vec<StagedItem>, RepositoryError>;
     /// Number of records (deleted ones only when asked).
     ///
     /// # Errors

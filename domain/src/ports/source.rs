@@ -2,19 +2,46 @@
 
 use crate::model::commerce::CommerceRecord;
 use crate::model::data_type::DataType;
+pub use crate::model::record::{Estimate, StagedItem};
 use crate::ports::oauth::PlatformCredentials;
 use async_trait::async_trait;
 use std::time::Duration;
 
-/// One page of records from a full backfill.
-#[derive(Debug, Clone)]
+/// One page of one partition of a backfill.
+#[derive(Debug, Clone, Default)]
 pub struct RecordPage {
     /// Mapped records.
     pub records: Vec<CommerceRecord>,
-    /// Cursor for the next page; `None` when the backfill is done.
+    /// Items to keep for a later stage of the same backfill (stored with the page).
+    pub staged: Vec<StagedItem>,
+    /// The partition's cursor for its next page; `None` when the partition is done.
     pub next_cursor: Option<String>,
-    /// How far the backfill has come, 0–100, when the source can tell.
-    pub progress: Option<u8>,
+    /// The partition's work after this page.
+    pub estimate: Estimate,
+}
+
+/// A partition of a backfill as the source plans or splits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPartition {
+    /// Partitions of a stage start once every partition of the earlier stages is done (for
+    /// Stripe's products: prices first, then products).
+    pub stage: u16,
+    /// The source's cursor for the partition's first page (opaque to the engine).
+    pub cursor: String,
+    /// The source's estimate of the partition's work.
+    pub estimate: Estimate,
+}
+
+/// Items staged by earlier pages of the same backfill, looked up by key (the engine provides it
+/// over storage).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait StagedLookup: Send + Sync {
+    /// Every staged item under any of `keys`.
+    ///
+    /// # Errors
+    /// A [`SourceError::Fetch`] naming the storage failure.
+    async fn staged(&self, keys: Vec<String>) -> Result<Vec<StagedItem>, SourceError>;
 }
 
 /// Changes since an incremental cursor.
@@ -53,10 +80,29 @@ pub enum SourceError {
 }
 
 /// Reads one connected account's commerce data.
+///
+/// A backfill is planned as partitions ([`CommerceDataSource::plan_backfill`]) that the engine
+/// pages at the same time, each from its own cursor ([`CommerceDataSource::list_page`]); a
+/// partition with much left can be split ([`CommerceDataSource::split`]) when the engine has room
+/// for more pages at once. Together, the partitions of a plan (and of its splits) list every record
+/// once, whatever happens at the source meanwhile; records created or changed after the plan are
+/// picked up by following the change cursor taken before it.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait CommerceDataSource: Send + Sync {
-    /// One page of a full backfill, newest first, from `cursor` (`None` = the start).
+    /// Plans a full backfill of `data_type`: its first partitions, in stages.
+    ///
+    /// # Errors
+    /// A [`SourceError`] once retries are exhausted.
+    async fn plan_backfill(
+        &self,
+        creds: &PlatformCredentials,
+        account_id: &str,
+        data_type: DataType,
+    ) -> Result<Vec<PlannedPartition>, SourceError>;
+
+    /// The next page of the partition at `cursor` (items staged by earlier stages are read through
+    /// `staged`).
     ///
     /// # Errors
     /// A [`SourceError`] once retries are exhausted.
@@ -65,8 +111,14 @@ pub trait CommerceDataSource: Send + Sync {
         creds: &PlatformCredentials,
         account_id: &str,
         data_type: DataType,
-        cursor: Option<String>,
+        cursor: String,
+        staged: std::sync::Arc<dyn StagedLookup>,
     ) -> Result<RecordPage, SourceError>;
+
+    /// Splits what is left of the partition at `cursor` into at most `parts` partitions of the
+    /// same stage, the first of which replaces it (it continues where the partition stood). Empty
+    /// when the rest is too small to be worth splitting or cannot be split. No I/O.
+    fn split(&self, data_type: DataType, cursor: &str, parts: usize) -> Vec<PlannedPartition>;
 
     /// Changes since `cursor`.
     ///

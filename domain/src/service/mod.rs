@@ -3,20 +3,23 @@
 mod api_keys;
 mod companies;
 mod connections;
+mod engine;
 mod integrations;
 mod link;
 mod pulls;
 mod records;
 mod settings;
+mod signal;
 mod sync;
 mod webhooks;
 
 pub use api_keys::hash_api_key;
 pub use companies::{CompanyPatch, CompanyView};
+pub use engine::{SyncEngine, SyncOptions};
 pub use integrations::IntegrationUpdate;
 pub use link::{Callback, CallbackError, LinkResult, Linking};
 pub use records::RecordPage;
-pub use sync::{DataTypeStatus, SyncEngine, to_stored};
+pub use sync::{DataTypeStatus, to_stored};
 pub use webhooks::{DeliveryOptions, WebhookDelivery};
 
 use crate::ports::{Clock, Repositories, SecretCipher};
@@ -89,6 +92,15 @@ pub(crate) mod test_support {
         records:
             Mutex<std::collections::BTreeMap<(ConnectionId, crate::model::data_type::DataType, String), crate::model::record::RecordRow>>,
         checkpoints: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), crate::model::record::Checkpoint>>,
+        pub partitions:
+            Mutex<std::collections::BTreeMap<(ConnectionId, crate::model::data_type::DataType, u32), crate::model::record::PartitionState>>,
+        staged: Mutex<std::collections::BTreeMap<(ConnectionId, crate::model::data_type::DataType, String, String), serde_json::Value>>,
+        /// Fenced writes refused.
+        pub refused: Mutex<u64>,
+        /// When set, sync writes take one lock and hold it this long (as SQLite's single writer
+        /// does), so a caller that waits for a write while not polling another stalls.
+        pub slow_writes: Mutex<Option<std::time::Duration>>,
+        serial: tokio::sync::Mutex<()>,
         versions: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), u64>>,
         /// `count_matching` calls, to see the count cache work.
         pub count_queries: Mutex<u64>,
@@ -368,9 +380,16 @@ pub(crate) mod test_support {
             self.emit(events);
             Ok(())
         }
-        async fn next_for_connection(&self, c: ConnectionId) -> Result<Option<crate::model::pull::PullOperation>, RepositoryError> {
+        async fn unfinished_for_connection(&self, c: ConnectionId) -> Result<Vec<crate::model::pull::PullOperation>, RepositoryError> {
             use crate::model::pull::DatasetStatus::{Fetching, Queued};
-            Ok(self.pulls.lock().unwrap().iter().find(|p| p.connection_id == c && matches!(p.status, Queued | Fetching)).cloned())
+            Ok(self
+                .pulls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.connection_id == c && matches!(p.status, Queued | Fetching))
+                .cloned()
+                .collect())
         }
         async fn data_status(
             &self,
@@ -438,25 +457,66 @@ pub(crate) mod test_support {
 
     #[async_trait]
     impl RecordRepository for Mem {
-        async fn write_page(
+        async fn write_sync(
             &self,
-            _company: CompanyId,
+            company: CompanyId,
             connection: ConnectionId,
             data_type: crate::model::data_type::DataType,
-            records: &[crate::model::record::StoredRecord],
-            checkpoint: &crate::model::record::Checkpoint,
+            w: &crate::model::record::SyncWrite,
             now: DateTime<Utc>,
         ) -> Result<u64, RepositoryError> {
+            let slow = *self.slow_writes.lock().unwrap();
+            let _serial = match slow {
+                Some(d) => {
+                    let guard = self.serial.lock().await;
+                    tokio::time::sleep(d).await;
+                    Some(guard)
+                }
+                None => None,
+            };
+            // As the stores do: all or nothing, fenced by the lease and the connection's status.
+            let linked = {
+                let connections = self.connections.lock().unwrap();
+                let Some(c) = connections.iter().find(|c| c.id == connection && c.company_id == company) else {
+                    return Err(RepositoryError::NotFound(format!("connection {connection}")));
+                };
+                c.status == crate::model::connection::ConnectionStatus::Linked
+            };
+            if let Some(worker) = &w.fence {
+                let holds = self.leases.lock().unwrap().get(&connection).is_some_and(|(owner, _)| owner == worker);
+                if !holds || !linked {
+                    *self.refused.lock().unwrap() += 1;
+                    return Err(RepositoryError::Fenced(format!("{worker} does not hold connection {connection}")));
+                }
+            }
+            if w.reset {
+                self.partitions.lock().unwrap().retain(|(c, t, _), _| (*c, *t) != (connection, data_type));
+                self.staged.lock().unwrap().retain(|(c, t, _, _), _| (*c, *t) != (connection, data_type));
+            }
             let mut all = self.records.lock().unwrap();
             let mut changed = 0;
-            for r in records {
+            for r in &w.records {
                 let key = (connection, data_type, r.id.clone());
                 if all.get(&key).is_none_or(|row| row.record != *r) {
                     changed += 1;
                     all.insert(key, crate::model::record::RecordRow { record: r.clone(), modified: now });
                 }
             }
-            self.checkpoints.lock().unwrap().insert((connection, data_type), checkpoint.clone());
+            for item in &w.staged {
+                self.staged.lock().unwrap().insert((connection, data_type, item.key.clone(), item.id.clone()), item.value.clone());
+            }
+            if let Some(cp) = &w.checkpoint {
+                self.checkpoints.lock().unwrap().insert((connection, data_type), cp.clone());
+            }
+            for part in &w.partitions {
+                self.partitions.lock().unwrap().insert((connection, data_type, part.id), part.clone());
+            }
+            if let Some((op, events)) = &w.pull {
+                let mut pulls = self.pulls.lock().unwrap();
+                let slot = pulls.iter_mut().find(|p| p.id == op.id).ok_or_else(|| RepositoryError::NotFound("pull".into()))?;
+                *slot = op.clone();
+                self.emit(events);
+            }
             if changed > 0 {
                 *self.versions.lock().unwrap().entry((connection, data_type)).or_default() += 1;
             }
@@ -468,6 +528,28 @@ pub(crate) mod test_support {
             t: crate::model::data_type::DataType,
         ) -> Result<Option<crate::model::record::Checkpoint>, RepositoryError> {
             Ok(self.checkpoints.lock().unwrap().get(&(c, t)).cloned())
+        }
+        async fn partitions(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+        ) -> Result<Vec<crate::model::record::PartitionState>, RepositoryError> {
+            Ok(self.partitions.lock().unwrap().iter().filter(|((pc, pt, _), _)| (*pc, *pt) == (c, t)).map(|(_, p)| p.clone()).collect())
+        }
+        async fn staged(
+            &self,
+            c: ConnectionId,
+            t: crate::model::data_type::DataType,
+            keys: &[String],
+        ) -> Result<Vec<crate::model::record::StagedItem>, RepositoryError> {
+            Ok(self
+                .staged
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|((sc, st, key, _), _)| (*sc, *st) == (c, t) && keys.contains(key))
+                .map(|((_, _, key, id), value)| crate::model::record::StagedItem { key: key.clone(), id: id.clone(), value: value.clone() })
+                .collect())
         }
         async fn count(
             &self,

@@ -179,7 +179,7 @@ mod tests {
     use crate::model::commerce_schema::CUSTOMERS;
     use crate::model::company::CompanyFields;
     use crate::model::pull::{DatasetStatus, PullOperation};
-    use crate::model::record::{Checkpoint, StoredRecord};
+    use crate::model::record::{StoredRecord, SyncWrite};
     use crate::service::IntegrationUpdate;
     use crate::service::test_support::{Fixed, Mem, platform_with};
     use secrecy::SecretString;
@@ -223,12 +223,8 @@ mod tests {
     }
 
     async fn write(p: &Platform, company: CompanyId, connection: ConnectionId, records: &[StoredRecord]) {
-        let cp = Checkpoint { pull_id: PullOperationId::new_random(), cursor: None, pages: 1, records: 0, incremental: None };
-        p.repos
-            .records
-            .write_page(company, connection, DataType::Customers, records, &cp, "2026-01-01T00:00:00Z".parse().unwrap())
-            .await
-            .unwrap();
+        let w = SyncWrite { records: records.to_vec(), ..SyncWrite::default() };
+        p.repos.records.write_sync(company, connection, DataType::Customers, &w, "2026-01-01T00:00:00Z".parse().unwrap()).await.unwrap();
     }
 
     fn query(page: i64, q: Option<&str>, order: Option<&str>) -> ListQuery {

@@ -1,21 +1,19 @@
 //! The HTTP side of the data source: `GET {api_base}/v1/…` as a Connect platform reading one
-//! connected account, with a per-account token bucket, retries with exponential backoff and
-//! jitter, and classification of what still fails into [`SourceError`].
+//! connected account, within the account's budget (`budget`), with retries with exponential
+//! backoff and jitter, and classification of what still fails into [`SourceError`].
 //!
 //! Retried: connection failures, bodies that break off or are not JSON, `429`, `409` and `5xx` —
 //! unless Stripe answers `Stripe-Should-Retry: false`; any other status is retried only when
-//! Stripe answers `Stripe-Should-Retry: true`. Every attempt, retries included, takes a token from
-//! the account's bucket.
+//! Stripe answers `Stripe-Should-Retry: true`. Every attempt, retries included, takes an in-flight
+//! slot and a token of the account's budget; a `429` also lowers the budget.
 
+use super::budget::{Limited, SharedBudgets};
 use crate::redact::redact;
 use secrecy::ExposeSecret;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tributary_domain::model::integration::Mode;
 use tributary_domain::ports::oauth::PlatformCredentials;
 use tributary_domain::ports::source::SourceError;
 use url::Url;
@@ -32,80 +30,8 @@ pub const DEFAULT_MAX_RETRIES: u32 = 6;
 pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts by default.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(8);
-/// Stripe's documented rate limit for test mode, requests per second per account.
-pub const TEST_MODE_RATE: u32 = 25;
-/// Stripe's documented rate limit for live mode, requests per second per account.
-pub const LIVE_MODE_RATE: u32 = 100;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// How fast requests for one account may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RateConfig {
-    /// [`TEST_MODE_RATE`] or [`LIVE_MODE_RATE`] by the credentials' mode.
-    PerMode,
-    /// The same rate for both modes.
-    Fixed(u32),
-    /// No client-side limit.
-    Off,
-}
-
-impl RateConfig {
-    fn rate(self, mode: Mode) -> Option<u32> {
-        match self {
-            Self::PerMode => Some(match mode {
-                Mode::Test => TEST_MODE_RATE,
-                Mode::Live => LIVE_MODE_RATE,
-            }),
-            Self::Fixed(n) if n > 0 => Some(n),
-            Self::Fixed(_) | Self::Off => None,
-        }
-    }
-}
-
-/// One account's bucket. Tokens may go negative: that is the queue of callers already promised a
-/// slot, each of which sleeps until its turn.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// Per-account token buckets.
-#[derive(Debug)]
-pub(crate) struct Limiter {
-    pub(crate) config: RateConfig,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-impl Limiter {
-    pub(crate) fn new(config: RateConfig) -> Self {
-        Self { config, buckets: Mutex::new(HashMap::new()) }
-    }
-
-    /// How long the caller must wait before its request for `account` may go. The bucket holds
-    /// half a second's worth of tokens, so bursts stay well inside Stripe's own bucket.
-    fn reserve(&self, mode: Mode, account: &str) -> Duration {
-        let Some(rate) = self.config.rate(mode) else { return Duration::ZERO };
-        let rate = f64::from(rate);
-        let capacity = (rate / 2.0).max(1.0);
-        let now = Instant::now();
-        let key = format!("{}:{account}", if mode == Mode::Live { "live" } else { "test" });
-        let Ok(mut buckets) = self.buckets.lock() else { return Duration::ZERO };
-        let b = buckets.entry(key).or_insert(Bucket { tokens: capacity, at: now });
-        b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(capacity);
-        b.at = now;
-        b.tokens -= 1.0;
-        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / rate) }
-    }
-
-    pub(crate) async fn acquire(&self, mode: Mode, account: &str) {
-        let wait = self.reserve(mode, account);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
 
 /// The retry policy.
 #[derive(Debug, Clone, Copy)]
@@ -211,6 +137,8 @@ pub struct SourceStats {
     pub retries: u64,
     /// `429` answers received.
     pub rate_limited: u64,
+    /// Time requests spent waiting for the client-side budget (slots and tokens), summed.
+    pub throttle_wait: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -218,6 +146,7 @@ pub(crate) struct Counters {
     requests: AtomicU64,
     retries: AtomicU64,
     rate_limited: AtomicU64,
+    throttle_wait_micros: AtomicU64,
 }
 
 impl Counters {
@@ -226,6 +155,7 @@ impl Counters {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            throttle_wait: Duration::from_micros(self.throttle_wait_micros.load(Ordering::Relaxed)),
         }
     }
 }
@@ -236,19 +166,23 @@ pub(crate) struct Api {
     pub(crate) base: Url,
     pub(crate) http: reqwest::Client,
     pub(crate) retry: RetryPolicy,
-    pub(crate) limiter: Limiter,
+    pub(crate) budgets: SharedBudgets,
     pub(crate) counters: Counters,
 }
 
-/// What one attempt gave.
+/// What one attempt gave (`limited`: Stripe refused it for its rate, and why).
 enum Attempt {
     Done(Value),
     /// Worth another try (after `at_least`, when Stripe said how long).
     Retry {
         error: ApiError,
         at_least: Option<Duration>,
+        limited: Option<Limited>,
     },
-    Final(ApiError),
+    Final {
+        error: ApiError,
+        limited: Option<Limited>,
+    },
 }
 
 impl Api {
@@ -274,20 +208,27 @@ impl Api {
             url.query_pairs_mut().extend_pairs(query);
         }
         let what = format!("GET /v1/{}", segments.join("/"));
+        // The endpoint as Stripe limits it: the list, or a retrieve of one object.
+        let endpoint = if segments.len() > 1 { format!("GET /v1/{}/{{id}}", segments[0]) } else { what.clone() };
         let key = creds.secret_key.expose_secret();
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
-            self.limiter.acquire(creds.mode, account).await;
+            let (slot, waited) = self.budgets.acquire(creds.mode, account, &endpoint).await;
+            self.counters.throttle_wait_micros.fetch_add(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             if attempts > 1 {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
             let outcome = self.attempt(&url, &what, key, account, attempts).await;
+            drop(slot);
+            if let Attempt::Retry { limited: Some(why), .. } | Attempt::Final { limited: Some(why), .. } = &outcome {
+                self.budgets.limited(creds.mode, account, &endpoint, *why);
+            }
             let (error, at_least) = match outcome {
                 Attempt::Done(v) => return Ok(v),
-                Attempt::Final(e) => return Err(e),
-                Attempt::Retry { error, at_least } => (error, at_least),
+                Attempt::Final { error, .. } => return Err(error),
+                Attempt::Retry { error, at_least, .. } => (error, at_least),
             };
             if attempts > self.retry.max_retries {
                 return Err(error);
@@ -320,9 +261,10 @@ impl Api {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry { error: transport(describe_transport_error(&e, &secrets)), at_least: None },
+            Err(e) => return Attempt::Retry { error: transport(describe_transport_error(&e, &secrets)), at_least: None, limited: None },
         };
         let status = resp.status().as_u16();
+        let limited = (status == 429).then(|| Limited::from_reason(header(&resp, "stripe-rate-limited-reason").as_deref()));
         if status == 429 {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
@@ -334,7 +276,7 @@ impl Api {
             Ok(b) => b,
             Err(e) => {
                 let problem = format!("HTTP {status}: the body broke off: {}{rid}", redact(&chain(&e), &secrets));
-                return Attempt::Retry { error: transport(problem), at_least: None };
+                return Attempt::Retry { error: transport(problem), at_least: None, limited };
             }
         };
         if (200..300).contains(&status) {
@@ -342,7 +284,7 @@ impl Api {
                 Ok(v) => Attempt::Done(v),
                 Err(e) => {
                     let problem = format!("HTTP {status} with a body that is not JSON ({}){rid}", redact(&e.to_string(), &secrets));
-                    Attempt::Retry { error: transport(problem), at_least: None }
+                    Attempt::Retry { error: transport(problem), at_least: None, limited: None }
                 }
             };
         }
@@ -364,7 +306,15 @@ impl Api {
             Some(v) if v.eq_ignore_ascii_case("false") => false,
             _ => matches!(status, 409 | 429) || status >= 500,
         };
-        if retryable { Attempt::Retry { error: api_error, at_least: retry_after } } else { Attempt::Final(api_error) }
+        // A 400 `rate_limit` (Stripe's answer to some bursts) counts as a rate limit too.
+        let limited = limited.or_else(|| {
+            (status == 400 && matches!(&api_error, ApiError::Status { code: Some(c), .. } if c == "rate_limit")).then_some(Limited::Rate)
+        });
+        if retryable {
+            Attempt::Retry { error: api_error, at_least: retry_after, limited }
+        } else {
+            Attempt::Final { error: api_error, limited }
+        }
     }
 }
 
@@ -412,21 +362,6 @@ mod tests {
             assert!(two >= Duration::from_millis(100) && two <= Duration::from_millis(200), "{two:?}");
             assert!(p.backoff(40) <= Duration::from_millis(300));
         }
-    }
-
-    #[test]
-    fn the_bucket_allows_a_burst_then_spaces_requests_at_the_rate() {
-        let l = Limiter::new(RateConfig::Fixed(20));
-        let waits: Vec<Duration> = (0..15).map(|_| l.reserve(Mode::Test, "acct_1")).collect();
-        assert!(waits[..10].iter().all(Duration::is_zero), "{waits:?}");
-        // The 15th request is the 5th over the burst: about 5/20 s later.
-        assert!(waits[14] > Duration::from_millis(200) && waits[14] <= Duration::from_millis(260), "{waits:?}");
-        // Other accounts have their own bucket; per-mode defaults; off means no wait.
-        assert!(l.reserve(Mode::Test, "acct_2").is_zero());
-        assert_eq!(RateConfig::PerMode.rate(Mode::Test), Some(TEST_MODE_RATE));
-        assert_eq!(RateConfig::PerMode.rate(Mode::Live), Some(LIVE_MODE_RATE));
-        let off = Limiter::new(RateConfig::Off);
-        assert!((0..1000).all(|_| off.reserve(Mode::Test, "a").is_zero()));
     }
 
     fn status(status: u16, code: Option<&str>) -> ApiError {

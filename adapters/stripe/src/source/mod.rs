@@ -1,43 +1,49 @@
 //! [`StripeDataSource`]: the domain's [`CommerceDataSource`] for Stripe Connect. It reads a
 //! connected account's data with the platform secret key and `Stripe-Account`, walks Stripe's
-//! lists newest first (`limit=100`, `starting_after`), and maps every object to Codat's commerce
-//! records with [`crate::mapping`].
+//! lists newest first (`limit=100`, `starting_after`) in `created` ranges, and maps every object to
+//! Codat's commerce records with [`crate::mapping`].
 //!
-//! | Codat data type | Stripe lists walked (in order) |
+//! | Codat data type | Stripe lists walked |
 //! | --- | --- |
 //! | `commerce-companyInfo` | `GET /v1/account` + `GET /v1/balance` (one page, one record) |
 //! | `commerce-customers` | `/v1/customers` |
 //! | `commerce-disputes` | `/v1/disputes` |
-//! | `commerce-payments` | `/v1/charges`, then `/v1/refunds` (refunds are negative payments) |
-//! | `commerce-products` | `/v1/products`, and for each product `/v1/prices?product=…` |
+//! | `commerce-payments` | `/v1/charges` and `/v1/refunds` (refunds are negative payments), at the same time |
+//! | `commerce-products` | `/v1/prices` (staged by product), then `/v1/products` with each product's staged prices |
 //! | `commerce-transactions` | `/v1/balance_transactions` (plus a fee record per fee) |
 //!
-//! The cursor returned with each page is opaque to callers: compact JSON naming the list being
-//! walked and the last object returned, e.g.
-//! `{"v":1,"phase":"charges","after":"ch_…","at":1761000000,"top":1761900000,"floor":1735603200}`
-//! (`at`: `created` of `after`, to resume by time if that object is deleted; `top`/`floor`: for
-//! the progress estimate). A killed sync that resumes with the last
-//! saved cursor continues at the next page. Other Codat commerce data types are not provided for
-//! Stripe and fail with [`SourceError::Fetch`].
+//! A backfill's plan is one partition per list: the whole list, open at both ends. Its first page
+//! tells how dense the list is; from then on the engine may ask to split a partition, which cuts
+//! what is left of its range into `created[gte]`/`created[lt]` ranges of about equal estimated size
+//! (the account's creation bounds the oldest), each walked newest first with its own cursor (module
+//! `cursor`). Ranges are half-open on whole seconds, so an object belongs to exactly one; objects
+//! created after the plan are newer than every range's walk and come with the change cursor taken
+//! before it. Other Codat commerce data types are not provided for Stripe and fail with
+//! [`SourceError::Fetch`].
 //!
 //! Incremental sync (`list_changes`) follows Stripe's Events API (module `changes`): an empty
 //! cursor gives a starting point, cursors are compact JSON, and a cursor older than Stripe's 30-day
 //! event retention answers `needs_backfill`.
+//!
+//! Every request of an account, from every pull and partition of the process, shares one budget
+//! (module `budget`): the mode's rate and a bound on requests in flight, both lowered on a `429`.
 
 mod api;
+mod budget;
 mod changes;
 mod cursor;
 
 pub use api::{
-    CONNECT_TIMEOUT, DEFAULT_BASE_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRIES, LIVE_MODE_RATE, REQUEST_TIMEOUT, STRIPE_API_VERSION,
-    SourceStats, TEST_MODE_RATE,
+    CONNECT_TIMEOUT, DEFAULT_BASE_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRIES, REQUEST_TIMEOUT, STRIPE_API_VERSION, SourceStats,
 };
+pub use budget::{BudgetConfig, LIVE_MODE_IN_FLIGHT, LIVE_MODE_RATE, TEST_MODE_IN_FLIGHT, TEST_MODE_RATE};
 pub use changes::{EVENT_RETENTION_SECS, OVERLAP_SECS};
 
 use crate::mapping::{self, FEE_RECORD_SUFFIX};
 use crate::oauth::ConfigError;
-use api::{Api, ApiError, Counters, Limiter, RateConfig, RetryPolicy};
+use api::{Api, ApiError, Counters, RetryPolicy};
 use async_trait::async_trait;
+use budget::Budgets;
 use cursor::{Cursor, Phase};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -45,32 +51,41 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tributary_domain::model::commerce::CommerceRecord;
 use tributary_domain::model::data_type::DataType;
+use tributary_domain::model::record::{Estimate, StagedItem};
 use tributary_domain::ports::oauth::PlatformCredentials;
-use tributary_domain::ports::source::{ChangeSet, CommerceDataSource, RecordPage, SourceError};
+use tributary_domain::ports::source::{ChangeSet, CommerceDataSource, PlannedPartition, RecordPage, SourceError, StagedLookup};
 use url::Url;
 
 /// Stripe's API host.
 pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
 /// Page size of every list request (Stripe's maximum).
 pub const PAGE_LIMIT: u32 = 100;
-/// How many requests for one page (prices of a page of products, ids to fetch) run at once; the
-/// token bucket still spaces them.
+/// How many requests for one page (ids to fetch, prices of products that changed) run at once;
+/// the account's budget still spaces them.
 const FAN_OUT: usize = 8;
+/// The cursor of company info's one partition.
+const COMPANY_INFO: &str = "company_info";
+/// How long an account's creation time is reused by the plans of its data types.
+const ACCOUNT_CREATED_TTL: Duration = Duration::from_secs(300);
 
 /// Stripe's commerce data for Tributary: a [`CommerceDataSource`] over Stripe's REST API (or the
-/// project's sandbox).
+/// project's sandbox). One source serves a whole process: its accounts' budgets are shared by
+/// every worker that uses it.
 ///
 /// A list page is fetched, parsed and mapped in a task of its own, so that the caller (the sync
-/// engine, which writes the previous page meanwhile) is not held up by the parsing.
+/// engine, which writes other pages meanwhile) is not held up by the parsing.
 #[derive(Debug)]
 pub struct StripeDataSource {
     api: Arc<Api>,
-    /// Per (mode, account): every price by product, and when it was listed (see [`PRICE_INDEX_TTL`]).
-    price_index: Arc<std::sync::Mutex<PriceListings>>,
+    /// Per (mode, account): its creation time and when it was read.
+    created: Arc<std::sync::Mutex<AccountsCreated>>,
 }
+
+/// Per (mode, account): the account's creation time (if Stripe told it) and when it was read.
+type AccountsCreated = HashMap<(tributary_domain::model::integration::Mode, String), (Instant, Option<i64>)>;
 
 /// Aborts a spawned task when the future waiting for it is dropped (a sync that stops between
 /// pages does not leave a request running).
@@ -81,22 +96,6 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
-
-/// Prices by product id.
-type PriceIndex = HashMap<String, Vec<Value>>;
-/// Per (mode, account): the latest listing of all prices and when it was made.
-type PriceListings = HashMap<PriceIndexKey, (std::time::Instant, Arc<PriceIndex>)>;
-/// A price listing's mode and account (an account id is the same in both modes).
-type PriceIndexKey = (tributary_domain::model::integration::Mode, String);
-
-/// How long a backfill reuses an account's listing of all prices. A products backfill lists every
-/// price once (prices/100 requests) instead of asking for each product's prices (one request per
-/// product); a price that changes after the listing reaches the record through the incremental
-/// sync's `price.*` events, which fetch the product's prices afresh.
-pub const PRICE_INDEX_TTL: Duration = Duration::from_secs(300);
-// A listing is never older than the overlap of the first change set read after the backfill, so
-// every price changed after it is among that change set's events.
-const _: () = assert!(PRICE_INDEX_TTL.as_secs() <= changes::OVERLAP_SECS.unsigned_abs());
 
 /// A boxed, sendable future.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -151,10 +150,8 @@ impl StripeDataSource {
     pub fn with_client(api_base: &str, http: reqwest::Client) -> Result<Self, ConfigError> {
         let base = crate::oauth::parse_base(api_base)?;
         let retry = RetryPolicy { max_retries: DEFAULT_MAX_RETRIES, base_backoff: DEFAULT_BASE_BACKOFF, max_backoff: DEFAULT_MAX_BACKOFF };
-        Ok(Self {
-            api: Arc::new(Api { base, http, retry, limiter: Limiter::new(RateConfig::PerMode), counters: Counters::default() }),
-            price_index: Arc::default(),
-        })
+        let budgets = Arc::new(Budgets::new(BudgetConfig::default()));
+        Ok(Self { api: Arc::new(Api { base, http, retry, budgets, counters: Counters::default() }), created: Arc::default() })
     }
 
     /// The HTTP client [`Self::new`] uses: [`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`], no redirects.
@@ -171,16 +168,19 @@ impl StripeDataSource {
             .map_err(|e| ConfigError::Client(e.to_string()))
     }
 
-    /// Sets the client-side rate limit per connected account: `Some(n)` allows `n` requests per
-    /// second in either mode, `None` (or `Some(0)`) turns the limiter off. By default the limit is
-    /// the mode's: [`TEST_MODE_RATE`] in test mode, [`LIVE_MODE_RATE`] in live mode.
+    /// Sets the client-side rate limit per connected account in both modes: `Some(n)` allows `n`
+    /// requests per second, `None` (or `Some(0)`) turns it off. By default the limit is the mode's:
+    /// [`TEST_MODE_RATE`] in test mode, [`LIVE_MODE_RATE`] in live mode.
     #[must_use]
-    pub fn with_rate(mut self, per_second: Option<u32>) -> Self {
-        let config = match per_second {
-            Some(n) if n > 0 => RateConfig::Fixed(n),
-            _ => RateConfig::Off,
-        };
-        self.api_mut().limiter = Limiter::new(config);
+    pub fn with_rate(self, per_second: Option<u32>) -> Self {
+        let config = self.api.budgets.config;
+        self.with_budget(BudgetConfig { test_rate: per_second, live_rate: per_second, ..config })
+    }
+
+    /// Sets each mode's rate and requests in flight per connected account (see [`BudgetConfig`]).
+    #[must_use]
+    pub fn with_budget(mut self, config: BudgetConfig) -> Self {
+        self.api_mut().budgets = Arc::new(Budgets::new(config));
         self
     }
 
@@ -207,9 +207,9 @@ impl StripeDataSource {
         Arc::get_mut(&mut self.api).expect("a source is configured before it is used")
     }
 
-    /// A handle on the same client, limiter, counters and price listings, for a spawned task.
+    /// A handle on the same client, budgets and counters, for a spawned task.
     fn share(&self) -> Self {
-        Self { api: self.api.clone(), price_index: self.price_index.clone() }
+        Self { api: self.api.clone(), created: self.created.clone() }
     }
 
     /// The API base URL.
@@ -224,14 +224,12 @@ impl StripeDataSource {
 
     /// The client-side rate limit for a mode, in requests per second per account (`None`: off).
     pub fn rate_for(&self, mode: tributary_domain::model::integration::Mode) -> Option<u32> {
-        match self.api.limiter.config {
-            RateConfig::PerMode => Some(match mode {
-                tributary_domain::model::integration::Mode::Test => TEST_MODE_RATE,
-                tributary_domain::model::integration::Mode::Live => LIVE_MODE_RATE,
-            }),
-            RateConfig::Fixed(n) => Some(n),
-            RateConfig::Off => None,
-        }
+        self.api.budgets.config.rate(mode)
+    }
+
+    /// The requests in flight per account allowed in a mode.
+    pub fn in_flight_for(&self, mode: tributary_domain::model::integration::Mode) -> u32 {
+        self.api.budgets.config.in_flight(mode)
     }
 
     /// `GET /v1/account` + `GET /v1/balance` as one company-info record.
@@ -244,19 +242,29 @@ impl StripeDataSource {
         Ok(CommerceRecord::CompanyInfo(info))
     }
 
-    /// One page of `/v1/{list}`, newest first.
+    /// One page of `/v1/{list}`, newest first, within `range` (`created[gte]`, `created[lt]`).
+    #[allow(clippy::too_many_arguments, reason = "one Stripe list request's parameters")]
     async fn list(
         &self,
         creds: &PlatformCredentials,
         account: &str,
         list: &str,
         filter: Option<(&str, &str)>,
+        range: (Option<i64>, Option<i64>),
         after: Option<&str>,
         at: Option<i64>,
     ) -> Result<ListPage, SourceError> {
         let limit = PAGE_LIMIT.to_string();
+        let (gte, lt) = (range.0.map(|t| t.to_string()), range.1.map(|t| t.to_string()));
         let mut query: Vec<(&str, &str)> = vec![("limit", &limit)];
         query.extend(filter);
+        if let Some(gte) = &gte {
+            query.push(("created[gte]", gte));
+        }
+        let bounded = query.clone();
+        if let Some(lt) = &lt {
+            query.push(("created[lt]", lt));
+        }
         if let Some(a) = after {
             query.push(("starting_after", a));
         }
@@ -265,10 +273,10 @@ impl StripeDataSource {
             Err(e) if e.is_missing_cursor() && at.is_some() => {
                 // The object the cursor points at was deleted since: resume by time instead (the
                 // objects of that second come again; writing them twice is harmless).
-                let at = at.unwrap_or_default().to_string();
-                tracing::warn!(list, account, "stripe: cursor object gone; resuming at created[lte]={at}");
-                query.retain(|(k, _)| *k != "starting_after");
-                query.push(("created[lte]", &at));
+                let top = at.unwrap_or_default().saturating_add(1).min(range.1.unwrap_or(i64::MAX)).to_string();
+                tracing::warn!(list, account, "stripe: cursor object gone; resuming at created[lt]={top}");
+                let mut query = bounded;
+                query.push(("created[lt]", &top));
                 self.api.get(creds, account, &[list], &query).await.map_err(ApiError::into_source_error)?
             }
             Err(e) => return Err(e.into_source_error()),
@@ -286,7 +294,7 @@ impl StripeDataSource {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.list(creds, account, "prices", Some(("product", product)), after.as_deref(), None).await?;
+            let page = self.list(creds, account, "prices", Some(("product", product)), (None, None), after.as_deref(), None).await?;
             let last = page.data.last().and_then(id_of);
             out.extend(page.data.into_iter().filter(|p| mapping::price_product_id(p).is_none_or(|id| id == product)));
             match last {
@@ -296,63 +304,33 @@ impl StripeDataSource {
         }
     }
 
-    /// Every price of the account by product, listed at most [`PRICE_INDEX_TTL`] ago.
-    async fn price_index(&self, creds: &PlatformCredentials, account: &str) -> Result<Arc<PriceIndex>, SourceError> {
-        let key = (creds.mode, account.to_owned());
-        let cached = self.price_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned();
-        if let Some((at, index)) = cached
-            && at.elapsed() < PRICE_INDEX_TTL
-        {
-            return Ok(index);
-        }
-        let listed_at = std::time::Instant::now();
-        let mut index = PriceIndex::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list(creds, account, "prices", None, after.as_deref(), None).await?;
-            let last = page.data.last().and_then(id_of);
-            for mut price in page.data {
-                if let Some(product) = mapping::price_product_id(&price) {
-                    // Only what the mapping reads: an account's prices are held for the whole backfill.
-                    if let Some(fields) = price.as_object_mut() {
-                        fields.retain(|k, _| mapping::PRICE_FIELDS.contains(&k.as_str()));
-                    }
-                    index.entry(product).or_default().push(price);
-                }
-            }
-            match last {
-                Some(l) if page.has_more => after = Some(l),
-                _ => break,
-            }
-        }
-        let index = Arc::new(index);
-        let mut all = self.price_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Accounts not read for a while are forgotten.
-        all.retain(|_, (at, _)| at.elapsed() < PRICE_INDEX_TTL);
-        all.insert(key, (listed_at, index.clone()));
-        Ok(index)
-    }
-
-    /// Products with their prices as variants: from the account's price listing during a backfill
-    /// (`fresh == false`), or each product's prices asked for afresh (a change to follow).
+    /// Products with their prices as variants: the prices staged by the backfill's first stage
+    /// (`staged`), or each product's prices asked for afresh (a change to follow).
     async fn products(
         &self,
         creds: &PlatformCredentials,
         account: &str,
         products: &[Value],
-        fresh: bool,
+        staged: Option<&dyn StagedLookup>,
     ) -> Result<Vec<CommerceRecord>, SourceError> {
         let live: Vec<&Value> = products.iter().filter(|p| !mapping::is_deleted(p)).collect();
         let ids: Vec<String> = live.iter().map(|p| id_of(p).unwrap_or_default()).collect();
-        let prices: Vec<Vec<Value>> = if fresh {
+        let prices: Vec<Vec<Value>> = if let Some(staged) = staged {
+            let mut by_product: HashMap<String, Vec<Value>> = HashMap::new();
+            for item in staged.staged(ids.clone()).await? {
+                by_product.entry(item.key).or_default().push(item.value);
+            }
+            // In Stripe's list order (newest first), as listing them would give.
+            for prices in by_product.values_mut() {
+                prices.sort_by(|a, b| created_of(b).cmp(&created_of(a)).then_with(|| id_of(b).cmp(&id_of(a))));
+            }
+            ids.iter().map(|id| by_product.remove(id).unwrap_or_default()).collect()
+        } else {
             // Boxed futures in a Vec: a closure inside the stream's type trips the `Send` check of
             // the async trait (rust-lang/rust#102211).
             let lookups: Vec<BoxFuture<'_, Result<Vec<Value>, SourceError>>> =
                 ids.iter().map(|id| Box::pin(self.prices_of(creds, account, id)) as BoxFuture<'_, _>).collect();
             stream::iter(lookups).buffered(FAN_OUT).try_collect().await?
-        } else {
-            let index = self.price_index(creds, account).await?;
-            ids.iter().map(|id| index.get(id).cloned().unwrap_or_default()).collect()
         };
         let mut out = Vec::with_capacity(live.len());
         for (p, prices) in live.into_iter().zip(prices) {
@@ -363,16 +341,18 @@ impl StripeDataSource {
         Ok(out)
     }
 
-    /// Maps one page of a phase's list.
+    /// Maps one page of a list: records, or (prices) items staged for the products.
     async fn map_page(
         &self,
         creds: &PlatformCredentials,
         account: &str,
         phase: Phase,
-        data: &[Value],
-    ) -> Result<Vec<CommerceRecord>, SourceError> {
+        data: Vec<Value>,
+        staged: &dyn StagedLookup,
+    ) -> Result<(Vec<CommerceRecord>, Vec<StagedItem>), SourceError> {
         let mut out = Vec::with_capacity(data.len());
-        for v in data {
+        let mut kept = Vec::new();
+        for v in &data {
             match phase {
                 Phase::Customers => out.extend(mapping::customer(v).map_err(map_err)?.map(CommerceRecord::Customer)),
                 Phase::Disputes => out.extend(mapping::dispute(v).map_err(map_err)?.map(CommerceRecord::Dispute)),
@@ -381,74 +361,83 @@ impl StripeDataSource {
                 Phase::BalanceTransactions => {
                     out.extend(mapping::transactions(v).map_err(map_err)?.into_iter().map(CommerceRecord::Transaction));
                 }
-                Phase::Products => return self.products(creds, account, data, false).await,
+                Phase::Prices => {}
+                Phase::Products => return Ok((self.products(creds, account, &data, Some(staged)).await?, Vec::new())),
             }
         }
-        Ok(out)
+        if phase == Phase::Prices {
+            for mut price in data {
+                let (Some(product), Some(id)) = (mapping::price_product_id(&price), id_of(&price)) else { continue };
+                // Only what the mapping reads.
+                if let Some(fields) = price.as_object_mut() {
+                    fields.retain(|k, _| mapping::PRICE_FIELDS.contains(&k.as_str()));
+                }
+                kept.push(StagedItem { key: product, id, value: price });
+            }
+        }
+        Ok((out, kept))
     }
 
-    /// The account's `created`, the floor of every list (best effort: only progress needs it).
+    /// The account's `created`, the floor of every list (best effort: estimates and splits need
+    /// it), read once per [`ACCOUNT_CREATED_TTL`] for all of the account's plans.
     async fn account_created(&self, creds: &PlatformCredentials, account: &str) -> Option<i64> {
-        match self.api.get(creds, account, &["account"], &[]).await {
+        let key = (creds.mode, account.to_owned());
+        let cached = self.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
+        if let Some((at, created)) = cached
+            && at.elapsed() < ACCOUNT_CREATED_TTL
+        {
+            return created;
+        }
+        let created = match self.api.get(creds, account, &["account"], &[]).await {
             Ok(v) => created_of(&v),
             Err(e) => {
-                tracing::debug!(account, error = %e.into_source_error(), "stripe: no account creation date; progress unknown");
+                tracing::debug!(account, error = %e.into_source_error(), "stripe: no account creation date; partitions are not split");
                 None
             }
-        }
+        };
+        let mut all = self.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.retain(|_, (at, _)| at.elapsed() < ACCOUNT_CREATED_TTL);
+        all.insert(key, (Instant::now(), created));
+        created
     }
 
-    /// One page of `data_type` (see [`CommerceDataSource::list_page`]), in the calling task.
+    /// One page of a partition (see [`CommerceDataSource::list_page`]), in the calling task.
     async fn page(
         &self,
         creds: &PlatformCredentials,
         account_id: &str,
         data_type: DataType,
-        cursor: Option<String>,
+        cursor: &str,
+        staged: &dyn StagedLookup,
     ) -> Result<RecordPage, SourceError> {
         if data_type == DataType::CompanyInfo {
-            if cursor.is_some() {
+            if cursor != COMPANY_INFO {
                 return Err(SourceError::Fetch("company info is a single page; it takes no cursor".into()));
             }
             let info = self.company_info(creds, account_id).await?;
-            return Ok(RecordPage { records: vec![info], next_cursor: None, progress: Some(100) });
+            return Ok(RecordPage { records: vec![info], estimate: Estimate { done: 1, left: 0 }, ..RecordPage::default() });
         }
-        let Some(phases) = Phase::all_for(data_type) else { return Err(unsupported(data_type)) };
-        let cur = match cursor {
-            None => Cursor::start(phases[0], None),
-            Some(raw) => Cursor::decode(&raw, data_type)?,
-        };
-        self.walk(creds, account_id, phases, cur).await
-    }
-
-    /// One page of a backfill from `cur`.
-    async fn walk(&self, creds: &PlatformCredentials, account: &str, phases: &[Phase], mut cur: Cursor) -> Result<RecordPage, SourceError> {
-        let page = self.list(creds, account, cur.phase.list(), None, cur.after.as_deref(), cur.at).await?;
-        let records = self.map_page(creds, account, cur.phase, &page.data).await?;
-        if cur.top.is_none() {
-            cur.top = page.data.first().and_then(created_of);
+        if Phase::all_for(data_type).is_none() {
+            return Err(unsupported(data_type));
         }
-        let last = page.data.last().and_then(|v| id_of(v).map(|id| (id, created_of(v))));
-        let next = match last {
-            Some((id, at)) if page.has_more => {
-                if cur.floor.is_none() {
-                    cur.floor = self.account_created(creds, account).await;
-                }
-                Some(Cursor { after: Some(id), at, ..cur.clone() })
+        let cur = Cursor::decode(cursor, data_type)?;
+        let page = self.list(creds, account_id, cur.list.list(), None, (cur.gte, cur.lt), cur.after.as_deref(), cur.at).await?;
+        let count = page.data.len();
+        let newest = page.data.first().and_then(created_of);
+        let oldest = page.data.last().and_then(|v| id_of(v).map(|id| (id, created_of(v))));
+        if page.has_more && oldest.is_none() {
+            tracing::warn!(list = cur.list.list(), account = account_id, "stripe: has_more with an empty page; ending the list");
+        }
+        let (records, staged) = self.map_page(creds, account_id, cur.list, page.data, staged).await?;
+        let (next, estimate) = match oldest {
+            Some(oldest) if page.has_more => {
+                let next = cur.advanced(count, newest, oldest);
+                let estimate = next.estimate();
+                (Some(next.encode()), estimate)
             }
-            _ => {
-                if page.has_more {
-                    tracing::warn!(list = cur.phase.list(), account, "stripe: has_more with an empty page; ending the list");
-                }
-                let index = phases.iter().position(|p| *p == cur.phase).unwrap_or(phases.len());
-                phases.get(index + 1).map(|p| Cursor::start(*p, cur.floor))
-            }
+            _ => (None, Estimate { done: cur.seen + count as u64, left: 0 }),
         };
-        let progress = match &next {
-            Some(n) => n.progress(phases),
-            None => Some(100),
-        };
-        Ok(RecordPage { records, next_cursor: next.map(|c| c.encode()), progress })
+        Ok(RecordPage { records, staged, next_cursor: next, estimate })
     }
 
     /// `GET /v1/{list}/{id}`; `None` when Stripe has no such object (404 `resource_missing`).
@@ -482,7 +471,7 @@ impl StripeDataSource {
                 }
             }
             DataType::Products => match self.retrieve(creds, account, "products", id).await? {
-                Some(v) if !mapping::is_deleted(&v) => self.products(creds, account, &[v], true).await?,
+                Some(v) if !mapping::is_deleted(&v) => self.products(creds, account, &[v], None).await?,
                 _ => Vec::new(),
             },
             DataType::Transactions => {
@@ -504,20 +493,43 @@ impl StripeDataSource {
 
 #[async_trait]
 impl CommerceDataSource for StripeDataSource {
+    async fn plan_backfill(
+        &self,
+        creds: &PlatformCredentials,
+        account_id: &str,
+        data_type: DataType,
+    ) -> Result<Vec<PlannedPartition>, SourceError> {
+        check_account(account_id)?;
+        if data_type == DataType::CompanyInfo {
+            return Ok(vec![PlannedPartition { stage: 0, cursor: COMPANY_INFO.into(), estimate: Estimate { done: 0, left: 1 } }]);
+        }
+        let Some(lists) = Phase::all_for(data_type) else { return Err(unsupported(data_type)) };
+        let floor = self.account_created(creds, account_id).await;
+        Ok(lists.iter().map(|(list, _)| Cursor::start(*list, floor).planned(data_type)).collect())
+    }
+
     async fn list_page(
         &self,
         creds: &PlatformCredentials,
         account_id: &str,
         data_type: DataType,
-        cursor: Option<String>,
+        cursor: String,
+        staged: Arc<dyn StagedLookup>,
     ) -> Result<RecordPage, SourceError> {
         check_account(account_id)?;
         let (this, creds, account) = (self.share(), creds.clone(), account_id.to_owned());
-        let mut task = AbortOnDrop(tokio::spawn(async move { this.page(&creds, &account, data_type, cursor).await }));
+        let mut task = AbortOnDrop(tokio::spawn(async move { this.page(&creds, &account, data_type, &cursor, staged.as_ref()).await }));
         match (&mut task.0).await {
             Ok(page) => page,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(SourceError::Fetch(format!("the page's task ended early: {e}"))),
+        }
+    }
+
+    fn split(&self, data_type: DataType, cursor: &str, parts: usize) -> Vec<PlannedPartition> {
+        match Cursor::decode(cursor, data_type) {
+            Ok(c) => c.split(parts).iter().map(|p| p.planned(data_type)).collect(),
+            Err(_) => Vec::new(),
         }
     }
 
@@ -601,9 +613,12 @@ mod tests {
         use tributary_domain::model::integration::Mode;
         let s = StripeDataSource::new(STRIPE_API_BASE).unwrap();
         assert_eq!((s.rate_for(Mode::Test), s.rate_for(Mode::Live)), (Some(25), Some(100)));
+        assert_eq!((s.in_flight_for(Mode::Test), s.in_flight_for(Mode::Live)), (32, 100));
         let s = s.with_rate(Some(7));
         assert_eq!((s.rate_for(Mode::Test), s.rate_for(Mode::Live)), (Some(7), Some(7)));
         let s = s.with_rate(None);
         assert_eq!(s.rate_for(Mode::Test), None);
+        let s = s.with_budget(BudgetConfig { test_rate: Some(10), live_rate: Some(50), test_in_flight: 4, live_in_flight: 8 });
+        assert_eq!((s.rate_for(Mode::Test), s.rate_for(Mode::Live), s.in_flight_for(Mode::Live)), (Some(10), Some(50), 8));
     }
 }

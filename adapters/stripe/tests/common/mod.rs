@@ -180,3 +180,77 @@ impl Scripted {
         self.seen.lock().expect("log").len()
     }
 }
+
+/// Items staged by a backfill's pages, kept in memory (what the engine keeps in storage).
+#[derive(Default)]
+pub struct MemStaged(Mutex<Vec<tributary_domain::model::record::StagedItem>>);
+
+#[async_trait::async_trait]
+impl tributary_domain::ports::source::StagedLookup for MemStaged {
+    async fn staged(&self, keys: Vec<String>) -> Result<Vec<tributary_domain::model::record::StagedItem>, SourceError> {
+        Ok(self.0.lock().expect("staged").iter().filter(|i| keys.contains(&i.key)).cloned().collect())
+    }
+}
+
+/// A lookup with nothing staged.
+pub fn no_staged() -> Arc<dyn tributary_domain::ports::source::StagedLookup> {
+    Arc::new(MemStaged::default())
+}
+
+/// The cursor a plan starts a list with when the account's creation is unknown.
+pub fn start_cursor(list: &str) -> String {
+    format!(r#"{{"v":2,"list":"{list}"}}"#)
+}
+
+use tributary_domain::model::data_type::DataType;
+use tributary_domain::ports::source::{CommerceDataSource, RecordPage, SourceError};
+
+/// A backfill as the engine runs it: the plan's partitions stage by stage, up to `parallel` pages
+/// at once, a partition split whenever there is room (never with `parallel == 1`), staged items
+/// kept in memory. Returns every page in the order the pages came back, and how many partitions
+/// were walked.
+pub async fn backfill(
+    src: &tributary_stripe::StripeDataSource,
+    creds: &PlatformCredentials,
+    account: &str,
+    dt: DataType,
+    parallel: usize,
+) -> Result<(Vec<RecordPage>, usize), SourceError> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let staged = Arc::new(MemStaged::default());
+    let plan = src.plan_backfill(creds, account, dt).await?;
+    let mut stages: Vec<u16> = plan.iter().map(|p| p.stage).collect();
+    stages.sort_unstable();
+    stages.dedup();
+    let mut pages = Vec::new();
+    let mut partitions = 0;
+    for stage in stages {
+        let mut ready: Vec<String> = plan.iter().filter(|p| p.stage == stage).map(|p| p.cursor.clone()).collect();
+        partitions += ready.len();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < parallel {
+                let Some(cursor) = ready.pop() else { break };
+                let lookup: Arc<dyn tributary_domain::ports::source::StagedLookup> = staged.clone();
+                running.push(src.list_page(creds, account, dt, cursor, lookup));
+            }
+            let Some(page) = running.next().await else { break };
+            let page = page?;
+            staged.0.lock().expect("staged").extend(page.staged.iter().cloned());
+            if let Some(next) = &page.next_cursor {
+                let room = parallel.saturating_sub(running.len() + ready.len() + 1);
+                let parts = if room > 0 { src.split(dt, next, room + 1) } else { Vec::new() };
+                if parts.is_empty() {
+                    ready.push(next.clone());
+                } else {
+                    assert!(parts.iter().all(|p| p.stage == stage), "a split stays in its stage");
+                    partitions += parts.len() - 1;
+                    ready.extend(parts.into_iter().map(|p| p.cursor));
+                }
+            }
+            pages.push(page);
+            assert!(pages.len() < 10_000, "the backfill of {dt} does not end");
+        }
+    }
+    Ok((pages, partitions))
+}

@@ -94,7 +94,13 @@ pub async fn sync_account(
             .with_retries(12, Duration::from_millis(2))
             .with_max_backoff(Duration::from_millis(20)),
     );
-    let engine = SyncEngine::new(platform.clone(), source.clone(), "reference".into(), Duration::from_secs(60));
+    let engine = SyncEngine::new(
+        platform.clone(),
+        source.clone(),
+        Arc::new(tributary_api::TokioTimer),
+        "reference".into(),
+        tributary_domain::service::SyncOptions::default(),
+    );
     tokio::time::timeout(Duration::from_secs(120), async { while engine.run_once().await.unwrap() {} }).await.expect("the sync finishes");
     let statuses = statuses(&platform, company).await;
     let synced = stored(&platform, connection).await;
