@@ -29,9 +29,11 @@ use tributary_domain::ports::Repositories;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Taken by sync writes, so that they queue here instead of in SQLite's busy handler (which
-    /// sleeps in steps of milliseconds while the lock may already be free).
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// One connection for sync writes: they queue for it here instead of in SQLite's busy handler
+    /// (which sleeps in steps of milliseconds while the lock may already be free), and its page
+    /// cache stays valid from one write to the next (a cache of the pool's is stale for every page
+    /// another connection wrote since it was last used, and is read again).
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -64,7 +66,11 @@ impl SqliteStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .pragma("cache_size", "-16000")
-                .pragma("wal_autocheckpoint", "20000");
+                .pragma("wal_autocheckpoint", "20000")
+                // Statement journals (a multi-row upsert needs one, to undo itself alone) in
+                // memory: in temporary files, every sync page created, wrote and deleted one
+                // (docs/performance.md: a third of the sync's CPU was the kernel's).
+                .pragma("temp_store", "memory");
         }
         // An in-memory database lives in one connection; a file serves several readers.
         let pool = SqlitePoolOptions::new()
@@ -72,10 +78,20 @@ impl SqliteStore {
             .min_connections(if memory { 1 } else { 0 })
             .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
             .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(|e| RepositoryError::Backend(format!("cannot open {url}: {e}")))?;
-        Ok(Self { pool, writer: Arc::default() })
+        let writer = if memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .idle_timeout(Some(Duration::from_secs(600)))
+                .max_lifetime(Some(Duration::from_secs(1800)))
+                .connect_lazy_with(opts)
+        };
+        Ok(Self { pool, writer })
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -109,8 +125,9 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

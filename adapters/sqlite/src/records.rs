@@ -1,5 +1,5 @@
-//! `RecordRepository` on SQLite. A sync write is one `BEGIN IMMEDIATE` transaction (one at a time in
-//! the process, see `SqliteStore::writer`): the fence (the connection exists, the worker holds its
+//! `RecordRepository` on SQLite. A sync write is one `BEGIN IMMEDIATE` transaction on the store's
+//! writing connection (`SqliteStore::writer`): the fence (the connection exists, the worker holds its
 //! lease, it is linked), multi-row upserts of the records, whose `DO UPDATE … WHERE` leaves
 //! unchanged records (and their `modified`) alone, so the statement's change count is the number
 //! of records inserted or changed, then the staged items, checkpoint, partitions and pull.
@@ -230,10 +230,8 @@ impl RecordRepository for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RepositoryError::Backend(format!("cannot serialise a staged item: {e}")))?;
         let (company, connection) = (company.to_string(), connection.to_string());
-        // One writer at a time in this process: waiting here costs nothing, where SQLite's busy
-        // handler would sleep in steps of milliseconds.
-        let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        // On the store's one writing connection (see `SqliteStore::writer`).
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let found: Option<(String, Option<String>)> = sqlx::query_as(
             "SELECT c.status, l.owner FROM connections c LEFT JOIN sync_leases l ON l.connection_id = c.id \
              WHERE c.id = ? AND c.company_id = ?",

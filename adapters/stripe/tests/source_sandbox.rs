@@ -183,7 +183,7 @@ async fn a_full_backfill_of_every_data_type_returns_every_object_once_and_the_su
     assert_eq!(stats["requests"]["GET /v1/customers"], json!(2), "{stats}");
     assert_eq!(stats["requests"]["GET /v1/charges"], json!(3), "{stats}");
     assert_eq!(stats["requests"]["GET /v1/prices"], json!(1), "{stats}");
-    assert_eq!(stats["requests"]["GET /v1/account"], json!(2), "company info, and the plans' floor: {stats}");
+    assert_eq!(stats["requests"]["GET /v1/account"], json!(2), "company info, and once the floor of every list: {stats}");
     assert_eq!(stats["total"].as_u64(), Some(src.stats().requests), "{stats}");
 
     // Company info: one record for the account.

@@ -16,6 +16,7 @@
 //! - `--database`: where to sync (default a temporary SQLite file; a Postgres URL names an
 //!   administration database, the benchmark creates and drops `tributary_sync_bench` beside it);
 //! - `--workers`: connections synced at once (the server's `workers`, default 32);
+//! - `--parallel`: pages of one connection at once (the server's `sync_parallel_pages`);
 //! - `--baseline`: first sync the same accounts again, unthrottled at zero latency, into a fresh
 //!   database, and print both.
 //!
@@ -70,12 +71,22 @@ struct Options {
     limits: bool,
     database: Option<String>,
     workers: u32,
+    parallel: Option<usize>,
     baseline: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut o =
-        Options { objects: 200_000, accounts: 1, live: false, latency_ms: 0, limits: true, database: None, workers: 32, baseline: false };
+    let mut o = Options {
+        objects: 200_000,
+        accounts: 1,
+        live: false,
+        latency_ms: 0,
+        limits: true,
+        database: None,
+        workers: 32,
+        parallel: None,
+        baseline: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -87,6 +98,7 @@ fn options() -> anyhow::Result<Options> {
             "--limits" => o.limits = value()? != "off",
             "--database" => o.database = Some(value()?).filter(|d| !d.is_empty()),
             "--workers" => o.workers = value()?.parse()?,
+            "--parallel" => o.parallel = Some(value()?.parse()?),
             "--baseline" => o.baseline = true,
             other => anyhow::bail!("unknown option {other} (see the file's doc comment)"),
         }
@@ -192,16 +204,19 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
         sb.http.delete(format!("{}/_sandbox/accounts/{account}/stats", sb.url)).send().await?;
     }
     let mut opts = tributary_api::ServeOptions::local("http://127.0.0.1:8080", &sb.url, o.workers);
+    if let Some(p) = o.parallel {
+        opts.sync_parallel_pages = p;
+    }
     if !limits {
         opts.stripe_budget.test_rate = None;
         opts.stripe_budget.live_rate = None;
     }
-    let source = tributary_api::sync_source(&opts)?;
+    let shared = tributary_api::SyncShared::new(&opts)?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..o.workers.max(1) {
-        let engine = tributary_api::sync_engine(&platform, &opts, source.clone(), format!("bench-{n}-{w}"));
+        let engine = shared.engine(&platform, &opts, format!("bench-{n}-{w}"));
         // A worker stops when it finds no work: every pull was queued before the start.
         workers.spawn(async move {
             while engine.run_once().await? {}
@@ -228,6 +243,11 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
     let (mut requests, mut rate_limited_by_sandbox, mut max_per_second) = (0, 0, 0);
     for account in accounts {
         let stats = sb.get(&format!("/_sandbox/accounts/{account}/stats")).await?;
+        if accounts.len() == 1 && std::env::var_os("SYNC_BENCH_TIMELINE").is_some() {
+            let slots: Vec<u64> = stats["timeline"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+            let seconds: Vec<u64> = slots.chunks(10).map(|c| c.iter().sum()).collect();
+            println!("requests per second at the sandbox's limiter: {seconds:?}; per endpoint: {}", stats["requests"]);
+        }
         requests += stats["total"].as_u64().unwrap_or(0);
         rate_limited_by_sandbox += stats["rate_limited"].as_u64().unwrap_or(0);
         max_per_second = max_per_second.max(stats["max_per_second"].as_u64().unwrap_or(0));
@@ -240,7 +260,7 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
         requests,
         rate_limited_by_sandbox,
         max_per_second,
-        source: source.stats(),
+        source: shared.source.stats(),
         cpu: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
     })
 }

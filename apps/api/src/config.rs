@@ -124,6 +124,8 @@ pub struct Settings {
     pub sync_lease: String,
     /// Pages of one connection fetched and written at once, across its data types.
     pub sync_parallel_pages: u32,
+    /// Pages the whole process holds at once (fetched, not yet written).
+    pub sync_pages_in_flight: u32,
     /// Log filter (`info`, `tributary_api=debug`, …).
     pub log: String,
     /// Webhooks to clients.
@@ -142,6 +144,7 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("sync_lease", &self.sync_lease)
             .field("sync_parallel_pages", &self.sync_parallel_pages)
+            .field("sync_pages_in_flight", &self.sync_pages_in_flight)
             .field("webhooks", &self.webhooks)
             .finish()
     }
@@ -181,7 +184,8 @@ impl Settings {
             .set_default("stripe.max_in_flight.live", i64::from(tributary_stripe::LIVE_MODE_IN_FLIGHT))?
             .set_default("workers", 32)?
             .set_default("sync_lease", "60s")?
-            .set_default("sync_parallel_pages", 32)?
+            .set_default("sync_parallel_pages", 64)?
+            .set_default("sync_pages_in_flight", 256)?
             .set_default("log", "info")?
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?
@@ -233,8 +237,8 @@ impl Settings {
         if lease < std::time::Duration::from_millis(100) {
             bail!("invalid configuration: sync_lease must be at least 100ms (got {})", self.sync_lease);
         }
-        if self.sync_parallel_pages == 0 {
-            bail!("invalid configuration: sync_parallel_pages must be at least 1");
+        if self.sync_parallel_pages == 0 || self.sync_pages_in_flight == 0 {
+            bail!("invalid configuration: sync_parallel_pages and sync_pages_in_flight must be at least 1");
         }
         if self.stripe.max_in_flight.test == 0 || self.stripe.max_in_flight.live == 0 {
             bail!("invalid configuration: stripe.max_in_flight.test and .live must be at least 1");

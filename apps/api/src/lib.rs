@@ -15,7 +15,7 @@ use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
 use tributary_domain::ports::{SystemClock, Timer};
-use tributary_domain::service::{Linking, Platform, SyncEngine, SyncOptions};
+use tributary_domain::service::{Linking, PageBudget, Platform, SyncEngine, SyncOptions};
 
 pub use http::generate_api_key;
 
@@ -72,6 +72,8 @@ pub struct ServeOptions {
     pub sync_lease: std::time::Duration,
     /// Pages of one connection fetched and written at once.
     pub sync_parallel_pages: usize,
+    /// Pages the whole process holds at once (fetched, not yet written).
+    pub sync_pages_in_flight: usize,
     /// Stripe's per-account budget (rate and requests in flight, per mode).
     pub stripe_budget: tributary_stripe::BudgetConfig,
 }
@@ -91,6 +93,7 @@ impl ServeOptions {
             allow_private_webhook_targets: settings.webhooks.allow_private_targets,
             sync_lease: config::parse_duration(&settings.sync_lease).context("sync_lease")?,
             sync_parallel_pages: usize::try_from(settings.sync_parallel_pages).unwrap_or(usize::MAX),
+            sync_pages_in_flight: usize::try_from(settings.sync_pages_in_flight).unwrap_or(usize::MAX),
             stripe_budget: settings.stripe.budget(),
         })
     }
@@ -107,30 +110,37 @@ impl ServeOptions {
             allow_private_webhook_targets: true,
             sync_lease: std::time::Duration::from_secs(60),
             sync_parallel_pages: SyncOptions::default().parallel_pages,
+            sync_pages_in_flight: SyncOptions::default().pages.size(),
             stripe_budget: tributary_stripe::BudgetConfig::default(),
         }
     }
 }
 
-/// The process's Stripe data source at `opts.api_base`: one for all workers, so that each
-/// connected account has one budget in the process.
-///
-/// # Errors
-/// When `api_base` is not a usable URL.
-pub fn sync_source(opts: &ServeOptions) -> anyhow::Result<Arc<tributary_stripe::StripeDataSource>> {
-    let source = tributary_stripe::StripeDataSource::new(&opts.api_base).map_err(|e| anyhow::anyhow!("stripe.api_base: {e}"))?;
-    Ok(Arc::new(source.with_budget(opts.stripe_budget)))
+/// What every sync worker of a process shares: the Stripe data source (so that each connected
+/// account has one budget in the process) and the bound on pages held at once.
+#[derive(Clone)]
+pub struct SyncShared {
+    /// The data source at `opts.api_base`.
+    pub source: Arc<tributary_stripe::StripeDataSource>,
+    /// Pages held at once, by all workers.
+    pub pages: Arc<PageBudget>,
 }
 
-/// A sync engine for one worker task, reading through `source`.
-pub fn sync_engine(
-    platform: &Platform,
-    opts: &ServeOptions,
-    source: Arc<tributary_stripe::StripeDataSource>,
-    worker: String,
-) -> SyncEngine {
-    let sync = SyncOptions { lease_for: opts.sync_lease, parallel_pages: opts.sync_parallel_pages.max(1) };
-    SyncEngine::new(platform.clone(), source, Arc::new(TokioTimer), worker, sync)
+impl SyncShared {
+    /// For the options' Stripe base and limits.
+    ///
+    /// # Errors
+    /// When `api_base` is not a usable URL.
+    pub fn new(opts: &ServeOptions) -> anyhow::Result<Self> {
+        let source = tributary_stripe::StripeDataSource::new(&opts.api_base).map_err(|e| anyhow::anyhow!("stripe.api_base: {e}"))?;
+        Ok(Self { source: Arc::new(source.with_budget(opts.stripe_budget)), pages: Arc::new(PageBudget::new(opts.sync_pages_in_flight)) })
+    }
+
+    /// A sync engine for one worker task.
+    pub fn engine(&self, platform: &Platform, opts: &ServeOptions, worker: String) -> SyncEngine {
+        let sync = SyncOptions { pages: self.pages.clone(), lease_for: opts.sync_lease, parallel_pages: opts.sync_parallel_pages.max(1) };
+        SyncEngine::new(platform.clone(), self.source.clone(), Arc::new(TokioTimer), worker, sync)
+    }
 }
 
 /// How often the scheduler looks for data types due for a sync.
@@ -234,9 +244,9 @@ pub async fn serve_on(
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
-    let source = sync_source(&opts)?;
+    let shared = SyncShared::new(&opts)?;
     for n in 0..opts.workers {
-        let engine = sync_engine(&platform, &opts, source.clone(), format!("{}-{}-{n}", addr, std::process::id()));
+        let engine = shared.engine(&platform, &opts, format!("{}-{}-{n}", addr, std::process::id()));
         workers.push(tokio::spawn(run_worker(engine, wake.clone(), stop_rx.clone())));
     }
     let webhook_wake = Arc::new(tokio::sync::Notify::new());

@@ -51,12 +51,12 @@ pub async fn watch(
     json: bool,
 ) -> anyhow::Result<Vec<PullOperation>> {
     // As the server does: one source (one budget per account), several connections at once.
-    let source = tributary_api::sync_source(opts)?;
+    let shared = tributary_api::SyncShared::new(opts)?;
     let mut workers = tokio::task::JoinSet::new();
     let connections: std::collections::BTreeSet<String> = ops.iter().map(|o| o.connection_id.to_string()).collect();
     let count = u32::try_from(connections.len()).unwrap_or(u32::MAX).clamp(1, opts.workers.max(1));
     for n in 0..count {
-        let engine = tributary_api::sync_engine(platform, opts, source.clone(), format!("cli-{}-{n}", std::process::id()));
+        let engine = shared.engine(platform, opts, format!("cli-{}-{n}", std::process::id()));
         workers.spawn(async move {
             loop {
                 match engine.run_once().await {

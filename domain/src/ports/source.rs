@@ -115,10 +115,24 @@ pub trait CommerceDataSource: Send + Sync {
         staged: std::sync::Arc<dyn StagedLookup>,
     ) -> Result<RecordPage, SourceError>;
 
+    /// How many pages of the account the source can usefully fetch at once (what keeps its rate
+    /// busy at the current latency); `usize::MAX` when only the caller's resources bound it. No
+    /// I/O.
+    fn parallelism(&self, creds: &PlatformCredentials, account_id: &str) -> usize;
+
     /// Splits what is left of the partition at `cursor` into at most `parts` partitions of the
     /// same stage, the first of which replaces it (it continues where the partition stood). Empty
-    /// when the rest is too small to be worth splitting or cannot be split. No I/O.
-    fn split(&self, data_type: DataType, cursor: &str, parts: usize) -> Vec<PlannedPartition>;
+    /// when the rest is too small to be worth splitting, cannot be split, or when more pages of
+    /// the account at once would not go faster (its rate budget is spoken for: fewer parts then).
+    /// No I/O.
+    fn split(
+        &self,
+        creds: &PlatformCredentials,
+        account_id: &str,
+        data_type: DataType,
+        cursor: &str,
+        parts: usize,
+    ) -> Vec<PlannedPartition>;
 
     /// Changes since `cursor`.
     ///

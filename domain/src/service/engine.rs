@@ -1,14 +1,15 @@
 //! The sync engine (DESIGN.md flow 6): a worker leases a connection and runs all of its unfinished
 //! pulls at once. A pull either follows the source's changes since its data type's last sync, or
-//! backfills: the source plans partitions, and the worker pages up to
-//! [`SyncOptions::parallel_pages`] of them at a time (across the connection's pulls, in turn),
-//! splitting a partition that has much left whenever there is room for more pages. Every page is
+//! backfills: the source plans partitions, and the worker pages as many of them at a time as the
+//! source can use for the account (within [`SyncOptions::parallel_pages`]), those with the most
+//! left first, splitting a partition that has much left whenever there is room for more pages
+//! (in proportion to what every partition has left, once the lists' first pages are back). Every page is
 //! committed with its partition's new cursor, so a killed worker resumes every partition where it
 //! stood. The lease is renewed in the background every quarter of its length, and every write is
 //! fenced by it: a worker that lost its lease (or whose connection was unlinked) commits nothing.
 
 use super::Platform;
-use super::signal::Signal;
+use super::signal::{PageBudget, Signal};
 use super::sync::to_stored;
 use crate::error::{DomainError, RepositoryError};
 use crate::ids::{ConnectionId, PullOperationId};
@@ -32,10 +33,16 @@ use std::time::Duration;
 
 /// How often a running pull records its progress.
 const BOOKKEEPING_EVERY: Duration = Duration::from_millis(500);
+/// The longest a list whose first page is back waits for the other lists' first pages before it
+/// is split anyway.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
 
 /// How a worker syncs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
+    /// The pages all of the process's workers may hold at once (fetched, not yet written): give
+    /// every worker of a process the same one.
+    pub pages: Arc<PageBudget>,
     /// How long a lease on a connection lasts without renewal. The worker renews it every quarter
     /// of this while it runs, whatever its requests are doing; another worker takes a connection
     /// over only when its worker has stopped renewing (died, or lost the database) for this long.
@@ -46,7 +53,7 @@ pub struct SyncOptions {
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { lease_for: Duration::from_secs(60), parallel_pages: 32 }
+        Self { pages: Arc::new(PageBudget::default()), lease_for: Duration::from_secs(60), parallel_pages: 64 }
     }
 }
 
@@ -106,6 +113,16 @@ struct Part {
     state: PartitionState,
     /// A page of it is being fetched or written.
     busy: bool,
+    /// Planned, and its first page is not back: how much it holds is not known yet.
+    probe: bool,
+    /// Waiting, idle, for the other lists' first pages, to be split in proportion to them.
+    held: bool,
+}
+
+impl Part {
+    fn new(state: PartitionState, probe: bool) -> Self {
+        Self { state, busy: false, probe, held: false }
+    }
 }
 
 impl PullRun {
@@ -128,7 +145,13 @@ impl PullRun {
         if self.failed.is_some() {
             return Vec::new();
         }
-        self.parts().filter(|p| !p.busy && p.state.cursor.is_some() && p.state.stage == stage).map(|p| p.state.id).collect()
+        self.parts().filter(|p| !p.busy && !p.held && p.state.cursor.is_some() && p.state.stage == stage).map(|p| p.state.id).collect()
+    }
+
+    /// Planned partitions of the current stage whose first page is not back.
+    fn probes(&self) -> usize {
+        let Some(stage) = self.stage() else { return 0 };
+        self.parts().filter(|p| p.probe && p.state.cursor.is_some() && p.state.stage == stage).count()
     }
 
     /// Every partition is done.
@@ -153,7 +176,7 @@ impl PullRun {
 /// How a pull's start ended.
 enum Begun {
     /// Walk these partitions (a new plan, or those of a resumed backfill).
-    Walk { parts: Vec<PartitionState>, incremental: Option<String> },
+    Walk { parts: Vec<PartitionState>, incremental: Option<String>, planned: bool },
     /// A change set to write, completing the pull.
     Changes { records: Vec<StoredRecord>, checkpoint: Checkpoint },
     /// The pull's backfill was already done (its completion was not recorded).
@@ -176,6 +199,8 @@ enum Stepped {
 enum Event {
     Begun(PullOperationId, Result<Begun, RepositoryError>),
     Stepped(PullOperationId, u32, Result<Stepped, RepositoryError>),
+    /// Held partitions have waited long enough for the others' first pages.
+    Release,
 }
 
 /// Why a run stops early.
@@ -329,10 +354,28 @@ impl SyncEngine {
         let mut tasks: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
         // Reports of tasks that finished while the loop awaited something else.
         let mut backlog: VecDeque<Event> = VecDeque::new();
-        let mut turn = 0usize;
         let mut refresh = true;
         let mut stop: Option<Stop> = None;
+        // Fired when held partitions are let go (ends the wait for them early).
+        let mut released: Option<Signal> = None;
         loop {
+            let holding = pulls.iter().any(|p| p.parts().any(|x| x.held));
+            match (&released, holding) {
+                (None, true) => {
+                    let done = Signal::default();
+                    let (wait, stop, done2) = (self.timer.sleep(PROBE_WAIT), halt.clone(), done.clone());
+                    tasks.push(Box::pin(async move {
+                        let _ = until(&stop, until(&done2, wait)).await;
+                        Event::Release
+                    }));
+                    released = Some(done);
+                }
+                (Some(done), false) => {
+                    done.fire();
+                    released = None;
+                }
+                _ => {}
+            }
             if halt.is_fired() && stop.is_none() {
                 stop = Some(Stop::LeaseLost);
             }
@@ -362,7 +405,7 @@ impl SyncEngine {
                         }
                     }
                 }
-                self.launch(&mut pulls, &mut tasks, &mut turn, halt);
+                self.launch(&mut pulls, &mut tasks, halt);
                 if tasks.is_empty() && backlog.is_empty() {
                     if pulls.is_empty() {
                         return Ok(());
@@ -391,27 +434,38 @@ impl SyncEngine {
         }
     }
 
-    /// Starts pages of idle partitions, in turn across the pulls, up to the parallel limit.
-    fn launch<'a>(&'a self, pulls: &mut [PullRun], tasks: &mut FuturesUnordered<Task<'a>>, turn: &mut usize, halt: &Signal) {
-        let busy = |pulls: &[PullRun]| pulls.iter().map(PullRun::busy).sum::<usize>();
-        let mut running = busy(pulls);
-        while running < self.opts.parallel_pages && !pulls.is_empty() {
-            let mut started = false;
-            for k in 0..pulls.len() {
-                let i = (*turn + k) % pulls.len();
-                let Some(part) = pulls[i].runnable().first().copied() else { continue };
-                let p = &mut pulls[i];
-                let Some(slot) = p.parts.as_mut().and_then(|parts| parts.get_mut(&part)) else { continue };
-                slot.busy = true;
-                tasks.push(Box::pin(self.step(p.op.id, p.ctx.clone(), slot.state.clone(), halt.clone())));
-                *turn = i + 1;
-                started = true;
-                running += 1;
-                break;
-            }
-            if !started {
-                break;
-            }
+    /// How many pages of the connection are worth having in flight: what the source can use for
+    /// its account, within [`SyncOptions::parallel_pages`].
+    fn target(&self, pulls: &[PullRun]) -> usize {
+        let useful = pulls.first().map_or(usize::MAX, |p| self.source.parallelism(&p.ctx.creds, &p.ctx.account));
+        self.opts.parallel_pages.min(useful).max(1)
+    }
+
+    /// Starts pages of idle partitions up to [`Self::target`]: first those a later stage waits for,
+    /// then those with the most left (the longest chains of pages set the end of the backfill).
+    fn launch<'a>(&'a self, pulls: &mut [PullRun], tasks: &mut FuturesUnordered<Task<'a>>, halt: &Signal) {
+        let running: usize = pulls.iter().map(PullRun::busy).sum();
+        let room = self.target(pulls).saturating_sub(running);
+        if room == 0 {
+            return;
+        }
+        // Partitions a later stage waits for go first, then those with the most left.
+        let mut ready: Vec<(bool, u64, usize, u32)> = pulls
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let blocking = p.stage().is_some_and(|stage| p.parts().any(|x| x.state.cursor.is_some() && x.state.stage > stage));
+                p.runnable()
+                    .into_iter()
+                    .map(move |id| (blocking, p.parts.as_ref().and_then(|x| x.get(&id)).map_or(0, |x| x.state.estimate.left), i, id))
+            })
+            .collect();
+        ready.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+        for (_, _, i, part) in ready.into_iter().take(room) {
+            let p = &mut pulls[i];
+            let Some(slot) = p.parts.as_mut().and_then(|parts| parts.get_mut(&part)) else { continue };
+            slot.busy = true;
+            tasks.push(Box::pin(self.step(p.op.id, p.ctx.clone(), slot.state.clone(), halt.clone())));
         }
     }
 
@@ -466,7 +520,7 @@ impl SyncEngine {
             match checkpoint {
                 Some(cp) if cp.pull_id == op.id && cp.backfilling => {
                     let parts = self.platform.repos.records.partitions(ctx.connection, ctx.data_type).await?;
-                    return Ok(Begun::Walk { parts, incremental: cp.incremental });
+                    return Ok(Begun::Walk { parts, incremental: cp.incremental, planned: false });
                 }
                 Some(cp) if cp.pull_id == op.id => return Ok(Begun::AlreadyDone),
                 Some(Checkpoint { backfilling: false, incremental: Some(cursor), .. }) => {
@@ -519,7 +573,7 @@ impl SyncEngine {
             let incremental = checkpoint.incremental.clone();
             let w = SyncWrite { reset: true, checkpoint: Some(checkpoint), partitions: parts.clone(), ..SyncWrite::default() };
             self.write(&ctx, w).await?;
-            Ok(Begun::Walk { parts, incremental })
+            Ok(Begun::Walk { parts, incremental, planned: true })
         }
         .await;
         Event::Begun(id, outcome)
@@ -530,6 +584,8 @@ impl SyncEngine {
         let id = part.id;
         let outcome = async {
             let Some(cursor) = part.cursor.clone() else { return Ok(Stepped::Halted) };
+            // Held until the page is written: the process holds at most so many pages at once.
+            let Some(_place) = until(&halt, self.opts.pages.acquire()).await else { return Ok(Stepped::Halted) };
             let page = match until(&halt, self.source.list_page(&ctx.creds, &ctx.account, ctx.data_type, cursor, ctx.lookup.clone())).await
             {
                 Some(Ok(page)) => page,
@@ -555,13 +611,17 @@ impl SyncEngine {
         let (pull, outcome) = match event {
             Event::Begun(pull, outcome) => (pull, outcome.map(Either::Left)),
             Event::Stepped(pull, part, outcome) => (pull, outcome.map(|s| Either::Right((part, s)))),
+            Event::Release => {
+                self.release(pulls).await?;
+                return Ok(Handled::Going);
+            }
         };
         let outcome = outcome.map_err(stop_for)?;
         let Some(i) = pulls.iter().position(|p| p.op.id == pull) else { return Ok(Handled::Going) };
         match outcome {
-            Either::Left(Begun::Walk { parts, incremental }) => {
+            Either::Left(Begun::Walk { parts, incremental, planned }) => {
                 let run = &mut pulls[i];
-                run.parts = Some(parts.into_iter().map(|state| (state.id, Part { state, busy: false })).collect());
+                run.parts = Some(parts.into_iter().map(|state| (state.id, Part::new(state, planned))).collect());
                 run.incremental = incremental;
                 tracing::debug!(pull.id = %pull, partitions = run.parts().count(), "walking partitions");
             }
@@ -583,13 +643,24 @@ impl SyncEngine {
             Either::Right((part, Stepped::Written { state, changed })) => {
                 let run = &mut pulls[i];
                 run.changed += changed;
-                let open = state.cursor.clone();
+                let open = state.cursor.is_some();
+                let mut first = false;
                 if let Some(slot) = run.parts.as_mut().and_then(|parts| parts.get_mut(&part)) {
                     slot.state = state;
                     slot.busy = false;
+                    first = std::mem::take(&mut slot.probe);
                 }
-                if let Some(cursor) = open {
-                    self.split(pulls, i, part, &cursor).await?;
+                // A list's first page tells how much it holds: it is split in proportion to the
+                // lists planned with it, so it waits (idle) for their first pages.
+                let hold = first && open && pulls.iter().any(|p| p.probes() > 0);
+                if let Some(slot) = pulls[i].parts.as_mut().and_then(|parts| parts.get_mut(&part)) {
+                    slot.held = hold;
+                }
+                if open {
+                    self.split(pulls, i, part).await?;
+                }
+                if pulls.iter().all(|p| p.probes() == 0) {
+                    self.release(pulls).await?;
                 }
                 self.keep_progress(&mut pulls[i]).await?;
             }
@@ -597,8 +668,12 @@ impl SyncEngine {
                 let run = &mut pulls[i];
                 if let Some(slot) = run.parts.as_mut().and_then(|parts| parts.get_mut(&part)) {
                     slot.busy = false;
+                    slot.probe = false;
                 }
                 run.failed.get_or_insert(e);
+                if pulls.iter().all(|p| p.probes() == 0) {
+                    self.release(pulls).await?;
+                }
             }
             Either::Right((part, Stepped::Halted)) => {
                 if let Some(slot) = pulls[i].parts.as_mut().and_then(|parts| parts.get_mut(&part)) {
@@ -623,18 +698,41 @@ impl SyncEngine {
         Ok(Handled::Going)
     }
 
-    /// Splits the partition just written when the connection has room for more pages than it has
-    /// partitions ready: the source divides what is left of it, and the new partitions are saved
-    /// before any of them is paged.
-    async fn split(&self, pulls: &mut [PullRun], i: usize, part: u32, cursor: &str) -> Result<(), Stop> {
+    /// Splits the partition just written into its share of the pages the connection can have in
+    /// flight ([`Self::target`]) by what it has left among all the connection's partitions, so that
+    /// parts are as long as possible (every part ends in a partial page) and shorten only as the
+    /// backfill nears its end; at most as many partitions wait for a page as are in flight. The
+    /// source divides what is left of it, and the new partitions are saved before any of them is
+    /// paged.
+    async fn split(&self, pulls: &mut [PullRun], i: usize, part: u32) -> Result<(), Stop> {
         let busy: usize = pulls.iter().map(PullRun::busy).sum();
         let ready: usize = pulls.iter().map(|p| p.runnable().len()).sum();
-        let room = self.opts.parallel_pages.saturating_sub(busy + ready);
+        let ctx = pulls[i].ctx.clone();
+        let target = self.target(pulls);
+        // Up to as many partitions again may wait for a page: the largest go first (see
+        // [`Self::launch`]), so a list found larger than thought gets its share as pages free up.
+        let room = (2 * target).saturating_sub(busy + ready);
+        // What is left of every unfinished partition of the current stages, and of this one.
+        let left: u64 = pulls
+            .iter()
+            .filter_map(|p| p.stage().map(|stage| (p, stage)))
+            .flat_map(|(p, stage)| p.parts().filter(move |x| x.state.cursor.is_some() && x.state.stage == stage))
+            .map(|x| x.state.estimate.left)
+            .sum();
         let run = &mut pulls[i];
-        if room == 0 || run.failed.is_some() || !run.runnable().contains(&part) {
+        let Some(slot) = run.parts.as_ref().and_then(|p| p.get(&part)) else { return Ok(()) };
+        let (Some(cursor), mine) = (slot.state.cursor.clone(), slot.state.estimate.left) else { return Ok(()) };
+        if room == 0 || slot.held || run.failed.is_some() || !run.runnable().contains(&part) {
             return Ok(());
         }
-        let planned = self.source.split(run.ctx.data_type, cursor, room + 1);
+        let share = (left / target as u64).max(1);
+        // Whole shares: a partition is split only once it holds at least two.
+        let deserved = usize::try_from(mine / share).unwrap_or(usize::MAX);
+        let parts = deserved.min(room + 1);
+        if parts < 2 {
+            return Ok(());
+        }
+        let planned = self.source.split(&ctx.creds, &ctx.account, ctx.data_type, &cursor, parts);
         if planned.len() < 2 {
             return Ok(());
         }
@@ -656,7 +754,23 @@ impl SyncEngine {
         self.write(&run.ctx, SyncWrite { partitions: states.clone(), ..SyncWrite::default() }).await.map_err(stop_for)?;
         tracing::debug!(pull.id = %run.op.id, partition = part, into = states.len(), "partition split");
         for state in states {
-            parts.insert(state.id, Part { state, busy: false });
+            parts.insert(state.id, Part::new(state, false));
+        }
+        Ok(())
+    }
+
+    /// Lets held partitions go, largest first, each split by its share of the room.
+    async fn release(&self, pulls: &mut [PullRun]) -> Result<(), Stop> {
+        let mut held: Vec<(u64, usize, u32)> = Vec::new();
+        for (i, run) in pulls.iter_mut().enumerate() {
+            for p in run.parts.iter_mut().flat_map(BTreeMap::values_mut).filter(|p| p.held) {
+                p.held = false;
+                held.push((p.state.estimate.left, i, p.state.id));
+            }
+        }
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, i, part) in held {
+            self.split(pulls, i, part).await?;
         }
         Ok(())
     }
@@ -942,6 +1056,8 @@ mod tests {
         split: Box<SplitFn>,
         changes: Box<ChangesFn>,
         delay: Duration,
+        /// Extra time for pages of these cursors.
+        slow: HashMap<String, Duration>,
         /// Called at every page fetch (before the delay).
         on_fetch: Box<FetchFn>,
         calls: Mutex<Vec<(DataType, String)>>,
@@ -966,6 +1082,7 @@ mod tests {
                     })
                 }),
                 delay: Duration::ZERO,
+                slow: HashMap::new(),
                 on_fetch: Box::new(|_, _| {}),
                 calls: Mutex::default(),
                 in_flight: AtomicUsize::new(0),
@@ -996,13 +1113,16 @@ mod tests {
             self.calls.lock().unwrap().push((dt, cursor.clone()));
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(self.delay).await;
+            tokio::time::sleep(self.delay + self.slow.get(&cursor).copied().unwrap_or_default()).await;
             let seen = staged.staged(vec!["prod_1".into(), "prod_2".into()]).await?;
             self.looked_up.lock().unwrap().push((cursor.clone(), seen));
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             (self.page)(dt, &cursor)
         }
-        fn split(&self, dt: DataType, cursor: &str, parts: usize) -> Vec<PlannedPartition> {
+        fn parallelism(&self, _: &PlatformCredentials, _: &str) -> usize {
+            usize::MAX
+        }
+        fn split(&self, _: &PlatformCredentials, _: &str, dt: DataType, cursor: &str, parts: usize) -> Vec<PlannedPartition> {
             (self.split)(dt, cursor, parts)
         }
         async fn list_changes(&self, _: &PlatformCredentials, _: &str, dt: DataType, cursor: String) -> Result<ChangeSet, SourceError> {
@@ -1045,7 +1165,13 @@ mod tests {
     }
 
     fn engine_with(p: &Platform, source: Arc<dyn CommerceDataSource>, worker: &str, lease_for: Duration, parallel: usize) -> SyncEngine {
-        SyncEngine::new(p.clone(), source, Arc::new(TokioTimer), worker.into(), SyncOptions { lease_for, parallel_pages: parallel })
+        SyncEngine::new(
+            p.clone(),
+            source,
+            Arc::new(TokioTimer),
+            worker.into(),
+            SyncOptions { lease_for, parallel_pages: parallel, ..SyncOptions::default() },
+        )
     }
 
     fn engine(p: &Platform, source: Arc<Fake>) -> SyncEngine {
@@ -1204,12 +1330,52 @@ mod tests {
         let source = Arc::new(fake);
         let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
         engine_with(&p, source.clone(), "w1", Duration::from_secs(60), 4).run_once().await.unwrap();
-        assert_eq!(seen_parts.lock().unwrap().first(), Some(&4), "room for 4 pages: split into 4");
+        // 10 objects left, 4 pages at once: a share is 2 objects, so 5 parts (as many partitions
+        // again as are in flight may wait for a page).
+        assert_eq!(seen_parts.lock().unwrap().first(), Some(&5));
         let mut calls = source.calls();
         calls.sort();
-        assert_eq!(calls, ["head", "kept", "new1", "new2", "new3"]);
+        assert_eq!(calls, ["head", "kept", "new1", "new2", "new3", "new4"]);
         assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Complete);
-        assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 5);
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn lists_are_split_in_proportion_once_every_list_s_first_page_is_back() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem.clone()).await;
+        let splits: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+        let started = std::time::Instant::now();
+        let fetched: Arc<Mutex<Vec<(String, Duration)>>> = Arc::default();
+        let mut fake = Fake::new(|dt, cursor| {
+            let mut pg = page(&[&format!("{}_{cursor}", dt.key())], None);
+            if cursor == "big" || cursor == "small" {
+                // The lists' first pages: 900 and 100 objects left.
+                pg.next_cursor = Some(format!("{cursor}.rest"));
+                pg.estimate = Estimate { done: 100, left: if cursor == "big" { 900 } else { 100 } };
+            }
+            Ok(pg)
+        });
+        fake.plan = Box::new(|dt| Ok(vec![planned(0, if dt == DataType::Customers { "big" } else { "small" })]));
+        // The small list's first page takes longer.
+        fake.slow.insert("small".into(), Duration::from_millis(300));
+        let seen = splits.clone();
+        fake.split = Box::new(move |_, cursor, parts| {
+            seen.lock().unwrap().push((cursor.to_owned(), parts));
+            (0..parts).map(|k| planned(0, &format!("{cursor}.{k}"))).collect()
+        });
+        let log = fetched.clone();
+        fake.on_fetch = Box::new(move |_, cursor| log.lock().unwrap().push((cursor.to_owned(), started.elapsed())));
+        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        engine_with(&p, Arc::new(fake), "w1", Duration::from_secs(60), 10).run_once().await.unwrap();
+        // Room for 10 pages, 1,000 objects left: the big list gets nine, the small one none.
+        assert_eq!(*splits.lock().unwrap(), [("big.rest".to_owned(), 9)]);
+        let fetched = fetched.lock().unwrap().clone();
+        let small_back = fetched.iter().find(|(c, _)| c == "small").unwrap().1 + Duration::from_millis(300);
+        let first_after_big = fetched.iter().find(|(c, _)| c.starts_with("big.")).unwrap().1;
+        assert!(first_after_big >= small_back, "the big list waited for the small one's first page: {fetched:?}");
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 10);
     }
 
     #[tokio::test]

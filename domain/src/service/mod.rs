@@ -19,6 +19,7 @@ pub use engine::{SyncEngine, SyncOptions};
 pub use integrations::IntegrationUpdate;
 pub use link::{Callback, CallbackError, LinkResult, Linking};
 pub use records::RecordPage;
+pub use signal::PageBudget;
 pub use sync::{DataTypeStatus, to_stored};
 pub use webhooks::{DeliveryOptions, WebhookDelivery};
 

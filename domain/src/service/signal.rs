@@ -61,6 +61,75 @@ impl Future for Wait<'_> {
     }
 }
 
+/// A bound on the pages a process holds at once (fetched and not yet written), shared by all its
+/// sync workers: an async counting semaphore, with no runtime of its own.
+#[derive(Debug)]
+pub struct PageBudget {
+    size: usize,
+    state: Mutex<(usize, Vec<Waker>)>,
+}
+
+/// One page's place in a [`PageBudget`], given back when dropped.
+pub(crate) struct PagePermit<'a>(&'a PageBudget);
+
+impl Drop for PagePermit<'_> {
+    fn drop(&mut self) {
+        let wakers = {
+            let mut state = self.0.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.0 += 1;
+            std::mem::take(&mut state.1)
+        };
+        // Every waiter looks again (one that was dropped meanwhile cannot swallow the wake-up).
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+impl PageBudget {
+    /// Room for `size` pages (at least one).
+    pub fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self { size, state: Mutex::new((size, Vec::new())) }
+    }
+
+    /// How many pages it holds at most.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Waits for a place.
+    pub(crate) fn acquire(&self) -> Acquire<'_> {
+        Acquire(self)
+    }
+}
+
+impl Default for PageBudget {
+    fn default() -> Self {
+        Self::new(256)
+    }
+}
+
+/// The future of [`PageBudget::acquire`].
+pub(crate) struct Acquire<'a>(&'a PageBudget);
+
+impl<'a> Future for Acquire<'a> {
+    type Output = PagePermit<'a>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<PagePermit<'a>> {
+        let budget = self.0;
+        let mut state = budget.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.0 > 0 {
+            state.0 -= 1;
+            return Poll::Ready(PagePermit(budget));
+        }
+        if !state.1.iter().any(|w| w.will_wake(cx.waker())) {
+            state.1.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +147,28 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("woken").unwrap();
         s.wait().await;
         assert!(s.is_fired());
+    }
+
+    #[tokio::test]
+    async fn a_page_budget_holds_at_most_its_size_and_a_returned_place_wakes_a_waiter() {
+        let budget = Arc::new(PageBudget::new(2));
+        let (a, b) = (budget.acquire().await, budget.acquire().await);
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                let _p = budget.acquire().await;
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "both places are taken");
+        // A waiter that gives up does not keep a place.
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(5), budget.acquire()).await;
+        assert!(gave_up.is_err());
+        drop(a);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("woken").unwrap();
+        drop(b);
+        let _c = budget.acquire().await;
+        let _d = budget.acquire().await;
+        assert_eq!(budget.size(), 2);
     }
 }

@@ -220,8 +220,10 @@ impl Api {
             if attempts > 1 {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
+            let sent = std::time::Instant::now();
             let outcome = self.attempt(&url, &what, key, account, attempts).await;
             drop(slot);
+            self.budgets.observe(creds.mode, account, sent.elapsed());
             if let Attempt::Retry { limited: Some(why), .. } | Attempt::Final { limited: Some(why), .. } = &outcome {
                 self.budgets.limited(creds.mode, account, &endpoint, *why);
             }

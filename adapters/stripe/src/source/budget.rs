@@ -30,6 +30,10 @@ const QUIET: Duration = Duration::from_secs(1);
 const RECOVERY_PER_SEC: f64 = 0.05;
 /// The rate never goes below this share of the configured rate.
 const FLOOR: f64 = 0.04;
+/// Without a rate limit, the pages a second a sync can take in (its own work per page bounds it).
+const UNLIMITED_PAGES_PER_SEC: f64 = 100.0;
+/// Without a rate limit, at least this many requests at once.
+const UNLIMITED_MIN_PARALLEL: usize = 8;
 /// Accounts not used for this long are forgotten.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -162,9 +166,32 @@ struct Account {
     slots_cut_at: Option<Instant>,
     slots_at: Instant,
     used: Instant,
+    /// How long a request takes, smoothed (seconds); `None` before the first.
+    latency: Option<f64>,
 }
 
 impl Account {
+    /// See [`Budgets::parallelism`].
+    fn parallelism(&mut self, now: Instant) -> usize {
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a small positive count")]
+        let slots = self.slots.floor().max(1.0) as usize;
+        // Before the first answer, as many as the slots allow.
+        let Some(latency) = self.latency else { return slots };
+        // Without a rate limit, what bounds the sync is the caller's own work on each page (about
+        // a hundred pages a second on two cores): more pages at once only hold more memory.
+        let rate = match self.bucket.as_mut() {
+            Some(bucket) => {
+                bucket.refill(now);
+                bucket.rate
+            }
+            None => UNLIMITED_PAGES_PER_SEC,
+        };
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a small positive count")]
+        let busy_enough = (rate * latency * 1.5).ceil() as usize + 1;
+        let floor = if self.bucket.is_none() { UNLIMITED_MIN_PARALLEL } else { 1 };
+        busy_enough.max(floor).min(slots)
+    }
+
     fn free_slot(&mut self, now: Instant) -> bool {
         if self.slots < self.configured_slots && self.slots_cut_at.is_none_or(|c| now.saturating_duration_since(c) >= QUIET) {
             // One more slot per second without a concurrency 429.
@@ -228,6 +255,7 @@ impl Budgets {
                 slots_cut_at: None,
                 slots_at: now,
                 used: now,
+                latency: None,
             }
         });
         a.used = now;
@@ -265,6 +293,22 @@ impl Budgets {
             tokio::time::sleep(wait).await;
         }
         (slot, started.elapsed())
+    }
+
+    /// A request of the account took `took` (from sending to its last byte).
+    pub(crate) fn observe(&self, mode: Mode, account: &str, took: Duration) {
+        self.with(mode, account, |a, _| {
+            let t = took.as_secs_f64();
+            a.latency = Some(a.latency.map_or(t, |l| l * 0.8 + t * 0.2));
+        });
+    }
+
+    /// How many requests of the account are worth having in flight: enough to keep its rate
+    /// busy at the requests' latency, with half as many again for the time a caller spends on a
+    /// page between two requests (parsing, writing), within its slots (all of them before the
+    /// first answer). Without a rate limit, as if the rate were 100 pages a second (at least 8).
+    pub(crate) fn parallelism(&self, mode: Mode, account: &str) -> usize {
+        self.with(mode, account, |a, now| a.parallelism(now))
     }
 
     /// Stripe answered 429: lower what it named.
@@ -393,6 +437,25 @@ mod tests {
         assert_eq!(Limited::from_reason(Some("endpoint-rate")), Limited::Endpoint);
         assert_eq!(Limited::from_reason(None), Limited::Rate);
         assert_eq!(Limited::from_reason(Some("resource-specific")), Limited::Rate);
+    }
+
+    #[tokio::test]
+    async fn parallelism_is_what_keeps_the_rate_busy_at_the_observed_latency() {
+        let budgets = Budgets::new(config(20, 32));
+        assert_eq!(budgets.parallelism(Mode::Test, "acct_1"), 32, "no latency known yet: every slot");
+        budgets.observe(Mode::Test, "acct_1", Duration::from_millis(400));
+        // 20/s × 0.4 s × 1.5 + 1 = 13.
+        assert_eq!(budgets.parallelism(Mode::Test, "acct_1"), 13);
+        let (_a, _) = budgets.acquire(Mode::Test, "acct_1", "GET /v1/charges").await;
+        let (_b, _) = budgets.acquire(Mode::Test, "acct_1", "GET /v1/charges").await;
+        assert_eq!(budgets.parallelism(Mode::Test, "acct_1"), 13, "whatever is in flight");
+        budgets.observe(Mode::Test, "acct_1", Duration::from_secs(10));
+        assert_eq!(budgets.parallelism(Mode::Test, "acct_1"), 32, "never more than the slots");
+        let unlimited = Budgets::new(BudgetConfig { test_rate: None, ..config(20, 32) });
+        unlimited.observe(Mode::Test, "acct_1", Duration::from_millis(5));
+        assert_eq!(unlimited.parallelism(Mode::Test, "acct_1"), 8, "a fast source without a limit: the caller's work bounds it");
+        unlimited.observe(Mode::Test, "acct_2", Duration::from_millis(100));
+        assert_eq!(unlimited.parallelism(Mode::Test, "acct_2"), 16, "100 pages/s × 0.1 s × 1.5 + 1");
     }
 
     #[test]

@@ -24,9 +24,11 @@ use tributary_domain::ports::source::{PlannedPartition, SourceError};
 const VERSION: u8 = 2;
 /// Page size of every list request (Stripe's maximum).
 pub(crate) const PAGE: u64 = 100;
-/// A split leaves no part with fewer objects than this (by the estimate): small ranges cost a
-/// request each for a partial page.
-pub(crate) const MIN_PART: u64 = 300;
+/// A split leaves no part with fewer objects than this (by the estimate): a page. Every range ends
+/// in a partial page; the engine only splits when the account's budget has room for more pages at
+/// once, so the extra requests use capacity that would otherwise stay idle (and a long tail of one
+/// range's pages, one after another, is what they save).
+pub(crate) const MIN_PART: u64 = PAGE;
 
 /// One Stripe list walked by a backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,16 +148,17 @@ impl Cursor {
         self.gte.or(self.floor)
     }
 
-    /// Objects per second in this partition's range: its own once it has a page's worth, else the
-    /// one inherited at the split.
+    /// Objects per second where the partition stands: that of its last full page (or the one
+    /// inherited at a split), else over all it has listed once that is half a page.
     fn density(&self) -> Option<f64> {
-        match (self.first, self.at) {
-            (Some(first), Some(at)) if self.seen >= PAGE / 2 => {
+        match (self.rate, self.first, self.at) {
+            (Some(rate), _, _) => Some(rate),
+            (None, Some(first), Some(at)) if self.seen >= PAGE / 2 => {
                 #[expect(clippy::cast_precision_loss, reason = "an estimate")]
                 let d = self.seen as f64 / (first - at + 1).max(1) as f64;
                 Some(d)
             }
-            _ => self.rate,
+            _ => None,
         }
     }
 
@@ -175,6 +178,7 @@ impl Cursor {
 
     /// What is left of the partition, cut into at most `parts` ranges of about equal estimated
     /// size and at least [`MIN_PART`] objects: the newest continues this walk, the others are new.
+    /// Cutting a range that has seen a page needs at least two pages left.
     /// Empty when the partition has not listed a page yet (its density is unknown), its range has
     /// no known bottom, or what is left is too small.
     pub(crate) fn split(&self, parts: usize) -> Vec<Cursor> {
@@ -184,7 +188,7 @@ impl Cursor {
         let left = self.estimate().left;
         let span = at - bottom;
         let n = u64::try_from(parts).unwrap_or(u64::MAX).min(left / MIN_PART).min(u64::try_from(span).unwrap_or(0));
-        if n < 2 {
+        if n < 2 || left < 2 * PAGE {
             return Vec::new();
         }
         let n = i64::try_from(n).unwrap_or(2);
@@ -211,11 +215,21 @@ impl Cursor {
     /// The cursor after a page of `count` objects whose newest and oldest are `(newest_created,
     /// (oldest_id, oldest_created))`.
     pub(crate) fn advanced(&self, count: usize, newest: Option<i64>, oldest: (String, Option<i64>)) -> Self {
+        // A full page's span is the density where the walk stands.
+        let rate = match (newest, oldest.1) {
+            (Some(n), Some(o)) if count as u64 >= PAGE => {
+                #[expect(clippy::cast_precision_loss, reason = "an estimate")]
+                let d = count as f64 / (n - o + 1).max(1) as f64;
+                Some(d)
+            }
+            _ => self.rate,
+        };
         Self {
             first: self.first.or(newest),
             seen: self.seen + count as u64,
             after: Some(oldest.0),
             at: oldest.1.or(self.at),
+            rate,
             ..self.clone()
         }
     }
@@ -258,6 +272,12 @@ mod tests {
     fn estimates_follow_the_partition_s_density_down_to_its_bottom() {
         let c = walked(Some(1), None);
         assert_eq!(c.estimate(), Estimate { done: 100, left: 900 });
+        // The next page is ten times as dense: what is left is estimated at that density.
+        let denser = c.advanced(100, Some(900), ("ch_891".into(), Some(891)));
+        assert_eq!(denser.estimate(), Estimate { done: 200, left: 8900 });
+        // A partial page (the end of a range) keeps the density known.
+        let end = denser.advanced(40, Some(890), ("ch_880".into(), Some(880)));
+        assert_eq!(end.estimate().left, 8790);
         assert_eq!(walked(None, Some(501)).estimate(), Estimate { done: 100, left: 400 }, "the account's creation bounds the estimate");
         assert_eq!(walked(None, None).estimate().left, PAGE, "nothing known: a page");
         assert_eq!(Cursor::start(Phase::Charges, Some(0)).estimate(), Estimate { done: 0, left: PAGE });
@@ -266,8 +286,8 @@ mod tests {
     #[test]
     fn a_split_cuts_what_is_left_into_equal_ranges_that_cover_it_exactly_once() {
         let c = walked(None, Some(1));
-        let parts = c.split(4);
-        assert_eq!(parts.len(), 3, "900 left: three parts of 300");
+        let parts = c.split(3);
+        assert_eq!(parts.len(), 3);
         // The first keeps walking (same position), the newest slice of what is left.
         assert_eq!((parts[0].after.as_deref(), parts[0].at, parts[0].gte, parts[0].lt), (Some("ch_901"), Some(901), Some(601), None));
         // The others tile [bottom, 601) with no gap or overlap; the oldest stays open below.
@@ -284,8 +304,9 @@ mod tests {
     #[test]
     fn small_unwalked_or_unbounded_partitions_are_not_split() {
         assert!(walked(Some(1), None).split(1).is_empty(), "one part is no split");
-        assert_eq!(walked(Some(1), None).split(100).len(), 3, "no part under 300 objects: 900 left make 3");
-        assert!(walked(Some(700), None).split(8).is_empty(), "200 left");
+        assert_eq!(walked(Some(1), None).split(100).len(), 9, "no part under a page: 900 left make 9");
+        assert_eq!(walked(Some(701), None).split(8).len(), 2, "200 left: two pages");
+        assert!(walked(Some(751), None).split(8).is_empty(), "150 left: less than two pages");
         assert!(walked(None, None).split(8).is_empty(), "no bottom");
         assert!(Cursor::start(Phase::Charges, Some(0)).split(8).is_empty(), "no page yet");
         // A dense second: 100 objects in t=900 alone, bottom 899: one second left cannot be cut.

@@ -12,8 +12,8 @@
 //! | `commerce-products` | `/v1/prices` (staged by product), then `/v1/products` with each product's staged prices |
 //! | `commerce-transactions` | `/v1/balance_transactions` (plus a fee record per fee) |
 //!
-//! A backfill's plan is one partition per list: the whole list, open at both ends. Its first page
-//! tells how dense the list is; from then on the engine may ask to split a partition, which cuts
+//! A backfill's plan is one partition per list: the whole list, open at both ends (no request).
+//! Its first page tells how dense the list is; from then on the engine may ask to split a partition, which cuts
 //! what is left of its range into `created[gte]`/`created[lt]` ranges of about equal estimated size
 //! (the account's creation bounds the oldest), each walked newest first with its own cursor (module
 //! `cursor`). Ranges are half-open on whole seconds, so an object belongs to exactly one; objects
@@ -84,8 +84,9 @@ pub struct StripeDataSource {
     created: Arc<std::sync::Mutex<AccountsCreated>>,
 }
 
-/// Per (mode, account): the account's creation time (if Stripe told it) and when it was read.
-type AccountsCreated = HashMap<(tributary_domain::model::integration::Mode, String), (Instant, Option<i64>)>;
+/// Per (mode, account): the account's creation time (if Stripe told it), read once for all the
+/// pages that ask at the same time, and when the reading started.
+type AccountsCreated = HashMap<(tributary_domain::model::integration::Mode, String), (Instant, Arc<tokio::sync::OnceCell<Option<i64>>>)>;
 
 /// Aborts a spawned task when the future waiting for it is dropped (a sync that stops between
 /// pages does not leave a request running).
@@ -379,26 +380,25 @@ impl StripeDataSource {
     }
 
     /// The account's `created`, the floor of every list (best effort: estimates and splits need
-    /// it), read once per [`ACCOUNT_CREATED_TTL`] for all of the account's plans.
+    /// it), read once per [`ACCOUNT_CREATED_TTL`] for all of the account's partitions.
     async fn account_created(&self, creds: &PlatformCredentials, account: &str) -> Option<i64> {
         let key = (creds.mode, account.to_owned());
-        let cached = self.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
-        if let Some((at, created)) = cached
-            && at.elapsed() < ACCOUNT_CREATED_TTL
-        {
-            return created;
-        }
-        let created = match self.api.get(creds, account, &["account"], &[]).await {
-            Ok(v) => created_of(&v),
-            Err(e) => {
-                tracing::debug!(account, error = %e.into_source_error(), "stripe: no account creation date; partitions are not split");
-                None
-            }
+        let cell = {
+            let mut all = self.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.retain(|_, (at, _)| at.elapsed() < ACCOUNT_CREATED_TTL);
+            all.entry(key).or_insert_with(|| (Instant::now(), Arc::default())).1.clone()
         };
-        let mut all = self.created.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        all.retain(|_, (at, _)| at.elapsed() < ACCOUNT_CREATED_TTL);
-        all.insert(key, (Instant::now(), created));
-        created
+        *cell
+            .get_or_init(|| async {
+                match self.api.get(creds, account, &["account"], &[]).await {
+                    Ok(v) => created_of(&v),
+                    Err(e) => {
+                        tracing::debug!(account, error = %e.into_source_error(), "stripe: no account creation date; partitions are not split");
+                        None
+                    }
+                }
+            })
+            .await
     }
 
     /// One page of a partition (see [`CommerceDataSource::list_page`]), in the calling task.
@@ -420,8 +420,17 @@ impl StripeDataSource {
         if Phase::all_for(data_type).is_none() {
             return Err(unsupported(data_type));
         }
-        let cur = Cursor::decode(cursor, data_type)?;
-        let page = self.list(creds, account_id, cur.list.list(), None, (cur.gte, cur.lt), cur.after.as_deref(), cur.at).await?;
+        let mut cur = Cursor::decode(cursor, data_type)?;
+        let list = self.list(creds, account_id, cur.list.list(), None, (cur.gte, cur.lt), cur.after.as_deref(), cur.at);
+        let page = if cur.floor.is_none() && cur.after.is_none() && cur.gte.is_none() {
+            // A list's first page: the account's creation, which bounds estimates and splits, is
+            // read at the same time (once for all of the account's lists).
+            let (page, floor) = tokio::join!(list, self.account_created(creds, account_id));
+            cur.floor = floor;
+            page?
+        } else {
+            list.await?
+        };
         let count = page.data.len();
         let newest = page.data.first().and_then(created_of);
         let oldest = page.data.last().and_then(|v| id_of(v).map(|id| (id, created_of(v))));
@@ -495,7 +504,7 @@ impl StripeDataSource {
 impl CommerceDataSource for StripeDataSource {
     async fn plan_backfill(
         &self,
-        creds: &PlatformCredentials,
+        _creds: &PlatformCredentials,
         account_id: &str,
         data_type: DataType,
     ) -> Result<Vec<PlannedPartition>, SourceError> {
@@ -504,8 +513,7 @@ impl CommerceDataSource for StripeDataSource {
             return Ok(vec![PlannedPartition { stage: 0, cursor: COMPANY_INFO.into(), estimate: Estimate { done: 0, left: 1 } }]);
         }
         let Some(lists) = Phase::all_for(data_type) else { return Err(unsupported(data_type)) };
-        let floor = self.account_created(creds, account_id).await;
-        Ok(lists.iter().map(|(list, _)| Cursor::start(*list, floor).planned(data_type)).collect())
+        Ok(lists.iter().map(|(list, _)| Cursor::start(*list, None).planned(data_type)).collect())
     }
 
     async fn list_page(
@@ -526,7 +534,19 @@ impl CommerceDataSource for StripeDataSource {
         }
     }
 
-    fn split(&self, data_type: DataType, cursor: &str, parts: usize) -> Vec<PlannedPartition> {
+    fn parallelism(&self, creds: &PlatformCredentials, account_id: &str) -> usize {
+        self.api.budgets.parallelism(creds.mode, account_id)
+    }
+
+    fn split(
+        &self,
+        creds: &PlatformCredentials,
+        account_id: &str,
+        data_type: DataType,
+        cursor: &str,
+        parts: usize,
+    ) -> Vec<PlannedPartition> {
+        let _ = (creds, account_id);
         match Cursor::decode(cursor, data_type) {
             Ok(c) => c.split(parts).iter().map(|p| p.planned(data_type)).collect(),
             Err(_) => Vec::new(),

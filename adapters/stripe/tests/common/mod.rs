@@ -197,9 +197,10 @@ pub fn no_staged() -> Arc<dyn tributary_domain::ports::source::StagedLookup> {
     Arc::new(MemStaged::default())
 }
 
-/// The cursor a plan starts a list with when the account's creation is unknown.
+/// The cursor of a whole list whose account's creation is known (so its first page reads nothing
+/// else).
 pub fn start_cursor(list: &str) -> String {
-    format!(r#"{{"v":2,"list":"{list}"}}"#)
+    format!(r#"{{"v":2,"list":"{list}","floor":0}}"#)
 }
 
 use tributary_domain::model::data_type::DataType;
@@ -239,7 +240,7 @@ pub async fn backfill(
             staged.0.lock().expect("staged").extend(page.staged.iter().cloned());
             if let Some(next) = &page.next_cursor {
                 let room = parallel.saturating_sub(running.len() + ready.len() + 1);
-                let parts = if room > 0 { src.split(dt, next, room + 1) } else { Vec::new() };
+                let parts = if room > 0 { src.split(creds, account, dt, next, room + 1) } else { Vec::new() };
                 if parts.is_empty() {
                     ready.push(next.clone());
                 } else {
