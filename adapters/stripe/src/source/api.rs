@@ -266,7 +266,7 @@ impl Api {
             Err(e) => return Attempt::Retry { error: transport(describe_transport_error(&e, &secrets)), at_least: None, limited: None },
         };
         let status = resp.status().as_u16();
-        let limited = (status == 429).then(|| Limited::from_reason(header(&resp, "stripe-rate-limited-reason").as_deref()));
+        let limited = if status == 429 { Limited::from_reason(header(&resp, "stripe-rate-limited-reason").as_deref()) } else { None };
         if status == 429 {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         }

@@ -21,15 +21,16 @@ pub const TEST_MODE_IN_FLIGHT: u32 = 32;
 pub const LIVE_MODE_IN_FLIGHT: u32 = 100;
 
 /// A cut takes the rate (or the slots) to this share of what it was.
-const CUT: f64 = 0.5;
+const CUT: f64 = 0.7;
 /// Cuts closer together than this count as one (a burst of 429s answers one moment's excess).
-const CUT_EVERY: Duration = Duration::from_millis(500);
+const CUT_EVERY: Duration = Duration::from_secs(1);
 /// After a cut, nothing recovers for this long.
 const QUIET: Duration = Duration::from_secs(1);
-/// Then the rate recovers by this share of the configured rate per second (20 s from nothing).
+/// Then the rate recovers by this share of the configured rate per second (15 s from the floor).
 const RECOVERY_PER_SEC: f64 = 0.05;
-/// The rate never goes below this share of the configured rate.
-const FLOOR: f64 = 0.04;
+/// The rate never goes below this share of the configured rate: 429s that keep coming at a
+/// quarter of the rate are not the rate's doing (Stripe's lock timeouts, a proxy's).
+const FLOOR: f64 = 0.25;
 /// Without a rate limit, the pages a second a sync can take in (its own work per page bounds it).
 const UNLIMITED_PAGES_PER_SEC: f64 = 100.0;
 /// Without a rate limit, at least this many requests at once.
@@ -94,12 +95,14 @@ pub(crate) enum Limited {
 }
 
 impl Limited {
-    /// From `Stripe-Rate-Limited-Reason`.
-    pub(crate) fn from_reason(reason: Option<&str>) -> Self {
+    /// From `Stripe-Rate-Limited-Reason`; `None` for a limit on one object
+    /// (`resource-specific`, e.g. a lock timeout), which going slower does not help.
+    pub(crate) fn from_reason(reason: Option<&str>) -> Option<Self> {
         match reason.map(str::trim) {
-            Some("endpoint-rate") => Self::Endpoint,
-            Some(r) if r.ends_with("concurrency") => Self::Concurrency,
-            _ => Self::Rate,
+            Some("endpoint-rate") => Some(Self::Endpoint),
+            Some(r) if r.ends_with("concurrency") => Some(Self::Concurrency),
+            Some("resource-specific") => None,
+            _ => Some(Self::Rate),
         }
     }
 }
@@ -112,12 +115,15 @@ struct Bucket {
     rate: f64,
     tokens: f64,
     at: Instant,
+    /// The last cut.
     cut_at: Option<Instant>,
+    /// The last 429.
+    limited_at: Option<Instant>,
 }
 
 impl Bucket {
     fn new(rate: f64, now: Instant) -> Self {
-        Self { configured: rate, rate, tokens: Self::capacity(rate), at: now, cut_at: None }
+        Self { configured: rate, rate, tokens: Self::capacity(rate), at: now, cut_at: None, limited_at: None }
     }
 
     /// Half a second's worth of tokens, so that bursts stay well inside Stripe's own bucket.
@@ -128,7 +134,7 @@ impl Bucket {
     /// Refills (and recovers the rate) up to `now`.
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        if self.rate < self.configured && self.cut_at.is_none_or(|c| now.saturating_duration_since(c) >= QUIET) {
+        if self.rate < self.configured && self.limited_at.is_none_or(|c| now.saturating_duration_since(c) >= QUIET) {
             self.rate = (self.rate + self.configured * RECOVERY_PER_SEC * elapsed).min(self.configured);
         }
         self.tokens = (self.tokens + elapsed * self.rate).min(Self::capacity(self.rate));
@@ -142,13 +148,14 @@ impl Bucket {
         if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.rate) }
     }
 
-    /// Lowers the rate after a 429 (once per [`CUT_EVERY`]) and drops the burst.
+    /// Lowers the rate after a 429 (at most once per [`CUT_EVERY`]) and drops the burst.
     fn cut(&mut self, now: Instant) {
         self.refill(now);
         if self.cut_at.is_none_or(|c| now.saturating_duration_since(c) >= CUT_EVERY) {
             self.rate = (self.rate * CUT).max(self.configured * FLOOR);
+            self.cut_at = Some(now);
         }
-        self.cut_at = Some(now);
+        self.limited_at = Some(now);
         self.tokens = self.tokens.min(0.0);
     }
 }
@@ -325,12 +332,12 @@ impl Budgets {
                 // Endpoints that have recovered fully lose their own bucket.
                 a.endpoints.retain(|_, b| {
                     b.refill(now);
-                    b.rate < b.configured || b.cut_at.is_some_and(|c| now.saturating_duration_since(c) < QUIET)
+                    b.rate < b.configured || b.limited_at.is_some_and(|c| now.saturating_duration_since(c) < QUIET)
                 });
             }
             Limited::Concurrency => {
                 if a.slots_cut_at.is_none_or(|c| now.saturating_duration_since(c) >= CUT_EVERY) {
-                    a.slots = (a.slots * CUT).max(1.0);
+                    a.slots = (a.slots * CUT).max(1.0).floor();
                 }
                 a.slots_cut_at = Some(now);
             }
@@ -372,24 +379,26 @@ mod tests {
     }
 
     #[test]
-    fn a_429_halves_the_rate_once_per_moment_and_it_recovers_slowly_after_a_quiet_second() {
+    fn a_429_cuts_the_rate_once_a_second_and_it_recovers_slowly_after_a_quiet_second() {
         let t0 = Instant::now();
         let mut b = Bucket::new(100.0, t0);
         b.cut(t0);
         b.cut(t0 + Duration::from_millis(100));
-        assert!((b.rate - 50.0).abs() < 1e-9, "a burst of 429s is one cut: {}", b.rate);
-        b.cut(t0 + Duration::from_millis(700));
-        assert!((b.rate - 25.0).abs() < 1e-9, "{}", b.rate);
-        b.refill(t0 + Duration::from_millis(1500));
-        assert!((b.rate - 25.0).abs() < 1e-9, "no recovery within a second of the cut: {}", b.rate);
-        b.refill(t0 + Duration::from_millis(2700));
-        assert!(b.rate > 25.0 && b.rate < 40.0, "recovering at 5 % of 100/s per second: {}", b.rate);
+        assert!((b.rate - 70.0).abs() < 1e-9, "a burst of 429s is one cut: {}", b.rate);
+        // 429s keep coming: one more cut a second, and no recovery in between.
+        b.cut(t0 + Duration::from_millis(600));
+        b.cut(t0 + Duration::from_millis(1000));
+        assert!((b.rate - 49.0).abs() < 1e-9, "{}", b.rate);
+        b.refill(t0 + Duration::from_millis(1900));
+        assert!((b.rate - 49.0).abs() < 1e-9, "no recovery within a second of a 429: {}", b.rate);
+        b.refill(t0 + Duration::from_millis(3000));
+        assert!(b.rate > 53.0 && b.rate < 56.0, "recovering at 5 % of 100/s per second after it: {}", b.rate);
         b.refill(t0 + Duration::from_secs(60));
         assert!((b.rate - 100.0).abs() < 1e-9, "back to the configured rate: {}", b.rate);
         for n in 0..20 {
-            b.cut(t0 + Duration::from_secs(61) + Duration::from_millis(600 * n));
+            b.cut(t0 + Duration::from_secs(61 + n));
         }
-        assert!((b.rate - 4.0).abs() < 1e-9, "never below 4 %: {}", b.rate);
+        assert!((b.rate - 25.0).abs() < 1e-9, "never below a quarter: {}", b.rate);
     }
 
     #[tokio::test]
@@ -419,24 +428,25 @@ mod tests {
     async fn a_concurrency_429_takes_slots_away_and_an_endpoint_429_slows_that_endpoint_only() {
         let budgets = Budgets::new(config(100, 8));
         budgets.limited(Mode::Test, "acct_1", "GET /v1/charges", Limited::Concurrency);
-        assert_eq!(budgets.current(Mode::Test, "acct_1"), (Some(100.0), 4.0));
+        assert_eq!(budgets.current(Mode::Test, "acct_1"), (Some(100.0), 5.0));
         budgets.limited(Mode::Test, "acct_1", "GET /v1/charges", Limited::Rate);
-        assert_eq!(budgets.current(Mode::Test, "acct_1").0, Some(50.0));
+        assert_eq!(budgets.current(Mode::Test, "acct_1").0, Some(70.0));
         let budgets = Budgets::new(config(40, 8));
         budgets.limited(Mode::Test, "acct_1", "GET /v1/charges", Limited::Endpoint);
-        // The endpoint now runs at 20/s with a burst of 10; other endpoints at the account's 40/s.
+        // The endpoint now runs at 28/s, its burst dropped; other endpoints at the account's 40/s.
         let mut charges = Vec::new();
-        for _ in 0..12 {
+        for _ in 0..6 {
             let (_s, w) = budgets.acquire(Mode::Test, "acct_1", "GET /v1/charges").await;
             charges.push(w);
         }
-        assert!(charges[11] >= Duration::from_millis(40), "the endpoint waits: {charges:?}");
+        assert!(charges.iter().all(|w| *w >= Duration::from_millis(30)), "the endpoint waits 1/28 s a request: {charges:?}");
         let (_s, w) = budgets.acquire(Mode::Test, "acct_1", "GET /v1/customers").await;
-        assert!(w < Duration::from_millis(30), "another endpoint does not wait for the limited one: {w:?}");
-        assert_eq!(Limited::from_reason(Some("global-concurrency")), Limited::Concurrency);
-        assert_eq!(Limited::from_reason(Some("endpoint-rate")), Limited::Endpoint);
-        assert_eq!(Limited::from_reason(None), Limited::Rate);
-        assert_eq!(Limited::from_reason(Some("resource-specific")), Limited::Rate);
+        assert!(w < Duration::from_millis(20), "another endpoint does not wait for the limited one: {w:?}");
+        assert_eq!(Limited::from_reason(Some("global-concurrency")), Some(Limited::Concurrency));
+        assert_eq!(Limited::from_reason(Some("endpoint-rate")), Some(Limited::Endpoint));
+        assert_eq!(Limited::from_reason(Some("global-rate")), Some(Limited::Rate));
+        assert_eq!(Limited::from_reason(None), Some(Limited::Rate));
+        assert_eq!(Limited::from_reason(Some("resource-specific")), None, "a lock timeout is not the rate's doing");
     }
 
     #[tokio::test]
