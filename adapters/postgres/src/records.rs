@@ -139,9 +139,11 @@ fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) ->
 ///   for this transaction only), since the page and its partition's position are lost together in a
 ///   database crash and the sync fetches the page again (at most `wal_writer_delay` × 3 of commits
 ///   are at risk, never a half page, and never one that a later durable commit follows);
-/// - `conn`, `lease`: the connection (of the company) and its sync lease, locked (`FOR SHARE`) so
-///   that a worker taking the lease over or an unlink waits for this write, or this write sees
-///   theirs;
+/// - `conn`, `lease`: the connection (of the company) and its sync lease, locked `FOR KEY SHARE`:
+///   a worker taking the lease over deletes the expired row (`SyncLeaseRepository::lease_next`),
+///   so it waits for this write, or this write waits for it and then finds no row; renewals (which
+///   change no key) and other page writes do not wait. An unlink does not wait either: a write that
+///   read the connection as linked just before may commit just after;
 /// - `fence`: a row when the write may go ahead: the connection exists and, when `$14` names a
 ///   worker, that worker holds the lease and the connection is linked; every insert below is
 ///   conditional on it;
@@ -157,7 +159,7 @@ fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) ->
 const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_commit', \
      CASE WHEN $20::boolean THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS value), \
      conn AS (SELECT c.status FROM connections c, durability WHERE c.id = $2 AND c.company_id = $1 FOR KEY SHARE OF c), \
-     lease AS (SELECT owner FROM sync_leases WHERE connection_id = $2 FOR SHARE), \
+     lease AS (SELECT owner FROM sync_leases WHERE connection_id = $2 FOR KEY SHARE), \
      fence AS (SELECT 1 FROM conn WHERE $14::text IS NULL \
      OR (conn.status = 'Linked' AND EXISTS (SELECT 1 FROM lease WHERE lease.owner = $14::text))), \
      parts AS (INSERT INTO sync_partitions (connection_id, data_type, partition_id, stage, cursor, records, done, remaining) \

@@ -28,7 +28,7 @@ impl ApiKeyRepository for SqliteStore {
                 .bind(&key.hash)
                 .bind(to_micros(key.created))
                 .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| match e {
                     sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(format!("API key {} exists", key.id)),
@@ -60,7 +60,7 @@ impl ApiKeyRepository for SqliteStore {
         let done = sqlx::query("DELETE FROM api_keys WHERE id = ? AND (? OR (SELECT COUNT(*) FROM api_keys) > 1)")
             .bind(id.to_string())
             .bind(allow_last)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         if done.rows_affected() > 0 {

@@ -83,7 +83,7 @@ fn company_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Company, RepositoryEr
 #[async_trait]
 impl CompanyRepository for SqliteStore {
     async fn insert(&self, company: &Company, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         sqlx::query("INSERT INTO companies (id, name, description, created, last_sync) VALUES (?, ?, ?, ?, ?)")
             .bind(company.id.to_string())
             .bind(&company.name)
@@ -111,7 +111,7 @@ impl CompanyRepository for SqliteStore {
     }
 
     async fn update(&self, company: &Company) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         let done = sqlx::query("UPDATE companies SET name = ?, description = ?, last_sync = ? WHERE id = ?")
             .bind(&company.name)
             .bind(&company.description)
@@ -128,7 +128,7 @@ impl CompanyRepository for SqliteStore {
     }
 
     async fn delete(&self, id: CompanyId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         // Connections, tags and settings go with the company through ON DELETE CASCADE.
         let done = sqlx::query("DELETE FROM companies WHERE id = ?").bind(id.to_string()).execute(&mut *tx).await.map_err(backend)?;
         if done.rows_affected() == 0 {

@@ -78,7 +78,7 @@ impl ConnectionRepository for SqliteStore {
     async fn insert(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let def = definition(c.platform_key.as_str())
             .ok_or_else(|| RepositoryError::Backend(format!("unknown platform key {}", c.platform_key)))?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \
              status, created, last_sync, source_account, grant_key_id, grant_ciphertext, errors) \
@@ -133,14 +133,14 @@ impl ConnectionRepository for SqliteStore {
     }
 
     async fn update(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         update_row(&mut *tx, c).await?;
         insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
     }
 
     async fn delete(&self, company: CompanyId, id: ConnectionId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM connections WHERE id = ? AND company_id = ?")
             .bind(id.to_string())
             .bind(company.to_string())
@@ -186,7 +186,7 @@ impl ConnectionRepository for SqliteStore {
         to: tributary_domain::model::connection::ConnectionStatus,
         events: &[OutboxEvent],
     ) -> Result<bool, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         let done = sqlx::query("UPDATE connections SET status = ? WHERE id = ? AND status = ?")
             .bind(to.as_str())
             .bind(id.to_string())
@@ -215,7 +215,7 @@ impl ConnectionRepository for SqliteStore {
         sqlx::query("UPDATE connections SET last_sync = ? WHERE id = ?")
             .bind(to_micros(at))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())
@@ -232,7 +232,7 @@ impl ConnectionRepository for SqliteStore {
     }
 
     async fn save_linked(&self, c: &Connection, queued: &[PullOperation], events: &[OutboxEvent]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         update_row(&mut *tx, c).await?;
         insert_all(&mut tx, queued).await?;
         insert_events(&mut tx, events).await?;

@@ -45,7 +45,7 @@ impl IntegrationRepository for SqliteStore {
         .bind(s.webhook_secret.as_ref().map(|x| x.ciphertext.clone()))
         .bind(s.scope.as_str())
         .bind(i64::from(s.enabled))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         Ok(())

@@ -29,10 +29,11 @@ use tributary_domain::ports::Repositories;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection for sync writes: they queue for it here instead of in SQLite's busy handler
-    /// (which sleeps in steps of milliseconds while the lock may already be free), and its page
-    /// cache stays valid from one write to the next (a cache of the pool's is stale for every page
-    /// another connection wrote since it was last used, and is read again).
+    /// The one connection every write of the store goes through: writers queue for it here, in
+    /// order, instead of in SQLite's busy handler (which sleeps in steps of milliseconds while the
+    /// lock may already be free, so a stream of sync pages could starve the API's writes), and its
+    /// page cache stays valid from one write to the next (a cache of the pool's is stale for every
+    /// page another connection wrote since it was last used, and is read again). Reads use `pool`.
     writer: SqlitePool,
 }
 

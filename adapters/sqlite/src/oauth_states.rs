@@ -27,7 +27,7 @@ impl OAuthStateRepository for SqliteStore {
             .bind(state.company_id.to_string())
             .bind(state.connection_id.to_string())
             .bind(to_micros(state.expires))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| match e {
                 sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
@@ -42,7 +42,7 @@ impl OAuthStateRepository for SqliteStore {
     async fn consume(&self, nonce: &str) -> Result<Option<OAuthState>, RepositoryError> {
         sqlx::query("DELETE FROM oauth_states WHERE nonce = ? RETURNING nonce, company_id, connection_id, expires")
             .bind(nonce)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(backend)?
             .as_ref()
@@ -52,7 +52,7 @@ impl OAuthStateRepository for SqliteStore {
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
         let done =
-            sqlx::query("DELETE FROM oauth_states WHERE expires < ?").bind(to_micros(now)).execute(&self.pool).await.map_err(backend)?;
+            sqlx::query("DELETE FROM oauth_states WHERE expires < ?").bind(to_micros(now)).execute(&self.writer).await.map_err(backend)?;
         Ok(done.rows_affected())
     }
 }

@@ -21,7 +21,7 @@ impl SqliteStore {
     async fn ensure_instance(&self) -> Result<(), RepositoryError> {
         sqlx::query("INSERT INTO instance (id, client_id) VALUES (1, ?) ON CONFLICT (id) DO NOTHING")
             .bind(Uuid::new_v4().to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())
@@ -38,7 +38,7 @@ impl ProfileRepository for SqliteStore {
 
     async fn put_profile(&self, profile: &Profile) -> Result<(), RepositoryError> {
         self.ensure_instance().await?;
-        sqlx::query("UPDATE instance SET profile = ? WHERE id = 1").bind(json(profile)?).execute(&self.pool).await.map_err(backend)?;
+        sqlx::query("UPDATE instance SET profile = ? WHERE id = 1").bind(json(profile)?).execute(&self.writer).await.map_err(backend)?;
         Ok(())
     }
 
@@ -58,7 +58,7 @@ impl ProfileRepository for SqliteStore {
         self.ensure_instance().await?;
         sqlx::query("UPDATE instance SET sync_settings = ? WHERE id = 1")
             .bind(json(settings)?)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())
@@ -82,7 +82,7 @@ impl ProfileRepository for SqliteStore {
                 )
                 .bind(company.to_string())
                 .bind(json(&s)?)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| match e {
                     sqlx::Error::Database(d) if d.is_foreign_key_violation() => RepositoryError::NotFound(format!("company {company}")),
@@ -100,7 +100,7 @@ impl ProfileRepository for SqliteStore {
                 }
                 sqlx::query("DELETE FROM company_sync_settings WHERE company_id = ?")
                     .bind(company.to_string())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(backend)?;
             }

@@ -114,7 +114,7 @@ impl PullOperationRepository for SqliteStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         insert_all(&mut tx, ops).await?;
         tx.commit().await.map_err(backend)
     }
@@ -157,10 +157,10 @@ impl PullOperationRepository for SqliteStore {
 
     async fn update(&self, op: &PullOperation, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         if events.is_empty() {
-            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            let mut conn = self.writer.acquire().await.map_err(backend)?;
             return update_row(&mut conn, op).await;
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         update_row(&mut tx, op).await?;
         insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)

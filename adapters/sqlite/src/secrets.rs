@@ -51,7 +51,7 @@ impl SecretRepository for SqliteStore {
     }
 
     async fn replace_sealed(&self, updates: &[(SecretSlot, SealedSecret)]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         for (slot, s) in updates {
             let (sql, id) = match slot {
                 SecretSlot::IntegrationSecretKey(k) => {

@@ -45,7 +45,7 @@ impl SyncLeaseRepository for SqliteStore {
                 .bind(worker)
                 .bind(expires)
                 .bind(now_micros)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await;
                 match taken {
                     Ok(done) if done.rows_affected() > 0 => return Ok(Some(ConnectionId(parse_uuid(candidate)?))),
@@ -73,7 +73,7 @@ impl SyncLeaseRepository for SqliteStore {
             .bind(expiry(now, lease_for))
             .bind(connection.to_string())
             .bind(worker)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(done.rows_affected() > 0)
@@ -83,7 +83,7 @@ impl SyncLeaseRepository for SqliteStore {
         sqlx::query("DELETE FROM sync_leases WHERE connection_id = ? AND owner = ?")
             .bind(connection.to_string())
             .bind(worker)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())

@@ -97,7 +97,7 @@ impl WebhookRepository for SqliteStore {
         .bind(c.failing_since.map(to_micros))
         .bind(&c.disabled_reason)
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| match e {
             sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(format!("webhook consumer {} exists", c.id)),
@@ -127,7 +127,7 @@ impl WebhookRepository for SqliteStore {
     async fn delete_consumer(&self, id: WebhookConsumerId) -> Result<bool, RepositoryError> {
         // Deliveries and attempts go with it (ON DELETE CASCADE).
         let done =
-            sqlx::query("DELETE FROM webhook_consumers WHERE id = ?").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
+            sqlx::query("DELETE FROM webhook_consumers WHERE id = ?").bind(id.to_string()).execute(&self.writer).await.map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -140,14 +140,14 @@ impl WebhookRepository for SqliteStore {
         .bind(reason)
         .bind(disabled)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn fan_out(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         // Claiming the events is the transaction's first statement (a write), so it holds the
         // write lock from the start.
         let events = sqlx::query(
@@ -216,7 +216,7 @@ impl WebhookRepository for SqliteStore {
         .bind(now_micros)
         .bind(now_micros)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(backend)?;
         if leased.is_empty() {
@@ -253,7 +253,7 @@ impl WebhookRepository for SqliteStore {
     }
 
     async fn record_attempt(&self, worker: &str, a: &Attempt, after: AfterAttempt) -> Result<bool, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, consumer_id, event_id, event_type, number, at, status_code, latency_ms, ok, error) \
              SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ?)",

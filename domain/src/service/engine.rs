@@ -217,10 +217,11 @@ enum Stop {
     Failed(DomainError),
 }
 
-/// What a failed write means for the run.
+/// What a failed write means for the run (a refused write, or one whose connection has gone, is
+/// explained by the connection's state in [`SyncEngine::stopped`]).
 fn stop_for(e: RepositoryError) -> Stop {
     match e {
-        RepositoryError::Fenced(_) => Stop::Refused,
+        RepositoryError::Fenced(_) | RepositoryError::NotFound(_) => Stop::Refused,
         other => Stop::Failed(other.into()),
     }
 }
@@ -228,7 +229,7 @@ fn stop_for(e: RepositoryError) -> Stop {
 /// What a failed finish means for the run.
 fn stop_for_domain(e: DomainError) -> Stop {
     match e {
-        DomainError::Repository(RepositoryError::Fenced(_)) => Stop::Refused,
+        DomainError::Repository(RepositoryError::Fenced(_)) | DomainError::NotFound(_) => Stop::Refused,
         other => Stop::Failed(other),
     }
 }
@@ -390,7 +391,9 @@ impl SyncEngine {
                     refresh = false;
                     let unfinished = alongside(self.platform.repos.pull_operations.unfinished_for_connection(id), &mut tasks, &mut backlog);
                     for op in unfinished.await? {
-                        if pulls.iter().any(|p| p.op.id == op.id) {
+                        // One pull of a data type at a time: they share its checkpoint, partitions
+                        // and staged items (a second one runs once the first is done).
+                        if pulls.iter().any(|p| p.op.id == op.id || p.op.data_type == op.data_type) {
                             continue;
                         }
                         match alongside(self.start(&connection, op, halt), &mut tasks, &mut backlog).await {
@@ -399,8 +402,11 @@ impl SyncEngine {
                                 tasks.push(task);
                             }
                             Err((op, status, why)) => {
-                                let finish = self.finish_unfenced(&mut read, op, status, Some(why), false);
-                                alongside(finish, &mut tasks, &mut backlog).await?;
+                                let end = self.end_unstarted(&mut read, op, status, why);
+                                if let Err(e) = alongside(end, &mut tasks, &mut backlog).await {
+                                    stop = Some(stop_for_domain(e));
+                                    break;
+                                }
                             }
                         }
                     }
@@ -842,6 +848,10 @@ impl SyncEngine {
         self.reported(read, &events);
         // Only last_sync is written, so a status change made meanwhile (an unlink) stands.
         self.platform.repos.connections.set_last_sync(run.ctx.connection, now).await?;
+        if read.first_requested.is_none() {
+            // The read was reported: the next one is of changes since this sync.
+            read.modified_from = Some(now);
+        }
         if let Some(mut company) = self.platform.repos.companies.get(run.ctx.company).await? {
             company.last_sync = Some(now);
             self.platform.repos.companies.update(&company).await?;
@@ -874,7 +884,17 @@ impl SyncEngine {
         Ok(())
     }
 
-    /// Ends a pull without a fence (the connection is no longer linked, or the pull cannot start).
+    /// Ends a pull that could not start (no credentials, no linked account), fenced.
+    async fn end_unstarted(&self, read: &mut ReadRun, op: PullOperation, status: DatasetStatus, why: String) -> Result<(), DomainError> {
+        let op = self.finished(read, op, status, Some(why), false);
+        let events = self.read_events(read, &op).await?;
+        let w = SyncWrite { fence: Some(self.worker.clone()), pull: Some((op.clone(), events.clone())), ..SyncWrite::default() };
+        self.platform.repos.records.write_sync(op.company_id, op.connection_id, op.data_type, &w, self.platform.clock.now()).await?;
+        self.reported(read, &events);
+        Ok(())
+    }
+
+    /// Ends a pull without a fence (the connection is no longer linked).
     async fn finish_unfenced(
         &self,
         read: &mut ReadRun,
@@ -911,10 +931,11 @@ impl SyncEngine {
         op
     }
 
-    /// After events were written: the read is reported, pulls queued from now on make the next one.
+    /// After events were written: the read is reported, pulls queued from now on make the next one
+    /// (modified since the connection's last sync, as far as this run knows it).
     fn reported(&self, read: &mut ReadRun, events: &[OutboxEvent]) {
         if !events.is_empty() {
-            *read = ReadRun::default();
+            *read = ReadRun { modified_from: read.modified_from, ..ReadRun::default() };
         }
     }
 
@@ -1725,12 +1746,48 @@ mod tests {
         let (p, company, connection) = linked(mem.clone()).await;
         let breaker = mem.clone();
         let mut fake = Fake::new(|_, _| Ok(page(&["cus_1"], None)));
-        // The connection's company goes missing under the worker: writes fail with NotFound.
-        fake.on_fetch =
-            Box::new(move |_, _| breaker.connections.lock().unwrap().iter_mut().for_each(|c| c.company_id = CompanyId::new_random()));
+        fake.on_fetch = Box::new(move |_, _| *breaker.broken.lock().unwrap() = true);
         p.queue_pull(company, DataType::Customers, None).await.unwrap();
         assert!(engine(&p, Arc::new(fake)).run_once().await.is_err());
         assert!(mem.leases.lock().unwrap().get(&connection).is_none(), "released");
+    }
+
+    #[tokio::test]
+    async fn a_connection_deleted_during_a_pull_ends_the_run_quietly() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem.clone()).await;
+        let remover = mem.clone();
+        let mut fake = Fake::new(|_, _| Ok(page(&["cus_1"], None)));
+        fake.on_fetch = Box::new(move |_, _| remover.connections.lock().unwrap().clear());
+        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        assert!(engine(&p, Arc::new(fake)).run_once().await.unwrap(), "no error: the connection has gone");
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, true).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_pull_of_a_data_type_waits_for_the_first_and_follows_its_changes() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem.clone()).await;
+        let first = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        // A second unfinished pull of the same type (queued by another process meanwhile).
+        let second =
+            PullOperation { id: PullOperationId::new_random(), requested: first.requested + chrono::Duration::seconds(1), ..first.clone() };
+        p.repos.pull_operations.insert(std::slice::from_ref(&second)).await.unwrap();
+        let mut fake = Fake::new(|_, cursor| {
+            Ok(match cursor {
+                "p1" => page(&["cus_1"], Some("p2")),
+                _ => page(&["cus_2"], None),
+            })
+        });
+        fake.delay = Duration::from_millis(20);
+        let source = Arc::new(fake);
+        engine(&p, source.clone()).run_once().await.unwrap();
+        assert_eq!(source.calls(), ["p1", "p2"], "one backfill, not two over one checkpoint");
+        for op in [&first, &second] {
+            assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Complete);
+        }
+        let cp = p.repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap();
+        assert_eq!((cp.pull_id, cp.incremental.as_deref()), (second.id, Some("next")), "the second followed the first's changes");
     }
 
     #[tokio::test]

@@ -101,6 +101,8 @@ pub(crate) mod test_support {
         /// When set, sync writes take one lock and hold it this long (as SQLite's single writer
         /// does), so a caller that waits for a write while not polling another stalls.
         pub slow_writes: Mutex<Option<std::time::Duration>>,
+        /// When set, sync writes fail as a broken store would.
+        pub broken: Mutex<bool>,
         serial: tokio::sync::Mutex<()>,
         versions: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), u64>>,
         /// `count_matching` calls, to see the count cache work.
@@ -475,6 +477,9 @@ pub(crate) mod test_support {
                 }
                 None => None,
             };
+            if *self.broken.lock().unwrap() {
+                return Err(RepositoryError::Backend("disk I/O error".into()));
+            }
             // As the stores do: all or nothing, fenced by the lease and the connection's status.
             let linked = {
                 let connections = self.connections.lock().unwrap();

@@ -14,15 +14,23 @@ pub(crate) struct Signal(Arc<Inner>);
 #[derive(Default)]
 struct Inner {
     fired: AtomicBool,
-    wakers: Mutex<Vec<Waker>>,
+    /// The wakers of the waits pending now, by key (a wait removes its own when dropped, so a
+    /// signal waited on for hours holds no more wakers than there are waits).
+    waiters: Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    next: u64,
+    wakers: std::collections::HashMap<u64, Waker>,
 }
 
 impl Signal {
     /// Fires the signal (again is harmless) and wakes every waiter.
     pub(crate) fn fire(&self) {
         self.0.fired.store(true, Ordering::SeqCst);
-        let wakers = std::mem::take(&mut *self.0.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for w in wakers {
+        let wakers = std::mem::take(&mut self.0.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).wakers);
+        for (_, w) in wakers {
             w.wake();
         }
     }
@@ -34,30 +42,53 @@ impl Signal {
 
     /// Completes once the signal is fired.
     pub(crate) fn wait(&self) -> Wait<'_> {
-        Wait(self)
+        Wait { signal: self, key: None }
+    }
+
+    #[cfg(test)]
+    fn pending_waits(&self) -> usize {
+        self.0.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).wakers.len()
     }
 }
 
 /// The future of [`Signal::wait`].
-pub(crate) struct Wait<'a>(&'a Signal);
+pub(crate) struct Wait<'a> {
+    signal: &'a Signal,
+    key: Option<u64>,
+}
 
 impl Future for Wait<'_> {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let inner = &(self.0).0;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let inner = &self.signal.0;
         if inner.fired.load(Ordering::SeqCst) {
             return Poll::Ready(());
         }
-        let mut wakers = inner.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut waiters = inner.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Checked again under the lock: `fire` takes the wakers under it after setting the flag.
         if inner.fired.load(Ordering::SeqCst) {
             return Poll::Ready(());
         }
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
-        }
+        let key = match self.key {
+            Some(k) => k,
+            None => {
+                waiters.next += 1;
+                waiters.next
+            }
+        };
+        waiters.wakers.insert(key, cx.waker().clone());
+        drop(waiters);
+        self.key = Some(key);
         Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.signal.0.waiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).wakers.remove(&key);
+        }
     }
 }
 
@@ -147,6 +178,23 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("woken").unwrap();
         s.wait().await;
         assert!(s.is_fired());
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_no_waker_behind() {
+        let s = Signal::default();
+        for _ in 0..100 {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), s.wait()).await;
+        }
+        assert_eq!(s.pending_waits(), 0, "every abandoned wait took its waker away");
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { s.wait().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(s.pending_waits(), 1);
+        s.fire();
+        waiting.await.unwrap();
     }
 
     #[tokio::test]

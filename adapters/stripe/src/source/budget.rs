@@ -35,6 +35,9 @@ const FLOOR: f64 = 0.25;
 const UNLIMITED_PAGES_PER_SEC: f64 = 100.0;
 /// Without a rate limit, at least this many requests at once.
 const UNLIMITED_MIN_PARALLEL: usize = 8;
+/// Stripe's documented limit for most single endpoints (both modes), where an endpoint's own bucket
+/// starts once Stripe says that endpoint's rate was exceeded.
+const ENDPOINT_RATE: f64 = 25.0;
 /// Accounts not used for this long are forgotten.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -165,6 +168,8 @@ impl Bucket {
 struct Account {
     /// `None`: no rate limit.
     bucket: Option<Bucket>,
+    /// Notified when one of the account's slots is given back.
+    freed: Arc<tokio::sync::Notify>,
     /// Per endpoint, after Stripe said that endpoint's rate was exceeded.
     endpoints: HashMap<String, Bucket>,
     in_flight: usize,
@@ -216,7 +221,6 @@ impl Account {
 pub(crate) struct Budgets {
     pub(crate) config: BudgetConfig,
     accounts: Mutex<HashMap<String, Account>>,
-    freed: tokio::sync::Notify,
 }
 
 /// An in-flight slot of an account, given back when dropped.
@@ -228,11 +232,15 @@ pub(crate) struct Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let mut accounts = self.budgets.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(a) = accounts.get_mut(&self.key) {
+        let freed = accounts.get_mut(&self.key).map(|a| {
             a.in_flight = a.in_flight.saturating_sub(1);
-        }
+            a.freed.clone()
+        });
         drop(accounts);
-        self.budgets.freed.notify_waiters();
+        // Only this account's waiters look again.
+        if let Some(freed) = freed {
+            freed.notify_waiters();
+        }
     }
 }
 
@@ -242,7 +250,7 @@ fn key(mode: Mode, account: &str) -> String {
 
 impl Budgets {
     pub(crate) fn new(config: BudgetConfig) -> Self {
-        Self { config, accounts: Mutex::new(HashMap::new()), freed: tokio::sync::Notify::new() }
+        Self { config, accounts: Mutex::new(HashMap::new()) }
     }
 
     fn with<T>(&self, mode: Mode, account: &str, f: impl FnOnce(&mut Account, Instant) -> T) -> T {
@@ -255,6 +263,7 @@ impl Budgets {
             let slots = f64::from(self.config.in_flight(mode));
             Account {
                 bucket: self.config.rate(mode).map(|r| Bucket::new(f64::from(r), now)),
+                freed: Arc::default(),
                 endpoints: HashMap::new(),
                 in_flight: 0,
                 configured_slots: slots,
@@ -274,7 +283,8 @@ impl Budgets {
     pub(crate) async fn acquire(&self, mode: Mode, account: &str, endpoint: &str) -> (Slot<'_>, Duration) {
         let started = Instant::now();
         loop {
-            let freed = self.freed.notified();
+            let notify = self.with(mode, account, |a, _| a.freed.clone());
+            let freed = notify.notified();
             let mut freed = std::pin::pin!(freed);
             freed.as_mut().enable();
             let taken = self.with(mode, account, |a, now| {
@@ -294,6 +304,8 @@ impl Budgets {
         let wait = self.with(mode, account, |a, now| {
             let account_wait = a.bucket.as_mut().map_or(Duration::ZERO, |b| b.reserve(now));
             let endpoint_wait = a.endpoints.get_mut(endpoint).map_or(Duration::ZERO, |b| b.reserve(now));
+            // An endpoint back at its full rate and quiet for a while loses its own bucket.
+            a.endpoints.retain(|_, b| b.rate < b.configured || b.limited_at.is_some_and(|c| now.saturating_duration_since(c) < QUIET));
             account_wait.max(endpoint_wait)
         });
         if !wait.is_zero() {
@@ -327,13 +339,9 @@ impl Budgets {
                 }
             }
             Limited::Endpoint => {
-                let base = a.bucket.as_ref().map_or(f64::from(TEST_MODE_RATE), |b| b.rate);
+                // Stripe documents 25 requests/s for most single endpoints, in either mode.
+                let base = a.bucket.as_ref().map_or(ENDPOINT_RATE, |b| b.configured.min(ENDPOINT_RATE));
                 a.endpoints.entry(endpoint.to_owned()).or_insert_with(|| Bucket::new(base, now)).cut(now);
-                // Endpoints that have recovered fully lose their own bucket.
-                a.endpoints.retain(|_, b| {
-                    b.refill(now);
-                    b.rate < b.configured || b.limited_at.is_some_and(|c| now.saturating_duration_since(c) < QUIET)
-                });
             }
             Limited::Concurrency => {
                 if a.slots_cut_at.is_none_or(|c| now.saturating_duration_since(c) >= CUT_EVERY) {
@@ -433,13 +441,14 @@ mod tests {
         assert_eq!(budgets.current(Mode::Test, "acct_1").0, Some(70.0));
         let budgets = Budgets::new(config(40, 8));
         budgets.limited(Mode::Test, "acct_1", "GET /v1/charges", Limited::Endpoint);
-        // The endpoint now runs at 28/s, its burst dropped; other endpoints at the account's 40/s.
+        // The endpoint now runs at 70 % of Stripe's 25/s per endpoint, its burst dropped; other
+        // endpoints at the account's 40/s.
         let mut charges = Vec::new();
         for _ in 0..6 {
             let (_s, w) = budgets.acquire(Mode::Test, "acct_1", "GET /v1/charges").await;
             charges.push(w);
         }
-        assert!(charges.iter().all(|w| *w >= Duration::from_millis(30)), "the endpoint waits 1/28 s a request: {charges:?}");
+        assert!(charges.iter().all(|w| *w >= Duration::from_millis(50)), "the endpoint waits 1/17.5 s a request: {charges:?}");
         let (_s, w) = budgets.acquire(Mode::Test, "acct_1", "GET /v1/customers").await;
         assert!(w < Duration::from_millis(20), "another endpoint does not wait for the limited one: {w:?}");
         assert_eq!(Limited::from_reason(Some("global-concurrency")), Some(Limited::Concurrency));
