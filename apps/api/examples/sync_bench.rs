@@ -192,6 +192,7 @@ struct Run {
     max_per_second: u64,
     source: tributary_stripe::SourceStats,
     cpu: (f64, f64),
+    peak_mb: f64,
 }
 
 /// Syncs every account with `workers` engines sharing one source, as the server does.
@@ -227,6 +228,8 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
         done??;
     }
     let secs = started.elapsed().as_secs_f64();
+    // The sync's peak, before the counts below read every record.
+    let peak_mb = rss_mb("VmHWM:");
     let cpu_after = cpu_seconds();
     let mut stored = 0;
     let mut failed = Vec::new();
@@ -262,6 +265,7 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
         max_per_second,
         source: shared.source.stats(),
         cpu: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
+        peak_mb,
     })
 }
 
@@ -313,7 +317,7 @@ async fn main() -> anyhow::Result<()> {
         #[expect(clippy::cast_precision_loss, reason = "rates for display")]
         let per_sec = read as f64 / r.secs;
         println!(
-            "{label}: {:.1} s = {per_sec:.0} read objects/s; {} records stored; {} requests ({} retries, {} 429s from Stripe, {} refused by the sandbox's limiter, most in a second for one account: {}); waited for the budget {:.0} s in all; CPU {:.1} s user + {:.1} s system; peak RSS {:.0} MB ({})",
+            "{label}: {:.1} s = {per_sec:.0} read objects/s; {} records stored; {} requests ({} retries, {} 429s from Stripe, {} refused by the sandbox's limiter, most in a second for one account: {}); waited for the budget {:.0} s in all; CPU {:.1} s user + {:.1} s system; peak RSS {:.0} MB by the end of the sync ({})",
             r.secs,
             r.stored,
             r.requests,
@@ -324,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
             r.source.throttle_wait.as_secs_f64(),
             r.cpu.0,
             r.cpu.1,
-            rss_mb("VmHWM:"),
+            r.peak_mb,
             if sb.running.is_some() { "the sandbox's data included" } else { "the syncing process alone" }
         );
         if !r.failed.is_empty() {

@@ -33,8 +33,9 @@ const RECOVERY_PER_SEC: f64 = 0.05;
 const FLOOR: f64 = 0.25;
 /// Without a rate limit, the pages a second a sync can take in (its own work per page bounds it).
 const UNLIMITED_PAGES_PER_SEC: f64 = 100.0;
-/// Without a rate limit, at least this many requests at once.
-const UNLIMITED_MIN_PARALLEL: usize = 8;
+/// Without a rate limit, at least this many requests at once (4 took in 1,000,000 objects as fast
+/// as 8 did, with 12 MB less memory: docs/performance.md).
+const UNLIMITED_MIN_PARALLEL: usize = 4;
 /// Stripe's documented limit for most single endpoints (both modes), where an endpoint's own bucket
 /// starts once Stripe says that endpoint's rate was exceeded.
 const ENDPOINT_RATE: f64 = 25.0;
@@ -325,7 +326,7 @@ impl Budgets {
     /// How many requests of the account are worth having in flight: enough to keep its rate
     /// busy at the requests' latency, with half as many again for the time a caller spends on a
     /// page between two requests (parsing, writing), within its slots (all of them before the
-    /// first answer). Without a rate limit, as if the rate were 100 pages a second (at least 8).
+    /// first answer). Without a rate limit, as if the rate were 100 pages a second (at least 4).
     pub(crate) fn parallelism(&self, mode: Mode, account: &str) -> usize {
         self.with(mode, account, |a, now| a.parallelism(now))
     }
@@ -472,7 +473,7 @@ mod tests {
         assert_eq!(budgets.parallelism(Mode::Test, "acct_1"), 32, "never more than the slots");
         let unlimited = Budgets::new(BudgetConfig { test_rate: None, ..config(20, 32) });
         unlimited.observe(Mode::Test, "acct_1", Duration::from_millis(5));
-        assert_eq!(unlimited.parallelism(Mode::Test, "acct_1"), 8, "a fast source without a limit: the caller's work bounds it");
+        assert_eq!(unlimited.parallelism(Mode::Test, "acct_1"), 4, "a fast source without a limit: the caller's work bounds it");
         unlimited.observe(Mode::Test, "acct_2", Duration::from_millis(100));
         assert_eq!(unlimited.parallelism(Mode::Test, "acct_2"), 16, "100 pages/s × 0.1 s × 1.5 + 1");
     }
