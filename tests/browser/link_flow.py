@@ -38,7 +38,7 @@ driver = webdriver.Chrome(service=Service(os.environ.get("CHROMEDRIVER", "/usr/b
 try:
     wait = WebDriverWait(driver, 20)
     driver.get(os.environ["LINK_URL"])
-    assert "Link" in driver.title, driver.title
+    assert driver.title.startswith("Connect "), driver.title
     driver.find_element(By.XPATH, "//button[contains(., 'Connect Stripe Test')]").click()
     wait.until(EC.presence_of_element_located((By.XPATH, "//button[@value='authorize']")))
     assert "would like to connect" in driver.page_source

@@ -14,6 +14,7 @@ use tributary_domain::model::api_key::ApiKey;
 use tributary_domain::model::commerce_schema;
 use tributary_domain::model::company::{self, Company};
 use tributary_domain::model::connection::{self, Connection, ConnectionError, ConnectionStatus};
+use tributary_domain::model::console::ConsoleSession;
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::integration::{IntegrationSettings, Scope};
 use tributary_domain::model::oauth_state::OAuthState;
@@ -3262,4 +3263,162 @@ pub async fn concurrent_lease_deliveries_never_hand_one_delivery_to_two_workers(
         expected.sort();
         assert_eq!(event_ids, expected, "round {round}: this round's deliveries");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator console
+// ---------------------------------------------------------------------------------------------
+
+fn session(key: &ApiKey, hash: &str, created: DateTime<Utc>) -> ConsoleSession {
+    ConsoleSession { hash: hash.into(), api_key_id: key.id, created, last_seen: created }
+}
+
+/// A session round-trips, belongs to an existing key, is touched and deleted by its hash or by
+/// idleness, and goes with its key.
+pub async fn console_sessions_belong_to_their_api_key_and_go_with_it(repos: Repositories) {
+    let k1 = api_key("one", at(0));
+    let k2 = api_key("two", at(1));
+    repos.api_keys.insert_limited(&k1, 10).await.unwrap();
+    repos.api_keys.insert_limited(&k2, 10).await.unwrap();
+    let s1 = session(&k1, "h1", at_micros(10, 123_456));
+    let s2 = session(&k2, "h2", at(11));
+    let s3 = session(&k2, "h3", at(12));
+    for s in [&s1, &s2, &s3] {
+        repos.console.insert_session(s).await.unwrap();
+    }
+    assert_not_found(repos.console.insert_session(&session(&api_key("gone", at(2)), "h4", at(13))).await, "a session of a missing key");
+    assert_eq!(repos.console.find_session("h1").await.unwrap(), Some(s1.clone()));
+    assert_eq!(repos.console.find_session("nope").await.unwrap(), None);
+
+    repos.console.touch_session("h3", at_micros(500, 7)).await.unwrap();
+    assert_eq!(repos.console.find_session("h3").await.unwrap().unwrap().last_seen, at_micros(500, 7));
+    // Idle before 100 s: h1 and h2 (h3 was used at 500 s); and h3 by its hash.
+    repos.console.delete_sessions(None, at(100)).await.unwrap();
+    assert_eq!(repos.console.find_session("h1").await.unwrap(), None);
+    assert_eq!(repos.console.find_session("h2").await.unwrap(), None);
+    assert!(repos.console.find_session("h3").await.unwrap().is_some());
+    repos.console.delete_sessions(Some("h3".into()), at(0)).await.unwrap();
+    assert_eq!(repos.console.find_session("h3").await.unwrap(), None);
+
+    repos.console.insert_session(&session(&k1, "h5", at(600))).await.unwrap();
+    repos.console.insert_session(&session(&k2, "h6", at(600))).await.unwrap();
+    assert_eq!(repos.api_keys.delete(k1.id, false).await.unwrap(), ApiKeyDeletion::Deleted);
+    assert_eq!(repos.console.find_session("h5").await.unwrap(), None, "deleting the key ended its session");
+    assert!(repos.console.find_session("h6").await.unwrap().is_some(), "other keys' sessions stay");
+}
+
+/// The overview counts companies, connections by status, the window's pulls by status, webhook
+/// deliveries by status and records written per minute, and lists the data types whose latest
+/// finished pull (cancellations and unsupported types aside) failed.
+pub async fn the_overview_counts_by_status_and_lists_failing_data_types(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Failing Co", 0).await;
+    let (_, other) = company_with_connection(&repos, "Fine Co", 1).await;
+    let linked = Connection { status: ConnectionStatus::Linked, ..other.clone() };
+    repos.connections.update(&linked, &[]).await.unwrap();
+    let finished = |c: &Connection, dt, status, requested: i64, completed: i64, error: Option<&str>| PullOperation {
+        completed: Some(at(completed)),
+        error_message: error.map(str::to_owned),
+        ..pull_op(c, dt, status, at(requested), 100)
+    };
+    let ops = vec![
+        // Payments: succeeded, then failed: failing now.
+        finished(&conn, DataType::Payments, DatasetStatus::Complete, 1000, 1010, None),
+        finished(&conn, DataType::Payments, DatasetStatus::FetchError, 2000, 2010, Some("Stripe answered 500")),
+        // Customers: failed, then succeeded: fine.
+        finished(&conn, DataType::Customers, DatasetStatus::AuthError, 1000, 1010, Some("revoked")),
+        finished(&conn, DataType::Customers, DatasetStatus::Complete, 2000, 2010, None),
+        // Disputes: failed, then a cancellation: still failing.
+        finished(&conn, DataType::Disputes, DatasetStatus::RateLimitError, 1000, 1020, Some("throttled")),
+        finished(&conn, DataType::Disputes, DatasetStatus::Cancelled, 2000, 2010, None),
+        finished(&other, DataType::Orders, DatasetStatus::NotSupported, 2000, 2000, None),
+        pull_op(&other, DataType::Products, DatasetStatus::Queued, at(2500), 0),
+        // Before the window.
+        finished(&other, DataType::Payments, DatasetStatus::FetchError, 10, 20, Some("old")),
+        finished(&other, DataType::Payments, DatasetStatus::Complete, 30, 40, None),
+    ];
+    repos.pull_operations.insert(&ops).await.unwrap();
+    let c = add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    for i in 0..3 {
+        emit(&repos, &[outbox_event(&co, EventType::CompanyCreated, at(i))]).await;
+    }
+    assert_eq!(fan_out(&repos, at(100), 10).await, 3);
+    let ds = lease_due(&repos, "w", at(100), 600, 10).await;
+    assert!(record_outcome(&repos, "w", &attempt(&ds[0], 1, at(101), Some(200), None, 5), AfterAttempt::Delivered).await);
+    assert_eq!(counts(&repos, c.id).await, delivery_counts(2, 1, 0));
+    let pull = PullOperationId::new_random();
+    let (m1, m2) = (at_micros(3600, 5), at_micros(3659, 999_999));
+    write(
+        &repos,
+        &conn,
+        DataType::Customers,
+        &[customer("c1", "A", None), customer("c2", "B", None)],
+        &checkpoint(pull, Some("x"), 1, 2),
+        m1,
+    )
+    .await;
+    write(&repos, &conn, DataType::Payments, &[stored("p1", r#"{"id":"p1"}"#, None)], &checkpoint(pull, Some("y"), 1, 1), m2).await;
+    write(&repos, &other, DataType::Customers, &[customer("c3", "C", None)], &checkpoint(pull, Some("z"), 1, 1), at(3720)).await;
+    write(&repos, &other, DataType::Products, &[stored("old", r#"{"id":"old"}"#, None)], &checkpoint(pull, Some("w"), 1, 1), at(50)).await;
+
+    let o = repos.console.overview(at(100)).await.unwrap();
+    assert_eq!(o.companies, 5, "the two above and the three that carried the events");
+    assert_eq!(o.connections_by_status, vec![("Linked".to_owned(), 1), ("PendingAuth".to_owned(), 1)]);
+    let mut pulls = o.pulls_by_status.clone();
+    pulls.sort();
+    let want: Vec<(String, u64)> =
+        [("AuthError", 1), ("Cancelled", 1), ("Complete", 2), ("FetchError", 1), ("NotSupported", 1), ("Queued", 1), ("RateLimitError", 1)]
+            .iter()
+            .map(|(s, n)| ((*s).to_owned(), *n))
+            .collect();
+    assert_eq!(pulls, want, "the window's pulls only");
+    let failing: Vec<_> = o.failing.iter().map(|f| (f.company_name.as_str(), f.data_type, f.status, f.error_message.as_deref())).collect();
+    assert_eq!(
+        failing,
+        vec![
+            ("Failing Co", DataType::Payments, DatasetStatus::FetchError, Some("Stripe answered 500")),
+            ("Failing Co", DataType::Disputes, DatasetStatus::RateLimitError, Some("throttled")),
+        ],
+        "newest failure first; the earlier failure of other's payments was followed by a success"
+    );
+    assert_eq!(o.failing[0].connection_id, conn.id);
+    assert_eq!(o.failing[0].company_id, co.id);
+    assert_eq!(o.failing[0].completed, at(2010));
+    let mut deliveries = o.deliveries_by_status.clone();
+    deliveries.sort();
+    assert_eq!(deliveries, vec![("Delivered".to_owned(), 1), ("Pending".to_owned(), 2)]);
+    assert_eq!(o.records_per_minute, vec![(at(3600), 3), (at(3720), 1)], "by minute of the last write, from the window's start");
+}
+
+/// A consumer's deliveries are listed newest first with their event; a finished one goes back to
+/// pending, due at once, with its attempts kept; a pending one or another consumer's is refused.
+pub async fn deliveries_are_listed_newest_first_and_a_finished_one_can_be_delivered_again(repos: Repositories) {
+    let c = add_consumer(&repos, webhook_consumer("https://a.example/", &EventType::ALL, &[], at(0))).await;
+    let other = add_consumer(&repos, webhook_consumer("https://b.example/", &EventType::ALL, &[], at(0))).await;
+    let co = company("Co", at(0));
+    emit(&repos, &[outbox_event(&co, EventType::CompanyCreated, at(1))]).await;
+    assert_eq!(fan_out(&repos, at(100), 10).await, 1);
+    emit(&repos, &[outbox_event(&co, EventType::CompanyDeleted, at(2))]).await;
+    assert_eq!(fan_out(&repos, at(200), 10).await, 1);
+    let listed = repos.webhooks.list_deliveries(c.id, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|d| d.event_type).collect::<Vec<_>>(), vec![EventType::CompanyDeleted, EventType::CompanyCreated]);
+    assert_eq!(listed[1].created, at(100));
+    assert_eq!(listed[1].next_attempt, Some(at(100)));
+    assert_eq!(listed[1].status, tributary_domain::model::webhook::DeliveryStatus::Pending);
+    assert_eq!(repos.webhooks.list_deliveries(c.id, 1).await.unwrap().len(), 1);
+
+    let ds = lease_due(&repos, "w", at(300), 600, 10).await;
+    let mine: Vec<_> = ds.iter().filter(|d| d.consumer_id == c.id).collect();
+    assert!(record_outcome(&repos, "w", &attempt(mine[0], 1, at(301), Some(500), Some("HTTP 500"), 5), AfterAttempt::GiveUp).await);
+    let failed = mine[0].id;
+    assert!(!repos.webhooks.redeliver(c.id, mine[1].id, at(400)).await.unwrap(), "still pending (leased)");
+    assert!(!repos.webhooks.redeliver(other.id, failed, at(400)).await.unwrap(), "another consumer's");
+    assert!(!repos.webhooks.redeliver(c.id, Uuid::new_v4(), at(400)).await.unwrap(), "unknown");
+    assert!(repos.webhooks.redeliver(c.id, failed, at(400)).await.unwrap());
+    let again = repos.webhooks.list_deliveries(c.id, 10).await.unwrap().into_iter().find(|d| d.id == failed).unwrap();
+    assert_eq!(
+        (again.status, again.attempts, again.next_attempt),
+        (tributary_domain::model::webhook::DeliveryStatus::Pending, 1, Some(at(400)))
+    );
+    let leased = lease_due(&repos, "w2", at(400), 600, 10).await;
+    assert_eq!(leased.iter().filter(|d| d.id == failed).count(), 1, "due again at once");
 }

@@ -144,6 +144,9 @@ storage_contract! {
     deleting_a_consumer_removes_its_deliveries_and_attempts,
     webhook_secrets_are_listed_and_replaced_for_key_rotation,
     concurrent_lease_deliveries_never_hand_one_delivery_to_two_workers,
+    console_sessions_belong_to_their_api_key_and_go_with_it,
+    the_overview_counts_by_status_and_lists_failing_data_types,
+    deliveries_are_listed_newest_first_and_a_finished_one_can_be_delivered_again,
 }
 
 /// Backend-specific checks that are not part of the shared contract.

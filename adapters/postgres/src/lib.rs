@@ -8,6 +8,7 @@
 mod api_keys;
 mod companies;
 mod connections;
+mod console;
 mod filter;
 mod integrations;
 mod oauth_states;
@@ -101,7 +102,8 @@ impl PgStore {
             pull_operations: s.clone(),
             sync_leases: s.clone(),
             records: s.clone(),
-            webhooks: s,
+            webhooks: s.clone(),
+            console: s,
         }
     }
 

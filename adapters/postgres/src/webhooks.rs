@@ -19,7 +19,9 @@ use std::time::Duration;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, WebhookConsumerId};
 use tributary_domain::model::secret::SealedSecret;
-use tributary_domain::model::webhook::{AfterAttempt, Attempt, Delivery, DeliveryStatus, EventType, OutboxEvent, WebhookConsumer};
+use tributary_domain::model::webhook::{
+    AfterAttempt, Attempt, Delivery, DeliveryStatus, DeliverySummary, EventType, OutboxEvent, WebhookConsumer,
+};
 use tributary_domain::ports::{DeliveryCounts, WebhookRepository};
 use uuid::Uuid;
 
@@ -359,6 +361,46 @@ impl WebhookRepository for PgStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn list_deliveries(&self, consumer: WebhookConsumerId, limit: u32) -> Result<Vec<DeliverySummary>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT d.id, e.id AS event_id, e.event_type, d.status, d.attempts, d.created, d.next_attempt \
+             FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq \
+             WHERE d.consumer_id = $1 ORDER BY d.created DESC, d.event_seq DESC LIMIT $2",
+        )
+        .bind(consumer.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeliverySummary {
+                    id: parse_uuid(&r.get::<String, _>("id"))?,
+                    event_id: parse_uuid(&r.get::<String, _>("event_id"))?,
+                    event_type: event_type(&r.get::<String, _>("event_type"))?,
+                    status: r.get::<String, _>("status").parse().map_err(|e| corrupt("delivery status", e))?,
+                    attempts: u32::try_from(r.get::<i32, _>("attempts")).unwrap_or(0),
+                    created: r.get("created"),
+                    next_attempt: r.get("next_attempt"),
+                })
+            })
+            .collect()
+    }
+
+    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<bool, RepositoryError> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'Pending', next_attempt = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND consumer_id = $3 AND status <> 'Pending'",
+        )
+        .bind(now)
+        .bind(delivery.to_string())
+        .bind(consumer.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {

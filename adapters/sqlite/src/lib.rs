@@ -7,6 +7,7 @@
 mod api_keys;
 mod companies;
 mod connections;
+mod console;
 mod filter;
 mod integrations;
 mod oauth_states;
@@ -117,7 +118,8 @@ impl SqliteStore {
             pull_operations: s.clone(),
             sync_leases: s.clone(),
             records: s.clone(),
-            webhooks: s,
+            webhooks: s.clone(),
+            console: s,
         }
     }
 

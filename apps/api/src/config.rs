@@ -126,6 +126,8 @@ pub struct Settings {
     pub sync_parallel_pages: u32,
     /// Pages the whole process holds at once (fetched, not yet written).
     pub sync_pages_in_flight: u32,
+    /// How long an operator console session lasts without use.
+    pub console_session_idle: String,
     /// Log filter (`info`, `tributary_api=debug`, …).
     pub log: String,
     /// Webhooks to clients.
@@ -143,6 +145,7 @@ impl std::fmt::Debug for Settings {
             .field("stripe", &self.stripe)
             .field("workers", &self.workers)
             .field("sync_lease", &self.sync_lease)
+            .field("console_session_idle", &self.console_session_idle)
             .field("sync_parallel_pages", &self.sync_parallel_pages)
             .field("sync_pages_in_flight", &self.sync_pages_in_flight)
             .field("webhooks", &self.webhooks)
@@ -186,6 +189,7 @@ impl Settings {
             .set_default("sync_lease", "60s")?
             .set_default("sync_parallel_pages", 64)?
             .set_default("sync_pages_in_flight", 256)?
+            .set_default("console_session_idle", "30m")?
             .set_default("log", "info")?
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?
@@ -236,6 +240,10 @@ impl Settings {
         let lease = parse_duration(&self.sync_lease).context("invalid configuration: sync_lease")?;
         if lease < std::time::Duration::from_millis(100) {
             bail!("invalid configuration: sync_lease must be at least 100ms (got {})", self.sync_lease);
+        }
+        let idle = parse_duration(&self.console_session_idle).context("invalid configuration: console_session_idle")?;
+        if idle < std::time::Duration::from_secs(60) {
+            bail!("invalid configuration: console_session_idle must be at least 1m (got {})", self.console_session_idle);
         }
         if self.sync_parallel_pages == 0 || self.sync_pages_in_flight == 0 {
             bail!("invalid configuration: sync_parallel_pages and sync_pages_in_flight must be at least 1");

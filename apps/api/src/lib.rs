@@ -76,6 +76,8 @@ pub struct ServeOptions {
     pub sync_pages_in_flight: usize,
     /// Stripe's per-account budget (rate and requests in flight, per mode).
     pub stripe_budget: tributary_stripe::BudgetConfig,
+    /// How long an operator console session lasts without use.
+    pub console_idle: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -95,6 +97,7 @@ impl ServeOptions {
             sync_parallel_pages: usize::try_from(settings.sync_parallel_pages).unwrap_or(usize::MAX),
             sync_pages_in_flight: usize::try_from(settings.sync_pages_in_flight).unwrap_or(usize::MAX),
             stripe_budget: settings.stripe.budget(),
+            console_idle: config::parse_duration(&settings.console_session_idle).context("console_session_idle")?,
         })
     }
 
@@ -112,6 +115,7 @@ impl ServeOptions {
             sync_parallel_pages: SyncOptions::default().parallel_pages,
             sync_pages_in_flight: SyncOptions::default().pages.size(),
             stripe_budget: tributary_stripe::BudgetConfig::default(),
+            console_idle: std::time::Duration::from_secs(30 * 60),
         }
     }
 }
@@ -264,7 +268,8 @@ pub async fn serve_on(
     if platform.list_api_keys().await?.is_empty() {
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");
     }
-    let app = http::router(http::AppState { platform, linking, wake, public_url: public_url.clone(), webhook_wake });
+    let console = http::ConsoleOptions::new(&public_url, &opts.connect_base, opts.console_idle);
+    let app = http::router(http::AppState { platform, linking, wake, public_url: public_url.clone(), webhook_wake, console });
     tracing::info!(%addr, %public_url, workers = opts.workers, "tributary-api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
     // Workers finish the pages they are on; a pull cut short resumes from its partitions' cursors.

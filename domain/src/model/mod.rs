@@ -5,6 +5,7 @@ pub mod commerce;
 pub mod commerce_schema;
 pub mod company;
 pub mod connection;
+pub mod console;
 pub mod data_type;
 pub mod integration;
 pub mod oauth_state;

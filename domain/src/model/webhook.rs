@@ -406,6 +406,25 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// A delivery as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySummary {
+    /// The delivery.
+    pub id: Uuid,
+    /// Its event.
+    pub event_id: Uuid,
+    /// The event's type.
+    pub event_type: EventType,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was created (the event fanned out).
+    pub created: DateTime<Utc>,
+    /// When it is due, while pending.
+    pub next_attempt: Option<DateTime<Utc>>,
+}
+
 /// What to do with a delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterAttempt {

@@ -9,6 +9,7 @@ use crate::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId, WebhookCons
 use crate::model::api_key::ApiKey;
 use crate::model::company::Company;
 use crate::model::connection::Connection;
+use crate::model::console::{ConsoleSession, Overview};
 use crate::model::data_type::DataType;
 use crate::model::integration::IntegrationSettings;
 use crate::model::oauth_state::OAuthState;
@@ -17,7 +18,7 @@ use crate::model::pull::PullOperation;
 use crate::model::record::{Checkpoint, ListedRecord, PartitionState, RecordRow, StagedItem, SyncWrite};
 use crate::model::secret::SealedSecret;
 use crate::model::sync_settings::SyncSetting;
-use crate::model::webhook::{AfterAttempt, Attempt, Delivery, OutboxEvent, WebhookConsumer};
+use crate::model::webhook::{AfterAttempt, Attempt, Delivery, DeliverySummary, OutboxEvent, WebhookConsumer};
 use crate::paging::{ListQuery, Page};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -558,6 +559,49 @@ pub trait WebhookRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError>;
+    /// A consumer's most recent deliveries, newest first, with their event.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn list_deliveries(&self, consumer: WebhookConsumerId, limit: u32) -> Result<Vec<DeliverySummary>, RepositoryError>;
+    /// Puts a `Delivered` or `Failed` delivery of `consumer` back to `Pending`, due `now`, for one
+    /// more attempt (its attempt count is kept, so a failure ends it `Failed` again). Returns
+    /// whether such a delivery exists and was not already pending.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<bool, RepositoryError>;
+}
+
+/// The operator console's sessions and overview.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ConsoleRepository: Send + Sync {
+    /// Stores a session.
+    ///
+    /// # Errors
+    /// [`RepositoryError::NotFound`] when its API key no longer exists.
+    async fn insert_session(&self, session: &ConsoleSession) -> Result<(), RepositoryError>;
+    /// The session with this token hash, if its API key still exists.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn find_session(&self, hash: &str) -> Result<Option<ConsoleSession>, RepositoryError>;
+    /// Marks a session used at `at`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<(), RepositoryError>;
+    /// Deletes a session, and every session last used before `idle_before`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn delete_sessions(&self, hash: Option<String>, idle_before: DateTime<Utc>) -> Result<(), RepositoryError>;
+    /// The overview's figures; pulls and records counted from `since`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn overview(&self, since: DateTime<Utc>) -> Result<Overview, RepositoryError>;
 }
 
 /// Every repository, as one handle the apps pass around.
@@ -585,4 +629,6 @@ pub struct Repositories {
     pub records: std::sync::Arc<dyn RecordRepository>,
     /// Webhook consumers, the event outbox and deliveries.
     pub webhooks: std::sync::Arc<dyn WebhookRepository>,
+    /// Console sessions and the overview.
+    pub console: std::sync::Arc<dyn ConsoleRepository>,
 }

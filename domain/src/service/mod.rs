@@ -3,6 +3,7 @@
 mod api_keys;
 mod companies;
 mod connections;
+mod console;
 mod engine;
 mod integrations;
 mod link;
@@ -15,6 +16,7 @@ mod webhooks;
 
 pub use api_keys::hash_api_key;
 pub use companies::{CompanyPatch, CompanyView};
+pub use console::OVERVIEW_WINDOW;
 pub use engine::{SyncEngine, SyncOptions};
 pub use integrations::IntegrationUpdate;
 pub use link::{Callback, CallbackError, LinkResult, Linking};
@@ -111,6 +113,7 @@ pub(crate) mod test_support {
         pub consumers: Mutex<Vec<WebhookConsumer>>,
         pub deliveries: Mutex<Vec<MemDelivery>>,
         pub attempts: Mutex<Vec<Attempt>>,
+        sessions: Mutex<Vec<crate::model::console::ConsoleSession>>,
     }
 
     /// A delivery, its status and when it is due (`None`: leased or finished).
@@ -802,6 +805,70 @@ pub(crate) mod test_support {
         async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
             Ok(self.events.lock().unwrap().iter().take(limit as usize).cloned().collect())
         }
+        async fn list_deliveries(
+            &self,
+            consumer: WebhookConsumerId,
+            limit: u32,
+        ) -> Result<Vec<crate::model::webhook::DeliverySummary>, RepositoryError> {
+            Ok(self
+                .deliveries
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .filter(|d| d.0.consumer_id == consumer)
+                .take(limit as usize)
+                .map(|(d, status, due)| crate::model::webhook::DeliverySummary {
+                    id: d.id,
+                    event_id: d.event_id,
+                    event_type: d.event_type,
+                    status: *status,
+                    attempts: d.attempts,
+                    created: d.created,
+                    next_attempt: *due,
+                })
+                .collect())
+        }
+        async fn redeliver(&self, consumer: WebhookConsumerId, delivery: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, RepositoryError> {
+            let mut all = self.deliveries.lock().unwrap();
+            let Some((_, status, due)) =
+                all.iter_mut().find(|(d, status, _)| d.id == delivery && d.consumer_id == consumer && *status != DeliveryStatus::Pending)
+            else {
+                return Ok(false);
+            };
+            (*status, *due) = (DeliveryStatus::Pending, Some(now));
+            Ok(true)
+        }
+    }
+
+    #[async_trait]
+    impl ConsoleRepository for Mem {
+        async fn insert_session(&self, s: &crate::model::console::ConsoleSession) -> Result<(), RepositoryError> {
+            if !self.keys.lock().unwrap().iter().any(|k| k.id == s.api_key_id) {
+                return Err(RepositoryError::NotFound("API key".into()));
+            }
+            self.sessions.lock().unwrap().push(s.clone());
+            Ok(())
+        }
+        async fn find_session(&self, hash: &str) -> Result<Option<crate::model::console::ConsoleSession>, RepositoryError> {
+            let keys = self.keys.lock().unwrap();
+            // As the databases' foreign key does: a session goes with its key.
+            Ok(self.sessions.lock().unwrap().iter().find(|s| s.hash == hash && keys.iter().any(|k| k.id == s.api_key_id)).cloned())
+        }
+        async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<(), RepositoryError> {
+            for s in self.sessions.lock().unwrap().iter_mut().filter(|s| s.hash == hash) {
+                s.last_seen = at;
+            }
+            Ok(())
+        }
+        async fn delete_sessions(&self, hash: Option<String>, idle_before: DateTime<Utc>) -> Result<(), RepositoryError> {
+            self.sessions.lock().unwrap().retain(|s| Some(&s.hash) != hash.as_ref() && s.last_seen >= idle_before);
+            Ok(())
+        }
+        async fn overview(&self, _since: DateTime<Utc>) -> Result<crate::model::console::Overview, RepositoryError> {
+            // The overview's SQL is checked by the storage contract suite, not here.
+            Err(RepositoryError::Backend("the in-memory fake has no overview".into()))
+        }
     }
 
     pub fn platform_with(mem: Arc<Mem>, clock: Arc<Fixed>) -> Platform {
@@ -816,7 +883,8 @@ pub(crate) mod test_support {
             pull_operations: mem.clone(),
             sync_leases: mem.clone(),
             records: mem.clone(),
-            webhooks: mem,
+            webhooks: mem.clone(),
+            console: mem,
         };
         Platform::new(repos, Arc::new(Rot), clock)
     }

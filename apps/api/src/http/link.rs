@@ -1,21 +1,25 @@
 //! The hosted Link pages, the OAuth callback and the inbound Stripe webhook: the only endpoints
-//! besides `/health` that take no API key. Plain, accessible HTML that works without JavaScript.
+//! besides `/health` that take no API key. Branded with the client's profile; accessible HTML that
+//! works without JavaScript.
 
 use super::AppState;
+use super::ui::CSS_PATH;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use std::collections::HashMap;
 use tributary_domain::DomainError;
 use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::connection::ConnectionStatus;
 use tributary_domain::model::data_type::DataType;
+use tributary_domain::model::integration::{Scope, definition};
 use tributary_domain::model::oauth_state::StateError;
-use tributary_domain::service::{Callback, CallbackError};
+use tributary_domain::service::{Callback, CallbackError, Linking};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -26,51 +30,138 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/webhooks/stripe", post(stripe_webhook))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+/// What the merchant sees around every Link page: the client's branding from the profile.
+struct Brand {
+    name: String,
+    logo_url: Option<String>,
+    icon_url: Option<String>,
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.5;color:#1a1a1a}\
-button{font-size:1rem;padding:.6rem 1.2rem;border-radius:.4rem;border:1px solid #635bff;background:#635bff;color:#fff;cursor:pointer}\
-.muted{color:#555}ul{padding-left:1.2rem}li{margin:.4rem 0}.status{font-weight:600}";
-
-/// A complete page.
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    (
-        status,
-        Html(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{t}</title><style>{STYLE}</style></head><body><main><h1>{t}</h1>{body}</main></body></html>",
-            t = escape(title)
-        )),
-    )
-        .into_response()
-}
-
-fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    page(status, title, &format!("<p>{}</p>", escape(detail)))
-}
-
-fn domain_page(e: DomainError) -> Response {
-    match e {
-        DomainError::NotFound(m) => problem(StatusCode::NOT_FOUND, "Not found", &m),
-        DomainError::InvalidState(m) => problem(StatusCode::CONFLICT, "This link cannot be used", &m),
-        DomainError::Validation { message, .. } => problem(StatusCode::BAD_REQUEST, "This link cannot be used", &message),
-        DomainError::Unavailable(m) => problem(StatusCode::BAD_GATEWAY, "Stripe is unavailable", &m),
-        other => {
-            tracing::error!(error = %other, "link page failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "An internal error occurred. Please try again later.")
+impl Brand {
+    async fn load(s: &AppState) -> Self {
+        match s.linking.platform().profile().await {
+            Ok(p) => Self { name: p.name, logo_url: p.logo_url, icon_url: p.icon_url },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the profile for a Link page");
+                Self { name: "Tributary".into(), logo_url: None, icon_url: None }
+            }
         }
     }
 }
 
-fn company_id(raw: &str) -> Result<CompanyId, Box<Response>> {
-    raw.parse().map_err(|_| Box::new(problem(StatusCode::NOT_FOUND, "Not found", "This link is not valid: the company id is malformed.")))
+/// A complete Link page.
+fn page(status: StatusCode, brand: &Brand, title: &str, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (brand.name) }
+                @if let Some(icon) = &brand.icon_url { link rel="icon" href=(icon); }
+                link rel="stylesheet" href=(CSS_PATH);
+            }
+            body.link {
+                main #main {
+                    header.brand {
+                        @if let Some(logo) = &brand.logo_url { img src=(logo) alt=(format!("{} logo", brand.name)); }
+                        @else if let Some(icon) = &brand.icon_url { img src=(icon) alt=""; }
+                        span.name { (brand.name) }
+                    }
+                    div.panel {
+                        h1 { (title) }
+                        (body)
+                    }
+                    footer.muted.small { "Secure connection provided by Tributary for " (brand.name) "." }
+                }
+            }
+        }
+    };
+    (status, Html(markup.into_string())).into_response()
+}
+
+async fn problem(s: &AppState, status: StatusCode, title: &str, detail: &str, next: &str) -> Response {
+    let brand = Brand::load(s).await;
+    page(status, &brand, title, html! { p.state aria-hidden="true" { "⚠" } p { (detail) } p { (next) } })
+}
+
+async fn domain_page(s: &AppState, e: DomainError) -> Response {
+    let again = "Open the link you were sent again, or ask its sender for a new one.";
+    match e {
+        DomainError::NotFound(m) => problem(s, StatusCode::NOT_FOUND, "Not found", &m, again).await,
+        DomainError::InvalidState(m) => problem(s, StatusCode::CONFLICT, "This link cannot be used", &m, again).await,
+        DomainError::Validation { message, .. } => problem(s, StatusCode::BAD_REQUEST, "This link cannot be used", &message, again).await,
+        DomainError::Unavailable(m) => {
+            problem(s, StatusCode::BAD_GATEWAY, "Stripe is unavailable", &m, "Please try again in a few minutes.").await
+        }
+        other => {
+            tracing::error!(error = %other, "link page failed");
+            problem(
+                s,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "An internal error occurred on our side.",
+                "Please try again later.",
+            )
+            .await
+        }
+    }
+}
+
+async fn company_id(s: &AppState, raw: &str) -> Result<CompanyId, Box<Response>> {
+    match raw.parse() {
+        Ok(id) => Ok(id),
+        Err(_) => Err(Box::new(
+            problem(
+                s,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "This link is not valid: the company id is malformed.",
+                "Check that the whole link was copied, or ask its sender for a new one.",
+            )
+            .await,
+        )),
+    }
+}
+
+/// How the merchant's data types are named on the Link page.
+fn data_type_label(dt: DataType) -> &'static str {
+    match dt {
+        DataType::CompanyInfo => "Business profile",
+        DataType::Customers => "Customers",
+        DataType::Disputes => "Disputes",
+        DataType::Payments => "Payments and refunds",
+        DataType::Products => "Products and prices",
+        DataType::Transactions => "Balance transactions and payouts",
+        DataType::Locations => "Locations",
+        DataType::Orders => "Orders",
+        DataType::PaymentMethods => "Payment methods",
+        DataType::ProductCategories => "Product categories",
+        DataType::TaxComponents => "Tax components",
+    }
+}
+
+/// A connection's state, in the merchant's words.
+fn connection_state(c: &tributary_domain::model::connection::Connection) -> (&'static str, &'static str, String) {
+    let failed = c.errors.last().map(|e| e.error_message.clone());
+    match c.status {
+        ConnectionStatus::Linked => ("badge ok", "Linked", "Your account is connected. Nothing more to do.".into()),
+        ConnectionStatus::Deauthorized => (
+            "badge bad",
+            "Needs re-linking",
+            "Access was removed from your Stripe account, so your data is no longer shared. Link again to resume.".into(),
+        ),
+        ConnectionStatus::Unlinked => ("badge", "Unlinked", "This connection was ended. Link again to share your data once more.".into()),
+        ConnectionStatus::PendingAuth => match failed {
+            Some(m) => ("badge bad", "Not linked", format!("The last attempt did not complete: {m}. You can try again.")),
+            None => ("badge warn", "Not linked yet", "Linking was started but not finished.".into()),
+        },
+    }
 }
 
 /// `GET /link/{companyId}`: the company's integrations and connections.
 async fn company_page(State(s): State<AppState>, Path(company): Path<String>) -> Response {
-    let company = match company_id(&company) {
+    let company = match company_id(&s, &company).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -79,107 +170,168 @@ async fn company_page(State(s): State<AppState>, Path(company): Path<String>) ->
         Ok(v) => v,
         Err(DomainError::NotFound(_)) => {
             return problem(
+                &s,
                 StatusCode::NOT_FOUND,
                 "Company not found",
-                "This link does not belong to any company. Ask the sender for a new link.",
-            );
+                "This link does not belong to any company.",
+                "Ask the sender of this link for a new one.",
+            )
+            .await;
         }
-        Err(e) => return domain_page(e),
+        Err(e) => return domain_page(&s, e).await,
     };
     let integrations = match platform.list_integrations().await {
         Ok(i) => i,
-        Err(e) => return domain_page(e),
+        Err(e) => return domain_page(&s, e).await,
     };
+    let brand = Brand::load(&s).await;
     let enabled: Vec<_> = integrations.iter().filter(|i| i.settings.enabled && i.settings.is_configured()).collect();
-    let mut body = format!("<p>Connect <strong>{}</strong>'s commerce data.</p>", escape(&view.company.name));
-    if enabled.is_empty() {
-        body.push_str("<p>No integration is available for linking yet. Please contact the sender of this link.</p>");
-    } else {
-        body.push_str(&format!(
-            "<form method=\"post\" action=\"/link/{company}\"><fieldset><legend>Choose where your data is</legend><ul>"
-        ));
-        for i in &enabled {
-            body.push_str(&format!(
-                "<li><button type=\"submit\" name=\"integration\" value=\"{k}\">Connect {n}</button></li>",
-                k = i.definition.key,
-                n = escape(i.definition.name)
-            ));
+    let body = html! {
+        p { strong { (brand.name) } " asks to read " strong { (view.company.name) } "'s commerce data. Choose where your business sells, and sign in there to approve." }
+        @if !view.connections.is_empty() {
+            h2 { "Your connections" }
+            ul.connections {
+                @for c in &view.connections {
+                    @let name = definition(c.platform_key.as_str()).map_or("Unknown integration", |d| d.name);
+                    @let (class, label, text) = connection_state(c);
+                    li {
+                        strong { (name) } " " span class=(class) { (label) }
+                        @if let Some(a) = &c.source_account { " " span.muted.small { "(" (a) ")" } }
+                        br; span.small { (text) }
+                        @if c.status != ConnectionStatus::Linked {
+                            " " a href=(format!("/link/{company}/connections/{}/start", c.id)) { "Link " (name) " again" }
+                        }
+                    }
+                }
+            }
         }
-        body.push_str("</ul></fieldset></form>");
-    }
-    if !view.connections.is_empty() {
-        body.push_str("<h2>Existing connections</h2><ul>");
-        for c in &view.connections {
-            let name = tributary_domain::model::integration::definition(c.platform_key.as_str()).map_or("?", |d| d.name);
-            let action = if c.status == ConnectionStatus::Linked {
-                String::new()
-            } else {
-                format!(" — <a href=\"/link/{company}/connections/{}/start\">link now</a>", c.id)
-            };
-            body.push_str(&format!(
-                "<li>{} <span class=\"status\">{}</span>{}{action}</li>",
-                escape(name),
-                c.status,
-                c.source_account.as_deref().map(|a| format!(" <span class=\"muted\">({})</span>", escape(a))).unwrap_or_default()
-            ));
+        @if enabled.is_empty() {
+            p { "No integration is available for linking yet. Please contact " (brand.name) "." }
+        } @else {
+            form method="post" action=(format!("/link/{company}")) {
+                fieldset {
+                    legend { "Where is your data?" }
+                    @for i in &enabled {
+                        @let types = Linking::supported(i.definition.key);
+                        div.integration {
+                            img src="/link/assets/stripe.svg" alt=(i.definition.logo_alt);
+                            div.what {
+                                strong { (i.definition.name) }
+                                p.small.muted { (brand.name) " will read:" }
+                                ul.types.small { @for t in &types { li { (data_type_label(*t)) } } }
+                                @if i.settings.scope == Scope::ReadWrite {
+                                    p.small { "Read and write access: " (brand.name) " can also make changes in your " (i.definition.name) " account." }
+                                } @else {
+                                    p.small { "Read-only access: " (brand.name) " can see this data but cannot move money or change anything in your account. You can revoke access at any time from your Stripe dashboard." }
+                                }
+                            }
+                            button type="submit" name="integration" value=(i.definition.key) { "Connect " (i.definition.name) }
+                        }
+                    }
+                }
+            }
         }
-        body.push_str("</ul>");
-    }
-    page(StatusCode::OK, &format!("Link {}", view.company.name), &body)
+    };
+    page(StatusCode::OK, &brand, &format!("Connect {}", view.company.name), body)
 }
 
 /// `POST /link/{companyId}` with `integration=…`: creates or reuses a pending connection and starts it.
 async fn choose(State(s): State<AppState>, Path(company): Path<String>, RawForm(form): RawForm) -> Response {
-    let company = match company_id(&company) {
+    let company = match company_id(&s, &company).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
     let form: HashMap<String, String> = url::form_urlencoded::parse(&form).into_owned().collect();
     let Some(key) = form.get("integration") else {
-        return problem(StatusCode::BAD_REQUEST, "No integration chosen", "Please choose an integration.");
+        return problem(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "No integration chosen",
+            "Please choose where your data is.",
+            "Go back and press one of the Connect buttons.",
+        )
+        .await;
     };
     let connection = match s.linking.connection_for(company, key).await {
         Ok(c) => c,
-        Err(e) => return domain_page(e),
+        Err(e) => return domain_page(&s, e).await,
     };
     match s.linking.start(company, connection.id).await {
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => domain_page(e),
+        Err(e) => domain_page(&s, e).await,
     }
 }
 
 /// `GET /link/{companyId}/connections/{connectionId}/start`: the connection's `linkUrl`.
 async fn start(State(s): State<AppState>, Path((company, connection)): Path<(String, String)>) -> Response {
-    let company = match company_id(&company) {
+    let company = match company_id(&s, &company).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
     let Ok(connection) = connection.parse::<ConnectionId>() else {
-        return problem(StatusCode::NOT_FOUND, "Not found", "This link is not valid: the connection id is malformed.");
+        return problem(
+            &s,
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This link is not valid: the connection id is malformed.",
+            "Ask the sender of this link for a new one.",
+        )
+        .await;
     };
     match s.linking.start(company, connection).await {
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(DomainError::InvalidState(m)) if m.contains("already linked") => page(
-            StatusCode::CONFLICT,
-            "Already linked",
-            &format!(
-                "<p>This connection is already linked. Nothing more to do.</p><p><a href=\"/link/{company}\">Back to the company's connections</a></p>"
-            ),
-        ),
-        Err(e) => domain_page(e),
+        Err(DomainError::InvalidState(m)) if m.contains("already linked") => {
+            let brand = Brand::load(&s).await;
+            page(
+                StatusCode::CONFLICT,
+                &brand,
+                "Already linked",
+                html! {
+                    p.state aria-hidden="true" { "✓" }
+                    p { "This connection is already linked. Nothing more to do." }
+                    p { a href=(format!("/link/{company}")) { "See all connections" } }
+                },
+            )
+        }
+        Err(e) => domain_page(&s, e).await,
     }
 }
 
 /// `GET /link/{companyId}/done`: the built-in page shown when no redirect URL is set.
-async fn done(Path(_company): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn done(State(s): State<AppState>, Path(company): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let brand = Brand::load(&s).await;
+    let back = format!("/link/{}", company.parse::<CompanyId>().map(|c| c.to_string()).unwrap_or_default());
     match q.get("statusCode").map(String::as_str) {
-        Some("200") => page(StatusCode::OK, "Connected", "<p>Your Stripe account is connected. You can close this window.</p>"),
+        Some("200") => page(
+            StatusCode::OK,
+            &brand,
+            "Connected",
+            html! {
+                p.state aria-hidden="true" { "✓" }
+                p { "Your Stripe account is connected, and " (brand.name) " can now read the data you approved. You can close this window." }
+                p.small.muted { "To stop sharing, remove " (brand.name) " from your Stripe dashboard's connected apps." }
+            },
+        ),
         Some("403") => page(
             StatusCode::OK,
+            &brand,
             "Not connected",
-            "<p>You cancelled linking, so nothing was shared. You can start again from the link you were sent.</p>",
+            html! {
+                p.state aria-hidden="true" { "✕" }
+                p { "You cancelled at Stripe, so nothing was shared with " (brand.name) "." }
+                p { a href=(back) { "Start again" } " if you change your mind." }
+            },
         ),
-        _ => page(StatusCode::OK, "Not connected", "<p>Linking did not complete. You can start again from the link you were sent.</p>"),
+        _ => page(
+            StatusCode::OK,
+            &brand,
+            "Not connected",
+            html! {
+                p.state aria-hidden="true" { "⚠" }
+                p { "Linking did not complete, so nothing was shared." }
+                p { a href=(back) { "Try again" } ", or contact " (brand.name) " if it keeps failing." }
+            },
+        ),
     }
 }
 
@@ -199,18 +351,37 @@ async fn callback(State(s): State<AppState>, Query(q): Query<CallbackQuery>) -> 
         Ok(r) => r,
         Err(CallbackError::State(e)) => {
             let status = if e == StateError::Invalid { StatusCode::BAD_REQUEST } else { StatusCode::GONE };
-            return problem(status, "This authorization cannot be used", &format!("{e}."));
+            return problem(
+                &s,
+                status,
+                if status == StatusCode::GONE { "This link has expired" } else { "This authorization cannot be used" },
+                &format!("{e}."),
+                "Open the link you were sent again to start over.",
+            )
+            .await;
         }
         Err(CallbackError::Provider(e)) => {
             tracing::warn!(error = %e, "Stripe refused an authorization code");
             return problem(
+                &s,
                 StatusCode::BAD_REQUEST,
                 "Stripe did not accept the authorization",
-                "The authorization could not be completed. Please start linking again.",
-            );
+                "The authorization could not be completed.",
+                "Open the link you were sent again to start over.",
+            )
+            .await;
         }
-        Err(e @ CallbackError::WrongMode { .. }) => return problem(StatusCode::BAD_REQUEST, "Wrong Stripe mode", &format!("{e}.")),
-        Err(CallbackError::Domain(e)) => return domain_page(e),
+        Err(e @ CallbackError::WrongMode { .. }) => {
+            return problem(
+                &s,
+                StatusCode::BAD_REQUEST,
+                "Wrong Stripe mode",
+                &format!("{e}."),
+                "Start again and choose the matching integration.",
+            )
+            .await;
+        }
+        Err(CallbackError::Domain(e)) => return domain_page(&s, e).await,
     };
     tracing::info!(connection.id = %r.connection.id, company.id = %r.connection.company_id, status = r.status_code, "link callback completed");
     s.wake.notify_waiters();
@@ -220,7 +391,7 @@ async fn callback(State(s): State<AppState>, Query(q): Query<CallbackQuery>) -> 
             Redirect::to(&format!("/link/{}/done?connectionId={}&statusCode={}", r.connection.company_id, r.connection.id, r.status_code))
                 .into_response()
         }
-        Err(e) => domain_page(e),
+        Err(e) => domain_page(&s, e).await,
     }
 }
 

@@ -5,6 +5,7 @@ mod commerce;
 pub use api_keys::generate_api_key;
 mod companies;
 mod connections;
+mod console;
 pub mod dto;
 pub mod error;
 mod extract;
@@ -14,7 +15,9 @@ mod link;
 pub mod openapi;
 mod refresh;
 mod settings;
+mod ui;
 mod webhooks;
+pub use ui::ConsoleOptions;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -41,6 +44,8 @@ pub struct AppState {
     pub public_url: String,
     /// Wakes the webhook delivery worker when events may be waiting.
     pub webhook_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// The operator console's sessions and the HTML pages' security headers.
+    pub console: ConsoleOptions,
 }
 
 /// Name of the response header carrying the request's correlation id.
@@ -60,10 +65,15 @@ pub fn router(state: AppState) -> Router {
         .merge(commerce::routes())
         .merge(webhooks::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
-    Router::new()
-        .route("/health", get(health))
+    let pages = Router::new()
         .route("/link/assets/stripe.svg", get(integrations::logo))
         .merge(link::routes())
+        .merge(console::routes())
+        .merge(ui::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), ui::security_headers));
+    Router::new()
+        .route("/health", get(health))
+        .merge(pages)
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,0 +1,133 @@
+//! `ConsoleRepository` on PostgreSQL: console sessions and the overview's figures.
+
+use crate::{PgStore, backend, parse_uuid};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use tributary_domain::RepositoryError;
+use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
+use tributary_domain::model::console::{ConsoleSession, FailingDataType, Overview};
+use tributary_domain::ports::ConsoleRepository;
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
+    RepositoryError::Backend(format!("corrupt {what}: {e}"))
+}
+
+fn counts(rows: &[sqlx::postgres::PgRow]) -> Vec<(String, u64)> {
+    rows.iter().map(|r| (r.get::<String, _>(0), u64::try_from(r.get::<i64, _>(1)).unwrap_or(0))).collect()
+}
+
+#[async_trait]
+impl ConsoleRepository for PgStore {
+    async fn insert_session(&self, s: &ConsoleSession) -> Result<(), RepositoryError> {
+        let done = sqlx::query(
+            "INSERT INTO console_sessions (hash, api_key_id, created, last_seen) SELECT $1, id, $2, $3 FROM api_keys WHERE id = $4",
+        )
+        .bind(&s.hash)
+        .bind(s.created)
+        .bind(s.last_seen)
+        .bind(s.api_key_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(RepositoryError::NotFound(format!("API key {}", s.api_key_id)));
+        }
+        Ok(())
+    }
+
+    async fn find_session(&self, hash: &str) -> Result<Option<ConsoleSession>, RepositoryError> {
+        let Some(r) =
+            sqlx::query("SELECT * FROM console_sessions WHERE hash = $1").bind(hash).fetch_optional(&self.pool).await.map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ConsoleSession {
+            hash: r.get("hash"),
+            api_key_id: ApiKeyId(parse_uuid(&r.get::<String, _>("api_key_id"))?),
+            created: r.get("created"),
+            last_seen: r.get("last_seen"),
+        }))
+    }
+
+    async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<(), RepositoryError> {
+        sqlx::query("UPDATE console_sessions SET last_seen = $1 WHERE hash = $2")
+            .bind(at)
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_sessions(&self, hash: Option<String>, idle_before: DateTime<Utc>) -> Result<(), RepositoryError> {
+        sqlx::query("DELETE FROM console_sessions WHERE hash = $1 OR last_seen < $2")
+            .bind(hash)
+            .bind(idle_before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn overview(&self, since: DateTime<Utc>) -> Result<Overview, RepositoryError> {
+        let companies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM companies").fetch_one(&self.pool).await.map_err(backend)?;
+        let connections = sqlx::query("SELECT status, COUNT(*) FROM connections GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let pulls = sqlx::query("SELECT status, COUNT(*) FROM pull_operations WHERE requested >= $1 GROUP BY status ORDER BY status")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let deliveries = sqlx::query("SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        // The latest finished pull of each connection and data type, when it failed.
+        let failing = sqlx::query(
+            "SELECT p.company_id, c.name, p.connection_id, p.data_type, p.status, p.error_message, p.completed FROM ( \
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY connection_id, data_type ORDER BY completed DESC, requested DESC) AS rn \
+               FROM pull_operations WHERE completed IS NOT NULL AND status NOT IN ('Cancelled', 'NotSupported') \
+             ) p JOIN companies c ON c.id = p.company_id \
+             WHERE p.rn = 1 AND p.status <> 'Complete' ORDER BY p.completed DESC LIMIT 50",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        // Per connection, so that the (connection, data type, modified) index serves the range.
+        let per_minute = sqlx::query(
+            "SELECT date_trunc('minute', r.modified) AS minute, COUNT(*) FROM connections c \
+             JOIN records r ON r.connection_id = c.id AND r.modified >= $1 GROUP BY minute ORDER BY minute",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Overview {
+            companies: u64::try_from(companies).unwrap_or(0),
+            connections_by_status: counts(&connections),
+            pulls_by_status: counts(&pulls),
+            deliveries_by_status: counts(&deliveries),
+            failing: failing
+                .iter()
+                .map(|r| {
+                    Ok(FailingDataType {
+                        company_id: CompanyId(parse_uuid(&r.get::<String, _>(0))?),
+                        company_name: r.get(1),
+                        connection_id: ConnectionId(parse_uuid(&r.get::<String, _>(2))?),
+                        data_type: r
+                            .get::<String, _>(3)
+                            .parse()
+                            .map_err(|e: tributary_domain::model::data_type::UnknownDataType| corrupt("data type", e.0))?,
+                        status: r.get::<String, _>(4).parse().map_err(|e| corrupt("pull status", e))?,
+                        error_message: r.get(5),
+                        completed: r.get(6),
+                    })
+                })
+                .collect::<Result<_, RepositoryError>>()?,
+            records_per_minute: per_minute.iter().map(|r| (r.get(0), u64::try_from(r.get::<i64, _>(1)).unwrap_or(0))).collect(),
+        })
+    }
+}

@@ -1,0 +1,10 @@
+-- Operator console sessions: only the SHA-256 of the cookie's token is stored; a session goes
+-- with the API key that signed in.
+CREATE TABLE console_sessions (
+    hash       TEXT PRIMARY KEY,
+    api_key_id TEXT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+    created    INTEGER NOT NULL,       -- unix microseconds
+    last_seen  INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_api_key ON console_sessions (api_key_id);
+CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen);

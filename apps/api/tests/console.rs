@@ -1,0 +1,210 @@
+//! The operator console over HTTP, as a browser would use it (cookies and forms, no script):
+//! sign-in, sessions, CSRF, security headers and escaping. The browser itself drives it in
+//! `console_browser.rs`.
+
+mod common;
+
+use common::TestServer;
+use reqwest::header;
+use serde_json::json;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Signs in with `key` and returns the session cookie (`name=value`).
+async fn sign_in(api: &TestServer, key: &str) -> String {
+    let res = client().post(format!("{}/console/sign-in", api.base)).form(&[("apiKey", key), ("next", "/console")]).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(res.headers()[header::LOCATION], "/console");
+    let set = res.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/console"), "{set}");
+    assert!(!set.contains("Secure"), "the server is on http, so the cookie cannot be Secure: {set}");
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn get(api: &TestServer, cookie: &str, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
+    let res = client().get(format!("{}{path}", api.base)).header(header::COOKIE, cookie).send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, res.text().await.unwrap(), headers)
+}
+
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    page[at..at + 64].to_owned()
+}
+
+#[tokio::test]
+async fn every_console_page_without_a_session_redirects_to_sign_in() {
+    let api = TestServer::start().await;
+    for path in [
+        "/console",
+        "/console/companies",
+        "/console/webhooks",
+        "/console/settings",
+        "/console/companies/0b4ca2f6-2b8f-4d5e-9c0c-3e0d1f1d2a10",
+    ] {
+        let (status, _, headers) = get(&api, "tributary_console=forged", path).await;
+        assert_eq!(status, 303, "{path}");
+        let to = headers[header::LOCATION].to_str().unwrap();
+        assert!(to.starts_with("/console/sign-in?next=%2Fconsole"), "{path} → {to}");
+    }
+    // A POST without a session changes nothing either.
+    let res = client().post(format!("{}/console/companies", api.base)).form(&[("name", "Nope")]).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let (_, list) = api.get("/companies").await;
+    assert_eq!(list["totalResults"], 0);
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_and_next_never_leaves_the_console() {
+    let api = TestServer::start().await;
+    let res = client().post(format!("{}/console/sign-in", api.base)).form(&[("apiKey", "not-a-key")]).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    assert!(res.headers().get(header::SET_COOKIE).is_none());
+    assert!(res.text().await.unwrap().contains("That API key is not valid."));
+    for evil in ["https://evil.example/", "//evil.example/console", "/console\\..\\x"] {
+        let res = client()
+            .post(format!("{}/console/sign-in", api.base))
+            .form(&[("apiKey", api.key.as_str()), ("next", evil)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()[header::LOCATION], "/console", "{evil}");
+    }
+    // A sign-in form on another site is refused.
+    let res = client()
+        .post(format!("{}/console/sign-in", api.base))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[("apiKey", api.key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn a_form_without_the_csrf_token_is_refused_with_403_and_changes_nothing() {
+    let api = TestServer::start().await;
+    let cookie = sign_in(&api, &api.key).await;
+    let (_, page, _) = get(&api, &cookie, "/console/companies").await;
+    let token = csrf(&page);
+    for form in [vec![("name", "Forged")], vec![("name", "Forged"), ("csrf", "0".repeat(64).leak() as &str)]] {
+        let res =
+            client().post(format!("{}/console/companies", api.base)).header(header::COOKIE, &cookie).form(&form).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 403);
+    }
+    let (_, list) = api.get("/companies").await;
+    assert_eq!(list["totalResults"], 0, "nothing was created");
+    // With the token, the same form works.
+    let res = client()
+        .post(format!("{}/console/companies", api.base))
+        .header(header::COOKIE, &cookie)
+        .form(&[("name", "Real"), ("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let (_, list) = api.get("/companies").await;
+    assert_eq!(list["results"][0]["name"], "Real");
+}
+
+#[tokio::test]
+async fn deleting_the_api_key_ends_its_sessions_and_signing_out_ends_one() {
+    let api = TestServer::start().await;
+    let (_, second) = api.post("/apiKeys", json!({"name": "ops"})).await;
+    let second_key = second["apiKey"].as_str().unwrap().to_owned();
+    let mine = sign_in(&api, &api.key).await;
+    let theirs = sign_in(&api, &second_key).await;
+    assert_eq!(get(&api, &theirs, "/console").await.0, 200);
+    let (status, _) = api.call(reqwest::Method::DELETE, &format!("/apiKeys/{}", second["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(get(&api, &theirs, "/console").await.0, 303, "the deleted key's session no longer works");
+    let (status, page, _) = get(&api, &mine, "/console").await;
+    assert_eq!(status, 200, "other keys' sessions go on");
+    let res = client()
+        .post(format!("{}/console/sign-out", api.base))
+        .header(header::COOKIE, &mine)
+        .form(&[("csrf", csrf(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert!(res.headers()[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(get(&api, &mine, "/console").await.0, 303, "signed out");
+}
+
+#[tokio::test]
+async fn console_and_link_pages_carry_security_headers_and_no_inline_script() {
+    let api = TestServer::start().await;
+    let cookie = sign_in(&api, &api.key).await;
+    let company = api.company("Headers Shop").await;
+    for (path, session) in [("/console", true), ("/console/sign-in", false), (&*format!("/link/{company}"), false)] {
+        let (status, body, h) = get(&api, if session { &cookie } else { "" }, path).await;
+        assert_eq!(status, 200, "{path}");
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert!(h.contains_key(header::REFERRER_POLICY));
+        assert!(!body.contains("<script>") && !body.contains("<style>") && !body.contains("style=\""), "{path}: no inline script or style");
+    }
+}
+
+#[tokio::test]
+async fn client_supplied_values_render_as_text_on_every_page() {
+    let api = TestServer::start().await;
+    let attack = "<script>alert(1)</script>";
+    let (_, c) = api.post("/companies", json!({"name": "Escape Shop", "description": attack, "tags": {"k": attack}})).await;
+    let company = c["id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        api.post("/webhooks", json!({"url": "https://example.com/<script>alert(1)</script>", "eventTypes": ["company.created"]})).await;
+    assert!(status == 201 || status == 400, "{status}");
+    let (_, key) = api.post("/apiKeys", json!({"name": attack})).await;
+    assert!(key["id"].is_string());
+    let (status, _) = api.call(reqwest::Method::PUT, "/profile", Some(json!({"name": attack, "redirectUrl": ""}))).await;
+    assert_eq!(status, 200);
+    let cookie = sign_in(&api, &api.key).await;
+    for path in [
+        "/console".to_owned(),
+        "/console/companies".to_owned(),
+        "/console/companies?query=description~script".to_owned(),
+        format!("/console/companies/{company}"),
+        "/console/webhooks".to_owned(),
+        "/console/settings".to_owned(),
+        format!("/link/{company}"),
+        format!("/link/{company}/done?statusCode=200"),
+    ] {
+        let (status, body, _) = get(&api, &cookie, &path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!body.contains(attack), "{path} renders client input as markup");
+        assert!(!body.contains("<script>"), "{path}");
+    }
+    let (_, body, _) = get(&api, &cookie, &format!("/console/companies/{company}")).await;
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the description is shown, as text");
+}
+
+#[tokio::test]
+async fn settings_never_show_a_secret_and_a_new_api_key_is_shown_once() {
+    let api = TestServer::start().await;
+    common::use_sandbox_keys(&api.platform).await;
+    let cookie = sign_in(&api, &api.key).await;
+    let (_, page, _) = get(&api, &cookie, "/console/settings").await;
+    let secret = stripe_sandbox::Config::default().test_secret_key;
+    assert!(!page.contains(&secret), "the secret key never reaches a page");
+    assert!(page.contains("(set)"));
+    let res = client()
+        .post(format!("{}/console/settings/api-keys", api.base))
+        .header(header::COOKIE, &cookie)
+        .form(&[("name", "from-console"), ("csrf", csrf(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let created = res.text().await.unwrap();
+    let at = created.find("id=\"once\" readonly value=\"").unwrap() + 26;
+    let new_key = &created[at..at + 40];
+    assert!(api.platform.authenticate(new_key).await.unwrap().is_some(), "the key shown works");
+    let (_, again, _) = get(&api, &cookie, "/console/settings").await;
+    assert!(again.contains("from-console") && !again.contains(new_key), "shown once");
+}

@@ -1,0 +1,165 @@
+//! The operator console's use cases: signing in with an API key into a stored session, the
+//! overview, and a consumer's deliveries. Everything else the console does goes through the
+//! same use cases as the API.
+
+use super::Platform;
+use super::api_keys::hash_api_key;
+use crate::error::{DomainError, RepositoryError};
+use crate::ids::WebhookConsumerId;
+use crate::model::console::{ConsoleSession, Overview};
+use crate::model::webhook::DeliverySummary;
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often a session's last use is written: sooner than this after the last write, a request
+/// does not write (so browsing does not turn every page view into a write).
+const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The window of the overview's pulls and records.
+pub const OVERVIEW_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+impl Platform {
+    /// Signs in with an API key: when `key` is a valid key, stores a session for `token` (a new
+    /// random value the caller puts in the session cookie; only its hash is stored).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn sign_in(&self, key: &str, token: &SecretString) -> Result<Option<ConsoleSession>, DomainError> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let Some(api_key) = self.authenticate(key).await? else { return Ok(None) };
+        let now = self.clock.now();
+        let session = ConsoleSession { hash: hash_api_key(token.expose_secret()), api_key_id: api_key.id, created: now, last_seen: now };
+        match self.repos.console.insert_session(&session).await {
+            Ok(()) => Ok(Some(session)),
+            // The key was deleted meanwhile.
+            Err(RepositoryError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The live session for a token: `None` when there is none, its API key was deleted, or it
+    /// was idle for `idle` (then it is deleted). Using it keeps it alive.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn console_session(&self, token: &str, idle: Duration) -> Result<Option<ConsoleSession>, DomainError> {
+        let hash = hash_api_key(token);
+        let Some(mut session) = self.repos.console.find_session(&hash).await? else { return Ok(None) };
+        let now = self.clock.now();
+        let idle = chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::MAX);
+        if now - session.last_seen >= idle {
+            self.repos.console.delete_sessions(Some(hash), now - idle).await?;
+            return Ok(None);
+        }
+        if now - session.last_seen >= TOUCH_EVERY {
+            self.repos.console.touch_session(&hash, now).await?;
+            session.last_seen = now;
+        }
+        Ok(Some(session))
+    }
+
+    /// Ends the session of a token (and any session idle for `idle`).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn sign_out(&self, token: &str, idle: Duration) -> Result<(), DomainError> {
+        let idle = chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::MAX);
+        let before = self.clock.now().checked_sub_signed(idle).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        Ok(self.repos.console.delete_sessions(Some(hash_api_key(token)), before).await?)
+    }
+
+    /// The overview: companies and connections by status, the last 24 hours' pulls by status and
+    /// records written per minute, data types failing now, webhook deliveries by status.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn overview(&self) -> Result<Overview, DomainError> {
+        Ok(self.repos.console.overview(self.clock.now() - OVERVIEW_WINDOW).await?)
+    }
+
+    /// A consumer's most recent deliveries, newest first.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown consumer.
+    pub async fn webhook_deliveries(&self, id: WebhookConsumerId, limit: u32) -> Result<Vec<DeliverySummary>, DomainError> {
+        self.get_webhook_consumer(id).await?;
+        Ok(self.repos.webhooks.list_deliveries(id, limit).await?)
+    }
+
+    /// Delivers a finished delivery (delivered or failed) once more, as soon as a worker is free.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown consumer or delivery; [`DomainError::InvalidState`]
+    /// when the delivery is still pending.
+    pub async fn redeliver_webhook(&self, id: WebhookConsumerId, delivery: Uuid) -> Result<(), DomainError> {
+        self.get_webhook_consumer(id).await?;
+        if self.repos.webhooks.redeliver(id, delivery, self.clock.now()).await? {
+            return Ok(());
+        }
+        let known = self.repos.webhooks.list_deliveries(id, u32::MAX).await?.into_iter().any(|d| d.id == delivery);
+        if known {
+            Err(DomainError::InvalidState("This delivery is still pending: it will be attempted again on its own.".into()))
+        } else {
+            Err(DomainError::NotFound(format!("No delivery was found with ID {delivery}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::service::test_support::{Fixed, Mem, platform_with};
+    use secrecy::SecretString;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    const IDLE: Duration = Duration::from_secs(1800);
+
+    fn setup() -> (crate::service::Platform, Arc<Fixed>) {
+        let clock = Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap())));
+        (platform_with(Arc::new(Mem::default()), clock.clone()), clock)
+    }
+
+    #[tokio::test]
+    async fn a_valid_key_signs_in_and_a_wrong_one_does_not() {
+        let (p, _) = setup();
+        let key = "k".repeat(40);
+        p.create_api_key(None, &SecretString::from(key.clone())).await.unwrap();
+        assert!(p.sign_in("wrong", &SecretString::from("t1".to_owned())).await.unwrap().is_none());
+        assert!(p.sign_in("", &SecretString::from("t1".to_owned())).await.unwrap().is_none());
+        let s = p.sign_in(&key, &SecretString::from("token-1".to_owned())).await.unwrap().unwrap();
+        assert_ne!(s.hash, "token-1", "only the token's hash is stored");
+        assert!(p.console_session("token-1", IDLE).await.unwrap().is_some());
+        assert!(p.console_session("token-2", IDLE).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_expires_and_a_used_one_stays() {
+        let (p, clock) = setup();
+        let key = "k".repeat(40);
+        p.create_api_key(None, &SecretString::from(key.clone())).await.unwrap();
+        p.sign_in(&key, &SecretString::from("tok".to_owned())).await.unwrap().unwrap();
+        for _ in 0..3 {
+            *clock.0.lock().unwrap() += chrono::TimeDelta::minutes(20);
+            assert!(p.console_session("tok", IDLE).await.unwrap().is_some(), "used every 20 minutes, it stays");
+        }
+        *clock.0.lock().unwrap() += chrono::TimeDelta::minutes(30);
+        assert!(p.console_session("tok", IDLE).await.unwrap().is_none(), "idle for 30 minutes, it expired");
+    }
+
+    #[tokio::test]
+    async fn signing_out_and_deleting_the_key_end_the_session() {
+        let (p, _) = setup();
+        let (k1, k2) = ("a".repeat(40), "b".repeat(40));
+        let first = p.create_api_key(None, &SecretString::from(k1.clone())).await.unwrap();
+        p.create_api_key(None, &SecretString::from(k2.clone())).await.unwrap();
+        p.sign_in(&k1, &SecretString::from("s1".to_owned())).await.unwrap().unwrap();
+        p.sign_in(&k2, &SecretString::from("s2".to_owned())).await.unwrap().unwrap();
+        p.sign_out("s2", IDLE).await.unwrap();
+        assert!(p.console_session("s2", IDLE).await.unwrap().is_none());
+        p.delete_api_key(first.id, false).await.unwrap();
+        assert!(p.console_session("s1", IDLE).await.unwrap().is_none());
+    }
+}
