@@ -208,3 +208,107 @@ async fn settings_never_show_a_secret_and_a_new_api_key_is_shown_once() {
     let (_, again, _) = get(&api, &cookie, "/console/settings").await;
     assert!(again.contains("from-console") && !again.contains(new_key), "shown once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_is_delivered_again_from_the_consumer_page() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // A receiver that fails its first request and accepts the next.
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // One attempt per delivery: the first failure ends it Failed.
+    let once = tributary_domain::service::DeliveryOptions { schedule: vec![std::time::Duration::ZERO], ..Default::default() };
+    let api = TestServer::start_with_webhooks("http://127.0.0.1:9", once).await;
+    let (status, consumer) = api.post("/webhooks", json!({"url": hook, "eventTypes": ["company.created"]})).await;
+    assert_eq!(status, 201, "{consumer}");
+    let id = consumer["id"].as_str().unwrap().to_owned();
+    api.company("Event Shop").await;
+    let cookie = sign_in(&api, &api.key).await;
+    // A page reads the attempts before the counts, so once it shows an attempt its counts
+    // include it.
+    let page = wait_for(&api, &cookie, &format!("/console/webhooks/{id}"), "the receiver answered HTTP 500").await;
+    assert!(page.contains("0 pending · 0 delivered · 1 failed"), "{page}");
+    let at = page.find("/deliveries/").expect("a Deliver again form") + 12;
+    let delivery = &page[at..at + 36];
+    let res = client()
+        .post(format!("{}/console/webhooks/{id}/deliveries/{delivery}/redeliver", api.base))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let page = wait_for(&api, &cookie, &format!("/console/webhooks/{id}"), "<td>204 <span class=\"badge ok\">Delivered</span>").await;
+    assert!(page.contains("0 pending · 1 delivered · 0 failed"), "{page}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+/// Reloads a console page until it shows `text` (10 s at most), and returns it.
+async fn wait_for(api: &TestServer, cookie: &str, path: &str, text: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, page, _) = get(api, cookie, path).await;
+        assert_eq!(status, 200);
+        if page.contains(text) {
+            return page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never showed {text}:\n{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_link_page_shows_each_connection_s_state_in_the_merchant_s_words() {
+    use tributary_domain::model::connection::{ConnectionError, ConnectionStatus};
+    let api = TestServer::start().await;
+    api.enable_stripe_test().await;
+    let company = api.company("States Shop").await;
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let (status, c) = api.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+        assert_eq!(status, 200, "{c}");
+        made.push(c["id"].as_str().unwrap().parse::<tributary_domain::ids::ConnectionId>().unwrap());
+    }
+    let repos = api.platform.repositories();
+    let mut gone = repos.connections.find(made[0]).await.unwrap().unwrap();
+    gone.status = ConnectionStatus::Deauthorized;
+    gone.source_account = Some("acct_gone".into());
+    repos.connections.update(&gone, &[]).await.unwrap();
+    let mut failed = repos.connections.find(made[1]).await.unwrap().unwrap();
+    failed.errors.push(ConnectionError {
+        status_code: "403".into(),
+        status_text: None,
+        error_message: "User cancelled linking".into(),
+        errored_on_utc: chrono::Utc::now(),
+    });
+    repos.connections.update(&failed, &[]).await.unwrap();
+    let (status, page, _) = get(&api, "", &format!("/link/{company}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Needs re-linking") && page.contains("Access was removed from your Stripe account"), "{page}");
+    assert!(page.contains(&format!("/link/{company}/connections/{}/start", made[0])), "a way to link again");
+    assert!(page.contains("The last attempt did not complete: User cancelled linking"), "{page}");
+    assert!(page.contains("Read-only access") && page.contains("Payments and refunds"), "what is read, and how");
+    // An unknown company and a forged authorization say what to do next.
+    let (status, page, _) = get(&api, "", "/link/0b4ca2f6-2b8f-4d5e-9c0c-3e0d1f1d2a10").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("Ask the sender of this link for a new one."));
+    let (status, page, _) = get(&api, "", "/oauth/stripe/callback?state=forged&code=x").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("Open the link you were sent again"));
+}

@@ -8,27 +8,7 @@
 mod common;
 
 use common::TestServer;
-use std::io::Write;
 use stripe_sandbox::{Config, Mode, Profile};
-
-fn browser(test: &str) -> Option<String> {
-    let python = std::env::var("TRIBUTARY_BROWSER_PYTHON").ok().filter(|p| !p.is_empty());
-    let chromium = std::path::Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())).exists();
-    match python {
-        Some(p) if chromium => Some(p),
-        _ => {
-            assert!(
-                std::env::var("TRIBUTARY_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "Chromium or TRIBUTARY_BROWSER_PYTHON missing but TRIBUTARY_REQUIRE_BROWSER=1"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: needs /usr/bin/chromium, chromium-driver and TRIBUTARY_BROWSER_PYTHON (a Python with selenium); see .ci/run"
-            );
-            None
-        }
-    }
-}
 
 async fn run(decision: &str, python: &str) -> (TestServer, String, String, String) {
     let sandbox = stripe_sandbox::start(Config { listen: "127.0.0.1:0".into(), test_rate: None, ..Config::default() }).await.unwrap();
@@ -54,7 +34,7 @@ async fn run(decision: &str, python: &str) -> (TestServer, String, String, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_links_stripe_test_in_a_browser_and_the_api_shows_it_linked_with_queued_pulls() {
-    let Some(python) = browser("a_merchant_links_stripe_test_in_a_browser") else { return };
+    let Some(python) = common::browser("a_merchant_links_stripe_test_in_a_browser") else { return };
     let (api, company, account, final_url) = run("authorize", &python).await;
     assert!(final_url.contains("/done?") && final_url.contains("statusCode=200"), "{final_url}");
     let (st, list) = api.get(&format!("/companies/{company}/connections")).await;
@@ -69,7 +49,7 @@ async fn a_merchant_links_stripe_test_in_a_browser_and_the_api_shows_it_linked_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_who_denies_is_redirected_with_403_and_the_error_is_recorded() {
-    let Some(python) = browser("a_merchant_who_denies_is_redirected_with_403") else { return };
+    let Some(python) = common::browser("a_merchant_who_denies_is_redirected_with_403") else { return };
     let (api, company, _account, final_url) = run("deny", &python).await;
     assert!(final_url.contains("statusCode=403"), "{final_url}");
     let (_, list) = api.get(&format!("/companies/{company}/connections")).await;

@@ -142,6 +142,8 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
          curl -s {base}/companies/{c}/dataStatus -H 'Authorization: Basic {auth}'\n  \
          curl -s '{base}/companies/{c}/data/history?query=status%3DComplete' -H 'Authorization: Basic {auth}'\n  \
          curl -s -X POST {base}/companies/{c}/data/queue/commerce-customers -H 'Authorization: Basic {auth}'\n\n\
+         Operator console: {base}/console (sign in with the API key above)\n  \
+         the demo company's page: {base}/console/companies/{c}\n\n\
          Open the company's Link page in a browser to link another Stripe Test account through the sandbox's consent page:\n  {base}/link/{c}\n\n\
          Press Ctrl-C to stop.",
         key = api_key.expose_secret()

@@ -343,3 +343,69 @@ fn webhook_consumers_are_managed_from_the_cli_with_the_secret_sealed_at_rest() {
     let out = env.run(None, &["webhooks", "delete", &id]);
     assert!(!out.status.success());
 }
+
+/// One HTTP/1.1 exchange on a fresh connection: the status line and headers, and the body.
+fn http(base: &str, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.write_all(request.replace("{host}", host).as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_demo_links_and_syncs_a_merchant_and_its_key_signs_in_to_the_console() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .current_dir(env.dir.path())
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !out.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => out.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the demo did not finish:\n{}", out.join("\n"));
+            }
+        }
+    }
+    let text = out.join("\n");
+    let key = text.lines().find_map(|l| l.strip_prefix("API key (shown once): ")).expect("the key").trim().to_owned();
+    let console = text.lines().find_map(|l| l.trim().strip_prefix("Operator console: ")).expect("the console URL");
+    let base = console.split("/console").next().unwrap().to_owned();
+    let form = format!("apiKey={key}&next=%2Fconsole%2Fcompanies");
+    let (head, _) = http(
+        &base,
+        &format!(
+            "POST /console/sign-in HTTP/1.1\r\nHost: {{host}}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).expect("a session cookie").split(';').next().unwrap().to_owned();
+    let (head, body) =
+        http(&base, &format!("GET /console/companies HTTP/1.1\r\nHost: {{host}}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("Demo Shop") && body.contains("Linked"), "the demo's company, linked, is on the console");
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "Ctrl-C stops the demo cleanly: {status}");
+}

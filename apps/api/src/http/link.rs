@@ -214,9 +214,11 @@ async fn company_page(State(s): State<AppState>, Path(company): Path<String>) ->
                     @for i in &enabled {
                         @let types = Linking::supported(i.definition.key);
                         div.integration {
-                            img src="/link/assets/stripe.svg" alt=(i.definition.logo_alt);
-                            div.what {
+                            div.head {
+                                img src="/link/assets/stripe.svg" alt=(i.definition.logo_alt);
                                 strong { (i.definition.name) }
+                            }
+                            div.what {
                                 p.small.muted { (brand.name) " will read:" }
                                 ul.types.small { @for t in &types { li { (data_type_label(*t)) } } }
                                 @if i.settings.scope == Scope::ReadWrite {

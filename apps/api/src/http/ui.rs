@@ -74,3 +74,19 @@ pub(super) async fn security_headers(State(s): State<AppState>, req: Request, ne
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ConsoleOptions;
+    use std::time::Duration;
+
+    #[test]
+    fn cookies_are_secure_behind_https_and_forms_may_go_to_stripe_connect_only() {
+        let https = ConsoleOptions::new("https://data.example.com", "https://connect.stripe.com", Duration::from_secs(60));
+        assert!(https.secure);
+        let csp = https.csp.to_str().unwrap();
+        assert!(csp.contains("form-action 'self' https://connect.stripe.com;"), "{csp}");
+        assert!(csp.contains("script-src 'self';") && csp.contains("style-src 'self';") && !csp.contains("unsafe"), "{csp}");
+        assert!(!ConsoleOptions::new("http://127.0.0.1:8080", "http://127.0.0.1:9", Duration::from_secs(60)).secure);
+    }
+}

@@ -197,3 +197,26 @@ pub async fn wait_healthy(port: u16) {
     }
     panic!("server on {port} did not become healthy");
 }
+
+/// The Python with selenium for the browser tests, when Chromium is there too; otherwise the test
+/// is reported as skipped (or fails under `TRIBUTARY_REQUIRE_BROWSER=1`, as in CI).
+pub fn browser(test: &str) -> Option<String> {
+    let python = std::env::var("TRIBUTARY_BROWSER_PYTHON").ok().filter(|p| !p.is_empty());
+    let chromium = std::path::Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())).exists();
+    match python {
+        Some(p) if chromium => Some(p),
+        _ => {
+            assert!(
+                std::env::var("TRIBUTARY_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "Chromium or TRIBUTARY_BROWSER_PYTHON missing but TRIBUTARY_REQUIRE_BROWSER=1"
+            );
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!(
+                    "SKIPPED {test}: needs /usr/bin/chromium, chromium-driver and TRIBUTARY_BROWSER_PYTHON (a Python with selenium); see .ci/run\n"
+                ),
+            );
+            None
+        }
+    }
+}

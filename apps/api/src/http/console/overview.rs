@@ -139,7 +139,12 @@ pub(crate) fn chart(per_minute: &[(DateTime<Utc>, u64)], now: DateTime<Utc>) -> 
     for h in (0..=24).step_by(4) {
         let x = LEFT + plot_w * f64::from(h) / 24.0;
         let t = start + TimeDelta::hours(i64::from(h));
-        axes.push_str(&format!("<text x=\"{x:.1}\" y=\"{:.0}\" text-anchor=\"middle\">{}</text>", H - 8.0, t.format("%H:%M")));
+        let anchor = match h {
+            0 => "start",
+            24 => "end",
+            _ => "middle",
+        };
+        axes.push_str(&format!("<text x=\"{x:.1}\" y=\"{:.0}\" text-anchor=\"{anchor}\">{}</text>", H - 8.0, t.format("%H:%M")));
     }
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"chart-title chart-desc\" font-size=\"11\" fill=\"#4b5563\">\
