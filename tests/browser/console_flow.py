@@ -205,6 +205,7 @@ try:
 
     # Webhooks: create a consumer (its secret shown once), then delete it.
     page("webhooks", "/console/webhooks")
+    assert "company.created" in driver.find_element(By.ID, "events").text, "the recent events"
     driver.find_element(By.ID, "url").send_keys("https://hooks.example.com/tributary")
     click("//button[.='Add consumer']")
     secret = driver.find_element(By.ID, "once").get_attribute("value")

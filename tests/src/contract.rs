@@ -3405,6 +3405,9 @@ pub async fn deliveries_are_listed_newest_first_and_a_finished_one_can_be_delive
     assert_eq!(listed[1].next_attempt, Some(at(100)));
     assert_eq!(listed[1].status, tributary_domain::model::webhook::DeliveryStatus::Pending);
     assert_eq!(repos.webhooks.list_deliveries(c.id, 1).await.unwrap().len(), 1);
+    let recent: Vec<_> = repos.webhooks.recent_events(10).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(recent, vec![EventType::CompanyDeleted, EventType::CompanyCreated], "newest first");
+    assert_eq!(repos.webhooks.recent_events(1).await.unwrap().len(), 1);
 
     let ds = lease_due(&repos, "w", at(300), 600, 10).await;
     let mine: Vec<_> = ds.iter().filter(|d| d.consumer_id == c.id).collect();

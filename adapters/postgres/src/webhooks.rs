@@ -404,7 +404,19 @@ impl WebhookRepository for PgStore {
     }
 
     async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
-        let rows = sqlx::query("SELECT * FROM webhook_events ORDER BY seq ASC LIMIT $1")
+        self.outbox_events(false, limit).await
+    }
+
+    async fn recent_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
+        self.outbox_events(true, limit).await
+    }
+}
+
+impl PgStore {
+    /// Outbox events, oldest or newest first.
+    async fn outbox_events(&self, newest_first: bool, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!("SELECT * FROM webhook_events ORDER BY seq {order} LIMIT $1"))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await

@@ -374,7 +374,19 @@ impl WebhookRepository for SqliteStore {
     }
 
     async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
-        let rows = sqlx::query("SELECT * FROM webhook_events ORDER BY seq ASC LIMIT ?")
+        self.outbox_events(false, limit).await
+    }
+
+    async fn recent_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
+        self.outbox_events(true, limit).await
+    }
+}
+
+impl SqliteStore {
+    /// Outbox events, oldest or newest first.
+    async fn outbox_events(&self, newest_first: bool, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!("SELECT * FROM webhook_events ORDER BY seq {order} LIMIT ?"))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await

@@ -559,6 +559,11 @@ pub trait WebhookRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError>;
+    /// The most recent events in the outbox, newest first.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn recent_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError>;
     /// A consumer's most recent deliveries, newest first, with their event.
     ///
     /// # Errors

@@ -80,6 +80,14 @@ impl Platform {
         Ok(self.repos.console.overview(self.clock.now() - OVERVIEW_WINDOW).await?)
     }
 
+    /// The most recent webhook events (the outbox), newest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn recent_webhook_events(&self, limit: u32) -> Result<Vec<crate::model::webhook::OutboxEvent>, DomainError> {
+        Ok(self.repos.webhooks.recent_events(limit).await?)
+    }
+
     /// A consumer's most recent deliveries, newest first.
     ///
     /// # Errors

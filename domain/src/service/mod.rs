@@ -805,6 +805,9 @@ pub(crate) mod test_support {
         async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
             Ok(self.events.lock().unwrap().iter().take(limit as usize).cloned().collect())
         }
+        async fn recent_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
+            Ok(self.events.lock().unwrap().iter().rev().take(limit as usize).cloned().collect())
+        }
         async fn list_deliveries(
             &self,
             consumer: WebhookConsumerId,

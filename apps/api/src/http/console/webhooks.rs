@@ -52,6 +52,10 @@ async fn list_page(
         Ok(c) => c,
         Err(e) => return failure(e),
     };
+    let events = match s.platform.recent_webhook_events(20).await {
+        Ok(e) => e,
+        Err(e) => return failure(e),
+    };
     let mut rows = Vec::new();
     for c in consumers {
         let counts = s.platform.webhook_attempts(c.id, 0).await.map(|(_, n)| n).unwrap_or_default();
@@ -80,6 +84,26 @@ async fn list_page(
                     @if rows.is_empty() { tr { td colspan="6" { span.muted { "No consumer yet." } } } }
                 }
             }
+        }
+        h2 #events-h { "Recent events" }
+        @if events.is_empty() { p.muted { "No event yet." } }
+        @else {
+            div.table-wrap {
+                table #events aria-labelledby="events-h" {
+                    thead { tr { th { "Event" } th { "Company" } th { "Generated" } th { "Id" } } }
+                    tbody {
+                        @for e in &events {
+                            tr {
+                                td { (e.event_type.as_str()) }
+                                td { a href=(format!("/console/companies/{}", e.company_id)) { code.small { (e.company_id) } } }
+                                td.small { (when(e.generated)) }
+                                td { code.small { (e.id) } }
+                            }
+                        }
+                    }
+                }
+            }
+            p.muted.small { "Each event is delivered to every enabled consumer whose event types and company tags accept it; a consumer's page lists its deliveries and their attempts." }
         }
         h2 #create-h { "Add a consumer" }
         form.card method="post" action="/console/webhooks" aria-labelledby="create-h" {
