@@ -25,7 +25,7 @@ use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::sync_settings::{SyncSetting, default_settings};
 use tributary_domain::model::webhook::{AfterAttempt, Attempt, Delivery, EventType, OutboxEvent, WebhookConsumer};
 use tributary_domain::paging::{ListQuery, Page, Seek};
-use tributary_domain::ports::{ApiKeyDeletion, DeliveryCounts, Repositories, SecretSlot};
+use tributary_domain::ports::{ApiKeyDeletion, DeliveryCounts, Redelivery, Repositories, SecretSlot};
 use tributary_domain::query::typed::parse_instant;
 use tributary_domain::query::{FieldType, eval, resolve};
 use uuid::Uuid;
@@ -3015,6 +3015,7 @@ pub async fn fan_out_creates_one_delivery_per_accepting_consumer_exactly_once(re
         body: e2.body.clone(),
         attempts: 0,
         consumer_failing_since: None,
+        final_attempt: false,
         created: at(100),
     };
     assert_eq!(*d, expected);
@@ -3313,8 +3314,11 @@ pub async fn console_sessions_belong_to_their_api_key_and_go_with_it(repos: Repo
 pub async fn the_overview_counts_by_status_and_lists_failing_data_types(repos: Repositories) {
     let (co, conn) = company_with_connection(&repos, "Failing Co", 0).await;
     let (_, other) = company_with_connection(&repos, "Fine Co", 1).await;
-    let linked = Connection { status: ConnectionStatus::Linked, ..other.clone() };
-    repos.connections.update(&linked, &[]).await.unwrap();
+    for c in [&conn, &other] {
+        repos.connections.update(&Connection { status: ConnectionStatus::Linked, ..c.clone() }, &[]).await.unwrap();
+    }
+    // A deauthorized connection whose last pull failed: not synced any more, so not "failing now".
+    let gone = insert_connection(&repos, connection(&co, ConnectionStatus::Deauthorized, at(2))).await;
     let finished = |c: &Connection, dt, status, requested: i64, completed: i64, error: Option<&str>| PullOperation {
         completed: Some(at(completed)),
         error_message: error.map(str::to_owned),
@@ -3331,6 +3335,7 @@ pub async fn the_overview_counts_by_status_and_lists_failing_data_types(repos: R
         finished(&conn, DataType::Disputes, DatasetStatus::RateLimitError, 1000, 1020, Some("throttled")),
         finished(&conn, DataType::Disputes, DatasetStatus::Cancelled, 2000, 2010, None),
         finished(&other, DataType::Orders, DatasetStatus::NotSupported, 2000, 2000, None),
+        finished(&gone, DataType::Payments, DatasetStatus::AuthError, 2100, 2110, Some("revoked")),
         pull_op(&other, DataType::Products, DatasetStatus::Queued, at(2500), 0),
         // Before the window.
         finished(&other, DataType::Payments, DatasetStatus::FetchError, 10, 20, Some("old")),
@@ -3362,11 +3367,11 @@ pub async fn the_overview_counts_by_status_and_lists_failing_data_types(repos: R
 
     let o = repos.console.overview(at(100)).await.unwrap();
     assert_eq!(o.companies, 5, "the two above and the three that carried the events");
-    assert_eq!(o.connections_by_status, vec![("Linked".to_owned(), 1), ("PendingAuth".to_owned(), 1)]);
+    assert_eq!(o.connections_by_status, vec![("Deauthorized".to_owned(), 1), ("Linked".to_owned(), 2)]);
     let mut pulls = o.pulls_by_status.clone();
     pulls.sort();
     let want: Vec<(String, u64)> =
-        [("AuthError", 1), ("Cancelled", 1), ("Complete", 2), ("FetchError", 1), ("NotSupported", 1), ("Queued", 1), ("RateLimitError", 1)]
+        [("AuthError", 2), ("Cancelled", 1), ("Complete", 2), ("FetchError", 1), ("NotSupported", 1), ("Queued", 1), ("RateLimitError", 1)]
             .iter()
             .map(|(s, n)| ((*s).to_owned(), *n))
             .collect();
@@ -3378,7 +3383,8 @@ pub async fn the_overview_counts_by_status_and_lists_failing_data_types(repos: R
             ("Failing Co", DataType::Payments, DatasetStatus::FetchError, Some("Stripe answered 500")),
             ("Failing Co", DataType::Disputes, DatasetStatus::RateLimitError, Some("throttled")),
         ],
-        "newest failure first; the earlier failure of other's payments was followed by a success"
+        "newest failure first; the earlier failure of other's payments was followed by a success; the deauthorized \
+         connection's failure is not listed"
     );
     assert_eq!(o.failing[0].connection_id, conn.id);
     assert_eq!(o.failing[0].company_id, co.id);
@@ -3413,15 +3419,18 @@ pub async fn deliveries_are_listed_newest_first_and_a_finished_one_can_be_delive
     let mine: Vec<_> = ds.iter().filter(|d| d.consumer_id == c.id).collect();
     assert!(record_outcome(&repos, "w", &attempt(mine[0], 1, at(301), Some(500), Some("HTTP 500"), 5), AfterAttempt::GiveUp).await);
     let failed = mine[0].id;
-    assert!(!repos.webhooks.redeliver(c.id, mine[1].id, at(400)).await.unwrap(), "still pending (leased)");
-    assert!(!repos.webhooks.redeliver(other.id, failed, at(400)).await.unwrap(), "another consumer's");
-    assert!(!repos.webhooks.redeliver(c.id, Uuid::new_v4(), at(400)).await.unwrap(), "unknown");
-    assert!(repos.webhooks.redeliver(c.id, failed, at(400)).await.unwrap());
+    assert_eq!(repos.webhooks.redeliver(c.id, mine[1].id, at(400)).await.unwrap(), Redelivery::StillPending, "leased");
+    assert_eq!(repos.webhooks.redeliver(other.id, failed, at(400)).await.unwrap(), Redelivery::NotFound, "another consumer's");
+    assert_eq!(repos.webhooks.redeliver(c.id, Uuid::new_v4(), at(400)).await.unwrap(), Redelivery::NotFound, "unknown");
+    assert_eq!(repos.webhooks.redeliver(c.id, failed, at(400)).await.unwrap(), Redelivery::Queued);
     let again = repos.webhooks.list_deliveries(c.id, 10).await.unwrap().into_iter().find(|d| d.id == failed).unwrap();
     assert_eq!(
         (again.status, again.attempts, again.next_attempt),
         (tributary_domain::model::webhook::DeliveryStatus::Pending, 1, Some(at(400)))
     );
     let leased = lease_due(&repos, "w2", at(400), 600, 10).await;
-    assert_eq!(leased.iter().filter(|d| d.id == failed).count(), 1, "due again at once");
+    let again: Vec<_> = leased.iter().filter(|d| d.id == failed).collect();
+    assert_eq!(again.len(), 1, "due again at once");
+    assert!(again[0].final_attempt, "for one attempt only");
+    assert!(!leased.iter().any(|d| d.id != failed && d.final_attempt), "other deliveries follow the schedule");
 }

@@ -22,7 +22,7 @@ use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::webhook::{
     AfterAttempt, Attempt, Delivery, DeliveryStatus, DeliverySummary, EventType, OutboxEvent, WebhookConsumer,
 };
-use tributary_domain::ports::{DeliveryCounts, WebhookRepository};
+use tributary_domain::ports::{DeliveryCounts, Redelivery, WebhookRepository};
 use uuid::Uuid;
 
 /// Serialises consumer creation with itself and every other write to the table.
@@ -102,6 +102,7 @@ fn delivery_from_row(r: &PgRow) -> Result<Delivery, RepositoryError> {
         body: r.get("body"),
         attempts: u32::try_from(r.get::<i32, _>("attempts")).map_err(|e| corrupt("attempt count", e))?,
         consumer_failing_since: r.get::<Option<DateTime<Utc>>, _>("failing_since"),
+        final_attempt: r.get("final_attempt"),
         created: r.get::<DateTime<Utc>, _>("created"),
     })
 }
@@ -263,7 +264,7 @@ impl WebhookRepository for PgStore {
                  ORDER BY x.event_seq ASC, x.id ASC LIMIT $4 FOR UPDATE OF x SKIP LOCKED) \
              AND e.seq = d.event_seq AND c.id = d.consumer_id \
              RETURNING d.id, d.event_seq, e.id AS event_id, e.event_type, e.body, d.consumer_id, c.url, c.secret_key_id, \
-                 c.secret_ciphertext, d.attempts, c.failing_since, d.created",
+                 c.secret_ciphertext, d.attempts, c.failing_since, d.created, d.final_attempt",
         )
         .bind(worker)
         .bind(expiry(now, lease_for))
@@ -389,10 +390,10 @@ impl WebhookRepository for PgStore {
             .collect()
     }
 
-    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<bool, RepositoryError> {
+    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<Redelivery, RepositoryError> {
         let done = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'Pending', next_attempt = $1, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $2 AND consumer_id = $3 AND status <> 'Pending'",
+            "UPDATE webhook_deliveries SET status = 'Pending', next_attempt = $1, lease_owner = NULL, lease_until = NULL, \
+             final_attempt = true WHERE id = $2 AND consumer_id = $3 AND status <> 'Pending'",
         )
         .bind(now)
         .bind(delivery.to_string())
@@ -400,7 +401,16 @@ impl WebhookRepository for PgStore {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() > 0 {
+            return Ok(Redelivery::Queued);
+        }
+        let pending: Option<String> = sqlx::query_scalar("SELECT status FROM webhook_deliveries WHERE id = $1 AND consumer_id = $2")
+            .bind(delivery.to_string())
+            .bind(consumer.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(if pending.is_some() { Redelivery::StillPending } else { Redelivery::NotFound })
     }
 
     async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {

@@ -8,3 +8,9 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_api_key ON console_sessions (api_key_id);
 CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen);
+
+-- The console's overview finds each connection's latest finished pull per data type by this index.
+CREATE INDEX pull_operations_finished ON pull_operations (connection_id, data_type, completed);
+
+-- "Deliver again" from the console: one more attempt, after which a failure ends the delivery.
+ALTER TABLE webhook_deliveries ADD COLUMN final_attempt INTEGER NOT NULL DEFAULT 0;

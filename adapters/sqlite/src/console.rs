@@ -7,6 +7,7 @@ use sqlx::Row;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
 use tributary_domain::model::console::{ConsoleSession, FailingDataType, Overview};
+use tributary_domain::model::data_type::DataType;
 use tributary_domain::ports::ConsoleRepository;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
@@ -86,22 +87,32 @@ impl ConsoleRepository for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        // The latest finished pull of each connection and data type, when it failed.
-        let failing = sqlx::query(
-            "SELECT p.company_id, c.name, p.connection_id, p.data_type, p.status, p.error_message, p.completed FROM ( \
-               SELECT *, ROW_NUMBER() OVER (PARTITION BY connection_id, data_type ORDER BY completed DESC, requested DESC) AS rn \
-               FROM pull_operations WHERE completed IS NOT NULL AND status NOT IN ('Cancelled', 'NotSupported') \
-             ) p JOIN companies c ON c.id = p.company_id \
-             WHERE p.rn = 1 AND p.status <> 'Complete' ORDER BY p.completed DESC LIMIT 50",
-        )
+        // The latest finished pull of each linked connection and data type, when it failed: one
+        // index seek (pull_operations_finished) per connection and data type, not a scan of the
+        // history. (An unlinked or deauthorized connection is not synced, so nothing would clear
+        // its last failure; its status is what the overview shows.)
+        // The data type keys are constants, not input.
+        let keys = DataType::ALL.iter().map(|t| format!("'{}'", t.key())).collect::<Vec<_>>().join(", ");
+        let types = DataType::ALL.iter().map(|t| format!("('{}')", t.key())).collect::<Vec<_>>().join(", ");
+        let failing = sqlx::query(&format!(
+            "WITH types (dt) AS (VALUES {types}) \
+             SELECT p.company_id, co.name, p.connection_id, p.data_type, p.status, p.error_message, p.completed \
+             FROM connections c CROSS JOIN types \
+             JOIN pull_operations p ON p.id = ( \
+               SELECT q.id FROM pull_operations q WHERE q.connection_id = c.id AND q.data_type = types.dt \
+               AND q.completed IS NOT NULL AND q.status NOT IN ('Cancelled', 'NotSupported') ORDER BY q.completed DESC LIMIT 1) \
+             JOIN companies co ON co.id = c.company_id \
+             WHERE c.status = 'Linked' AND p.status <> 'Complete' ORDER BY p.completed DESC LIMIT 50"
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        // Per connection, so that the (connection, data type, modified) index serves the range.
-        let per_minute = sqlx::query(
+        // Per connection and data type, so that the (connection, data type, modified) index serves
+        // the range.
+        let per_minute = sqlx::query(&format!(
             "SELECT (r.modified / 60000000) * 60000000 AS minute, COUNT(*) FROM connections c \
-             JOIN records r ON r.connection_id = c.id AND r.modified >= ? GROUP BY minute ORDER BY minute",
-        )
+             JOIN records r ON r.connection_id = c.id AND r.data_type IN ({keys}) AND r.modified >= ? GROUP BY minute ORDER BY minute"
+        ))
         .bind(since)
         .fetch_all(&self.pool)
         .await

@@ -14,7 +14,7 @@ use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::model::webhook::{
     AfterAttempt, Attempt, Delivery, DeliveryStatus, DeliverySummary, EventType, OutboxEvent, WebhookConsumer,
 };
-use tributary_domain::ports::{DeliveryCounts, WebhookRepository};
+use tributary_domain::ports::{DeliveryCounts, Redelivery, WebhookRepository};
 use uuid::Uuid;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
@@ -225,7 +225,7 @@ impl WebhookRepository for SqliteStore {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(
-            "SELECT d.id, d.consumer_id, d.attempts, d.created, e.id AS event_id, e.event_type, e.body, c.url, c.secret_key_id, \
+            "SELECT d.id, d.consumer_id, d.attempts, d.created, d.final_attempt, e.id AS event_id, e.event_type, e.body, c.url, c.secret_key_id, \
              c.secret_ciphertext, c.failing_since \
              FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq JOIN webhook_consumers c ON c.id = d.consumer_id \
              WHERE d.lease_owner = ? AND d.lease_until = ? AND d.status = 'Pending' ORDER BY d.event_seq, d.id",
@@ -248,6 +248,7 @@ impl WebhookRepository for SqliteStore {
                     body: r.get("body"),
                     attempts: u32::try_from(r.get::<i64, _>("attempts")).map_err(|e| corrupt("attempts", e))?,
                     consumer_failing_since: r.get::<Option<i64>, _>("failing_since").map(from_micros),
+                    final_attempt: r.get::<bool, _>("final_attempt"),
                     created: from_micros(r.get("created")),
                 })
             })
@@ -359,10 +360,10 @@ impl WebhookRepository for SqliteStore {
             .collect()
     }
 
-    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<bool, RepositoryError> {
+    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<Redelivery, RepositoryError> {
         let done = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'Pending', next_attempt = ?, lease_owner = NULL, lease_until = NULL \
-             WHERE id = ? AND consumer_id = ? AND status <> 'Pending'",
+            "UPDATE webhook_deliveries SET status = 'Pending', next_attempt = ?, lease_owner = NULL, lease_until = NULL, \
+             final_attempt = 1 WHERE id = ? AND consumer_id = ? AND status <> 'Pending'",
         )
         .bind(to_micros(now))
         .bind(delivery.to_string())
@@ -370,7 +371,16 @@ impl WebhookRepository for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() > 0 {
+            return Ok(Redelivery::Queued);
+        }
+        let pending: Option<String> = sqlx::query_scalar("SELECT status FROM webhook_deliveries WHERE id = ? AND consumer_id = ?")
+            .bind(delivery.to_string())
+            .bind(consumer.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(if pending.is_some() { Redelivery::StillPending } else { Redelivery::NotFound })
     }
 
     async fn list_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {

@@ -140,9 +140,20 @@ async fn console_and_link_pages_carry_security_headers_and_no_inline_script() {
     let api = TestServer::start().await;
     let cookie = sign_in(&api, &api.key).await;
     let company = api.company("Headers Shop").await;
-    for (path, session) in [("/console", true), ("/console/sign-in", false), (&*format!("/link/{company}"), false)] {
+    for (path, session, want) in [
+        ("/console", true, 200),
+        ("/console/sign-in", false, 200),
+        ("/console/no-such-page", true, 404),
+        (&*format!("/console/companies/{company}/connections/x/data/commerce-customers"), true, 404),
+        (&*format!("/link/{company}"), false, 200),
+        ("/link/not-a-company", false, 404),
+    ] {
         let (status, body, h) = get(&api, if session { &cookie } else { "" }, path).await;
-        assert_eq!(status, 200, "{path}");
+        assert_eq!(status, want, "{path}");
+        assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"), "{path}: an HTML page");
+        if path.starts_with("/console") {
+            assert_eq!(h[header::CACHE_CONTROL], "no-store", "{path}");
+        }
         let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
         assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
@@ -154,12 +165,13 @@ async fn console_and_link_pages_carry_security_headers_and_no_inline_script() {
 #[tokio::test]
 async fn client_supplied_values_render_as_text_on_every_page() {
     let api = TestServer::start().await;
-    let attack = "<script>alert(1)</script>";
+    let attack = "\"'><script>alert(1)</script>";
     let (_, c) = api.post("/companies", json!({"name": "Escape Shop", "description": attack, "tags": {"k": attack}})).await;
     let company = c["id"].as_str().unwrap().to_owned();
-    let (status, _) =
-        api.post("/webhooks", json!({"url": "https://example.com/<script>alert(1)</script>", "eventTypes": ["company.created"]})).await;
-    assert!(status == 201 || status == 400, "{status}");
+    let (status, hook) =
+        api.post("/webhooks", json!({"url": format!("https://example.com/?q={attack}"), "eventTypes": ["company.created"]})).await;
+    assert_eq!(status, 201, "{hook}");
+    let hook = hook["id"].as_str().unwrap().to_owned();
     let (_, key) = api.post("/apiKeys", json!({"name": attack})).await;
     assert!(key["id"].is_string());
     let (status, _) = api.call(reqwest::Method::PUT, "/profile", Some(json!({"name": attack, "redirectUrl": ""}))).await;
@@ -172,16 +184,19 @@ async fn client_supplied_values_render_as_text_on_every_page() {
         format!("/console/companies/{company}"),
         "/console/webhooks".to_owned(),
         "/console/settings".to_owned(),
+        format!("/console/companies/{company}/delete"),
+        format!("/console/webhooks/{hook}"),
+        format!("/console/webhooks/{hook}/delete"),
+        format!("/console/settings/api-keys/{}/delete", key["id"].as_str().unwrap()),
         format!("/link/{company}"),
         format!("/link/{company}/done?statusCode=200"),
     ] {
         let (status, body, _) = get(&api, &cookie, &path).await;
         assert_eq!(status, 200, "{path}");
-        assert!(!body.contains(attack), "{path} renders client input as markup");
-        assert!(!body.contains("<script>"), "{path}");
+        assert!(!body.contains(attack) && !body.contains("<script>") && !body.contains("'><"), "{path} renders client input as markup");
     }
     let (_, body, _) = get(&api, &cookie, &format!("/console/companies/{company}")).await;
-    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the description is shown, as text");
+    assert!(body.contains("&quot;'&gt;&lt;script&gt;alert(1)&lt;/script&gt;"), "the description is shown, as text");
 }
 
 #[tokio::test]
@@ -311,4 +326,110 @@ async fn the_link_page_shows_each_connection_s_state_in_the_merchant_s_words() {
     let (status, page, _) = get(&api, "", "/oauth/stripe/callback?state=forged&code=x").await;
     assert_eq!(status, 400);
     assert!(page.contains("Open the link you were sent again"));
+}
+
+/// Every form of the console: (path, fields). Ids that do not exist are fine: the session and the
+/// CSRF token are checked before anything else.
+fn every_form(company: &str, connection: &str, consumer: &str, key: &str) -> Vec<(String, Vec<(&'static str, &'static str)>)> {
+    let delivery = "0b4ca2f6-2b8f-4d5e-9c0c-3e0d1f1d2a10";
+    vec![
+        ("/console/companies".into(), vec![("name", "Forged")]),
+        (format!("/console/companies/{company}/refresh"), vec![]),
+        (format!("/console/companies/{company}/connections"), vec![("integration", "yzth")]),
+        (format!("/console/companies/{company}/delete"), vec![]),
+        (format!("/console/companies/{company}/connections/{connection}/unlink"), vec![]),
+        ("/console/webhooks".into(), vec![("url", "https://forged.example/"), ("eventTypes", "company.created")]),
+        (format!("/console/webhooks/{consumer}/disable"), vec![]),
+        (format!("/console/webhooks/{consumer}/enable"), vec![]),
+        (format!("/console/webhooks/{consumer}/delete"), vec![]),
+        (format!("/console/webhooks/{consumer}/deliveries/{delivery}/redeliver"), vec![]),
+        ("/console/settings/integrations/yzth".into(), vec![("clientId", "ca_forged")]),
+        ("/console/settings/profile".into(), vec![("name", "Forged"), ("redirectUrl", "https://forged.example/")]),
+        ("/console/settings/sync".into(), vec![]),
+        ("/console/settings/api-keys".into(), vec![("name", "forged")]),
+        (format!("/console/settings/api-keys/{key}/delete"), vec![]),
+        ("/console/sign-out".into(), vec![]),
+    ]
+}
+
+#[tokio::test]
+async fn no_form_changes_anything_without_a_session_or_without_its_csrf_token() {
+    let api = TestServer::start().await;
+    api.enable_stripe_test().await;
+    let company = api.company("Guarded Shop").await;
+    let (_, conn) = api.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    let (_, hook) = api.post("/webhooks", json!({"url": "https://hooks.example/", "eventTypes": ["company.created"]})).await;
+    let (_, key) = api.post("/apiKeys", json!({"name": "spare"})).await;
+    let snapshot = || async {
+        let mut all = Vec::new();
+        for path in ["/companies", "/webhooks", "/apiKeys", "/profile", "/integrations/yzth", "/profile/syncSettings"] {
+            all.push(api.get(path).await.1);
+        }
+        all.push(api.get(&format!("/companies/{company}/connections")).await.1);
+        all
+    };
+    let before = snapshot().await;
+    let cookie = sign_in(&api, &api.key).await;
+    let forms = every_form(&company, conn["id"].as_str().unwrap(), hook["id"].as_str().unwrap(), key["id"].as_str().unwrap());
+    for (path, fields) in &forms {
+        let res = client().post(format!("{}{path}", api.base)).form(fields).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 303, "{path} without a session");
+        assert_eq!(res.headers()[header::LOCATION], "/console/sign-in?next=%2Fconsole", "{path}");
+        let mut forged = fields.clone();
+        forged.push(("csrf", "0000000000000000000000000000000000000000000000000000000000000000"));
+        for body in [fields.clone(), forged] {
+            let res = client().post(format!("{}{path}", api.base)).header(header::COOKIE, &cookie).form(&body).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 403, "{path} without its CSRF token");
+        }
+    }
+    assert_eq!(snapshot().await, before, "nothing changed");
+    assert_eq!(get(&api, &cookie, "/console").await.0, 200, "still signed in: sign-out needs the token too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_again_makes_exactly_one_more_attempt_and_not_for_a_disabled_consumer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        // Accepts the first request, then fails.
+        axum::routing::post(move || {
+            let first = h.fetch_add(1, Ordering::SeqCst) == 0;
+            async move { if first { axum::http::StatusCode::NO_CONTENT } else { axum::http::StatusCode::SERVICE_UNAVAILABLE } }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // Three attempts, 50 ms apart: a redelivered delivery that fails must not go on to them.
+    let schedule = vec![std::time::Duration::ZERO, std::time::Duration::from_millis(50), std::time::Duration::from_millis(50)];
+    let opts = tributary_domain::service::DeliveryOptions { schedule, ..Default::default() };
+    let api = TestServer::start_with_webhooks("http://127.0.0.1:9", opts).await;
+    let (_, consumer) = api.post("/webhooks", json!({"url": hook, "eventTypes": ["company.created"]})).await;
+    let id = consumer["id"].as_str().unwrap().to_owned();
+    api.company("Retry Shop").await;
+    let cookie = sign_in(&api, &api.key).await;
+    let path = format!("/console/webhooks/{id}");
+    let page = wait_for(&api, &cookie, &path, "<td>204 ").await;
+    assert!(page.contains("0 pending · 1 delivered · 0 failed") && page.contains("1 attempt(s)"), "{page}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let at = page.find("/deliveries/").expect("a Deliver again form") + 12;
+    let url = format!("{}/console/webhooks/{id}/deliveries/{}/redeliver", api.base, &page[at..at + 36]);
+    let token = csrf(&page);
+    let redeliver = || client().post(&url).header(header::COOKIE, &cookie).form(&[("csrf", token.as_str())]).send();
+    assert_eq!(redeliver().await.unwrap().status().as_u16(), 303);
+    // The attempts are read before the counts: once the failed attempt shows, so does its outcome.
+    let page = wait_for(&api, &cookie, &path, "the receiver answered HTTP 503").await;
+    assert!(page.contains("0 pending · 0 delivered · 1 failed"), "the one more attempt failed, and that ended it: {page}");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "one more attempt, not the rest of the schedule");
+    // A disabled consumer's delivery is not queued (it would wait until the consumer is enabled).
+    api.platform.set_webhook_consumer_disabled(id.parse().unwrap(), true).await.unwrap();
+    let res = redeliver().await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    assert!(res.text().await.unwrap().contains("enable it before delivering again"));
+    let page = wait_for(&api, &cookie, &path, "1 failed").await;
+    assert!(page.contains("2 attempt(s)") && !page.contains("next attempt"), "{page}");
 }

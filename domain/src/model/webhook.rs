@@ -377,6 +377,9 @@ pub struct Delivery {
     pub attempts: u32,
     /// Since when the consumer has been failing.
     pub consumer_failing_since: Option<DateTime<Utc>>,
+    /// An operator asked for one more attempt ("deliver again"): a failure ends it, whatever the
+    /// schedule says.
+    pub final_attempt: bool,
     /// When the delivery was created (ordering within a consumer).
     pub created: DateTime<Utc>,
 }

@@ -570,12 +570,23 @@ pub trait WebhookRepository: Send + Sync {
     /// Backend failures only.
     async fn list_deliveries(&self, consumer: WebhookConsumerId, limit: u32) -> Result<Vec<DeliverySummary>, RepositoryError>;
     /// Puts a `Delivered` or `Failed` delivery of `consumer` back to `Pending`, due `now`, for one
-    /// more attempt (its attempt count is kept, so a failure ends it `Failed` again). Returns
-    /// whether such a delivery exists and was not already pending.
+    /// more attempt only (`final_attempt`: a failure ends it `Failed` again, whatever the
+    /// schedule). A pending delivery and another consumer's are left alone.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<bool, RepositoryError>;
+    async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<Redelivery, RepositoryError>;
+}
+
+/// What [`WebhookRepository::redeliver`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Pending again, due at once, for one attempt.
+    Queued,
+    /// Left alone: it is still pending (it will be attempted on its own).
+    StillPending,
+    /// No such delivery for that consumer.
+    NotFound,
 }
 
 /// The operator console's sessions and overview.

@@ -8,12 +8,14 @@ use crate::error::{DomainError, RepositoryError};
 use crate::ids::WebhookConsumerId;
 use crate::model::console::{ConsoleSession, Overview};
 use crate::model::webhook::DeliverySummary;
+use crate::ports::Redelivery;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How often a session's last use is written: sooner than this after the last write, a request
-/// does not write (so browsing does not turn every page view into a write).
+/// How often a session's last use is written at most: sooner than this after the last write, a
+/// request does not write (so browsing does not turn every page view into a write). A tenth of
+/// the idle time when that is shorter, so a session never expires much before its time.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// The window of the overview's pulls and records.
@@ -54,7 +56,7 @@ impl Platform {
             self.repos.console.delete_sessions(Some(hash), now - idle).await?;
             return Ok(None);
         }
-        if now - session.last_seen >= TOUCH_EVERY {
+        if now - session.last_seen >= TOUCH_EVERY.min(idle / 10) {
             self.repos.console.touch_session(&hash, now).await?;
             session.last_seen = now;
         }
@@ -97,21 +99,22 @@ impl Platform {
         Ok(self.repos.webhooks.list_deliveries(id, limit).await?)
     }
 
-    /// Delivers a finished delivery (delivered or failed) once more, as soon as a worker is free.
+    /// Delivers a finished delivery (delivered or failed) once more, as soon as a worker is free:
+    /// one attempt, whose failure ends it `Failed` again.
     ///
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown consumer or delivery; [`DomainError::InvalidState`]
-    /// when the delivery is still pending.
+    /// when the delivery is still pending or the consumer is disabled.
     pub async fn redeliver_webhook(&self, id: WebhookConsumerId, delivery: Uuid) -> Result<(), DomainError> {
-        self.get_webhook_consumer(id).await?;
-        if self.repos.webhooks.redeliver(id, delivery, self.clock.now()).await? {
-            return Ok(());
+        if self.get_webhook_consumer(id).await?.disabled {
+            return Err(DomainError::InvalidState("This consumer is disabled: enable it before delivering again.".into()));
         }
-        let known = self.repos.webhooks.list_deliveries(id, u32::MAX).await?.into_iter().any(|d| d.id == delivery);
-        if known {
-            Err(DomainError::InvalidState("This delivery is still pending: it will be attempted again on its own.".into()))
-        } else {
-            Err(DomainError::NotFound(format!("No delivery was found with ID {delivery}")))
+        match self.repos.webhooks.redeliver(id, delivery, self.clock.now()).await? {
+            Redelivery::Queued => Ok(()),
+            Redelivery::StillPending => {
+                Err(DomainError::InvalidState("This delivery is still pending: it will be attempted again on its own.".into()))
+            }
+            Redelivery::NotFound => Err(DomainError::NotFound(format!("No delivery was found with ID {delivery}"))),
         }
     }
 }
@@ -155,6 +158,21 @@ mod tests {
         }
         *clock.0.lock().unwrap() += chrono::TimeDelta::minutes(30);
         assert!(p.console_session("tok", IDLE).await.unwrap().is_none(), "idle for 30 minutes, it expired");
+    }
+
+    #[tokio::test]
+    async fn with_a_one_minute_idle_time_a_session_used_every_50_seconds_stays() {
+        let (p, clock) = setup();
+        let key = "k".repeat(40);
+        p.create_api_key(None, &SecretString::from(key.clone())).await.unwrap();
+        p.sign_in(&key, &SecretString::from("tok".to_owned())).await.unwrap().unwrap();
+        let minute = Duration::from_secs(60);
+        for _ in 0..5 {
+            *clock.0.lock().unwrap() += chrono::TimeDelta::seconds(50);
+            assert!(p.console_session("tok", minute).await.unwrap().is_some());
+        }
+        *clock.0.lock().unwrap() += chrono::TimeDelta::seconds(61);
+        assert!(p.console_session("tok", minute).await.unwrap().is_none());
     }
 
     #[tokio::test]

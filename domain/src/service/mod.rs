@@ -746,6 +746,7 @@ pub(crate) mod test_support {
                         body: e.body.clone(),
                         attempts: 0,
                         consumer_failing_since: None,
+                        final_attempt: false,
                         created: now,
                     };
                     out.push((d, DeliveryStatus::Pending, Some(now)));
@@ -832,15 +833,22 @@ pub(crate) mod test_support {
                 })
                 .collect())
         }
-        async fn redeliver(&self, consumer: WebhookConsumerId, delivery: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, RepositoryError> {
+        async fn redeliver(
+            &self,
+            consumer: WebhookConsumerId,
+            delivery: uuid::Uuid,
+            now: DateTime<Utc>,
+        ) -> Result<Redelivery, RepositoryError> {
             let mut all = self.deliveries.lock().unwrap();
-            let Some((_, status, due)) =
-                all.iter_mut().find(|(d, status, _)| d.id == delivery && d.consumer_id == consumer && *status != DeliveryStatus::Pending)
-            else {
-                return Ok(false);
+            let Some((d, status, due)) = all.iter_mut().find(|(d, _, _)| d.id == delivery && d.consumer_id == consumer) else {
+                return Ok(Redelivery::NotFound);
             };
+            if *status == DeliveryStatus::Pending {
+                return Ok(Redelivery::StillPending);
+            }
             (*status, *due) = (DeliveryStatus::Pending, Some(now));
-            Ok(true)
+            d.final_attempt = true;
+            Ok(Redelivery::Queued)
         }
     }
 

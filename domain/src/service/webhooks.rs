@@ -282,7 +282,7 @@ impl WebhookDelivery {
             d.consumer_failing_since.is_some_and(|since| (now - since).to_std().unwrap_or(Duration::ZERO) >= self.opts.disable_after);
         let after = if ok {
             AfterAttempt::Delivered
-        } else if failing_too_long {
+        } else if failing_too_long || d.final_attempt {
             AfterAttempt::GiveUp
         } else {
             after_failure(&self.opts.schedule, number, now)

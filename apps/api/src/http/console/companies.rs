@@ -68,9 +68,9 @@ async fn list_page(s: &AppState, session: &Session, q: &HashMap<String, String>,
     let (page, error) = match ListQuery::from_params(&COMPANY_QUERY, int(q, "page"), Some(20), query, Some("-created")) {
         Ok(lq) => match s.platform.list_companies(lq, None).await {
             Ok(p) => (Some(p), None),
-            Err(e) => (None, Some(super::message_of(&e))),
+            Err(e) => (None, Some(super::message_of(e))),
         },
-        Err(e) => (None, Some(super::message_of(&e))),
+        Err(e) => (None, Some(super::message_of(e))),
     };
     let notice = notice.or_else(|| error.and_then(Notice::error));
     let body = html! {
@@ -127,7 +127,10 @@ async fn create(State(s): State<AppState>, session: Session, body: Bytes) -> Res
         .and_then(|name| CompanyFields::new(&name, form.get("description"), BTreeMap::new()));
     match async { s.platform.create_company(fields?).await }.await {
         Ok(v) => after(&format!("/console/companies/{}", v.company.id), "created"),
-        Err(e) => list_page(&s, &session, &HashMap::new(), Notice::error(super::message_of(&e)), super::status_of(&e)).await,
+        Err(e) => {
+            let (status, message) = super::shown(e);
+            list_page(&s, &session, &HashMap::new(), Notice::error(message), status).await
+        }
     }
 }
 
@@ -146,9 +149,9 @@ async fn show(State(s): State<AppState>, session: Session, Path(raw): Path<Strin
     let (pulls, pulls_error) = match ListQuery::from_params(&PULL_QUERY, int(&q, "page"), Some(20), pull_query, Some("-requested")) {
         Ok(lq) => match s.platform.list_pull_operations(id, &lq).await {
             Ok(p) => (Some(p), None),
-            Err(e) => (None, Some(super::message_of(&e))),
+            Err(e) => (None, Some(super::message_of(e))),
         },
-        Err(e) => (None, Some(super::message_of(&e))),
+        Err(e) => (None, Some(super::message_of(e))),
     };
     let link_url = format!("{}/link/{id}", s.public_url);
     let company = &view.company;
@@ -437,7 +440,7 @@ async fn records(
     let (rows, error, json) = if dt == DataType::CompanyInfo {
         match s.platform.company_info(id, conn).await {
             Ok(v) => (None, None, Some(v)),
-            Err(e) => (None, Some(super::message_of(&e)), None),
+            Err(e) => (None, Some(super::shown(e)), None),
         }
     } else {
         let result = match schema(dt) {
@@ -449,7 +452,7 @@ async fn records(
         };
         match result {
             Ok(RecordPage { page, .. }) => (Some(page), None, None),
-            Err(e) => (None, Some(super::message_of(&e)), None),
+            Err(e) => (None, Some(super::shown(e)), None),
         }
     };
     let cols = columns(dt);
@@ -470,7 +473,7 @@ async fn records(
                 button type="submit" { "Run" }
             }
         }
-        @if let Some(e) = &error { div.notice.error role="alert" #query-error { (e) } }
+        @if let Some((_, e)) = &error { div.notice.error role="alert" #query-error { (e) } }
         @if let Some(v) = &json { pre { (serde_json::to_string_pretty(v).unwrap_or_default()) } }
         @if let Some(p) = &rows {
             div.table-wrap {
@@ -493,7 +496,7 @@ async fn records(
             (pager(&list_base, &[("query", query), ("orderBy", order), ("pageSize", page_size.map(|n| n.to_string()).as_deref())], p.request.page, p.request.page_size, p.total))
         }
     };
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = error.as_ref().map_or(StatusCode::OK, |(status, _)| *status);
     respond(status, layout(&session, Nav::Companies, &format!("{} · {}", dt.key(), company.name), None, body))
 }
 

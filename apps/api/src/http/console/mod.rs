@@ -9,6 +9,7 @@ mod settings;
 mod webhooks;
 
 use super::AppState;
+use super::error::ApiError;
 use super::ui::{CSS_PATH, JS_PATH};
 use axum::Router;
 use axum::body::Bytes;
@@ -32,6 +33,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/", get(|| async { Redirect::to("/console") }))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
+        .route("/console/{*rest}", get(not_found))
         .merge(companies::routes())
         .merge(webhooks::routes())
         .merge(settings::routes())
@@ -63,7 +65,9 @@ fn same(a: &str, b: &str) -> bool {
 /// Only local console paths are followed after sign-in (no open redirect).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/console") && !n.contains("//") && !n.contains('\\') => n.to_owned(),
+        Some(n) if n.starts_with("/console") && !n.contains("//") && !n.contains('\\') && n.bytes().all(|b| b.is_ascii_graphic()) => {
+            n.to_owned()
+        }
         _ => "/console".to_owned(),
     }
 }
@@ -73,7 +77,12 @@ impl FromRequestParts<AppState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
         let to_sign_in = || {
-            let here = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            // After sign-in the browser GETs `next`: only a page it was reading is worth going back to.
+            let here = if parts.method == axum::http::Method::GET {
+                parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default()
+            } else {
+                "/console".to_owned()
+            };
             let next: String = url::form_urlencoded::byte_serialize(safe_next(Some(&here)).as_bytes()).collect();
             Redirect::to(&format!("/console/sign-in?next={next}")).into_response()
         };
@@ -241,33 +250,31 @@ fn plain_page(status: StatusCode, title: &str, message: &str) -> Response {
     )
 }
 
-/// The status a domain error is shown with.
-pub(crate) fn status_of(e: &DomainError) -> StatusCode {
-    match e {
-        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
-        DomainError::Validation { .. } => StatusCode::BAD_REQUEST,
-        DomainError::Conflict(_) | DomainError::InvalidState(_) => StatusCode::CONFLICT,
-        DomainError::Unavailable(_) => StatusCode::BAD_GATEWAY,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+/// How a domain error is shown: the status and message the API gives it (one mapping for both),
+/// with the validation details; internal failures are logged, not shown.
+pub(crate) fn shown(e: DomainError) -> (StatusCode, String) {
+    let api = ApiError::from(e);
+    if let Some(detail) = &api.internal {
+        tracing::error!(error = %detail, "console request failed");
+        return (api.status, "An internal error occurred; the server's log has the details.".into());
     }
+    let mut message = api.message;
+    for item in &api.validation {
+        message.push_str(&format!(" {}{}", item.item_id.as_deref().map(|i| format!("{i}: ")).unwrap_or_default(), item.message));
+    }
+    (api.status, message)
 }
 
-/// The text a domain error is shown with (internal failures are logged, not shown).
-pub(crate) fn message_of(e: &DomainError) -> String {
-    match e {
-        DomainError::NotFound(m) | DomainError::Conflict(m) | DomainError::InvalidState(m) | DomainError::Unavailable(m) => m.clone(),
-        DomainError::Validation { message, .. } => message.clone(),
-        other => {
-            tracing::error!(error = %other, "console request failed");
-            "An internal error occurred; the server's log has the details.".into()
-        }
-    }
+/// The text a domain error is shown with.
+pub(crate) fn message_of(e: DomainError) -> String {
+    shown(e).1
 }
 
 /// A page for a failed action or read.
 pub(crate) fn failure(e: DomainError) -> Response {
-    let title = if status_of(&e) == StatusCode::NOT_FOUND { "Not found" } else { "That did not work" };
-    plain_page(status_of(&e), title, &message_of(&e))
+    let (status, message) = shown(e);
+    let title = if status == StatusCode::NOT_FOUND { "Not found" } else { "That did not work" };
+    plain_page(status, title, &message)
 }
 
 /// Where to go after an action: `to` with a fixed notice.
@@ -344,6 +351,11 @@ fn sign_in_markup(next: &str, error: Option<&str>) -> Markup {
             }
         }
     }
+}
+
+/// An unknown console path: an HTML page (with the pages' headers), not the API's JSON 404.
+async fn not_found(_session: Session) -> Response {
+    plain_page(StatusCode::NOT_FOUND, "Not found", "There is no such console page.")
 }
 
 async fn sign_in_page(Query(q): Query<HashMap<String, String>>) -> Response {

@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/settings/profile", post(profile))
         .route("/console/settings/sync", post(sync))
         .route("/console/settings/api-keys", post(create_key))
-        .route("/console/settings/api-keys/{id}/delete", post(delete_key))
+        .route("/console/settings/api-keys/{id}/delete", get(confirm_delete_key).post(delete_key))
 }
 
 macro_rules! try_page {
@@ -125,9 +125,8 @@ async fn render(s: &AppState, session: &Session, notice: Option<Notice>, new_key
                             td { (k.name.as_deref().unwrap_or("(unnamed)")) }
                             td { code.small { (k.id) } }
                             td.small { (when(k.created)) }
-                            td { form.inline-form method="post" action=(format!("/console/settings/api-keys/{}/delete", k.id)) {
-                                     (csrf_field(session))
-                                     button.danger type="submit" aria-label=(format!("Delete API key {}", k.name.as_deref().unwrap_or(&k.id.to_string()))) { "Delete" } } }
+                            td { a href=(format!("/console/settings/api-keys/{}/delete", k.id))
+                                   aria-label=(format!("Delete API key {}", k.name.as_deref().unwrap_or(&k.id.to_string()))) { "Delete…" } }
                         }
                     }
                 }
@@ -144,7 +143,8 @@ async fn render(s: &AppState, session: &Session, notice: Option<Notice>, new_key
 }
 
 async fn fail_here(s: &AppState, session: &Session, e: DomainError) -> Response {
-    render(s, session, Notice::error(super::message_of(&e)), None, super::status_of(&e)).await
+    let (status, message) = super::shown(e);
+    render(s, session, Notice::error(message), None, status).await
 }
 
 async fn integration(State(s): State<AppState>, session: Session, Path(key): Path<String>, body: Bytes) -> Response {
@@ -219,6 +219,26 @@ async fn create_key(State(s): State<AppState>, session: Session, body: Bytes) ->
     match s.platform.create_api_key(form.get("name"), &key).await {
         Ok(_) => render(&s, &session, Notice::ok("API key created."), Some(key), StatusCode::CREATED).await,
         Err(e) => fail_here(&s, &session, e).await,
+    }
+}
+
+async fn confirm_delete_key(State(s): State<AppState>, session: Session, Path(raw): Path<String>) -> Response {
+    let Ok(id) = raw.parse::<ApiKeyId>() else { return failure(DomainError::NotFound(format!("'{raw}' is not an API key id."))) };
+    match s.platform.list_api_keys().await.map(|keys| keys.into_iter().find(|k| k.id == id)) {
+        Ok(Some(k)) => super::confirm_page(
+            &session,
+            Nav::Settings,
+            "Delete API key",
+            &format!(
+                "Delete the API key {}? Clients using it get 401 from now on, and console sessions opened with it end. This cannot be undone.",
+                k.name.as_deref().unwrap_or("(unnamed)")
+            ),
+            &format!("/console/settings/api-keys/{id}/delete"),
+            "Delete API key",
+            "/console/settings",
+        ),
+        Ok(None) => failure(DomainError::NotFound(format!("No API key was found with ID {id}"))),
+        Err(e) => failure(e),
     }
 }
 

@@ -142,7 +142,10 @@ async fn create(State(s): State<AppState>, session: Session, body: Bytes) -> Res
             s.webhook_wake.notify_waiters();
             list_page(&s, &session, Notice::ok("Created."), Some((c.id, secret)), StatusCode::CREATED).await
         }
-        Err(e) => list_page(&s, &session, Notice::error(super::message_of(&e)), None, super::status_of(&e)).await,
+        Err(e) => {
+            let (status, message) = super::shown(e);
+            list_page(&s, &session, Notice::error(message), None, status).await
+        }
     }
 }
 
