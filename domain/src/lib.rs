@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod money;
 pub mod paging;

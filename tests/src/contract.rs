@@ -14,7 +14,7 @@ use tributary_domain::model::api_key::ApiKey;
 use tributary_domain::model::commerce_schema;
 use tributary_domain::model::company::{self, Company};
 use tributary_domain::model::connection::{self, Connection, ConnectionError, ConnectionStatus};
-use tributary_domain::model::console::ConsoleSession;
+use tributary_domain::model::console::{Backlog, ConsoleSession};
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::integration::{IntegrationSettings, Scope};
 use tributary_domain::model::oauth_state::OAuthState;
@@ -3433,4 +3433,35 @@ pub async fn deliveries_are_listed_newest_first_and_a_finished_one_can_be_delive
     assert_eq!(again.len(), 1, "due again at once");
     assert!(again[0].final_attempt, "for one attempt only");
     assert!(!leased.iter().any(|d| d.id != failed && d.final_attempt), "other deliveries follow the schedule");
+}
+
+/// The backlog counts queued and fetching pulls and pending deliveries, with the oldest of each.
+pub async fn the_backlog_counts_queued_and_running_pulls_and_pending_deliveries(repos: Repositories) {
+    assert_eq!(repos.console.backlog().await.unwrap(), Backlog::default(), "nothing waits in an empty store");
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let ops = vec![
+        pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at_micros(20, 5), 0),
+        pull_op(&conn, DataType::Payments, DatasetStatus::Queued, at_micros(10, 7), 0),
+        pull_op(&conn, DataType::Disputes, DatasetStatus::Fetching, at(5), 40),
+        PullOperation { completed: Some(at(3)), ..pull_op(&conn, DataType::Products, DatasetStatus::Complete, at(1), 100) },
+    ];
+    repos.pull_operations.insert(&ops).await.unwrap();
+    add_consumer(&repos, webhook_consumer("https://a.example/", &[EventType::CompanyCreated], &[], at(0))).await;
+    for i in 0..3 {
+        emit(&repos, &[outbox_event(&co, EventType::CompanyCreated, at(i))]).await;
+        assert_eq!(fan_out(&repos, at_micros(100 + i, 9), 10).await, 1);
+    }
+    let first = lease_due(&repos, "w", at(200), 600, 1).await;
+    assert!(record_outcome(&repos, "w", &attempt(&first[0], 1, at(201), Some(204), None, 3), AfterAttempt::Delivered).await);
+    let b = repos.console.backlog().await.unwrap();
+    assert_eq!(
+        b,
+        Backlog {
+            pulls_queued: 2,
+            pulls_running: 1,
+            oldest_queued: Some(at_micros(10, 7)),
+            webhooks_pending: 2,
+            oldest_pending: Some(at_micros(101, 9)),
+        }
+    );
 }

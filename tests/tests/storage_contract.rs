@@ -147,6 +147,7 @@ storage_contract! {
     console_sessions_belong_to_their_api_key_and_go_with_it,
     the_overview_counts_by_status_and_lists_failing_data_types,
     deliveries_are_listed_newest_first_and_a_finished_one_can_be_delivered_again,
+    the_backlog_counts_queued_and_running_pulls_and_pending_deliveries,
 }
 
 /// Backend-specific checks that are not part of the shared contract.

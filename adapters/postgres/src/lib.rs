@@ -88,6 +88,25 @@ impl PgStore {
         sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
     }
 
+    /// Whether the database answers and every embedded migration has been applied (readiness).
+    ///
+    /// # Errors
+    /// [`RepositoryError::Backend`] saying which: the database's error, or the migrations missing.
+    pub async fn ready(&self) -> Result<(), RepositoryError> {
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| RepositoryError::Backend(format!("the database does not answer: {e}")))?;
+        let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::Backend(format!("migrations not applied: {missing:?}"))) }
+    }
+
+    /// Connections open in the pools: (idle, in use).
+    pub fn pool_connections(&self) -> (u32, u32) {
+        let (idle, size) = (u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX), self.pool.size());
+        (idle, size.saturating_sub(idle))
+    }
+
     /// Every repository port, backed by this store.
     pub fn repositories(&self) -> Repositories {
         let s = Arc::new(self.clone());

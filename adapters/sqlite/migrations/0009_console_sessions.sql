@@ -14,3 +14,6 @@ CREATE INDEX pull_operations_finished ON pull_operations (connection_id, data_ty
 
 -- "Deliver again" from the console: one more attempt, after which a failure ends the delivery.
 ALTER TABLE webhook_deliveries ADD COLUMN final_attempt INTEGER NOT NULL DEFAULT 0;
+
+-- The metrics' backlog gauges count queued and running pulls and find the oldest queued one.
+CREATE INDEX pull_operations_status ON pull_operations (status, requested);

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
-use tributary_domain::model::console::{ConsoleSession, FailingDataType, Overview};
+use tributary_domain::model::console::{Backlog, ConsoleSession, FailingDataType, Overview};
 use tributary_domain::model::data_type::DataType;
 use tributary_domain::ports::ConsoleRepository;
 
@@ -143,6 +143,27 @@ impl ConsoleRepository for SqliteStore {
                 .iter()
                 .map(|r| (from_micros(r.get(0)), u64::try_from(r.get::<i64, _>(1)).unwrap_or(0)))
                 .collect(),
+        })
+    }
+
+    async fn backlog(&self) -> Result<Backlog, RepositoryError> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM pull_operations WHERE status = 'Queued'), \
+                    (SELECT COUNT(*) FROM pull_operations WHERE status = 'Fetching'), \
+                    (SELECT MIN(requested) FROM pull_operations WHERE status = 'Queued'), \
+                    (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'Pending'), \
+                    (SELECT MIN(created) FROM webhook_deliveries WHERE status = 'Pending')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let n = |i: usize| u64::try_from(r.get::<i64, _>(i)).unwrap_or(0);
+        Ok(Backlog {
+            pulls_queued: n(0),
+            pulls_running: n(1),
+            oldest_queued: r.get::<Option<i64>, _>(2).map(from_micros),
+            webhooks_pending: n(3),
+            oldest_pending: r.get::<Option<i64>, _>(4).map(from_micros),
         })
     }
 }

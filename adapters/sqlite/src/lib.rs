@@ -36,6 +36,8 @@ pub struct SqliteStore {
     /// page cache stays valid from one write to the next (a cache of the pool's is stale for every
     /// page another connection wrote since it was last used, and is read again). Reads use `pool`.
     writer: SqlitePool,
+    /// An in-memory database: `writer` is `pool`.
+    memory: bool,
 }
 
 impl SqliteStore {
@@ -93,7 +95,7 @@ impl SqliteStore {
                 .max_lifetime(Some(Duration::from_secs(1800)))
                 .connect_lazy_with(opts)
         };
-        Ok(Self { pool, writer })
+        Ok(Self { pool, writer, memory })
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -102,6 +104,29 @@ impl SqliteStore {
     /// [`RepositoryError::Backend`] when a migration fails.
     pub async fn migrate(&self) -> Result<(), RepositoryError> {
         sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// Whether the database answers and every embedded migration has been applied (readiness).
+    ///
+    /// # Errors
+    /// [`RepositoryError::Backend`] saying which: the database's error, or the migrations missing.
+    pub async fn ready(&self) -> Result<(), RepositoryError> {
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| RepositoryError::Backend(format!("the database does not answer: {e}")))?;
+        let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::Backend(format!("migrations not applied: {missing:?}"))) }
+    }
+
+    /// Connections open in the pools (the readers' and the writer's): (idle, in use).
+    pub fn pool_connections(&self) -> (u32, u32) {
+        let count = |p: &SqlitePool| (u32::try_from(p.num_idle()).unwrap_or(u32::MAX), p.size());
+        let (idle, size) = count(&self.pool);
+        // A `:memory:` store's writer is its pool: counted once.
+        let (w_idle, w_size) = if self.memory { (0, 0) } else { count(&self.writer) };
+        let (idle, size) = (idle + w_idle, size + w_size);
+        (idle, size.saturating_sub(idle))
     }
 
     /// Every repository port, backed by this store.

@@ -188,6 +188,7 @@ impl StripeConnectOAuth {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            let started = std::time::Instant::now();
             let sent = self
                 .http
                 .post(url.clone())
@@ -196,6 +197,10 @@ impl StripeConnectOAuth {
                 .form(form)
                 .send()
                 .await;
+            let endpoint = format!("/oauth/{leaf}");
+            let status = sent.as_ref().map_or_else(|_| "error".to_owned(), |r| r.status().as_u16().to_string());
+            metrics::counter!(crate::source::REQUESTS, "endpoint" => endpoint.clone(), "status" => status).increment(1);
+            metrics::histogram!(crate::source::REQUEST_DURATION, "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
             let problem = match sent {
                 Err(e) => describe_transport_error(&e, secrets),
                 Ok(resp) => {

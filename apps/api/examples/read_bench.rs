@@ -25,6 +25,7 @@
 //!
 //! The load phases use a client in this process (reqwest, bodies read but not parsed), or `wrk`
 //! (Debian package `wrk`) with `READ_BENCH_CLIENT=wrk`. `READ_BENCH_STEPS=1` also prints the time of each database step of a request.
+//! `READ_BENCH_METRICS=off` serves without metrics (no recorder; on by default, as the server).
 //! Figures go to docs/performance.md by hand.
 
 use secrecy::{ExposeSecret, SecretString};
@@ -274,7 +275,9 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_store = Store::open(&url).await?;
-    let opts = tributary_api::ServeOptions::local(&base, "http://127.0.0.1:9", 0);
+    let mut opts = tributary_api::ServeOptions::local(&base, "http://127.0.0.1:9", 0);
+    opts.metrics = std::env::var("READ_BENCH_METRICS").as_deref() != Ok("off");
+    println!("metrics: {}", if opts.metrics { "on" } else { "off" });
     let server = tokio::spawn(async move {
         tributary_api::serve_on(listener, &server_store, AesGcmCipher::new(&[7; 32], &[]), opts, async {
             let _ = stop_rx.await;

@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release -p tributary-api --example sync_bench -- [--objects N] [--accounts N] \
-//!     [--mode test|live] [--latency MS] [--limits on|off] [--database URL] [--workers N] [--baseline]
+//!     [--mode test|live] [--latency MS] [--limits on|off] [--database URL] [--workers N] [--baseline] \
+//!     [--metrics on|off]
 //! ```
 //!
 //! - `--objects`: objects per account (default 200,000; the account's profile is the one of
@@ -18,7 +19,9 @@
 //! - `--workers`: connections synced at once (the server's `workers`, default 32);
 //! - `--parallel`: pages of one connection at once (the server's `sync_parallel_pages`);
 //! - `--baseline`: first sync the same accounts again, unthrottled at zero latency, into a fresh
-//!   database, and print both.
+//!   database, and print both;
+//! - `--metrics`: record Prometheus metrics as the server does (default on; `off` installs no
+//!   recorder, so every metric is a no-op: the cost of metrics is the difference).
 //!
 //! The sandbox runs in this process unless `SYNC_BENCH_SANDBOX=http://127.0.0.1:12111` names a
 //! separately started one (`cargo run --release -p stripe-sandbox -- --listen 127.0.0.1:12111`),
@@ -73,6 +76,7 @@ struct Options {
     workers: u32,
     parallel: Option<usize>,
     baseline: bool,
+    metrics: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -86,6 +90,7 @@ fn options() -> anyhow::Result<Options> {
         workers: 32,
         parallel: None,
         baseline: false,
+        metrics: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -100,6 +105,7 @@ fn options() -> anyhow::Result<Options> {
             "--workers" => o.workers = value()?.parse()?,
             "--parallel" => o.parallel = Some(value()?.parse()?),
             "--baseline" => o.baseline = true,
+            "--metrics" => o.metrics = value()? != "off",
             other => anyhow::bail!("unknown option {other} (see the file's doc comment)"),
         }
     }
@@ -272,7 +278,11 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
-    tributary_api::init_logging("warn");
+    tributary_api::init_logging("warn", "text");
+    if o.metrics {
+        tributary_api::metrics::install()?;
+    }
+    println!("metrics: {}", if o.metrics { "on" } else { "off" });
     let external = std::env::var("SYNC_BENCH_SANDBOX").ok().filter(|u| !u.is_empty());
     let running = match external {
         Some(_) => None,

@@ -41,6 +41,16 @@ impl StripeSettings {
     }
 }
 
+/// Prometheus metrics.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// Record metrics and serve `GET /metrics` (default true).
+    pub enabled: bool,
+    /// A second address serving only `/metrics`, without authentication (for a scraper on a
+    /// private network); unset: none. The main listener's `/metrics` needs an API key either way.
+    pub listen: Option<String>,
+}
+
 /// Webhooks to clients.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookSettings {
@@ -130,6 +140,10 @@ pub struct Settings {
     pub console_session_idle: String,
     /// Log filter (`info`, `tributary_api=debug`, …).
     pub log: String,
+    /// `text` (default) or `json`: one JSON object a line, with the spans' fields.
+    pub log_format: String,
+    /// Prometheus metrics.
+    pub metrics: MetricsSettings,
     /// Webhooks to clients.
     pub webhooks: WebhookSettings,
 }
@@ -145,6 +159,8 @@ impl std::fmt::Debug for Settings {
             .field("stripe", &self.stripe)
             .field("workers", &self.workers)
             .field("sync_lease", &self.sync_lease)
+            .field("log_format", &self.log_format)
+            .field("metrics", &self.metrics)
             .field("console_session_idle", &self.console_session_idle)
             .field("sync_parallel_pages", &self.sync_parallel_pages)
             .field("sync_pages_in_flight", &self.sync_pages_in_flight)
@@ -191,6 +207,8 @@ impl Settings {
             .set_default("sync_pages_in_flight", 256)?
             .set_default("console_session_idle", "30m")?
             .set_default("log", "info")?
+            .set_default("log_format", "text")?
+            .set_default("metrics.enabled", true)?
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?
             .set_default("webhooks.timeout", "15s")?
@@ -240,6 +258,13 @@ impl Settings {
         let lease = parse_duration(&self.sync_lease).context("invalid configuration: sync_lease")?;
         if lease < std::time::Duration::from_millis(100) {
             bail!("invalid configuration: sync_lease must be at least 100ms (got {})", self.sync_lease);
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("invalid configuration: log_format must be text or json (got {})", self.log_format);
+        }
+        if let Some(l) = self.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
+            l.parse::<SocketAddr>()
+                .map_err(|_| anyhow::anyhow!("invalid configuration: metrics.listen must be an address like 0.0.0.0:9184 (got {l})"))?;
         }
         let idle = parse_duration(&self.console_session_idle).context("invalid configuration: console_session_idle")?;
         if idle < std::time::Duration::from_secs(60) {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod metrics;
 pub mod store;
 pub mod webhooks;
 
@@ -78,6 +79,10 @@ pub struct ServeOptions {
     pub stripe_budget: tributary_stripe::BudgetConfig,
     /// How long an operator console session lasts without use.
     pub console_idle: std::time::Duration,
+    /// Record metrics and serve `/metrics`.
+    pub metrics: bool,
+    /// A second listener serving only `/metrics`, without authentication.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl ServeOptions {
@@ -98,6 +103,15 @@ impl ServeOptions {
             sync_pages_in_flight: usize::try_from(settings.sync_pages_in_flight).unwrap_or(usize::MAX),
             stripe_budget: settings.stripe.budget(),
             console_idle: config::parse_duration(&settings.console_session_idle).context("console_session_idle")?,
+            metrics: settings.metrics.enabled,
+            metrics_listen: settings
+                .metrics
+                .listen
+                .as_deref()
+                .filter(|l| !l.is_empty())
+                .map(str::parse)
+                .transpose()
+                .context("metrics.listen")?,
         })
     }
 
@@ -116,6 +130,8 @@ impl ServeOptions {
             sync_pages_in_flight: SyncOptions::default().pages.size(),
             stripe_budget: tributary_stripe::BudgetConfig::default(),
             console_idle: std::time::Duration::from_secs(30 * 60),
+            metrics: true,
+            metrics_listen: None,
         }
     }
 }
@@ -204,15 +220,17 @@ pub fn linking(store: &Store, cipher: AesGcmCipher, opts: &ServeOptions) -> anyh
     ))
 }
 
-/// Installs the log subscriber (once; later calls are ignored).
-pub fn init_logging(filter: &str) {
+/// Installs the log subscriber (once; later calls are ignored): text, or JSON lines (`json`)
+/// carrying the timestamp, level, message, target and the fields of the spans the event is in
+/// (request correlation id, connection id, data type, pull id).
+pub fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().with_current_span(true).with_span_list(true).flatten_event(false).try_init()
+    } else {
+        builder.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
 }
 
 /// Runs the server until `shutdown` resolves: migrations first, then the API on `settings.listen`.
@@ -269,7 +287,32 @@ pub async fn serve_on(
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");
     }
     let console = http::ConsoleOptions::new(&public_url, &opts.connect_base, opts.console_idle);
-    let app = http::router(http::AppState { platform, linking, wake, public_url: public_url.clone(), webhook_wake, console });
+    let scrape = if opts.metrics {
+        Some(metrics::Scrape {
+            handle: metrics::install()?,
+            platform: platform.clone(),
+            store: store.clone(),
+            source: shared.source.clone(),
+        })
+    } else {
+        None
+    };
+    if let (Some(scrape), Some(at)) = (&scrape, opts.metrics_listen) {
+        let metrics_listener = TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at} (metrics.listen)"))?;
+        let mut stop = stop_rx.clone();
+        let app = http::metrics_router(scrape.clone());
+        tracing::info!(%at, "metrics listening");
+        workers.push(tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        }));
+    }
+    let state =
+        http::AppState { platform, linking, wake, public_url: public_url.clone(), webhook_wake, console, store: store.clone(), scrape };
+    let app = http::router(state);
     tracing::info!(%addr, %public_url, workers = opts.workers, "tributary-api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
     // Workers finish the pages they are on; a pull cut short resumes from its partitions' cursors.

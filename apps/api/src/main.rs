@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tributary_api::init_logging(&settings.log);
+    tributary_api::init_logging(&settings.log, &settings.log_format);
     match tributary_api::serve(settings, tributary_api::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

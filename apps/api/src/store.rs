@@ -4,6 +4,7 @@ use anyhow::Context;
 use tributary_domain::ports::Repositories;
 
 /// An open store: its repositories and a handle to close it.
+#[derive(Clone)]
 pub enum Store {
     /// SQLite.
     Sqlite(tributary_sqlite::SqliteStore),
@@ -36,6 +37,25 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.repositories(),
             Self::Postgres(s) => s.repositories(),
+        }
+    }
+
+    /// Whether the database answers and its migrations are current (`/ready`).
+    ///
+    /// # Errors
+    /// What is wrong, in words.
+    pub async fn ready(&self) -> Result<(), tributary_domain::RepositoryError> {
+        match self {
+            Self::Sqlite(s) => s.ready().await,
+            Self::Postgres(s) => s.ready().await,
+        }
+    }
+
+    /// Connections open in the pools: (idle, in use).
+    pub fn pool_connections(&self) -> (u32, u32) {
+        match self {
+            Self::Sqlite(s) => s.pool_connections(),
+            Self::Postgres(s) => s.pool_connections(),
         }
     }
 

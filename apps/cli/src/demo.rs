@@ -38,7 +38,7 @@ fn master_key(database: &Path) -> anyhow::Result<[u8; 32]> {
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
-    tributary_api::init_logging("warn");
+    tributary_api::init_logging("warn", "text");
     let bytes = master_key(database)?;
 
     // Stripe stands in as the sandbox, with one merchant account waiting to be linked.

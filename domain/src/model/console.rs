@@ -41,6 +41,21 @@ pub struct FailingDataType {
     pub completed: DateTime<Utc>,
 }
 
+/// The work waiting across the whole database (every instance's), for the metrics' gauges.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Pulls `Queued`.
+    pub pulls_queued: u64,
+    /// Pulls `Fetching`.
+    pub pulls_running: u64,
+    /// When the oldest queued pull was requested.
+    pub oldest_queued: Option<DateTime<Utc>>,
+    /// Webhook deliveries `Pending` (waiting for their first attempt or a retry).
+    pub webhooks_pending: u64,
+    /// When the oldest pending delivery was created.
+    pub oldest_pending: Option<DateTime<Utc>>,
+}
+
 /// What the console's overview shows, read at one time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Overview {

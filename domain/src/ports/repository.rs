@@ -9,7 +9,7 @@ use crate::ids::{ApiKeyId, CompanyId, ConnectionId, PullOperationId, WebhookCons
 use crate::model::api_key::ApiKey;
 use crate::model::company::Company;
 use crate::model::connection::Connection;
-use crate::model::console::{ConsoleSession, Overview};
+use crate::model::console::{Backlog, ConsoleSession, Overview};
 use crate::model::data_type::DataType;
 use crate::model::integration::IntegrationSettings;
 use crate::model::oauth_state::OAuthState;
@@ -589,7 +589,7 @@ pub enum Redelivery {
     NotFound,
 }
 
-/// The operator console's sessions and overview.
+/// The operator's views: console sessions, the overview, the backlog the metrics report.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait ConsoleRepository: Send + Sync {
@@ -618,6 +618,11 @@ pub trait ConsoleRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn overview(&self, since: DateTime<Utc>) -> Result<Overview, RepositoryError>;
+    /// Pulls queued and running, and webhook deliveries pending, across the database.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn backlog(&self) -> Result<Backlog, RepositoryError>;
 }
 
 /// Every repository, as one handle the apps pass around.

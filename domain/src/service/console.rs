@@ -90,6 +90,14 @@ impl Platform {
         Ok(self.repos.webhooks.recent_events(limit).await?)
     }
 
+    /// Pulls queued and running, and webhook deliveries pending, across the database.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn backlog(&self) -> Result<crate::model::console::Backlog, DomainError> {
+        Ok(self.repos.console.backlog().await?)
+    }
+
     /// A consumer's most recent deliveries, newest first.
     ///
     /// # Errors

@@ -30,6 +30,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How often a running pull records its progress.
 const BOOKKEEPING_EVERY: Duration = Duration::from_millis(500);
@@ -308,7 +309,9 @@ impl SyncEngine {
         // Fired when the lease is lost, or when the run stops early: fetches stop at once.
         let halt = Signal::default();
         let result = {
-            let run = pin!(self.run_connection(connection, &halt));
+            // Every log line of the run carries the connection (JSON logs show span fields).
+            let span = tracing::info_span!("sync", connection.id = %connection, worker = %self.worker);
+            let run = pin!(self.run_connection(connection, &halt).instrument(span));
             let keep = pin!(self.keep_lease(connection, &halt));
             match select(run, keep).await {
                 Either::Left((result, _)) => result,
@@ -471,7 +474,8 @@ impl SyncEngine {
             let p = &mut pulls[i];
             let Some(slot) = p.parts.as_mut().and_then(|parts| parts.get_mut(&part)) else { continue };
             slot.busy = true;
-            tasks.push(Box::pin(self.step(p.op.id, p.ctx.clone(), slot.state.clone(), halt.clone())));
+            let span = tracing::info_span!("pull", pull.id = %p.op.id, sync.data_type = %p.op.data_type, partition = part);
+            tasks.push(Box::pin(self.step(p.op.id, p.ctx.clone(), slot.state.clone(), halt.clone()).instrument(span)));
         }
     }
 
@@ -504,14 +508,22 @@ impl SyncEngine {
                 data_type: op.data_type,
             }),
         });
-        let task: Task<'a> = Box::pin(self.begin(op.clone(), ctx.clone(), halt.clone(), queued));
+        let span = tracing::info_span!("pull", pull.id = %op.id, sync.data_type = %op.data_type);
+        let task: Task<'a> = Box::pin(self.begin(op.clone(), ctx.clone(), halt.clone(), queued).instrument(span));
         Ok((PullRun { op, ctx, parts: None, incremental: None, changed: 0, failed: None, kept_at: None }, task))
     }
 
     /// A fenced write on the pull's data type.
     async fn write(&self, ctx: &PullCtx, w: SyncWrite) -> Result<u64, RepositoryError> {
         let w = SyncWrite { fence: Some(self.worker.clone()), ..w };
-        self.platform.repos.records.write_sync(ctx.company, ctx.connection, ctx.data_type, &w, self.platform.clock.now()).await
+        let changed =
+            self.platform.repos.records.write_sync(ctx.company, ctx.connection, ctx.data_type, &w, self.platform.clock.now()).await?;
+        let deletes = w.records.iter().filter(|r| r.deleted).count() as u64;
+        crate::metrics::records_written(ctx.data_type, w.records.len() as u64 - deletes, deletes);
+        if let Some((op, _)) = w.pull.as_ref().filter(|(op, _)| op.status.is_terminal()) {
+            crate::metrics::pull_finished(op);
+        }
+        Ok(changed)
     }
 
     /// Starts a pull: resumes its backfill, follows the changes since the last sync, or plans a
@@ -890,6 +902,7 @@ impl SyncEngine {
         let events = self.read_events(read, &op).await?;
         let w = SyncWrite { fence: Some(self.worker.clone()), pull: Some((op.clone(), events.clone())), ..SyncWrite::default() };
         self.platform.repos.records.write_sync(op.company_id, op.connection_id, op.data_type, &w, self.platform.clock.now()).await?;
+        crate::metrics::pull_finished(&op);
         self.reported(read, &events);
         Ok(())
     }
@@ -906,6 +919,7 @@ impl SyncEngine {
         let op = self.finished(read, op, status, error, changed);
         let events = self.read_events(read, &op).await?;
         self.platform.repos.pull_operations.update(&op, &events).await?;
+        crate::metrics::pull_finished(&op);
         self.reported(read, &events);
         Ok(())
     }

@@ -209,6 +209,7 @@ impl Linking {
         let event = if reconnected { EventType::ConnectionReconnected } else { EventType::ConnectionConnected };
         let events = self.platform.connection_event(event, &connection).await?;
         self.platform.repos.connections.save_linked(&connection, &queued, &events).await.map_err(DomainError::from)?;
+        queued.iter().filter(|op| op.status.is_terminal()).for_each(crate::metrics::pull_finished);
         Ok(LinkResult { connection, status_code: 200, error_message: String::new(), reconnected })
     }
 

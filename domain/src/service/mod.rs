@@ -880,6 +880,10 @@ pub(crate) mod test_support {
             // The overview's SQL is checked by the storage contract suite, not here.
             Err(RepositoryError::Backend("the in-memory fake has no overview".into()))
         }
+        async fn backlog(&self) -> Result<crate::model::console::Backlog, RepositoryError> {
+            // As the overview: the contract suite checks the SQL.
+            Err(RepositoryError::Backend("the in-memory fake has no backlog".into()))
+        }
     }
 
     pub fn platform_with(mem: Arc<Mem>, clock: Arc<Fixed>) -> Platform {

@@ -93,6 +93,9 @@ impl Platform {
             progress: if supported { 0 } else { 100 },
         };
         self.repos.pull_operations.insert(std::slice::from_ref(&op)).await?;
+        if op.status.is_terminal() {
+            crate::metrics::pull_finished(&op);
+        }
         Ok(op)
     }
 

@@ -128,6 +128,13 @@ impl ApiError {
     }
 }
 
+/// Stripe API requests by endpoint (path template) and status (`error`: no answer).
+pub const REQUESTS: &str = "tributary_stripe_requests_total";
+/// Time per Stripe API request, by endpoint.
+pub const REQUEST_DURATION: &str = "tributary_stripe_request_duration_seconds";
+/// `429` answers received.
+pub const RATE_LIMITED: &str = "tributary_stripe_rate_limited_total";
+
 /// Counters of the requests a data source has made (for logs, metrics and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SourceStats {
@@ -210,6 +217,8 @@ impl Api {
         let what = format!("GET /v1/{}", segments.join("/"));
         // The endpoint as Stripe limits it: the list, or a retrieve of one object.
         let endpoint = if segments.len() > 1 { format!("GET /v1/{}/{{id}}", segments[0]) } else { what.clone() };
+        // Its path template, for metrics (never an object id).
+        let template = endpoint.trim_start_matches("GET ").to_owned();
         let key = creds.secret_key.expose_secret();
         let mut attempts: u32 = 0;
         loop {
@@ -221,9 +230,13 @@ impl Api {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
             let sent = std::time::Instant::now();
-            let outcome = self.attempt(&url, &what, key, account, attempts).await;
+            let (outcome, status) = self.attempt(&url, &what, key, account, attempts).await;
             drop(slot);
-            self.budgets.observe(creds.mode, account, sent.elapsed());
+            let took = sent.elapsed();
+            self.budgets.observe(creds.mode, account, took);
+            let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+            metrics::counter!(REQUESTS, "endpoint" => template.clone(), "status" => status).increment(1);
+            metrics::histogram!(REQUEST_DURATION, "endpoint" => template.clone()).record(took.as_secs_f64());
             if let Attempt::Retry { limited: Some(why), .. } | Attempt::Final { limited: Some(why), .. } = &outcome {
                 self.budgets.limited(creds.mode, account, &endpoint, *why);
             }
@@ -249,7 +262,14 @@ impl Api {
         }
     }
 
-    async fn attempt(&self, url: &Url, what: &str, key: &str, account: &str, attempts: u32) -> Attempt {
+    /// One request; the HTTP status when an answer came.
+    async fn attempt(&self, url: &Url, what: &str, key: &str, account: &str, attempts: u32) -> (Attempt, Option<u16>) {
+        let mut status = None;
+        let outcome = self.answer(url, what, key, account, attempts, &mut status).await;
+        (outcome, status)
+    }
+
+    async fn answer(&self, url: &Url, what: &str, key: &str, account: &str, attempts: u32, answered: &mut Option<u16>) -> Attempt {
         let secrets = [key];
         let transport = |problem: String| ApiError::Transport { what: what.to_owned(), problem, attempts };
         let sent = self
@@ -266,9 +286,11 @@ impl Api {
             Err(e) => return Attempt::Retry { error: transport(describe_transport_error(&e, &secrets)), at_least: None, limited: None },
         };
         let status = resp.status().as_u16();
+        *answered = Some(status);
         let limited = if status == 429 { Limited::from_reason(header(&resp, "stripe-rate-limited-reason").as_deref()) } else { None };
         if status == 429 {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(RATE_LIMITED).increment(1);
         }
         let request_id = header(&resp, "request-id");
         let should_retry = header(&resp, "stripe-should-retry");

@@ -46,6 +46,10 @@ pub struct AppState {
     pub webhook_wake: std::sync::Arc<tokio::sync::Notify>,
     /// The operator console's sessions and the HTML pages' security headers.
     pub console: ConsoleOptions,
+    /// The store, for readiness.
+    pub store: crate::store::Store,
+    /// Metrics, when they are on.
+    pub scrape: Option<crate::metrics::Scrape>,
 }
 
 /// Name of the response header carrying the request's correlation id.
@@ -55,6 +59,7 @@ pub const CORRELATION_HEADER: &str = "correlation-id";
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics))
         .merge(companies::routes())
         .merge(connections::routes())
         .merge(integrations::routes())
@@ -73,8 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), ui::security_headers));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .merge(pages)
         .merge(api)
+        .route_layer(middleware::from_fn(matched_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(correlate))
@@ -83,6 +90,52 @@ pub fn router(state: AppState) -> Router {
 
 async fn health() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /ready`: 200 when the database answers (within 1.5 s) and its migrations are current,
+/// 503 with the reason otherwise. `/health` says only that the process serves.
+async fn ready(State(s): State<AppState>) -> Response {
+    let unavailable = |reason: String| {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable", "reason": reason}))).into_response()
+    };
+    match tokio::time::timeout(std::time::Duration::from_millis(1500), s.store.ready()).await {
+        Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(Err(e)) => unavailable(e.to_string()),
+        Err(_) => unavailable("the database did not answer within 1.5 s".into()),
+    }
+}
+
+/// The Prometheus text exposition format.
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics` on the main listener (behind the API key, like the API).
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let scrape = s.scrape.ok_or_else(|| ApiError::not_found("Metrics are off (metrics.enabled = false)."))?;
+    Ok(([(header::CONTENT_TYPE, EXPOSITION)], scrape.render().await).into_response())
+}
+
+/// The router of `metrics.listen`: only `/metrics`, without authentication.
+pub fn metrics_router(scrape: crate::metrics::Scrape) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let scrape = scrape.clone();
+            async move { ([(header::CONTENT_TYPE, EXPOSITION)], scrape.render().await) }
+        }),
+    )
+}
+
+/// The matched route template, carried to the correlation middleware for the HTTP metrics.
+#[derive(Clone)]
+struct RouteLabel(String);
+
+async fn matched_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
+    let mut res = next.run(req).await;
+    if let Some(r) = route {
+        res.extensions_mut().insert(RouteLabel(r));
+    }
+    res
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -102,6 +155,8 @@ async fn correlate(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!("request", correlation_id = %id, http.method = %method, http.path = %path);
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    // Never a raw path (ids would make a series per object): the route template, or `unmatched`.
+    let route = res.extensions().get::<RouteLabel>().map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         if let Some(detail) = &err.internal {
             tracing::error!(parent: &span, error = %detail, "request failed");
@@ -118,6 +173,10 @@ async fn correlate(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(CORRELATION_HEADER, v);
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => res.status().as_u16().to_string())
+        .increment(1);
+    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route, "method" => method.to_string()).record(elapsed);
     tracing::info!(parent: &span, status = res.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "{method} {path}");
     res
 }
