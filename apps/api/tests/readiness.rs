@@ -122,3 +122,33 @@ async fn ready_is_503_while_a_migration_is_missing() {
     assert!(body["reason"].as_str().unwrap().contains("migrations not applied"), "{body}");
     assert_eq!(status(&client, &base, "/health").await.0, 200);
 }
+
+#[tokio::test]
+async fn metrics_need_the_api_key_on_the_main_listener_and_nothing_on_metrics_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+    let platform = tributary_api::platform(&store, AesGcmCipher::new(&common::MASTER, &[]), "http://127.0.0.1");
+    let key = tributary_api::generate_api_key();
+    platform.create_api_key(None, &key).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let private = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let mut opts = tributary_api::ServeOptions::local(&base, "http://127.0.0.1:9", 0);
+    opts.metrics_listen = Some(private);
+    tokio::spawn(async move {
+        let _ = tributary_api::serve_on(listener, &store, AesGcmCipher::new(&common::MASTER, &[]), opts, std::future::pending()).await;
+    });
+    common::wait_healthy(base.rsplit(':').next().unwrap().parse().unwrap()).await;
+    let client = reqwest::Client::new();
+    let res = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 401, "the main listener's /metrics is behind the API key");
+    use base64::Engine;
+    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(secrecy::ExposeSecret::expose_secret(&key)));
+    let res = client.get(format!("{base}/metrics")).header("Authorization", auth).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.text().await.unwrap().contains("tributary_build_info{version="));
+    let res = client.get(format!("http://{private}/metrics")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "metrics.listen serves without authentication");
+    assert!(res.text().await.unwrap().contains("# TYPE tributary_stripe_throttle_wait_seconds_total counter"));
+    assert_eq!(client.get(format!("http://{private}/companies")).send().await.unwrap().status().as_u16(), 404, "and nothing else");
+}
