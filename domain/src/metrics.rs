@@ -9,7 +9,7 @@ use crate::model::pull::PullOperation;
 pub const SYNC_RECORDS: &str = "tributary_sync_records_total";
 /// Finished pulls by data type and final status.
 pub const PULL_OPERATIONS: &str = "tributary_pull_operations_total";
-/// Time from a pull's request to its end, by data type.
+/// Time from a pull's request to its end, by data type (`NotSupported` pulls aside).
 pub const PULL_DURATION: &str = "tributary_pull_duration_seconds";
 /// Webhook delivery attempts by outcome (`delivered`, `failed`, `gave_up`).
 pub const WEBHOOK_DELIVERIES: &str = "tributary_webhook_deliveries_total";
@@ -28,7 +28,8 @@ pub fn records_written(data_type: DataType, upserts: u64, deletes: u64) {
 pub fn pull_finished(op: &PullOperation) {
     let key = op.data_type.key();
     metrics::counter!(PULL_OPERATIONS, "data_type" => key, "status" => op.status.as_str()).increment(1);
-    if let Some(done) = op.completed {
+    // A type the integration lacks ends as it is requested: no duration to speak of.
+    if let Some(done) = op.completed.filter(|_| op.status != crate::model::pull::DatasetStatus::NotSupported) {
         let seconds = (done - op.requested).num_microseconds().unwrap_or(0).max(0);
         #[allow(clippy::cast_precision_loss)]
         metrics::histogram!(PULL_DURATION, "data_type" => key).record(seconds as f64 / 1e6);

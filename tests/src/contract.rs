@@ -3453,6 +3453,11 @@ pub async fn the_backlog_counts_queued_and_running_pulls_and_pending_deliveries(
     }
     let first = lease_due(&repos, "w", at(200), 600, 1).await;
     assert!(record_outcome(&repos, "w", &attempt(&first[0], 1, at(201), Some(204), None, 3), AfterAttempt::Delivered).await);
+    // A disabled consumer's deliveries are paused, not late: they are not counted.
+    let paused = add_consumer(&repos, webhook_consumer("https://b.example/", &[EventType::CompanyDeleted], &[], at(0))).await;
+    emit(&repos, &[outbox_event(&co, EventType::CompanyDeleted, at(50))]).await;
+    assert_eq!(fan_out(&repos, at(90), 10).await, 1);
+    assert!(repos.webhooks.set_consumer_disabled(paused.id, true, None).await.unwrap());
     let b = repos.console.backlog().await.unwrap();
     assert_eq!(
         b,

@@ -35,6 +35,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// One connection of its own for readiness checks, so that a pool busy with syncs does not
+    /// make the instance look unready.
+    probe: PgPool,
 }
 
 impl PgStore {
@@ -71,13 +74,14 @@ impl PgStore {
         // ones cost list requests ~10 % of their throughput (docs/performance.md). The setting
         // needs PostgreSQL 12 or later, and a pooler that passes startup options through.
         let opts = opts.options([("plan_cache_mode", "force_generic_plan")]);
+        let probe = PgPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(2)).connect_lazy_with(opts.clone());
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await
             .map_err(|e| RepositoryError::Backend(format!("cannot connect to PostgreSQL at {target}: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, probe })
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -94,7 +98,7 @@ impl PgStore {
     /// [`RepositoryError::Backend`] saying which: the database's error, or the migrations missing.
     pub async fn ready(&self) -> Result<(), RepositoryError> {
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.probe)
             .await
             .map_err(|e| RepositoryError::Backend(format!("the database does not answer: {e}")))?;
         let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
@@ -133,6 +137,7 @@ impl PgStore {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.probe.close().await;
         self.pool.close().await;
     }
 }

@@ -151,8 +151,8 @@ impl ConsoleRepository for SqliteStore {
             "SELECT (SELECT COUNT(*) FROM pull_operations WHERE status = 'Queued'), \
                     (SELECT COUNT(*) FROM pull_operations WHERE status = 'Fetching'), \
                     (SELECT MIN(requested) FROM pull_operations WHERE status = 'Queued'), \
-                    (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'Pending'), \
-                    (SELECT MIN(created) FROM webhook_deliveries WHERE status = 'Pending')",
+                    (SELECT COUNT(*) FROM webhook_deliveries d JOIN webhook_consumers c ON c.id = d.consumer_id WHERE d.status = 'Pending' AND c.disabled = 0), \
+                    (SELECT MIN(d.created) FROM webhook_deliveries d JOIN webhook_consumers c ON c.id = d.consumer_id WHERE d.status = 'Pending' AND c.disabled = 0)",
         )
         .fetch_one(&self.pool)
         .await

@@ -36,6 +36,8 @@ pub struct SqliteStore {
     /// page cache stays valid from one write to the next (a cache of the pool's is stale for every
     /// page another connection wrote since it was last used, and is read again). Reads use `pool`.
     writer: SqlitePool,
+    /// Readiness checks' connection.
+    probe: SqlitePool,
     /// An in-memory database: `writer` is `pool`.
     memory: bool,
 }
@@ -93,9 +95,13 @@ impl SqliteStore {
                 .min_connections(0)
                 .idle_timeout(Some(Duration::from_secs(600)))
                 .max_lifetime(Some(Duration::from_secs(1800)))
-                .connect_lazy_with(opts)
+                .connect_lazy_with(opts.clone())
         };
-        Ok(Self { pool, writer, memory })
+        // Readiness checks get a connection of their own, so that readers busy with requests do
+        // not make the instance look unready (an in-memory database has only its one).
+        let probe =
+            if memory { pool.clone() } else { SqlitePoolOptions::new().max_connections(1).min_connections(0).connect_lazy_with(opts) };
+        Ok(Self { pool, writer, probe, memory })
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -112,7 +118,7 @@ impl SqliteStore {
     /// [`RepositoryError::Backend`] saying which: the database's error, or the migrations missing.
     pub async fn ready(&self) -> Result<(), RepositoryError> {
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.probe)
             .await
             .map_err(|e| RepositoryError::Backend(format!("the database does not answer: {e}")))?;
         let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
@@ -155,6 +161,7 @@ impl SqliteStore {
 
     /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.probe.close().await;
         self.writer.close().await;
         self.pool.close().await;
     }

@@ -41,16 +41,6 @@ impl StripeSettings {
     }
 }
 
-/// Prometheus metrics.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MetricsSettings {
-    /// Record metrics and serve `GET /metrics` (default true).
-    pub enabled: bool,
-    /// A second address serving only `/metrics`, without authentication (for a scraper on a
-    /// private network); unset: none. The main listener's `/metrics` needs an API key either way.
-    pub listen: Option<String>,
-}
-
 /// Webhooks to clients.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookSettings {
@@ -142,8 +132,11 @@ pub struct Settings {
     pub log: String,
     /// `text` (default) or `json`: one JSON object a line, with the spans' fields.
     pub log_format: String,
-    /// Prometheus metrics.
-    pub metrics: MetricsSettings,
+    /// Record Prometheus metrics and serve `GET /metrics` (default true).
+    pub metrics_enabled: bool,
+    /// A second address serving only `/metrics`, without authentication (for a scraper on a
+    /// private network); unset: none. The main listener's `/metrics` needs an API key either way.
+    pub metrics_listen: Option<String>,
     /// Webhooks to clients.
     pub webhooks: WebhookSettings,
 }
@@ -160,7 +153,8 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("sync_lease", &self.sync_lease)
             .field("log_format", &self.log_format)
-            .field("metrics", &self.metrics)
+            .field("metrics_enabled", &self.metrics_enabled)
+            .field("metrics_listen", &self.metrics_listen)
             .field("console_session_idle", &self.console_session_idle)
             .field("sync_parallel_pages", &self.sync_parallel_pages)
             .field("sync_pages_in_flight", &self.sync_pages_in_flight)
@@ -208,7 +202,7 @@ impl Settings {
             .set_default("console_session_idle", "30m")?
             .set_default("log", "info")?
             .set_default("log_format", "text")?
-            .set_default("metrics.enabled", true)?
+            .set_default("metrics_enabled", true)?
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?
             .set_default("webhooks.timeout", "15s")?
@@ -262,9 +256,12 @@ impl Settings {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("invalid configuration: log_format must be text or json (got {})", self.log_format);
         }
-        if let Some(l) = self.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
+        if let Some(l) = self.metrics_listen.as_deref().filter(|l| !l.is_empty()) {
             l.parse::<SocketAddr>()
-                .map_err(|_| anyhow::anyhow!("invalid configuration: metrics.listen must be an address like 0.0.0.0:9184 (got {l})"))?;
+                .map_err(|_| anyhow::anyhow!("invalid configuration: metrics_listen must be an address like 0.0.0.0:9184 (got {l})"))?;
+            if !self.metrics_enabled {
+                bail!("invalid configuration: metrics_listen is set but metrics_enabled is false");
+            }
         }
         let idle = parse_duration(&self.console_session_idle).context("invalid configuration: console_session_idle")?;
         if idle < std::time::Duration::from_secs(60) {

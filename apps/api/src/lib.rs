@@ -103,15 +103,14 @@ impl ServeOptions {
             sync_pages_in_flight: usize::try_from(settings.sync_pages_in_flight).unwrap_or(usize::MAX),
             stripe_budget: settings.stripe.budget(),
             console_idle: config::parse_duration(&settings.console_session_idle).context("console_session_idle")?,
-            metrics: settings.metrics.enabled,
+            metrics: settings.metrics_enabled,
             metrics_listen: settings
-                .metrics
-                .listen
+                .metrics_listen
                 .as_deref()
                 .filter(|l| !l.is_empty())
                 .map(str::parse)
                 .transpose()
-                .context("metrics.listen")?,
+                .context("metrics_listen")?,
         })
     }
 
@@ -227,7 +226,7 @@ pub fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if format == "json" {
-        builder.json().with_current_span(true).with_span_list(true).flatten_event(false).try_init()
+        builder.json().with_current_span(true).with_span_list(true).flatten_event(true).try_init()
     } else {
         builder.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
     };
@@ -297,8 +296,21 @@ pub async fn serve_on(
     } else {
         None
     };
+    if let Some(scrape) = &scrape {
+        // Histograms keep their samples until they are drained: drained here even when nobody
+        // scrapes, so memory stays flat.
+        let (handle, mut stop) = (scrape.handle.clone(), stop_rx.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(5)) => handle.run_upkeep(),
+                    _ = stop.changed() => return,
+                }
+            }
+        }));
+    }
     if let (Some(scrape), Some(at)) = (&scrape, opts.metrics_listen) {
-        let metrics_listener = TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at} (metrics.listen)"))?;
+        let metrics_listener = TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at} (metrics_listen)"))?;
         let mut stop = stop_rx.clone();
         let app = http::metrics_router(scrape.clone());
         tracing::info!(%at, "metrics listening");

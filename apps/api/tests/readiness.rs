@@ -15,6 +15,8 @@ use tributary_api::store::Store;
 struct Proxy {
     addr: std::net::SocketAddr,
     up: Arc<AtomicBool>,
+    /// New connections are accepted and then never answered (a database that hangs).
+    hang: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -23,14 +25,21 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let hang = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (u, o) = (up.clone(), open.clone());
+        let (u, hg, o) = (up.clone(), hang.clone(), open.clone());
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !u.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is refused
                 }
+                let hanging = hg.load(Ordering::SeqCst);
                 let task = tokio::spawn(async move {
+                    if hanging {
+                        // Held open, never answered.
+                        let _ = client.readable().await;
+                        std::future::pending::<()>().await;
+                    }
                     if let Ok(mut server) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
@@ -38,7 +47,7 @@ impl Proxy {
                 o.lock().await.push(task);
             }
         });
-        Self { addr, up, open }
+        Self { addr, up, hang, open }
     }
 
     async fn stop(&self) {
@@ -50,6 +59,14 @@ impl Proxy {
 
     fn restart(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Open connections dropped, new ones accepted and never answered.
+    async fn hang(&self) {
+        self.hang.store(true, Ordering::SeqCst);
+        for t in self.open.lock().await.drain(..) {
+            t.abort();
+        }
     }
 }
 
@@ -101,6 +118,15 @@ async fn with_the_database_stopped_ready_is_503_within_2_s_and_health_stays_200(
         assert!(Instant::now() < deadline, "/ready did not come back with the database");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A database that accepts connections and never answers: 503 at the timeout, not later.
+    proxy.hang().await;
+    let asked = Instant::now();
+    let (code, body) = status(&client, &base, "/ready").await;
+    let took = asked.elapsed();
+    assert_eq!(code, 503, "{body}");
+    assert!(took < Duration::from_secs(2), "answered in {took:?}");
+    assert_eq!(status(&client, &base, "/health").await.0, 200);
     db.cleanup().await;
 }
 
@@ -147,8 +173,14 @@ async fn metrics_need_the_api_key_on_the_main_listener_and_nothing_on_metrics_li
     let res = client.get(format!("{base}/metrics")).header("Authorization", auth).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert!(res.text().await.unwrap().contains("tributary_build_info{version="));
+    // Paths no route matches and made-up methods stay out of the labels.
+    client.get(format!("{base}/no/such/path-abc123")).send().await.unwrap();
+    client.request(reqwest::Method::from_bytes(b"BREW").unwrap(), format!("{base}/companies")).send().await.unwrap();
     let res = client.get(format!("http://{private}/metrics")).send().await.unwrap();
-    assert_eq!(res.status().as_u16(), 200, "metrics.listen serves without authentication");
-    assert!(res.text().await.unwrap().contains("# TYPE tributary_stripe_throttle_wait_seconds_total counter"));
+    assert_eq!(res.status().as_u16(), 200, "metrics_listen serves without authentication");
+    let text = res.text().await.unwrap();
+    assert!(text.contains("# TYPE tributary_stripe_throttle_wait_seconds_total counter"));
+    assert!(text.contains(r#"tributary_http_requests_total{route="unmatched",method="GET",status="404"}"#), "{text}");
+    assert!(text.contains(r#"method="other""#) && !text.contains("BREW") && !text.contains("abc123"), "{text}");
     assert_eq!(client.get(format!("http://{private}/companies")).send().await.unwrap().status().as_u16(), 404, "and nothing else");
 }

@@ -42,7 +42,7 @@ fn invalid_configuration_exits_non_zero_with_one_clear_line() {
         ("TRIBUTARY_DATABASE_URL", "mysql://x", "database_url"),
         ("TRIBUTARY_WORKERS", "many", "workers"),
         ("TRIBUTARY_LOG_FORMAT", "xml", "log_format"),
-        ("TRIBUTARY_METRICS__LISTEN", "somewhere", "metrics.listen"),
+        ("TRIBUTARY_METRICS_LISTEN", "somewhere", "metrics_listen"),
     ] {
         let out = api().current_dir(dir.path()).env("TRIBUTARY_MASTER_KEY", KEY).env(k, v).output().unwrap();
         assert!(!out.status.success(), "{k}={v} should fail");

@@ -50,9 +50,10 @@ pub struct Backlog {
     pub pulls_running: u64,
     /// When the oldest queued pull was requested.
     pub oldest_queued: Option<DateTime<Utc>>,
-    /// Webhook deliveries `Pending` (waiting for their first attempt or a retry).
+    /// Webhook deliveries `Pending` (waiting for their first attempt or a retry) to enabled
+    /// consumers (a disabled consumer's deliveries wait for it to be enabled: paused, not late).
     pub webhooks_pending: u64,
-    /// When the oldest pending delivery was created.
+    /// When the oldest of those was created.
     pub oldest_pending: Option<DateTime<Utc>>,
 }
 

@@ -290,11 +290,15 @@ impl WebhookDelivery {
         tracing::info!(webhook.id = %d.consumer_id, event.id = %d.event_id, event.type = %d.event_type, attempt = number,
             status = ?status_code, ok, error = error.as_deref().unwrap_or(""), "webhook delivery attempted");
         let held = self.platform.repos.webhooks.record_attempt(&self.worker, &attempt, after).await?;
-        crate::metrics::webhook_attempt(match after {
-            AfterAttempt::Delivered => crate::metrics::DeliveryOutcome::Delivered,
-            AfterAttempt::RetryAt(_) => crate::metrics::DeliveryOutcome::Failed,
-            AfterAttempt::GiveUp => crate::metrics::DeliveryOutcome::GaveUp,
-        });
+        // Counted when it decided the delivery's fate: a worker that lost the lease leaves that
+        // (and the count) to the one that took over.
+        if held {
+            crate::metrics::webhook_attempt(match after {
+                AfterAttempt::Delivered => crate::metrics::DeliveryOutcome::Delivered,
+                AfterAttempt::RetryAt(_) => crate::metrics::DeliveryOutcome::Failed,
+                AfterAttempt::GiveUp => crate::metrics::DeliveryOutcome::GaveUp,
+            });
+        }
         // A worker whose lease expired meanwhile leaves the decision to the one that took over.
         if failing_too_long && held {
             let days = self.opts.disable_after.as_secs_f64() / 86_400.0;

@@ -100,8 +100,17 @@ async fn ready(State(s): State<AppState>) -> Response {
     };
     match tokio::time::timeout(std::time::Duration::from_millis(1500), s.store.ready()).await {
         Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Ok(Err(e)) => unavailable(e.to_string()),
-        Err(_) => unavailable("the database did not answer within 1.5 s".into()),
+        // The detail (which may name the database's user or host) goes to the log; the probe,
+        // which needs no API key, gets what kind of failure it is.
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready");
+            let reason = e.to_string();
+            unavailable(if reason.contains("migrations not applied") { reason } else { "the database does not answer".into() })
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer within 1.5 s");
+            unavailable("the database did not answer within 1.5 s".into())
+        }
     }
 }
 
@@ -110,11 +119,11 @@ const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics` on the main listener (behind the API key, like the API).
 async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let scrape = s.scrape.ok_or_else(|| ApiError::not_found("Metrics are off (metrics.enabled = false)."))?;
+    let scrape = s.scrape.ok_or_else(|| ApiError::not_found("Metrics are off (metrics_enabled = false)."))?;
     Ok(([(header::CONTENT_TYPE, EXPOSITION)], scrape.render().await).into_response())
 }
 
-/// The router of `metrics.listen`: only `/metrics`, without authentication.
+/// The router of `metrics_listen`: only `/metrics`, without authentication.
 pub fn metrics_router(scrape: crate::metrics::Scrape) -> Router {
     Router::new().route(
         "/metrics",
@@ -174,10 +183,28 @@ async fn correlate(req: Request, next: Next) -> Response {
         res.headers_mut().insert(CORRELATION_HEADER, v);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => res.status().as_u16().to_string())
+    // A fixed set of methods: a client cannot make a series per made-up method.
+    let method_label: &'static str = match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route.clone(), "method" => method_label, "status" => res.status().as_u16().to_string())
         .increment(1);
-    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route, "method" => method.to_string()).record(elapsed);
-    tracing::info!(parent: &span, status = res.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "{method} {path}");
+    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route, "method" => method_label).record(elapsed);
+    let status = res.status().as_u16();
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if matches!(path.as_str(), "/health" | "/ready" | "/metrics") && res.status().is_success() {
+        // Probes and scrapes come every few seconds: only at debug level.
+        tracing::debug!(parent: &span, status, latency_ms, "{method} {path}");
+    } else {
+        tracing::info!(parent: &span, status, latency_ms, "{method} {path}");
+    }
     res
 }
 
