@@ -51,7 +51,8 @@ pub struct WebhookSettings {
     pub disable_after: String,
     /// Per-delivery timeout (`15s`).
     pub timeout: String,
-    /// Deliver to loopback and private addresses (default true; false for SSRF protection).
+    /// Deliver to (and register) loopback and private addresses: default false (SSRF protection);
+    /// the demo and the tests turn it on.
     pub allow_private_targets: bool,
 }
 
@@ -206,7 +207,7 @@ impl Settings {
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?
             .set_default("webhooks.timeout", "15s")?
-            .set_default("webhooks.allow_private_targets", true)?;
+            .set_default("webhooks.allow_private_targets", false)?;
         match path {
             Some(p) => {
                 if !p.exists() {

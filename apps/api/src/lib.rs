@@ -211,8 +211,9 @@ pub async fn run_worker(engine: SyncEngine, wake: Arc<tokio::sync::Notify>, stop
 pub fn linking(store: &Store, cipher: AesGcmCipher, opts: &ServeOptions) -> anyhow::Result<Linking> {
     let state_key = cipher.derive_key("oauth-state");
     let oauth = tributary_stripe::StripeConnectOAuth::new(&opts.connect_base).map_err(|e| anyhow::anyhow!("stripe.connect_base: {e}"))?;
+    let targets = webhooks::HttpWebhookSender::new(opts.allow_private_webhook_targets)?;
     Ok(Linking::new(
-        platform(store, cipher, &opts.public_url),
+        platform(store, cipher, &opts.public_url).with_webhook_target_check(Arc::new(targets)),
         Arc::new(oauth),
         state_key,
         format!("{}/oauth/stripe/callback", opts.public_url),

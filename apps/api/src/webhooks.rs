@@ -111,6 +111,15 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 #[async_trait]
 impl WebhookSender for HttpWebhookSender {
+    async fn check_target(&self, url: &str) -> Result<(), String> {
+        match self.client_for(url).await {
+            Ok(_) => Ok(()),
+            // Not resolvable yet: each delivery checks again.
+            Err(e) if e.starts_with("cannot resolve") || e.ends_with("resolves to no address") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn send(&self, request: WebhookRequest) -> WebhookResponse {
         let started = Instant::now();
         let client = match self.client_for(&request.url).await {

@@ -34,6 +34,7 @@ fn spawn_api(database_url: &str, port: u16) -> Child {
         .env("TRIBUTARY_LISTEN", format!("127.0.0.1:{port}"))
         .env("TRIBUTARY_DATABASE_URL", database_url)
         .env("TRIBUTARY_WORKERS", "1")
+        .env("TRIBUTARY_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")
         .env("TRIBUTARY_WEBHOOKS__RETRY_SCHEDULE", schedule)
         .env("TRIBUTARY_WEBHOOKS__TIMEOUT", "2s")
         .stdout(Stdio::null())

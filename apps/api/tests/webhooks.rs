@@ -294,3 +294,37 @@ async fn with_the_receiver_down_then_failing_every_event_arrives_and_retries_kee
     assert!(attempts.iter().filter(|a| a.ok).all(|a| a.status_code == Some(204)));
     assert!(attempts.iter().any(|a| a.status_code == Some(503)));
 }
+
+#[tokio::test]
+async fn private_and_loopback_targets_are_refused_at_registration_by_default_settings() {
+    let api = TestServer::start_configured("http://127.0.0.1:9", |o| o.allow_private_webhook_targets = false).await;
+    for url in [
+        "http://127.0.0.1/",
+        "http://127.1/",
+        "http://0.0.0.0:8080/",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://localhost:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5/",
+        "http://192.168.1.1/",
+    ] {
+        let (status, body) = api.post("/webhooks", json!({"url": url, "eventTypes": ["company.created"]})).await;
+        let message = common::assert_envelope(status, &body, 400);
+        assert!(message.contains("non-public address"), "{url}: {message}");
+        assert_eq!(body["validation"]["errors"][0]["itemId"], "url", "{url}: {body}");
+    }
+    let (_, list) = api.get("/webhooks").await;
+    assert_eq!(list["results"], json!([]), "nothing was registered");
+    // A public name (which does not resolve here, offline) is accepted: deliveries check it again.
+    let (status, body) = api.post("/webhooks", json!({"url": "https://hooks.example.com/t", "eventTypes": ["company.created"]})).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn the_server_refuses_private_webhook_targets_unless_told_otherwise() {
+    let settings = tributary_api::config::Settings::load(None).unwrap();
+    assert!(!settings.webhooks.allow_private_targets, "SSRF protection is the default");
+}

@@ -51,7 +51,10 @@ async fn context(cli: &Cli, need_master_key: bool) -> anyhow::Result<Ctx> {
         Err(_) => std::sync::Arc::new(NoMasterKey),
     };
     let platform = Platform::new(store.repositories(), cipher, std::sync::Arc::new(tributary_domain::ports::SystemClock))
-        .with_event_renderer(std::sync::Arc::new(tributary_api::http::dto::CodatEvents { public_url: settings.public_base() }));
+        .with_event_renderer(std::sync::Arc::new(tributary_api::http::dto::CodatEvents { public_url: settings.public_base() }))
+        .with_webhook_target_check(std::sync::Arc::new(tributary_api::webhooks::HttpWebhookSender::new(
+            settings.webhooks.allow_private_targets,
+        )?));
     Ok(Ctx { settings, store, platform, json: cli.json })
 }
 

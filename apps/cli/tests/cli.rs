@@ -309,7 +309,15 @@ fn webhook_consumers_are_managed_from_the_cli_with_the_secret_sealed_at_rest() {
     let env = Env::new();
     let created = env.json(
         Some(KEY_A),
-        &["webhooks", "create", "http://127.0.0.1:9/hook", "--event-type", "company.created,read.completed", "--company-tag", "region:uk"],
+        &[
+            "webhooks",
+            "create",
+            "https://hooks.example.com/hook",
+            "--event-type",
+            "company.created,read.completed",
+            "--company-tag",
+            "region:uk",
+        ],
     );
     let id = created["id"].as_str().unwrap().to_owned();
     let secret = created["signingSecret"].as_str().unwrap().to_owned();
@@ -323,7 +331,7 @@ fn webhook_consumers_are_managed_from_the_cli_with_the_secret_sealed_at_rest() {
     assert_eq!(list[0]["id"], id.as_str());
     assert!(list[0].get("signingSecret").is_none());
     let table = env.ok(None, &["webhooks", "list"]);
-    assert!(table.contains("http://127.0.0.1:9/hook") && table.contains("region:uk"), "{table}");
+    assert!(table.contains("https://hooks.example.com/hook") && table.contains("region:uk"), "{table}");
 
     // Creating a company (from the CLI) queues a delivery for the consumer.
     env.ok(None, &["companies", "create", "Hooked"]);
@@ -338,6 +346,10 @@ fn webhook_consumers_are_managed_from_the_cli_with_the_secret_sealed_at_rest() {
     let out = env.run(Some(KEY_A), &["webhooks", "create", "ftp://x/", "--event-type", "company.created"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("http or https"));
+    // Loopback targets are refused unless webhooks.allow_private_targets says otherwise.
+    let out = env.run(Some(KEY_A), &["webhooks", "create", "http://127.0.0.1:9/hook", "--event-type", "company.created"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("non-public address 127.0.0.1"), "{}", String::from_utf8_lossy(&out.stderr));
     env.ok(None, &["webhooks", "delete", &id]);
     assert_eq!(env.json(None, &["webhooks", "list"]), serde_json::json!([]));
     let out = env.run(None, &["webhooks", "delete", &id]);

@@ -33,4 +33,10 @@ pub struct WebhookResponse {
 pub trait WebhookSender: Send + Sync {
     /// Sends one request; failures are reported in the response, never as a panic.
     async fn send(&self, request: WebhookRequest) -> WebhookResponse;
+    /// Whether `url` may be registered as a target: `Err` says why not (e.g. it resolves to a
+    /// loopback or private address while those are refused). A name that does not resolve yet is
+    /// accepted: every delivery checks again. By default every URL may.
+    async fn check_target(&self, _url: &str) -> Result<(), String> {
+        Ok(())
+    }
 }

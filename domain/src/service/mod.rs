@@ -36,12 +36,13 @@ pub struct Platform {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) renderer: Option<Arc<dyn crate::model::webhook::EventRenderer>>,
     pub(crate) counts: Arc<records::CountCache>,
+    pub(crate) targets: Option<Arc<dyn crate::ports::WebhookSender>>,
 }
 
 impl Platform {
     /// Composes the service from its ports.
     pub fn new(repos: Repositories, cipher: Arc<dyn SecretCipher>, clock: Arc<dyn Clock>) -> Self {
-        Self { repos, cipher, clock, renderer: None, counts: Arc::default() }
+        Self { repos, cipher, clock, renderer: None, counts: Arc::default(), targets: None }
     }
 
     /// Turns webhooks on: every change that causes a Codat event writes it, rendered by
@@ -50,6 +51,14 @@ impl Platform {
     #[must_use]
     pub fn with_event_renderer(mut self, renderer: Arc<dyn crate::model::webhook::EventRenderer>) -> Self {
         self.renderer = Some(renderer);
+        self
+    }
+
+    /// Checks webhook consumer URLs with `sender`'s target policy when they are registered (the
+    /// server's: loopback and private addresses refused unless allowed).
+    #[must_use]
+    pub fn with_webhook_target_check(mut self, sender: Arc<dyn crate::ports::WebhookSender>) -> Self {
+        self.targets = Some(sender);
         self
     }
 

@@ -57,6 +57,14 @@ impl Platform {
     /// [`MAX_CONSUMERS`] already exist.
     pub async fn create_webhook_consumer(&self, req: NewConsumer) -> Result<(WebhookConsumer, SecretString), DomainError> {
         let (event_types, company_tags) = validate_consumer(&req)?;
+        if let Some(targets) = &self.targets
+            && let Err(why) = targets.check_target(&req.url).await
+        {
+            return Err(DomainError::Validation {
+                message: format!("The webhook URL cannot be used: {why}."),
+                items: vec![crate::error::ValidationItem { item_id: Some("url".into()), message: why }],
+            });
+        }
         let secret = SecretString::from(generate_secret());
         let sealed = self.cipher.seal(&secret).map_err(|e| DomainError::Secret(e.to_string()))?;
         let consumer = WebhookConsumer {

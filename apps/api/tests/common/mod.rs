@@ -38,6 +38,11 @@ impl TestServer {
 
     /// As [`TestServer::start_with`], delivering webhooks with `webhooks` (short retry delays).
     pub async fn start_with_webhooks(connect_base: &str, webhooks: tributary_domain::service::DeliveryOptions) -> Self {
+        Self::start_configured(connect_base, |o| o.webhooks = webhooks).await
+    }
+
+    /// A server with the test defaults changed by `configure`.
+    pub async fn start_configured(connect_base: &str, configure: impl FnOnce(&mut tributary_api::ServeOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = Store::open(&url).await.unwrap();
@@ -47,7 +52,8 @@ impl TestServer {
         let key = tributary_api::generate_api_key();
         platform.create_api_key(Some("test".into()), &key).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let opts = tributary_api::ServeOptions { webhooks, ..tributary_api::ServeOptions::local(&base, connect_base, 1) };
+        let mut opts = tributary_api::ServeOptions::local(&base, connect_base, 1);
+        configure(&mut opts);
         tokio::spawn(async move {
             tributary_api::serve_on(listener, &store, AesGcmCipher::new(&MASTER, &[]), opts, async {
                 let _ = rx.await;
