@@ -334,3 +334,26 @@ async fn openapi_document_matches_the_committed_snapshot() {
         assert!(served["paths"].get(p).is_some(), "{p} missing from the document");
     }
 }
+
+#[tokio::test]
+async fn a_redirect_url_with_a_line_break_is_refused_with_400_naming_it_and_nothing_is_saved() {
+    let api = TestServer::start().await;
+    let (_, before) = api.get("/profile").await;
+    for bad in ["https://x.example/done\r\nSet-Cookie: a=b", "https://x.example/\ndone", "javascript:alert(1)"] {
+        let (status, body) = api.call(reqwest::Method::PUT, "/profile", Some(json!({"name": "Acme", "redirectUrl": bad}))).await;
+        common::assert_envelope(status, &body, 400);
+        assert_eq!(body["validation"]["errors"][0]["itemId"], "redirectUrl", "{body}");
+    }
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/profile",
+            Some(json!({"name": "Acme", "redirectUrl": "https://x.example", "logoUrl": "https://cdn.example/l\u{7}.png"})),
+        )
+        .await;
+    common::assert_envelope(status, &body, 400);
+    assert_eq!(body["validation"]["errors"][0]["itemId"], "logoUrl", "{body}");
+    assert_eq!(api.get("/profile").await.1, before, "nothing was saved");
+    let ok = json!({"name": "Acme", "redirectUrl": "https://x.example/linked?company={companyId}&status={statusCode}"});
+    assert_eq!(api.call(reqwest::Method::PUT, "/profile", Some(ok)).await.0, 200);
+}

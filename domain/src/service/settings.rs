@@ -20,15 +20,9 @@ impl Platform {
     /// Saves the client profile.
     ///
     /// # Errors
-    /// [`DomainError::Validation`] for an empty name or a redirect URL that is not http(s).
+    /// [`DomainError::Validation`] naming each field that is wrong (see [`Profile::validate`]).
     pub async fn put_profile(&self, profile: Profile) -> Result<Profile, DomainError> {
-        if profile.name.trim().is_empty() {
-            return Err(DomainError::invalid("The profile name must not be empty."));
-        }
-        let r = profile.redirect_url.trim();
-        if !(r.is_empty() || r.starts_with("http://") || r.starts_with("https://")) {
-            return Err(DomainError::invalid("redirectUrl must be an http:// or https:// URL."));
-        }
+        profile.validate()?;
         self.repos.profile.put_profile(&profile).await?;
         Ok(profile)
     }
