@@ -3470,3 +3470,34 @@ pub async fn the_backlog_counts_queued_and_running_pulls_and_pending_deliveries(
         }
     );
 }
+
+/// What the domain stores in place of U+0000 (U+FFFD, in Stripe's free text and a browser's
+/// OAuth error description) round-trips on every database, in records and connection errors.
+pub async fn replacement_characters_round_trip_in_records_and_connection_errors(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let mut doc = serde_json::json!({"id": "cus_nul", "customerName": "Zo\u{0}ë", "addresses": [{"line1": "\u{0}1 Main"}]});
+    tributary_domain::model::record::replace_nul(&mut doc);
+    let rec = StoredRecord { id: "cus_nul".into(), created: Some(at(1)), source_modified: None, document: doc.clone(), deleted: false };
+    let pull = PullOperationId::new_random();
+    assert_eq!(write(&repos, &conn, DataType::Customers, std::slice::from_ref(&rec), &checkpoint(pull, None, 1, 1), at(10)).await, 1);
+    assert_eq!(record(&repos, &conn, DataType::Customers, "cus_nul").await.record.document, doc);
+    assert_eq!(doc["customerName"], "Zo\u{FFFD}ë");
+    let q = ListQuery::from_params(
+        commerce_schema::schema(DataType::Customers).unwrap(),
+        Some(1),
+        Some(10),
+        Some("customerName=Zo\u{FFFD}ë"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(repos.records.count_matching(conn.id, DataType::Customers, &q).await.unwrap(), 1, "and can be queried");
+    let mut c = repos.connections.find(conn.id).await.unwrap().unwrap();
+    c.errors.push(ConnectionError {
+        status_code: "403".into(),
+        status_text: Some("access_denied: bad\u{FFFD}text".into()),
+        error_message: "User cancelled linking".into(),
+        errored_on_utc: at(20),
+    });
+    repos.connections.update(&c, &[]).await.unwrap();
+    assert_eq!(repos.connections.find(conn.id).await.unwrap().unwrap().errors, c.errors);
+}

@@ -148,6 +148,7 @@ storage_contract! {
     the_overview_counts_by_status_and_lists_failing_data_types,
     deliveries_are_listed_newest_first_and_a_finished_one_can_be_delivered_again,
     the_backlog_counts_queued_and_running_pulls_and_pending_deliveries,
+    replacement_characters_round_trip_in_records_and_connection_errors,
 }
 
 /// Backend-specific checks that are not part of the shared contract.

@@ -357,3 +357,29 @@ async fn a_redirect_url_with_a_line_break_is_refused_with_400_naming_it_and_noth
     let ok = json!({"name": "Acme", "redirectUrl": "https://x.example/linked?company={companyId}&status={statusCode}"});
     assert_eq!(api.call(reqwest::Method::PUT, "/profile", Some(ok)).await.0, 200);
 }
+
+#[tokio::test]
+async fn client_input_with_a_nul_character_is_refused_with_400_naming_the_field() {
+    let api = TestServer::start().await;
+    let company = api.company("Clean Co").await;
+    let cases = [
+        (Method::POST, "/companies".to_owned(), json!({"name": "Nul Co", "description": "a\u{0}b"}), "description"),
+        (Method::POST, "/companies".to_owned(), json!({"name": "Nul Co", "tags": {"region": "e\u{0}u"}}), "tags.region"),
+        (Method::PATCH, format!("/companies/{company}"), json!({"description": "\u{0}"}), "description"),
+        (Method::PUT, "/profile".to_owned(), json!({"name": "Ac\u{0}me", "redirectUrl": ""}), "name"),
+        (Method::POST, "/webhooks".to_owned(), json!({"url": "https://x.example/\u{0}", "eventTypes": ["company.created"]}), "url"),
+        (Method::POST, "/apiKeys".to_owned(), json!({"name": "k\u{0}"}), "name"),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, answer) = api.call(method.clone(), &path, Some(body)).await;
+        let message = assert_envelope(status, &answer, 400);
+        assert!(message.contains(field), "{method} {path}: {message}");
+        assert_eq!(answer["validation"]["errors"][0]["itemId"], field, "{method} {path}: {answer}");
+    }
+    let (status, answer) = api.get("/companies?query=name%3Da%00b").await;
+    assert_eq!(assert_envelope(status, &answer, 400), "query must not contain the NUL character (U+0000).");
+    let (_, list) = api.get("/companies").await;
+    assert_eq!(list["totalResults"], 1, "nothing was created");
+    let (_, keys) = api.get("/apiKeys").await;
+    assert_eq!(keys["results"].as_array().unwrap().len(), 1);
+}

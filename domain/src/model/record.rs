@@ -115,3 +115,68 @@ pub struct SyncWrite {
     /// causes.
     pub pull: Option<(crate::model::pull::PullOperation, Vec<crate::model::webhook::OutboxEvent>)>,
 }
+
+/// U+0000 cannot be stored by PostgreSQL (in `text` or `jsonb`); data from a source that must be
+/// kept anyway has it replaced by U+FFFD (the replacement character), the same on every database
+/// (docs/stripe-mapping.md). Client input with it is refused instead, naming the field.
+pub const NUL_REPLACEMENT: char = '\u{FFFD}';
+
+/// Replaces every U+0000 in the strings (and keys) of a JSON value with U+FFFD.
+pub fn replace_nul(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        serde_json::Value::Object(map) if map.keys().any(|k| k.contains('\0')) => {
+            let taken = std::mem::take(map);
+            for (k, mut x) in taken {
+                replace_nul(&mut x);
+                map.insert(k.replace('\0', "\u{FFFD}"), x);
+            }
+        }
+        serde_json::Value::Object(map) => map.values_mut().for_each(replace_nul),
+        _ => {}
+    }
+}
+
+/// The path of the first string in a JSON value that holds U+0000 (`description`, `tags.k`,
+/// `items[2]`), if any.
+pub fn nul_path(v: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, at: &str) -> Option<String> {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(at.to_owned()),
+            serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| walk(x, &format!("{at}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, x)| {
+                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                if k.contains('\0') { Some(here) } else { walk(x, &here) }
+            }),
+            _ => None,
+        }
+    }
+    walk(v, "")
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::{nul_path, replace_nul};
+
+    #[test]
+    fn nul_characters_are_found_by_path_and_replaced_everywhere() {
+        let mut v = serde_json::json!({"a": "ok", "tags": {"k": "x\u{0}y"}, "list": ["z", "\u{0}"], "k\u{0}": 1});
+        assert_eq!(nul_path(&serde_json::json!({"a": ["ok", {"b": "\u{0}"}]})).as_deref(), Some("a[1].b"));
+        assert!(nul_path(&v).is_some());
+        replace_nul(&mut v);
+        assert_eq!(nul_path(&v), None);
+        assert_eq!(v["tags"]["k"], "x\u{FFFD}y");
+        assert_eq!(v["list"][1], "\u{FFFD}");
+        assert_eq!(v["k\u{FFFD}"], 1);
+    }
+
+    #[test]
+    fn a_stripe_customer_named_with_a_nul_is_stored_with_the_replacement_character() {
+        let customer: crate::model::commerce::Customer =
+            serde_json::from_value(serde_json::json!({"id": "cus_1", "customerName": "Zo\u{0}e", "addresses": []})).unwrap();
+        let stored = crate::service::to_stored(&crate::model::commerce::CommerceRecord::Customer(customer));
+        assert_eq!(stored.document["customerName"], "Zo\u{FFFD}e");
+        assert_eq!(nul_path(&stored.document), None);
+    }
+}

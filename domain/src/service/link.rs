@@ -182,7 +182,9 @@ impl Linking {
         if let Some(error) = cb.error {
             let (status, message) =
                 if error == "access_denied" { (403, "User cancelled linking") } else { (500, "Linking failed at Stripe") };
-            let description = cb.error_description.unwrap_or_default();
+            // From the browser's query string: kept for the record, without U+0000.
+            let description = cb.error_description.unwrap_or_default().replace('\0', "\u{FFFD}");
+            let error = error.replace('\0', "\u{FFFD}");
             connection.errors.push(ConnectionError {
                 status_code: status.to_string(),
                 status_text: Some(if description.is_empty() { error.clone() } else { format!("{error}: {description}") }),

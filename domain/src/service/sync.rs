@@ -193,8 +193,10 @@ pub fn to_stored(r: &CommerceRecord) -> StoredRecord {
         CommerceRecord::Product(x) => x.id.clone(),
         CommerceRecord::Transaction(x) => x.id.clone(),
     };
+    // Stripe may hold U+0000 in free text: kept, as U+FFFD (PostgreSQL stores no U+0000).
+    crate::model::record::replace_nul(&mut document);
     StoredRecord {
-        id,
+        id: id.replace('\0', "\u{FFFD}"),
         created: created.and_then(parse_instant),
         source_modified: source_modified.and_then(parse_instant),
         document,

@@ -37,7 +37,10 @@ pub(super) async fn create(State(s): State<AppState>, body: Bytes) -> Result<(St
     let name = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<CreateApiKey>(&body)
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))?;
+        super::extract::refuse_nul(&value)?;
+        serde_json::from_value::<CreateApiKey>(value)
             .map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))?
             .name
     };

@@ -20,7 +20,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CodatJson<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("A JSON request body is required."));
         }
-        serde_json::from_slice(&bytes).map(CodatJson).map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))?;
+        refuse_nul(&value)?;
+        serde_json::from_value(value).map(CodatJson).map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))
+    }
+}
+
+/// Refuses client input holding U+0000 (which PostgreSQL cannot store), naming the field.
+///
+/// # Errors
+/// 400 with a validation item on the field.
+pub fn refuse_nul(body: &serde_json::Value) -> Result<(), ApiError> {
+    match tributary_domain::model::record::nul_path(body) {
+        None => Ok(()),
+        Some(field) => Err(nul_error(&field)),
+    }
+}
+
+/// The 400 for a field holding U+0000.
+pub fn nul_error(field: &str) -> ApiError {
+    let message = format!("{field} must not contain the NUL character (U+0000).");
+    ApiError {
+        validation: vec![tributary_domain::error::ValidationItem { item_id: Some(field.to_owned()), message: message.clone() }],
+        ..ApiError::bad_request(message)
     }
 }
 
@@ -55,6 +78,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
                 })
                 .transpose()
         };
+        if let Some((name, _)) = raw.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(nul_error(name));
+        }
         Ok(Self {
             page: int("page")?,
             page_size: int("pageSize")?,

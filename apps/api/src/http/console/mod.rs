@@ -118,6 +118,13 @@ impl Session {
     /// token.
     pub fn form(&self, body: &Bytes) -> Result<Form, Box<Response>> {
         let fields: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        if let Some((name, _)) = fields.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(Box::new(plain_page(
+                StatusCode::BAD_REQUEST,
+                "That did not work",
+                &format!("{name} must not contain the NUL character (U+0000); nothing was changed."),
+            )));
+        }
         let presented = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
         if !same(presented, &self.csrf) {
             return Err(Box::new(plain_page(
