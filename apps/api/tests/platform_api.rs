@@ -383,3 +383,35 @@ async fn client_input_with_a_nul_character_is_refused_with_400_naming_the_field(
     let (_, keys) = api.get("/apiKeys").await;
     assert_eq!(keys["results"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn optional_fields_codat_does_not_declare_nullable_are_omitted_not_null() {
+    // No sync workers: a queued pull stays queued.
+    let api = TestServer::start_configured("http://127.0.0.1:9", |o| o.workers = 0).await;
+    let (_, profile) = api.get("/profile").await;
+    assert!(profile.get("logoUrl").is_none() && profile.get("iconUrl").is_none(), "{profile}");
+    api.enable_stripe_test().await;
+    let company = api.company("Omit Co").await;
+    let (_, conn) = api.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
+    // A queued pull has not completed: no `completed` at all.
+    let id: tributary_domain::ids::ConnectionId = conn["id"].as_str().unwrap().parse().unwrap();
+    let repos = api.platform.repositories();
+    let mut c = repos.connections.find(id).await.unwrap().unwrap();
+    c.status = tributary_domain::model::connection::ConnectionStatus::Linked;
+    c.source_account = Some("acct_omit".into());
+    c.errors.push(tributary_domain::model::connection::ConnectionError {
+        status_code: "500".into(),
+        status_text: None,
+        error_message: "Linking failed at Stripe".into(),
+        errored_on_utc: chrono::Utc::now(),
+    });
+    repos.connections.update(&c, &[]).await.unwrap();
+    let (_, op) = api.post(&format!("/companies/{company}/data/queue/commerce-customers"), json!({})).await;
+    let (_, got) = api.get(&format!("/companies/{company}/data/history/{}", op["id"].as_str().unwrap())).await;
+    assert_eq!(got["status"], "Queued", "{got}");
+    assert!(got.get("completed").is_none(), "{got}");
+    let (_, listed) = api.get(&format!("/companies/{company}/connections/{id}")).await;
+    let error = &listed["dataConnectionErrors"][0];
+    assert_eq!(error["errorMessage"], "Linking failed at Stripe");
+    assert!(error.get("statusText").is_none(), "{listed}");
+}

@@ -184,7 +184,9 @@ pub struct CompanyRequestBody {
 pub struct DataConnectionErrorDto {
     /// Status code from the source.
     pub status_code: String,
-    /// Status text.
+    /// Status text (omitted when there is none: Codat does not declare it nullable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub status_text: Option<String>,
     /// Message.
     pub error_message: String,
@@ -419,11 +421,13 @@ impl BrandingDto {
 pub struct ProfileDto {
     /// Name.
     pub name: Option<String>,
-    /// Logo URL.
-    #[serde(default)]
+    /// Logo URL (omitted when unset: Codat does not declare it nullable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub logo_url: Option<String>,
-    /// Icon URL.
-    #[serde(default)]
+    /// Icon URL (omitted when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub icon_url: Option<String>,
     /// Redirect after linking.
     pub redirect_url: Option<String>,

@@ -40,7 +40,9 @@ pub struct PullOperationDto {
     pub error_message: Option<String>,
     /// When it was requested.
     pub requested: String,
-    /// When it finished.
+    /// When it finished (omitted while unfinished: Codat does not declare it nullable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub completed: Option<String>,
     /// Progress, 0–100.
     pub progress: i32,
