@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -95,7 +95,16 @@ def click(xpath):
 def loads(element):
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    wait.until(EC.staleness_of(old))
+
+    def replaced(_):
+        # Chromium reports a node of a replaced document either as stale or as "does not belong
+        # to the document": both mean the new page is there.
+        try:
+            return EC.staleness_of(old)(driver)
+        except WebDriverException:
+            return True
+
+    wait.until(replaced)
 
 
 def in_all(table_text):

@@ -7,7 +7,6 @@ mod common;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -98,19 +97,7 @@ async fn debug_json_logs_of_a_full_run_carry_span_fields_and_no_secret() {
     let (_, conn) = call(reqwest::Method::POST, format!("/companies/{company}/connections"), Some(json!({"platformKey": "yzth"}))).await;
     let s2 = sandbox.sandbox.clone();
     let account = tokio::task::spawn_blocking(move || s2.create_account(Mode::Test, Some(5), false, &Profile::default())).await.unwrap();
-    let res = client.get(conn["linkUrl"].as_str().unwrap()).send().await.unwrap();
-    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
-    let q: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
-    let approve: Value = client
-        .post(format!("{}/_sandbox/oauth/approve", sandbox.url()))
-        .json(&json!({"client_id": q["client_id"], "redirect_uri": q["redirect_uri"], "scope": q["scope"], "state": q["state"], "account": account}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let callback = approve["redirect"].as_str().unwrap().to_owned();
+    let callback = common::approve(&client, &sandbox.url(), conn["linkUrl"].as_str().unwrap(), &account).await;
     let code = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     assert_eq!(client.get(&callback).send().await.unwrap().status().as_u16(), 303);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -3,7 +3,7 @@
 //! works without JavaScript.
 
 use super::AppState;
-use super::ui::CSS_PATH;
+use super::ui::head;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -54,13 +54,7 @@ fn page(status: StatusCode, brand: &Brand, title: &str, body: Markup) -> Respons
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · " (brand.name) }
-                @if let Some(icon) = &brand.icon_url { link rel="icon" href=(icon); }
-                link rel="stylesheet" href=(CSS_PATH);
-            }
+            (head(&format!("{title} · {}", brand.name), html! { @if let Some(icon) = &brand.icon_url { link rel="icon" href=(icon); } }))
             body.link {
                 main #main {
                     header.brand {

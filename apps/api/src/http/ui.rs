@@ -29,6 +29,20 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
 }
 
+/// The `<head>` every page shares: encoding, viewport, title and the stylesheet; `extra` goes
+/// before the stylesheet (an icon, the console's script).
+pub(crate) fn head(title: &str, extra: maud::Markup) -> maud::Markup {
+    maud::html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            (extra)
+            link rel="stylesheet" href=(CSS_PATH);
+        }
+    }
+}
+
 /// The console's options: how long a session lasts without use, whether its cookie is `Secure`,
 /// and the Content-Security-Policy of the HTML pages.
 #[derive(Debug, Clone)]

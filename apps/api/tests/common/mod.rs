@@ -157,19 +157,8 @@ pub async fn link_and_sync(
     let account = tokio::task::spawn_blocking(move || s.create_account(Mode::Test, Some(21), false, &profile)).await.unwrap();
     let (_, c) = api.post(&format!("/companies/{company}/connections"), json!({"platformKey": "yzth"})).await;
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let res = browser.get(c["linkUrl"].as_str().unwrap()).send().await.unwrap();
-    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
-    let q: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
-    let approve: Value = browser
-        .post(format!("{}/_sandbox/oauth/approve", sandbox.url()))
-        .json(&json!({"client_id": q["client_id"], "redirect_uri": q["redirect_uri"], "scope": q["scope"], "state": q["state"], "account": account}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let res = browser.get(approve["redirect"].as_str().unwrap()).send().await.unwrap();
+    let callback = approve(&browser, &sandbox.url(), c["linkUrl"].as_str().unwrap(), &account).await;
+    let res = browser.get(&callback).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 303);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -185,6 +174,24 @@ pub async fn link_and_sync(
     }
     let connection: tributary_domain::ids::ConnectionId = c["id"].as_str().unwrap().parse().unwrap();
     (company, connection, account)
+}
+
+/// What a merchant does at the sandbox's consent page: follows `link_url` (a client that does
+/// not follow redirects), approves `account`, and gets the OAuth callback URL back.
+pub async fn approve(browser: &reqwest::Client, sandbox_url: &str, link_url: &str, account: &str) -> String {
+    let res = browser.get(link_url).send().await.unwrap();
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let q: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
+    let approved: Value = browser
+        .post(format!("{sandbox_url}/_sandbox/oauth/approve"))
+        .json(&json!({"client_id": q["client_id"], "redirect_uri": q["redirect_uri"], "scope": q["scope"], "state": q["state"], "account": account}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    approved["redirect"].as_str().unwrap().to_owned()
 }
 
 /// A free TCP port on 127.0.0.1 (for a server process started next).

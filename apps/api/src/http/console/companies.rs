@@ -35,11 +35,11 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 fn company_id(raw: &str) -> Result<CompanyId, Box<Response>> {
-    raw.parse().map_err(|_| Box::new(failure(DomainError::NotFound(format!("'{raw}' is not a company id.")))))
+    super::id(raw, "a company id")
 }
 
 fn connection_id(raw: &str) -> Result<ConnectionId, Box<Response>> {
-    raw.parse().map_err(|_| Box::new(failure(DomainError::NotFound(format!("'{raw}' is not a connection id.")))))
+    super::id(raw, "a connection id")
 }
 
 fn int(q: &HashMap<String, String>, name: &str) -> Option<i64> {
@@ -48,15 +48,6 @@ fn int(q: &HashMap<String, String>, name: &str) -> Option<i64> {
 
 fn integration_name(key: &str) -> &'static str {
     definition(key).map_or("Unknown integration", |d| d.name)
-}
-
-macro_rules! try_page {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return *r,
-        }
-    };
 }
 
 async fn list(State(s): State<AppState>, session: Session, q: Params) -> Response {

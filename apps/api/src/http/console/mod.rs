@@ -3,6 +3,16 @@
 //! token; the store holds its hash and ends it with its key); every state-changing form carries a
 //! CSRF token derived from the session's token.
 
+/// The value of a `Result<_, Box<Response>>`, or that response returned from the handler.
+macro_rules! try_page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return *r,
+        }
+    };
+}
+
 mod companies;
 mod overview;
 mod settings;
@@ -10,7 +20,7 @@ mod webhooks;
 
 use super::AppState;
 use super::error::ApiError;
-use super::ui::{CSS_PATH, JS_PATH};
+use super::ui::{JS_PATH, head};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query, State};
@@ -159,13 +169,7 @@ pub(crate) fn layout(session: &Session, nav: Nav, title: &str, notice: Option<&N
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Tributary console" }
-                link rel="stylesheet" href=(CSS_PATH);
-                script src=(JS_PATH) defer {}
-            }
+            (head(&format!("{title} · Tributary console"), html! { script src=(JS_PATH) defer {} }))
             body.console {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -239,12 +243,7 @@ fn plain_page(status: StatusCode, title: &str, message: &str) -> Response {
         html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (title) " · Tributary console" }
-                    link rel="stylesheet" href=(CSS_PATH);
-                }
+                (head(&format!("{title} · Tributary console"), html! {}))
                 body.console.signin {
                     main #main {
                         h1 { (title) }
@@ -288,6 +287,11 @@ pub(crate) fn failure(e: DomainError) -> Response {
 pub(crate) fn after(to: &str, done: &str) -> Response {
     let sep = if to.contains('?') { '&' } else { '?' };
     Redirect::to(&format!("{to}{sep}done={done}")).into_response()
+}
+
+/// A typed id from a path segment; a malformed one is a 404 page saying what it should have been.
+pub(crate) fn id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, Box<Response>> {
+    raw.parse().map_err(|_| Box::new(failure(DomainError::NotFound(format!("'{raw}' is not {what}.")))))
 }
 
 /// A page's query string.
@@ -337,12 +341,7 @@ fn sign_in_markup(next: &str, error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · Tributary console" }
-                link rel="stylesheet" href=(CSS_PATH);
-            }
+            (head("Sign in · Tributary console", html! {}))
             body.console.signin {
                 main #main {
                     h1 { "Tributary console" }
@@ -437,7 +436,7 @@ pub(crate) fn pager(base: &str, params: &[(&str, Option<&str>)], page: u32, page
     }
 }
 
-/// Unused secrets never reach a page; this marks where a value is shown once.
+/// A secret shown once, right after it was made (an API key, a signing secret), with a copy button.
 pub(crate) fn shown_once(label: &str, value: &SecretString) -> Markup {
     html! {
         div.secret role="status" {

@@ -26,15 +26,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/settings/api-keys/{id}/delete", get(confirm_delete_key).post(delete_key))
 }
 
-macro_rules! try_page {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return *r,
-        }
-    };
-}
-
 async fn page(State(s): State<AppState>, session: Session, q: Params) -> Response {
     render(&s, &session, Notice::from_query(&q), None, StatusCode::OK).await
 }
@@ -223,7 +214,7 @@ async fn create_key(State(s): State<AppState>, session: Session, body: Bytes) ->
 }
 
 async fn confirm_delete_key(State(s): State<AppState>, session: Session, Path(raw): Path<String>) -> Response {
-    let Ok(id) = raw.parse::<ApiKeyId>() else { return failure(DomainError::NotFound(format!("'{raw}' is not an API key id."))) };
+    let id: ApiKeyId = try_page!(super::id(&raw, "an API key id"));
     match s.platform.list_api_keys().await.map(|keys| keys.into_iter().find(|k| k.id == id)) {
         Ok(Some(k)) => super::confirm_page(
             &session,
@@ -244,7 +235,7 @@ async fn confirm_delete_key(State(s): State<AppState>, session: Session, Path(ra
 
 async fn delete_key(State(s): State<AppState>, session: Session, Path(raw): Path<String>, body: Bytes) -> Response {
     try_page!(session.form(&body));
-    let Ok(id) = raw.parse::<ApiKeyId>() else { return failure(DomainError::NotFound(format!("'{raw}' is not an API key id."))) };
+    let id: ApiKeyId = try_page!(super::id(&raw, "an API key id"));
     match s.platform.delete_api_key(id, false).await {
         // Deleting the key this session signed in with ends the session: the next page asks to
         // sign in again.

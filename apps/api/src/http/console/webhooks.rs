@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use maud::html;
-use tributary_domain::DomainError;
 use tributary_domain::ids::WebhookConsumerId;
 use tributary_domain::model::webhook::{DeliveryStatus, EventType, NewConsumer};
 
@@ -25,16 +24,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 fn consumer_id(raw: &str) -> Result<WebhookConsumerId, Box<Response>> {
-    raw.parse().map_err(|_| Box::new(failure(DomainError::NotFound(format!("'{raw}' is not a webhook consumer id.")))))
-}
-
-macro_rules! try_page {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return *r,
-        }
-    };
+    super::id(raw, "a webhook consumer id")
 }
 
 async fn list(State(s): State<AppState>, session: Session, q: Params) -> Response {
@@ -273,9 +263,7 @@ async fn delete(State(s): State<AppState>, session: Session, Path(raw): Path<Str
 async fn redeliver(State(s): State<AppState>, session: Session, Path((raw, delivery)): Path<(String, String)>, body: Bytes) -> Response {
     try_page!(session.form(&body));
     let id = try_page!(consumer_id(&raw));
-    let Ok(delivery) = delivery.parse::<uuid::Uuid>() else {
-        return failure(DomainError::NotFound(format!("'{delivery}' is not a delivery id.")));
-    };
+    let delivery: uuid::Uuid = try_page!(super::id(&delivery, "a delivery id"));
     match s.platform.redeliver_webhook(id, delivery).await {
         Ok(()) => {
             s.webhook_wake.notify_waiters();
