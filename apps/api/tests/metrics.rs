@@ -124,12 +124,17 @@ async fn metrics_after_a_link_sync_and_webhook_run_match_what_happened() {
     }
     http.delete(format!("{}/_sandbox/faults", sandbox.url())).send().await.unwrap();
 
-    // Every delivery to the failing receiver has given up, and the good one has all of its.
+    // Every delivery to the failing receiver has given up, and the good one has all of its: one per
+    // event of the subscribed types in the outbox (the rate-limited pull's `read.completed` may be
+    // fanned out after the other deliveries have settled).
+    let subscribed = ["connection.connected", "read.completed.initial", "read.completed"];
     let deadline = Instant::now() + Duration::from_secs(30);
     let (good_n, bad_n) = loop {
+        let events = api.platform.recent_webhook_events(1000).await.unwrap();
+        let want = events.iter().filter(|e| subscribed.contains(&e.event_type.as_str())).count() as u64;
         let (_, g) = api.platform.webhook_attempts(consumers[0], 1000).await.unwrap();
         let (_, b) = api.platform.webhook_attempts(consumers[1], 1000).await.unwrap();
-        if g.pending == 0 && b.pending == 0 && b.failed > 0 && g.delivered > 0 {
+        if g.pending == 0 && b.pending == 0 && b.failed == want && g.delivered == want && want > 0 {
             break (g, b);
         }
         assert!(Instant::now() < deadline, "deliveries did not settle: {g:?} {b:?}");
