@@ -157,7 +157,12 @@ impl SyncShared {
 
     /// A sync engine for one worker task.
     pub fn engine(&self, platform: &Platform, opts: &ServeOptions, worker: String) -> SyncEngine {
-        let sync = SyncOptions { pages: self.pages.clone(), lease_for: opts.sync_lease, parallel_pages: opts.sync_parallel_pages.max(1) };
+        let sync = SyncOptions {
+            pages: self.pages.clone(),
+            lease_for: opts.sync_lease,
+            parallel_pages: opts.sync_parallel_pages.max(1),
+            ..SyncOptions::default()
+        };
         SyncEngine::new(platform.clone(), self.source.clone(), Arc::new(TokioTimer), worker, sync)
     }
 }

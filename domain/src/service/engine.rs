@@ -50,11 +50,20 @@ pub struct SyncOptions {
     pub lease_for: Duration,
     /// Pages of one connection fetched and written at once, across its pulls.
     pub parallel_pages: usize,
+    /// The waits before writing a pull's records again when the store fails: a failure that
+    /// outlasts them (a record the store refuses) ends the pull in `InternalError`, and the
+    /// connection's other pulls go on.
+    pub store_retries: Vec<Duration>,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { pages: Arc::new(PageBudget::default()), lease_for: Duration::from_secs(60), parallel_pages: 64 }
+        Self {
+            pages: Arc::new(PageBudget::default()),
+            lease_for: Duration::from_secs(60),
+            parallel_pages: 64,
+            store_retries: vec![Duration::from_millis(500), Duration::from_secs(2), Duration::from_secs(5)],
+        }
     }
 }
 
@@ -92,6 +101,34 @@ struct PullCtx {
     lookup: Arc<dyn StagedLookup>,
 }
 
+/// Why a pull fails.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// The source failed.
+    Source(SourceError),
+    /// Its records could not be stored, on every attempt (the reason is in the server's log).
+    Store { attempts: usize },
+}
+
+impl Failure {
+    fn status(&self) -> DatasetStatus {
+        match self {
+            Self::Source(e) => status_for(e),
+            Self::Store { .. } => DatasetStatus::InternalError,
+        }
+    }
+
+    /// What the pull says to clients (a storage error's text is for logs only).
+    fn message(&self) -> String {
+        match self {
+            Self::Source(e) => e.to_string(),
+            Self::Store { attempts } => format!(
+                "The records read could not be stored ({attempts} attempts): the store refused them. The server's log has the reason."
+            ),
+        }
+    }
+}
+
 /// A pull being run.
 struct PullRun {
     op: PullOperation,
@@ -102,9 +139,9 @@ struct PullRun {
     incremental: Option<String>,
     /// Records inserted or changed by this pull.
     changed: u64,
-    /// The first source failure: no more pages start, and the pull ends with it once its running
-    /// pages are back.
-    failed: Option<SourceError>,
+    /// The first failure: no more pages start, and the pull ends with it once its running pages
+    /// are back.
+    failed: Option<Failure>,
     /// When progress was last written.
     kept_at: Option<DateTime<Utc>>,
 }
@@ -190,8 +227,8 @@ enum Begun {
 enum Stepped {
     /// Fetched and written.
     Written { state: PartitionState, changed: u64 },
-    /// The source failed.
-    Failed(SourceError),
+    /// The source failed, or the page could not be stored.
+    Failed(Failure),
     /// Stopped before it was written (the run is stopping).
     Halted,
 }
@@ -435,7 +472,7 @@ impl SyncEngine {
             }
             // The tasks run on while a report is handled: one of them may hold what the handling
             // waits for (the store's write lock, a pool's last connection).
-            match alongside(self.handle(&mut read, &mut pulls, event), &mut tasks, &mut backlog).await {
+            match alongside(self.handle(&mut read, &mut pulls, event, halt), &mut tasks, &mut backlog).await {
                 Ok(Handled::Going) => {}
                 Ok(Handled::Finished) => refresh = true,
                 Err(s) => stop = Some(s),
@@ -526,6 +563,34 @@ impl SyncEngine {
         Ok(changed)
     }
 
+    /// Writes records (a page, a change set), writing again after each of
+    /// [`SyncOptions::store_retries`] when the store fails; `Ok(Err)` when it failed every time (a
+    /// record the store refuses must not hold the connection back for ever). A refused (fenced)
+    /// write is not retried.
+    async fn write_records(&self, ctx: &PullCtx, w: SyncWrite, halt: &Signal) -> Result<Result<u64, Failure>, RepositoryError> {
+        let mut waits = self.opts.store_retries.iter();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let e = match self.write(ctx, w.clone()).await {
+                Ok(changed) => return Ok(Ok(changed)),
+                Err(e @ (RepositoryError::Fenced(_) | RepositoryError::NotFound(_))) => return Err(e),
+                Err(e) => e,
+            };
+            let Some(wait) = waits.next() else {
+                tracing::error!(
+                    connection.id = %ctx.connection, sync.data_type = %ctx.data_type, attempts, error = %e,
+                    "records could not be stored; the pull ends in InternalError"
+                );
+                return Ok(Err(Failure::Store { attempts }));
+            };
+            tracing::warn!(connection.id = %ctx.connection, sync.data_type = %ctx.data_type, attempts, error = %e, retry_in = ?wait, "records not stored; writing again");
+            if until(halt, self.timer.sleep(*wait)).await.is_none() {
+                return Err(halted());
+            }
+        }
+    }
+
     /// Starts a pull: resumes its backfill, follows the changes since the last sync, or plans a
     /// new backfill (the change cursor taken first, so changes made during it are seen after).
     async fn begin(&self, op: PullOperation, ctx: Arc<PullCtx>, halt: Signal, queued: bool) -> Event {
@@ -607,7 +672,7 @@ impl SyncEngine {
             let page = match until(&halt, self.source.list_page(&ctx.creds, &ctx.account, ctx.data_type, cursor, ctx.lookup.clone())).await
             {
                 Some(Ok(page)) => page,
-                Some(Err(e)) => return Ok(Stepped::Failed(e)),
+                Some(Err(e)) => return Ok(Stepped::Failed(Failure::Source(e))),
                 None => return Ok(Stepped::Halted),
             };
             if halt.is_fired() {
@@ -617,15 +682,17 @@ impl SyncEngine {
             let state =
                 PartitionState { cursor: page.next_cursor, records: part.records + records.len() as u64, estimate: page.estimate, ..part };
             let w = SyncWrite { records, staged: page.staged, partitions: vec![state.clone()], ..SyncWrite::default() };
-            let changed = self.write(&ctx, w).await?;
-            Ok(Stepped::Written { state, changed })
+            match self.write_records(&ctx, w, &halt).await? {
+                Ok(changed) => Ok(Stepped::Written { state, changed }),
+                Err(failure) => Ok(Stepped::Failed(failure)),
+            }
         }
         .await;
         Event::Stepped(pull, id, outcome)
     }
 
     /// Handles one task's report; `Err` when the run has to stop.
-    async fn handle(&self, read: &mut ReadRun, pulls: &mut Vec<PullRun>, event: Event) -> Result<Handled, Stop> {
+    async fn handle(&self, read: &mut ReadRun, pulls: &mut Vec<PullRun>, event: Event, halt: &Signal) -> Result<Handled, Stop> {
         let (pull, outcome) = match event {
             Event::Begun(pull, outcome) => (pull, outcome.map(Either::Left)),
             Event::Stepped(pull, part, outcome) => (pull, outcome.map(|s| Either::Right((part, s)))),
@@ -647,7 +714,13 @@ impl SyncEngine {
                 // The change set and its cursor in one write; the pull completes after.
                 let mut run = pulls.remove(i);
                 let w = SyncWrite { records, checkpoint: Some(checkpoint), ..SyncWrite::default() };
-                run.changed += self.write(&run.ctx, w).await.map_err(stop_for)?;
+                match self.write_records(&run.ctx, w, halt).await.map_err(stop_for)? {
+                    Ok(changed) => run.changed += changed,
+                    Err(failure) => {
+                        self.fail(read, run, &failure).await.map_err(stop_for_domain)?;
+                        return Ok(Handled::Finished);
+                    }
+                }
                 run.op.status_description = Some(format!("{} records changed since the last sync", run.changed));
                 self.complete(read, run, false).await.map_err(stop_for_domain)?;
                 return Ok(Handled::Finished);
@@ -657,7 +730,7 @@ impl SyncEngine {
                 self.complete(read, run, false).await.map_err(stop_for_domain)?;
                 return Ok(Handled::Finished);
             }
-            Either::Left(Begun::Failed(e)) => pulls[i].failed = Some(e),
+            Either::Left(Begun::Failed(e)) => pulls[i].failed = Some(Failure::Source(e)),
             Either::Right((part, Stepped::Written { state, changed })) => {
                 let run = &mut pulls[i];
                 run.changed += changed;
@@ -873,9 +946,9 @@ impl SyncEngine {
 
     /// Ends a pull in the error status for a source failure; a revoked account also deauthorizes a
     /// still-linked connection (an unlink made meanwhile wins).
-    async fn fail(&self, read: &mut ReadRun, run: PullRun, e: &SourceError) -> Result<(), DomainError> {
-        let status = status_for(e);
-        let op = self.finished(read, run.op.clone(), status, Some(e.to_string()), run.changed > 0);
+    async fn fail(&self, read: &mut ReadRun, run: PullRun, e: &Failure) -> Result<(), DomainError> {
+        let status = e.status();
+        let op = self.finished(read, run.op.clone(), status, Some(e.message()), run.changed > 0);
         let events = self.read_events(read, &op).await?;
         self.write(&run.ctx, SyncWrite { pull: Some((op, events.clone())), ..SyncWrite::default() }).await?;
         self.reported(read, &events);
@@ -1205,7 +1278,7 @@ mod tests {
             source,
             Arc::new(TokioTimer),
             worker.into(),
-            SyncOptions { lease_for, parallel_pages: parallel, ..SyncOptions::default() },
+            SyncOptions { lease_for, parallel_pages: parallel, store_retries: vec![Duration::from_millis(5); 3], ..SyncOptions::default() },
         )
     }
 
@@ -1764,6 +1837,52 @@ mod tests {
         p.queue_pull(company, DataType::Customers, None).await.unwrap();
         assert!(engine(&p, Arc::new(fake)).run_once().await.is_err());
         assert!(mem.leases.lock().unwrap().get(&connection).is_none(), "released");
+    }
+
+    #[tokio::test]
+    async fn a_record_the_store_refuses_ends_its_pull_in_internal_error_after_bounded_retries_and_the_other_pulls_complete() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem.clone()).await;
+        *mem.poison.lock().unwrap() = Some(("cus_poison".into(), 0));
+        let fake = Fake::new(|dt, cursor| {
+            Ok(match (dt, cursor) {
+                (DataType::Customers, "p1") => page(&["cus_1"], Some("p2")),
+                (DataType::Customers, _) => page(&["cus_2", "cus_poison"], None),
+                _ => page(&["dp_1"], None),
+            })
+        });
+        let customers = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let disputes = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        let ran = tokio::time::timeout(Duration::from_secs(10), engine(&p, Arc::new(fake)).run_once()).await.expect("the run stalled");
+        assert!(ran.unwrap(), "the run ends without error: the pull failed, not the run");
+        let failed = p.get_pull_operation(company, customers.id).await.unwrap();
+        assert_eq!(failed.status, DatasetStatus::InternalError);
+        let why = failed.error_message.unwrap();
+        assert!(why.contains("could not be stored (4 attempts)"), "{why}");
+        assert!(!why.contains("invalid byte sequence"), "the storage error is for the log, not for clients: {why}");
+        assert_eq!(mem.poison.lock().unwrap().as_ref().unwrap().1, 4, "written once and again after each of the 3 waits");
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 1, "the pages before it are kept");
+        assert_eq!(p.get_pull_operation(company, disputes.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.repos.records.count(connection, DataType::Disputes, false).await.unwrap(), 1);
+        assert_eq!(p.get_connection(company, connection).await.unwrap().status, ConnectionStatus::Linked);
+        assert!(mem.leases.lock().unwrap().get(&connection).is_none(), "the connection is released");
+
+        // A change set holding it fails the same way, and the next pull without it completes.
+        let mut fake = Fake::new(|_, _| Ok(page(&[], None)));
+        fake.changes = Box::new(|_, cursor| match cursor {
+            "" => Ok(ChangeSet { upserts: vec![], deletions: vec![], cursor: "start".into(), needs_backfill: false }),
+            _ => Ok(ChangeSet { upserts: vec![customer("dp_poison")], deletions: vec![], cursor: "next".into(), needs_backfill: false }),
+        });
+        let source = Arc::new(fake);
+        let first = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        *mem.poison.lock().unwrap() = Some(("dp_poison".into(), 0));
+        assert!(engine(&p, source.clone()).run_once().await.unwrap());
+        assert_eq!(p.get_pull_operation(company, first.id).await.unwrap().status, DatasetStatus::InternalError);
+        *mem.poison.lock().unwrap() = None;
+        let again = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        assert!(engine(&p, source).run_once().await.unwrap());
+        assert_eq!(p.get_pull_operation(company, again.id).await.unwrap().status, DatasetStatus::Complete);
+        assert!(p.repos.records.get(connection, DataType::Disputes, "dp_poison").await.unwrap().is_some());
     }
 
     #[tokio::test]

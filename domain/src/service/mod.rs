@@ -114,6 +114,8 @@ pub(crate) mod test_support {
         pub slow_writes: Mutex<Option<std::time::Duration>>,
         /// When set, sync writes fail as a broken store would.
         pub broken: Mutex<bool>,
+        /// Sync writes holding a record with this id fail (a record the store refuses); counted.
+        pub poison: Mutex<Option<(String, u64)>>,
         serial: tokio::sync::Mutex<()>,
         versions: Mutex<HashMap<(ConnectionId, crate::model::data_type::DataType), u64>>,
         /// `count_matching` calls, to see the count cache work.
@@ -491,6 +493,12 @@ pub(crate) mod test_support {
             };
             if *self.broken.lock().unwrap() {
                 return Err(RepositoryError::Backend("disk I/O error".into()));
+            }
+            if let Some((id, refused)) = self.poison.lock().unwrap().as_mut()
+                && w.records.iter().any(|r| r.id == *id)
+            {
+                *refused += 1;
+                return Err(RepositoryError::Backend(format!("invalid byte sequence in record {id}")));
             }
             // As the stores do: all or nothing, fenced by the lease and the connection's status.
             let linked = {
