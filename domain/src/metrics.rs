@@ -13,6 +13,13 @@ pub const PULL_OPERATIONS: &str = "tributary_pull_operations_total";
 pub const PULL_DURATION: &str = "tributary_pull_duration_seconds";
 /// Webhook delivery attempts by outcome (`delivered`, `failed`, `gave_up`).
 pub const WEBHOOK_DELIVERIES: &str = "tributary_webhook_deliveries_total";
+/// Pulls ended because the source refused an integration's platform secret key, by integration.
+pub const KEY_REFUSED: &str = "tributary_integration_key_refused_total";
+
+/// A pull ended because the source refused the platform key's secret key.
+pub fn key_refused(platform_key: &str) {
+    metrics::counter!(KEY_REFUSED, "integration" => platform_key.to_owned()).increment(1);
+}
 
 /// A page (or a batch of changes) was written: `upserts` records stored, `deletes` marked deleted.
 pub fn records_written(data_type: DataType, upserts: u64, deletes: u64) {

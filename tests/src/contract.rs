@@ -643,6 +643,7 @@ pub async fn integration_settings_round_trip_and_overwrite(repos: Repositories) 
         webhook_secret: None,
         scope: Scope::ReadWrite,
         enabled: true,
+        key_refused: None,
     };
     repos.integrations.put("yzth", &first).await.unwrap();
     assert_eq!(repos.integrations.get("yzth").await.unwrap(), Some(first));
@@ -654,11 +655,31 @@ pub async fn integration_settings_round_trip_and_overwrite(repos: Repositories) 
         webhook_secret: Some(sealed("k2", "d2hzZWM=")),
         scope: Scope::ReadOnly,
         enabled: false,
+        key_refused: None,
     };
     repos.integrations.put("yzth", &second).await.unwrap();
     assert_eq!(repos.integrations.get("yzth").await.unwrap(), Some(second));
     repos.integrations.put("exgd", &IntegrationSettings::default()).await.unwrap();
     assert_eq!(repos.integrations.get("exgd").await.unwrap(), Some(IntegrationSettings::default()));
+}
+
+/// A refused key is recorded beside the settings, survives `put` (an operator's edit), and is
+/// cleared with `None`; nothing happens for a key never configured.
+pub async fn integration_key_refusal_is_kept_apart_from_the_settings(repos: Repositories) {
+    use tributary_domain::model::integration::KeyRefused;
+    let settings = IntegrationSettings { client_id: Some("ca_1".into()), enabled: true, ..IntegrationSettings::default() };
+    repos.integrations.put("yzth", &settings).await.unwrap();
+    let refused = KeyRefused { at: "2026-12-07T01:02:03.456789Z".parse().unwrap(), message: "HTTP 401 api_key_invalid".into() };
+    repos.integrations.set_key_refused("yzth", Some(refused.clone())).await.unwrap();
+    let got = repos.integrations.get("yzth").await.unwrap().unwrap();
+    assert_eq!(got.key_refused, Some(refused.clone()));
+    assert_eq!(IntegrationSettings { key_refused: None, ..got }, settings);
+    repos.integrations.put("yzth", &IntegrationSettings { enabled: false, ..settings.clone() }).await.unwrap();
+    assert_eq!(repos.integrations.get("yzth").await.unwrap().unwrap().key_refused, Some(refused), "an edit keeps it");
+    repos.integrations.set_key_refused("yzth", None).await.unwrap();
+    assert_eq!(repos.integrations.get("yzth").await.unwrap().unwrap().key_refused, None);
+    repos.integrations.set_key_refused("exgd", None).await.unwrap();
+    assert_eq!(repos.integrations.get("exgd").await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -874,6 +895,7 @@ async fn secrets_fixture(repos: &Repositories) -> SecretFixture {
                 webhook_secret: Some(sealed("old", "wh-yzth")),
                 scope: Scope::ReadOnly,
                 enabled: true,
+                key_refused: None,
             },
         )
         .await

@@ -4,7 +4,7 @@ use crate::{SqliteStore, backend};
 use async_trait::async_trait;
 use sqlx::Row;
 use tributary_domain::RepositoryError;
-use tributary_domain::model::integration::IntegrationSettings;
+use tributary_domain::model::integration::{IntegrationSettings, KeyRefused};
 use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::ports::IntegrationRepository;
 
@@ -25,6 +25,13 @@ impl IntegrationRepository for SqliteStore {
             secret_key: sealed(r.get("secret_key_key_id"), r.get("secret_key_ciphertext")),
             webhook_secret: sealed(r.get("webhook_key_id"), r.get("webhook_ciphertext")),
             scope: r.get::<String, _>("scope").parse().map_err(RepositoryError::Backend)?,
+            key_refused: match (
+                r.get::<Option<i64>, _>("key_refused_at").map(crate::from_micros),
+                r.get::<Option<String>, _>("key_refused_reason"),
+            ) {
+                (Some(at), Some(message)) => Some(KeyRefused { at, message }),
+                _ => None,
+            },
             enabled: r.get::<i64, _>("enabled") != 0,
         }))
     }
@@ -48,6 +55,17 @@ impl IntegrationRepository for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn set_key_refused(&self, key: &str, refused: Option<KeyRefused>) -> Result<(), RepositoryError> {
+        sqlx::query("UPDATE integration_settings SET key_refused_at = ?, key_refused_reason = ? WHERE key = ?")
+            .bind(refused.as_ref().map(|r| r.at.timestamp_micros()))
+            .bind(refused.map(|r| r.message))
+            .bind(key)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }

@@ -77,17 +77,19 @@ async fn a_403_on_one_endpoint_is_a_permission_error_and_is_not_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_accounts_and_bad_keys_are_auth_errors() {
+async fn revoked_accounts_are_auth_errors_and_bad_platform_keys_platform_auth_errors() {
     let cases = [
-        (stripe_error(403, Some("account_invalid"), "The provided key does not have access to account 'acct_1Script'."), "403"),
-        (stripe_error(401, Some("api_key_invalid"), "Invalid API Key provided: sk_test_****abcd"), "401"),
-        (stripe_error(401, None, "You did not provide an API key."), "401"),
+        (stripe_error(403, Some("account_invalid"), "The provided key does not have access to account 'acct_1Script'."), "403", true),
+        (stripe_error(401, Some("api_key_invalid"), "Invalid API Key provided: sk_test_****abcd"), "401", false),
+        (stripe_error(401, Some("platform_api_key_expired"), "The platform's API key has expired."), "401", false),
+        (stripe_error(401, None, "You did not provide an API key."), "401", false),
     ];
-    for (answer, status) in cases {
+    for (answer, status, merchant) in cases {
         let server = Scripted::start(vec![answer]).await;
         match source(&server.url).list_page(&test_creds(), ACCOUNT, DataType::Disputes, start_cursor("disputes"), no_staged()).await {
-            Err(SourceError::Auth(m)) => assert!(m.contains(status), "{m}"),
-            other => panic!("expected Auth, got {other:?}"),
+            Err(SourceError::Auth(m)) if merchant => assert!(m.contains(status), "{m}"),
+            Err(SourceError::PlatformAuth(m)) if !merchant => assert!(m.contains(status), "{m}"),
+            other => panic!("{status}: got {other:?}"),
         }
         assert_eq!(server.count(), 1);
     }

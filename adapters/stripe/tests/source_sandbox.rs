@@ -440,7 +440,7 @@ async fn injected_faults_still_give_complete_identical_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deauthorized_unconnected_and_wrong_mode_accounts_are_auth_errors() {
+async fn deauthorized_unconnected_and_wrong_mode_accounts_are_auth_errors_and_a_wrong_platform_key_is_a_platform_auth_error() {
     let sb = sandbox(false).await;
     let acct = account(&sb, 31, Profile::default()).await;
     let creds = test_creds();
@@ -462,7 +462,7 @@ async fn deauthorized_unconnected_and_wrong_mode_accounts_are_auth_errors() {
             .await
             .unwrap();
     assert!(matches!(first_page(&src, &creds, &unconnected, DataType::Customers).await, Err(SourceError::Auth(_))));
-    // The live key cannot read a test account; a wrong key is a 401.
+    // The live key cannot read a test account; a wrong key is a 401, the platform's problem.
     let live = PlatformCredentials {
         mode: Mode::Live,
         client_id: "ca_sandbox_live".into(),
@@ -473,7 +473,7 @@ async fn deauthorized_unconnected_and_wrong_mode_accounts_are_auth_errors() {
     assert!(matches!(first_page(&src, &live, &other, DataType::Customers).await, Err(SourceError::Auth(_))));
     let bad = PlatformCredentials { secret_key: "sk_test_wrong".to_owned().into(), ..test_creds() };
     match first_page(&src, &bad, &other, DataType::Customers).await {
-        Err(SourceError::Auth(m)) => assert!(m.contains("401") && !m.contains("sk_test_wrong"), "{m}"),
+        Err(SourceError::PlatformAuth(m)) => assert!(m.contains("401") && !m.contains("sk_test_wrong"), "{m}"),
         other => panic!("{other:?}"),
     }
     sb.stop().await;

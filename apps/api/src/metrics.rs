@@ -83,6 +83,7 @@ fn describe() {
     describe_gauge!(PULLS_QUEUED, "Pulls queued, across the database.");
     describe_gauge!(PULLS_RUNNING, "Pulls fetching, across the database.");
     describe_gauge!(OLDEST_QUEUED, Unit::Seconds, "How long the oldest queued pull has waited (0 when none is).");
+    describe_counter!(domain::KEY_REFUSED, "Pulls ended because the source refused an integration's platform secret key, by integration.");
     describe_counter!(domain::WEBHOOK_DELIVERIES, "Webhook delivery attempts by outcome (delivered, failed, gave_up).");
     describe_gauge!(WEBHOOKS_PENDING, "Webhook deliveries pending (first attempt or a retry), across the database.");
     describe_gauge!(WEBHOOK_OLDEST, Unit::Seconds, "How long the oldest pending webhook delivery has existed (0 when none is).");
@@ -152,6 +153,7 @@ mod tests {
             PULLS_RUNNING,
             OLDEST_QUEUED,
             domain::WEBHOOK_DELIVERIES,
+            domain::KEY_REFUSED,
             WEBHOOKS_PENDING,
             WEBHOOK_OLDEST,
             DB_POOL,

@@ -248,3 +248,49 @@ async fn a_signed_object_webhook_applies_the_change_at_once() {
     assert!(ids.contains(&created["id"].as_str().unwrap().to_owned()), "the webhook's customer arrived without a client refresh");
     sandbox.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_platform_key_fails_the_pulls_but_leaves_the_connection_linked_and_the_right_key_syncs_again() {
+    use secrecy::SecretString;
+    use tributary_domain::service::IntegrationUpdate;
+    let (api, sandbox, company, connection, _) = linked_and_synced(Profile::default()).await;
+    // A key rotation gone wrong: the platform's key is one Stripe does not know.
+    let wrong = IntegrationUpdate { secret_key: Some(SecretString::from("sk_test_rotated_wrongly")), ..Default::default() };
+    api.platform.update_integration("yzth", wrong).await.unwrap();
+    let (s, _) = api.post(&format!("/companies/{company}/data/all"), serde_json::json!({})).await;
+    assert_eq!(s, 204);
+    wait_complete(&api, &company).await;
+    let (_, status) = api.get(&format!("/companies/{company}/dataStatus")).await;
+    for dt in ["commerce-customers", "commerce-payments", "commerce-companyInfo"] {
+        assert_eq!(status[dt]["currentStatus"], "InternalError", "{dt}: {status}");
+    }
+    let (_, c) = api.get(&format!("/companies/{company}/connections/{connection}")).await;
+    assert_eq!(c["status"], "Linked", "the merchant did nothing: {c}");
+    let events = api.platform.recent_webhook_events(1000).await.unwrap();
+    assert!(!events.iter().any(|e| e.event_type.as_str() == "connection.disconnected"), "no disconnection announced");
+    let refused = api.platform.get_integration("yzth").await.unwrap().settings.key_refused.expect("shown on the integration");
+    assert!(refused.message.contains("401") && !refused.message.contains("sk_test_rotated_wrongly"), "{}", refused.message);
+
+    // The operator sees it in the console's settings...
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = browser
+        .post(format!("{}/console/sign-in", api.base))
+        .form(&[("apiKey", api.key.as_str()), ("next", "/console")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = browser.get(format!("{}/console/settings", api.base)).header("cookie", cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Stripe refused the secret key"), "{page}");
+    // ...and saves the right key: the next sync completes.
+    common::use_sandbox_keys(&api.platform).await;
+    assert_eq!(api.platform.get_integration("yzth").await.unwrap().settings.key_refused, None, "a new key clears it");
+    let (s, _) = api.post(&format!("/companies/{company}/data/all"), serde_json::json!({})).await;
+    assert_eq!(s, 204);
+    wait_complete(&api, &company).await;
+    let (_, status) = api.get(&format!("/companies/{company}/dataStatus")).await;
+    for dt in ["commerce-customers", "commerce-payments", "commerce-companyInfo"] {
+        assert_eq!(status[dt]["currentStatus"], "Complete", "{dt}: {status}");
+    }
+    sandbox.stop().await;
+}

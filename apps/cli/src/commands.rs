@@ -159,6 +159,9 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                         d["secretKeySet"] = serde_json::json!(i.settings.secret_key.is_some());
                         d["webhookSecretSet"] = serde_json::json!(i.settings.webhook_secret.is_some());
                         d["scope"] = serde_json::json!(i.settings.scope.as_str());
+                        d["secretKeyRefused"] = serde_json::json!(
+                            i.settings.key_refused.as_ref().map(|r| serde_json::json!({"at": r.at.to_rfc3339(), "message": r.message}))
+                        );
                         d
                     })
                     .collect();
@@ -174,7 +177,11 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                                 format!("{:?}", i.definition.mode).to_lowercase(),
                                 i.settings.enabled.to_string(),
                                 i.settings.client_id.clone().unwrap_or_else(|| "-".into()),
-                                if i.settings.secret_key.is_some() { "set (encrypted)".into() } else { "-".into() },
+                                match (&i.settings.secret_key, &i.settings.key_refused) {
+                                    (Some(_), Some(r)) => format!("REFUSED by Stripe at {}", r.at.format("%Y-%m-%d %H:%M:%SZ")),
+                                    (Some(_), None) => "set (encrypted)".into(),
+                                    (None, _) => "-".into(),
+                                },
                                 if i.settings.webhook_secret.is_some() { "set (encrypted)".into() } else { "-".into() },
                                 i.settings.scope.to_string(),
                             ]

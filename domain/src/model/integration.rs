@@ -144,6 +144,18 @@ pub struct IntegrationSettings {
     pub scope: Scope,
     /// Whether merchants may link with it.
     pub enabled: bool,
+    /// Set when the source last refused the platform's secret key (cleared by a new key or a pull
+    /// that completes with it).
+    pub key_refused: Option<KeyRefused>,
+}
+
+/// The source refused an integration's platform secret key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRefused {
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// What the source said.
+    pub message: String,
 }
 
 impl IntegrationSettings {

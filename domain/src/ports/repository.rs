@@ -151,6 +151,12 @@ pub trait IntegrationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn put(&self, key: &str, settings: &IntegrationSettings) -> Result<(), RepositoryError>;
+    /// Records (or with `None` clears) that the source refused the platform key's secret key; `put`
+    /// leaves it as it is. Nothing happens for a key never configured.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn set_key_refused(&self, key: &str, refused: Option<crate::model::integration::KeyRefused>) -> Result<(), RepositoryError>;
 }
 
 /// What deleting an API key did.

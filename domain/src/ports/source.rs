@@ -60,9 +60,14 @@ pub struct ChangeSet {
 /// Why reading from the source failed; each maps to a pull-operation error status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    /// Access revoked (→ `AuthError`).
+    /// The merchant's access was revoked (→ `AuthError`; a linked connection becomes
+    /// `Deauthorized`).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The platform's own credentials were refused (a wrong or rotated secret key): nothing about
+    /// the merchant (→ `InternalError`; the connection stays linked and the integration says so).
+    #[error("the platform's secret key was refused: {0}")]
+    PlatformAuth(String),
     /// Not permitted (→ `PermissionsError`).
     #[error("permission denied: {0}")]
     Permission(String),

@@ -97,6 +97,9 @@ struct PullCtx {
     connection: ConnectionId,
     data_type: DataType,
     creds: PlatformCredentials,
+    /// The integration's platform key, and whether its secret key was last refused.
+    platform_key: String,
+    key_refused: bool,
     account: String,
     lookup: Arc<dyn StagedLookup>,
 }
@@ -275,6 +278,7 @@ fn stop_for_domain(e: DomainError) -> Stop {
 fn status_for(e: &SourceError) -> DatasetStatus {
     match e {
         SourceError::Auth(_) => DatasetStatus::AuthError,
+        SourceError::PlatformAuth(_) => DatasetStatus::InternalError,
         SourceError::Permission(_) => DatasetStatus::PermissionsError,
         SourceError::Fetch(_) => DatasetStatus::FetchError,
         SourceError::RateLimited { .. } => DatasetStatus::RateLimitError,
@@ -524,7 +528,7 @@ impl SyncEngine {
         halt: &Signal,
     ) -> Result<(PullRun, Task<'a>), (PullOperation, DatasetStatus, String)> {
         tracing::info!(connection.id = %op.connection_id, sync.data_type = %op.data_type, pull.id = %op.id, "pull started");
-        let creds = match self.platform.platform_credentials(connection.platform_key.as_str()).await {
+        let (creds, key_refused) = match self.platform.credentials_and_refusal(connection.platform_key.as_str()).await {
             Ok(c) => c,
             Err(e) => return Err((op, DatasetStatus::InternalError, e.to_string())),
         };
@@ -538,6 +542,8 @@ impl SyncEngine {
             connection: op.connection_id,
             data_type: op.data_type,
             creds,
+            platform_key: connection.platform_key.as_str().to_owned(),
+            key_refused,
             account,
             lookup: Arc::new(Staged {
                 records: self.platform.repos.records.clone(),
@@ -931,6 +937,10 @@ impl SyncEngine {
         };
         self.write(&run.ctx, w).await?;
         self.reported(read, &events);
+        if run.ctx.key_refused {
+            // The secret key works again.
+            self.platform.repos.integrations.set_key_refused(&run.ctx.platform_key, None).await?;
+        }
         // Only last_sync is written, so a status change made meanwhile (an unlink) stands.
         self.platform.repos.connections.set_last_sync(run.ctx.connection, now).await?;
         if read.first_requested.is_none() {
@@ -944,14 +954,20 @@ impl SyncEngine {
         Ok(())
     }
 
-    /// Ends a pull in the error status for a source failure; a revoked account also deauthorizes a
-    /// still-linked connection (an unlink made meanwhile wins).
+    /// Ends a pull in the error status for its failure; a revoked account also deauthorizes a
+    /// still-linked connection (an unlink made meanwhile wins), while a refused platform key leaves
+    /// it linked and is recorded on the integration.
     async fn fail(&self, read: &mut ReadRun, run: PullRun, e: &Failure) -> Result<(), DomainError> {
         let status = e.status();
         let op = self.finished(read, run.op.clone(), status, Some(e.message()), run.changed > 0);
         let events = self.read_events(read, &op).await?;
         self.write(&run.ctx, SyncWrite { pull: Some((op, events.clone())), ..SyncWrite::default() }).await?;
         self.reported(read, &events);
+        if let Failure::Source(SourceError::PlatformAuth(message)) = e {
+            let refused = crate::model::integration::KeyRefused { at: self.platform.clock.now(), message: message.clone() };
+            self.platform.repos.integrations.set_key_refused(&run.ctx.platform_key, Some(refused)).await?;
+            crate::metrics::key_refused(&run.ctx.platform_key);
+        }
         if status == DatasetStatus::AuthError {
             // Stripe no longer lets us read a linked account: the merchant revoked access. Only a
             // still-linked connection changes (an unlink wins).
@@ -1691,6 +1707,30 @@ mod tests {
             matches!(p.queue_pull(company, DataType::Products, None).await, Err(DomainError::InvalidState(_))),
             "a deauthorized connection is not synced"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_platform_key_ends_pulls_in_internal_error_leaves_the_connection_linked_and_is_cleared_by_a_pull_that_completes() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem).await;
+        let refused = Fake::new(|_, _| Err(SourceError::PlatformAuth("HTTP 401 api_key_invalid".into())));
+        let customers = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let disputes = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        engine(&p, Arc::new(refused)).run_once().await.unwrap();
+        for op in [&customers, &disputes] {
+            let done = p.get_pull_operation(company, op.id).await.unwrap();
+            assert_eq!(done.status, DatasetStatus::InternalError);
+            assert!(done.error_message.unwrap().contains("platform's secret key was refused"));
+        }
+        assert_eq!(p.get_connection(company, connection).await.unwrap().status, ConnectionStatus::Linked, "not the merchant's doing");
+        let key = p.get_integration("yzth").await.unwrap().settings.key_refused.expect("the integration says its key was refused");
+        assert!(key.message.contains("api_key_invalid"));
+
+        // The key is fixed: the next pulls complete and the integration is clear again.
+        let fixed = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        engine(&p, Arc::new(Fake::new(|_, _| Ok(page(&["cus_1"], None))))).run_once().await.unwrap();
+        assert_eq!(p.get_pull_operation(company, fixed.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.get_integration("yzth").await.unwrap().settings.key_refused, None);
     }
 
     #[tokio::test]

@@ -72,6 +72,7 @@ impl Platform {
             }
             s.client_id = Some(id.trim().to_owned());
         }
+        let new_key = update.secret_key.is_some();
         if let Some(k) = update.secret_key {
             check_key_mode(k.expose_secret(), integration.definition.mode)?;
             s.secret_key = Some(self.cipher.seal(&k).map_err(|e| DomainError::Secret(e.to_string()))?);
@@ -83,6 +84,10 @@ impl Platform {
             s.scope = scope;
         }
         self.repos.integrations.put(key, &integration.settings).await?;
+        if new_key && integration.settings.key_refused.take().is_some() {
+            // A new key: whether Stripe takes it is for the next pull to say.
+            self.repos.integrations.set_key_refused(key, None).await?;
+        }
         Ok(integration)
     }
 
@@ -109,12 +114,20 @@ impl Platform {
     /// [`DomainError::InvalidState`] when unconfigured; [`DomainError::Secret`] when the secret
     /// cannot be opened with the configured master keys.
     pub async fn platform_credentials(&self, key: &str) -> Result<PlatformCredentials, DomainError> {
+        Ok(self.credentials_and_refusal(key).await?.0)
+    }
+
+    /// [`Platform::platform_credentials`], and whether the source last refused the secret key.
+    pub(crate) async fn credentials_and_refusal(&self, key: &str) -> Result<(PlatformCredentials, bool), DomainError> {
         let i = self.get_integration(key).await?;
         let (Some(client_id), Some(sealed)) = (i.settings.client_id.clone(), i.settings.secret_key.as_ref()) else {
             return Err(DomainError::InvalidState(format!("Integration {key} is not configured.")));
         };
         let secret_key = self.cipher.open(sealed).map_err(|e| DomainError::Secret(e.to_string()))?;
-        Ok(PlatformCredentials { mode: i.definition.mode, client_id, secret_key, scope: i.settings.scope })
+        Ok((
+            PlatformCredentials { mode: i.definition.mode, client_id, secret_key, scope: i.settings.scope },
+            i.settings.key_refused.is_some(),
+        ))
     }
 }
 

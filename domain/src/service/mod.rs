@@ -269,7 +269,15 @@ pub(crate) mod test_support {
             Ok(self.integrations.lock().unwrap().get(key).cloned())
         }
         async fn put(&self, key: &str, s: &IntegrationSettings) -> Result<(), RepositoryError> {
-            self.integrations.lock().unwrap().insert(key.to_owned(), s.clone());
+            let mut all = self.integrations.lock().unwrap();
+            let kept = all.get(key).and_then(|old| old.key_refused.clone());
+            all.insert(key.to_owned(), IntegrationSettings { key_refused: kept, ..s.clone() });
+            Ok(())
+        }
+        async fn set_key_refused(&self, key: &str, refused: Option<crate::model::integration::KeyRefused>) -> Result<(), RepositoryError> {
+            if let Some(s) = self.integrations.lock().unwrap().get_mut(key) {
+                s.key_refused = refused;
+            }
             Ok(())
         }
     }

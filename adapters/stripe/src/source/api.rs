@@ -106,7 +106,7 @@ impl ApiError {
         if attempts == 1 { "1 attempt".to_owned() } else { format!("{attempts} attempts") }
     }
 
-    /// Maps the failure to the port's error: 401 → `Auth`; 403 → `Auth` for `account_invalid`
+    /// Maps the failure to the port's error: 401 → `PlatformAuth`; 403 → `Auth` for `account_invalid`
     /// (revoked or unconnected account), else `Permission`; 429 (or 400 `rate_limit`) →
     /// `RateLimited`; anything else → `Fetch`.
     pub(crate) fn into_source_error(self) -> SourceError {
@@ -117,7 +117,9 @@ impl ApiError {
                 let rid = request_id.map(|r| format!(" [{r}]")).unwrap_or_default();
                 let text = format!("{what}: Stripe answered HTTP {status}{code_text}: {message}{rid} ({})", Self::tries(attempts));
                 match (status, code.as_deref()) {
-                    (401, _) => SourceError::Auth(text),
+                    // Every request authenticates with the platform's key: a 401 is about it (wrong,
+                    // rolled, expired), never about the merchant.
+                    (401, _) => SourceError::PlatformAuth(text),
                     (403, Some("account_invalid")) => SourceError::Auth(text),
                     (403, _) => SourceError::Permission(text),
                     (429, _) | (400, Some("rate_limit")) => SourceError::RateLimited { message: text, retry_after },
@@ -403,7 +405,7 @@ mod tests {
 
     #[test]
     fn statuses_map_to_source_errors() {
-        assert!(matches!(status(401, Some("api_key_invalid")).into_source_error(), SourceError::Auth(_)));
+        assert!(matches!(status(401, Some("api_key_invalid")).into_source_error(), SourceError::PlatformAuth(_)));
         assert!(matches!(status(403, Some("account_invalid")).into_source_error(), SourceError::Auth(_)));
         assert!(matches!(status(403, Some("permission_denied")).into_source_error(), SourceError::Permission(_)));
         assert!(matches!(status(403, None).into_source_error(), SourceError::Permission(_)));

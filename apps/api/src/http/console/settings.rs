@@ -51,6 +51,12 @@ async fn render(s: &AppState, session: &Session, notice: Option<Notice>, new_key
                     h2 { (i.definition.name) " " code.small { (k) } }
                     p { (badge(if i.settings.is_configured() { "Configured" } else { "Not configured" })) " "
                         (badge(if i.settings.enabled { "Enabled" } else { "Disabled" })) }
+                    @if let Some(refused) = &i.settings.key_refused {
+                        div.notice.error role="alert" {
+                            strong { "Stripe refused the secret key" } " at " (refused.at.format("%Y-%m-%d %H:%M:%S UTC")) ": " (refused.message)
+                            ". Syncs of this integration's connections fail until a working key is saved; the connections stay linked."
+                        }
+                    }
                     form method="post" action=(format!("/console/settings/integrations/{k}")) {
                         (csrf_field(session))
                         label for=(format!("{k}-client")) { "Connect client id" }
