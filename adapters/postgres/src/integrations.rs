@@ -2,6 +2,7 @@
 
 use crate::{PgStore, backend};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tributary_domain::RepositoryError;
 use tributary_domain::model::integration::{IntegrationSettings, KeyRefused};
@@ -63,6 +64,37 @@ impl IntegrationRepository for PgStore {
             .bind(refused.as_ref().map(|r| r.at))
             .bind(refused.map(|r| r.message))
             .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn claim_event(
+        &self,
+        key: &str,
+        event_id: &str,
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<bool, RepositoryError> {
+        sqlx::query("DELETE FROM source_events WHERE received < $1").bind(forget_before).execute(&self.pool).await.map_err(backend)?;
+        let claimed =
+            sqlx::query("INSERT INTO source_events (platform_key, event_id, received) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(key)
+                .bind(event_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                == 1;
+        Ok(claimed)
+    }
+
+    async fn release_event(&self, key: &str, event_id: &str) -> Result<(), RepositoryError> {
+        sqlx::query("DELETE FROM source_events WHERE platform_key = $1 AND event_id = $2")
+            .bind(key)
+            .bind(event_id)
             .execute(&self.pool)
             .await
             .map_err(backend)?;

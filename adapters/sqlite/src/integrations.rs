@@ -2,6 +2,7 @@
 
 use crate::{SqliteStore, backend};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tributary_domain::RepositoryError;
 use tributary_domain::model::integration::{IntegrationSettings, KeyRefused};
@@ -63,6 +64,42 @@ impl IntegrationRepository for SqliteStore {
             .bind(refused.as_ref().map(|r| r.at.timestamp_micros()))
             .bind(refused.map(|r| r.message))
             .bind(key)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn claim_event(
+        &self,
+        key: &str,
+        event_id: &str,
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<bool, RepositoryError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM source_events WHERE received < ?")
+            .bind(forget_before.timestamp_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let claimed = sqlx::query("INSERT INTO source_events (platform_key, event_id, received) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(event_id)
+            .bind(now.timestamp_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            == 1;
+        tx.commit().await.map_err(backend)?;
+        Ok(claimed)
+    }
+
+    async fn release_event(&self, key: &str, event_id: &str) -> Result<(), RepositoryError> {
+        sqlx::query("DELETE FROM source_events WHERE platform_key = ? AND event_id = ?")
+            .bind(key)
+            .bind(event_id)
             .execute(&self.writer)
             .await
             .map_err(backend)?;

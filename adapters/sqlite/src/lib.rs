@@ -42,6 +42,21 @@ pub struct SqliteStore {
     memory: bool,
 }
 
+/// Creates the database file readable and writable by its owner only (0600: it holds sealed
+/// secrets, hashed keys and merchants' data), unless it exists; SQLite gives its `-wal` and `-shm`
+/// files the same permissions.
+fn create_private(path: &std::path::Path) -> Result<(), RepositoryError> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(RepositoryError::Backend(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at a `sqlite://` URL: `sqlite://tributary.db`
     /// (relative), `sqlite:///var/lib/tributary/t.db` (absolute) or `sqlite::memory:`.
@@ -61,6 +76,7 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| RepositoryError::Backend(format!("cannot create directory {}: {e}", dir.display())))?;
             }
+            create_private(&path)?;
             // A 16 MB page cache per connection (SQLite's default is 2 MB): a sync into a store of
             // a million records keeps more of its indexes' pages at hand (+11 % records/s in
             // sync_bench, docs/performance.md). The WAL is checkpointed into the database every
@@ -181,4 +197,22 @@ pub(crate) fn from_micros(t: i64) -> DateTime<Utc> {
 
 pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid, RepositoryError> {
     uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::Backend(format!("corrupt id {s}: {e}")))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_are_readable_by_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/t.db");
+        let store = super::SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        store.migrate().await.unwrap();
+        for file in [path.clone(), path.with_extension("db-wal"), path.with_extension("db-shm")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}: {mode:o}", file.display());
+        }
+        store.close().await;
+    }
 }

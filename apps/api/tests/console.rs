@@ -303,7 +303,7 @@ async fn the_link_page_shows_each_connection_s_state_in_the_merchant_s_words() {
     let repos = api.platform.repositories();
     let mut gone = repos.connections.find(made[0]).await.unwrap().unwrap();
     gone.status = ConnectionStatus::Deauthorized;
-    gone.source_account = Some("acct_gone".into());
+    gone.source_account = Some("acct_1QxYzAbCdEfGh123".into());
     repos.connections.update(&gone, &[]).await.unwrap();
     let mut failed = repos.connections.find(made[1]).await.unwrap().unwrap();
     failed.errors.push(ConnectionError {
@@ -319,6 +319,7 @@ async fn the_link_page_shows_each_connection_s_state_in_the_merchant_s_words() {
     assert!(page.contains(&format!("/link/{company}/connections/{}/start", made[0])), "a way to link again");
     assert!(page.contains("The last attempt did not complete: User cancelled linking"), "{page}");
     assert!(page.contains("Read-only access") && page.contains("Payments and refunds"), "what is read, and how");
+    assert!(page.contains("acct_…h123") && !page.contains("acct_1QxYzAbCdEfGh123"), "the public page masks the account id: {page}");
     // An unknown company and a forged authorization say what to do next.
     let (status, page, _) = get(&api, "", "/link/0b4ca2f6-2b8f-4d5e-9c0c-3e0d1f1d2a10").await;
     assert_eq!(status, 404);

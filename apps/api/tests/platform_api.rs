@@ -415,3 +415,21 @@ async fn optional_fields_codat_does_not_declare_nullable_are_omitted_not_null() 
     assert_eq!(error["errorMessage"], "Linking failed at Stripe");
     assert!(error.get("statusText").is_none(), "{listed}");
 }
+
+#[tokio::test]
+async fn an_over_long_company_name_is_400_naming_it_and_an_over_limit_body_is_413() {
+    let api = TestServer::start().await;
+    let (status, body) = api.post("/companies", json!({"name": "a".repeat(100_000)})).await;
+    common::assert_envelope(status, &body, 400);
+    assert_eq!(body["validation"]["errors"][0]["itemId"], "name", "{body}");
+    let company = api.company("Short").await;
+    let (status, body) =
+        api.call(reqwest::Method::PATCH, &format!("/companies/{company}"), Some(json!({"description": "d".repeat(4001)}))).await;
+    common::assert_envelope(status, &body, 400);
+    assert_eq!(body["validation"]["errors"][0]["itemId"], "description", "{body}");
+    assert_eq!(api.get("/companies?pageSize=10").await.1["totalResults"], 1, "nothing was created");
+    // Over axum's 2 MiB: 413 in Codat's envelope, not a 400.
+    let (status, body) = api.post("/companies", json!({"name": "Big", "description": "x".repeat(3 << 20)})).await;
+    let message = common::assert_envelope(status, &body, 413);
+    assert!(message.contains("2 MiB"), "{message}");
+}

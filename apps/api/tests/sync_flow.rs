@@ -209,7 +209,7 @@ async fn wait_complete(api: &TestServer, company: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_object_webhook_applies_the_change_at_once() {
+async fn a_signed_object_webhook_applies_the_change_at_once_and_a_replay_of_it_is_ignored() {
     use hmac::{Hmac, Mac};
     let profile = Profile { customers: 5, charges: 10, refunds: 1, disputes: 1, products: 2, prices: 3, payouts: 1 };
     let (api, sandbox, company, connection, account) = linked_and_synced(profile).await;
@@ -240,12 +240,30 @@ async fn a_signed_object_webhook_applies_the_change_at_once() {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec_sandbox_connect").unwrap();
     mac.update(format!("{t}.{body}").as_bytes());
     let sig = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
-    let res = http.post(format!("{}/webhooks/stripe", api.base)).header("stripe-signature", sig).body(body).send().await.unwrap();
+    let res = http.post(format!("{}/webhooks/stripe", api.base)).header("stripe-signature", &sig).body(body.clone()).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     wait_complete(&api, &company).await;
     let ids: Vec<String> =
         all_records(&api, connection, DataType::Customers).await.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
     assert!(ids.contains(&created["id"].as_str().unwrap().to_owned()), "the webhook's customer arrived without a client refresh");
+
+    // The same signed request again, within the signature's tolerance: acknowledged, not processed.
+    let pulls = || async { api.get(&format!("/companies/{company}/data/history?pageSize=1")).await.1["totalResults"].clone() };
+    let before = pulls().await;
+    let res = http.post(format!("{}/webhooks/stripe", api.base)).header("stripe-signature", &sig).body(body).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(pulls().await, before, "the replay queued nothing");
+    // Another event is processed.
+    let body = serde_json::json!({"id": "evt_w2", "object": "event", "type": "customer.updated", "account": account, "livemode": false,
+        "created": chrono::Utc::now().timestamp(), "data": {"object": created}})
+    .to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec_sandbox_connect").unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let sig = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
+    let res = http.post(format!("{}/webhooks/stripe", api.base)).header("stripe-signature", sig).body(body).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_ne!(pulls().await, before, "a new event queues a pull");
     sandbox.stop().await;
 }
 

@@ -11,6 +11,10 @@ pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_KEY_LEN: usize = 27;
 /// Maximum length of a tag value, in characters.
 pub const MAX_TAG_VALUE_LEN: usize = 100;
+/// Longest company name, in characters (Codat sets none; a name is shown on Link pages and lists).
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest company description, in characters (it holds foreign ids and references).
+pub const MAX_DESCRIPTION_LEN: usize = 4000;
 
 /// A company (a merchant) as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,16 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), DomainError>
 impl CompanyFields {
     /// Validates a create or replace request.
     pub fn new(name: &str, description: Option<String>, tags: BTreeMap<String, String>) -> Result<Self, DomainError> {
+        let too_long = |field: &str, limit: usize| DomainError::Validation {
+            message: format!("The company's {field} must be at most {limit} characters long."),
+            items: vec![ValidationItem { item_id: Some(field.into()), message: format!("{field} is longer than {limit} characters") }],
+        };
+        if name.chars().count() > MAX_NAME_LEN {
+            return Err(too_long("name", MAX_NAME_LEN));
+        }
+        if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
+            return Err(too_long("description", MAX_DESCRIPTION_LEN));
+        }
         let name = sanitize_name(name)?;
         validate_tags(&tags)?;
         Ok(Self { name, description, tags })
@@ -125,6 +139,20 @@ pub const SOURCE_TYPES: &[&str] = &["Accounting", "Banking", "BankFeed", "Commer
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_and_descriptions_over_their_limits_are_refused_naming_the_field() {
+        use super::{CompanyFields, MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
+        assert!(CompanyFields::new(&"a".repeat(MAX_NAME_LEN), Some("d".repeat(MAX_DESCRIPTION_LEN)), Default::default()).is_ok());
+        for (name, description, field) in
+            [("a".repeat(MAX_NAME_LEN + 1), None, "name"), ("a".into(), Some("d".repeat(MAX_DESCRIPTION_LEN + 1)), "description")]
+        {
+            match CompanyFields::new(&name, description, Default::default()) {
+                Err(crate::DomainError::Validation { items, .. }) => assert_eq!(items[0].item_id.as_deref(), Some(field)),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -3,7 +3,7 @@
 use super::Platform;
 use crate::error::DomainError;
 use crate::ids::CompanyId;
-use crate::model::company::{Company, CompanyFields, TAGS_SCHEMA, sanitize_name, validate_tags};
+use crate::model::company::{Company, CompanyFields, TAGS_SCHEMA};
 use crate::model::connection::Connection;
 use crate::model::webhook::EventType;
 use crate::paging::{ListQuery, Page};
@@ -82,16 +82,15 @@ impl Platform {
     /// [`DomainError::NotFound`], or validation errors as for create.
     pub async fn update_company(&self, id: CompanyId, patch: CompanyPatch) -> Result<CompanyView, DomainError> {
         let mut company = self.company(id).await?;
-        if let Some(name) = patch.name {
-            company.name = sanitize_name(&name)?;
-        }
-        if let Some(d) = patch.description {
-            company.description = Some(d);
-        }
-        if let Some(tags) = patch.tags {
-            validate_tags(&tags)?;
-            company.tags = tags;
-        }
+        // The result is validated as a whole, as a create or replace is.
+        let fields = CompanyFields::new(
+            patch.name.as_deref().unwrap_or(&company.name),
+            patch.description.or_else(|| company.description.clone()),
+            patch.tags.unwrap_or_else(|| company.tags.clone()),
+        )?;
+        company.name = fields.name;
+        company.description = fields.description;
+        company.tags = fields.tags;
         self.repos.companies.update(&company).await?;
         self.get_company(id).await
     }

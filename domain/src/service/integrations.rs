@@ -131,7 +131,30 @@ impl Platform {
     }
 }
 
+/// How long the ids of events received from a source are remembered: Stripe retries an event it
+/// could not deliver for up to three days.
+pub const SOURCE_EVENT_MEMORY: chrono::Duration = chrono::Duration::days(3);
+
 impl Platform {
+    /// Claims an event received from the integration's source, by its id: `false` when it was
+    /// received already (a replay of a signed event within the signature's tolerance, or a
+    /// retry of one that was processed), which is then acknowledged without being processed again.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn claim_source_event(&self, key: &str, event_id: &str) -> Result<bool, DomainError> {
+        let now = self.clock.now();
+        Ok(self.repos.integrations.claim_event(key, event_id, now, now - SOURCE_EVENT_MEMORY).await?)
+    }
+
+    /// Forgets a claimed event whose processing failed, so that the source's retry is processed.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn release_source_event(&self, key: &str, event_id: &str) -> Result<(), DomainError> {
+        Ok(self.repos.integrations.release_event(key, event_id).await?)
+    }
+
     /// The opened webhook signing secret of an integration, if one is configured.
     ///
     /// # Errors

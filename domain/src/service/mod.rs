@@ -125,6 +125,7 @@ pub(crate) mod test_support {
         pub deliveries: Mutex<Vec<MemDelivery>>,
         pub attempts: Mutex<Vec<Attempt>>,
         sessions: Mutex<Vec<crate::model::console::ConsoleSession>>,
+        source_events: Mutex<HashMap<(String, String), DateTime<Utc>>>,
     }
 
     /// A delivery, its status and when it is due (`None`: leased or finished).
@@ -278,6 +279,21 @@ pub(crate) mod test_support {
             if let Some(s) = self.integrations.lock().unwrap().get_mut(key) {
                 s.key_refused = refused;
             }
+            Ok(())
+        }
+        async fn claim_event(
+            &self,
+            key: &str,
+            id: &str,
+            now: DateTime<Utc>,
+            forget_before: DateTime<Utc>,
+        ) -> Result<bool, RepositoryError> {
+            let mut seen = self.source_events.lock().unwrap();
+            seen.retain(|_, at| *at >= forget_before);
+            Ok(seen.insert((key.to_owned(), id.to_owned()), now).is_none())
+        }
+        async fn release_event(&self, key: &str, id: &str) -> Result<(), RepositoryError> {
+            self.source_events.lock().unwrap().remove(&(key.to_owned(), id.to_owned()));
             Ok(())
         }
     }

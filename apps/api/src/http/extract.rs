@@ -15,8 +15,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CodatJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes =
-            Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e.status() {
+            // axum's body limit (2 MiB by default).
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "The request body is larger than the limit of 2 MiB.")
+            }
+            _ => ApiError::bad_request(format!("Could not read the request body: {e}")),
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("A JSON request body is required."));
         }

@@ -190,7 +190,7 @@ async fn company_page(State(s): State<AppState>, Path(company): Path<String>) ->
                     @let (class, label, text) = connection_state(c);
                     li {
                         strong { (name) } " " span class=(class) { (label) }
-                        @if let Some(a) = &c.source_account { " " span.muted.small { "(" (a) ")" } }
+                        @if let Some(a) = &c.source_account { " " span.muted.small { "(" (masked_account(a)) ")" } }
                         br; span.small { (text) }
                         @if c.status != ConnectionStatus::Linked {
                             " " a href=(format!("/link/{company}/connections/{}/start", c.id)) { "Link " (name) " again" }
@@ -415,6 +415,33 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
         tracing::warn!(error = %e, "rejected a Stripe webhook");
         return reject(StatusCode::BAD_REQUEST, "signature verification failed");
     }
+    // Each event is processed once: a replay (or a retry of an event already processed) is
+    // acknowledged and ignored.
+    match s.platform.claim_source_event(key, &event.id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(stripe.event = %event.id, "Stripe webhook already received; ignored");
+            return Json(serde_json::json!({"received": true})).into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a Stripe webhook");
+            return reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    }
+    let processed = process_stripe_event(&s, key, &event).await;
+    if processed.is_err()
+        && let Err(e) = s.platform.release_source_event(key, &event.id).await
+    {
+        tracing::error!(error = %e, "cannot forget a Stripe webhook that failed");
+    }
+    processed.map_or_else(
+        |()| reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        |()| Json(serde_json::json!({"received": true})).into_response(),
+    )
+}
+
+/// Applies a verified Stripe event; `Err` (logged) when it could not be applied.
+async fn process_stripe_event(s: &AppState, key: &str, event: &tributary_stripe::webhook::StripeEvent) -> Result<(), ()> {
     if event.event_type == "account.application.deauthorized"
         && let Some(account) = &event.account
     {
@@ -422,7 +449,7 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
             Ok(changed) => tracing::info!(stripe.account = %account, changed = changed.len(), "account deauthorized"),
             Err(e) => {
                 tracing::error!(error = %e, "cannot apply a deauthorization");
-                return reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                return Err(());
             }
         }
     }
@@ -442,11 +469,11 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot look up connections for a webhook");
-                return reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                return Err(());
             }
         }
     }
-    Json(serde_json::json!({"received": true})).into_response()
+    Ok(())
 }
 
 /// The data types a Stripe event changes.
@@ -467,4 +494,11 @@ fn affected(event_type: &str) -> Option<&'static [DataType]> {
     } else {
         return None;
     })
+}
+
+/// A Stripe account id as the public Link page shows it: enough for the merchant to recognise it
+/// (`acct_…Wxyz`), not the id itself (anyone with the link sees the page).
+fn masked_account(id: &str) -> String {
+    let tail: String = id.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    if id.chars().count() <= 8 { "acct_…".to_owned() } else { format!("acct_…{tail}") }
 }
