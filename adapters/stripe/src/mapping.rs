@@ -381,6 +381,7 @@ struct StripeRefund {
     created: Option<i64>,
     payment_method: Option<String>,
     destination_details: Option<MethodDetails>,
+    reason: Option<String>,
 }
 
 /// Charge status → Codat payment status: `succeeded` + captured → `Paid`; `succeeded` not
@@ -449,12 +450,20 @@ pub fn refund_payment(v: &Value) -> Result<Option<Payment>, MapError> {
     }
     let r: StripeRefund = parse("refund", v)?;
     let cur = currency("refund", &r.id, &r.currency)?;
+    // Stripe records an uncaptured charge's expired (or released) authorization as a refund: no
+    // money moved either way, so it is `Cancelled` like its charge, never a `Paid` refund that a
+    // client summing `Paid` payments would subtract from money it never received.
+    let status = if r.reason.as_deref() == Some("expired_uncaptured_charge") {
+        Some(PaymentStatus::Cancelled)
+    } else {
+        r.status.as_deref().map(refund_status)
+    };
     Ok(Some(Payment {
         id: r.id,
         amount: r.amount.map(|a| Amount::from_minor(a, &cur).negated()),
         currency: Some(cur),
         payment_method_ref: method_ref(r.payment_method, r.destination_details),
-        status: r.status.as_deref().map(refund_status),
+        status,
         payment_provider: Some(PAYMENT_PROVIDER.to_owned()),
         due_date: None,
         supplemental_data: None,

@@ -152,6 +152,35 @@ fn refunds_are_separate_negative_payments() {
 }
 
 #[test]
+fn an_expired_authorization_is_a_cancelled_charge_and_a_cancelled_refund_so_paid_payments_sum_to_money_received() {
+    // What Stripe returns once an uncaptured charge's authorization expires (7 days): the charge
+    // refunded but never captured, and a succeeded refund with reason expired_uncaptured_charge.
+    let charge = json!({"id": "ch_x", "object": "charge", "amount": 5000, "amount_captured": 0, "amount_refunded": 5000, "currency": "usd",
+        "created": 1_767_225_600, "status": "succeeded", "captured": false, "refunded": true, "paid": true, "payment_method": "pm_1"});
+    let refund = json!({"id": "re_x", "object": "refund", "amount": 5000, "currency": "usd", "charge": "ch_x", "created": 1_767_830_400,
+        "status": "succeeded", "reason": "expired_uncaptured_charge", "payment_method": "pm_1", "destination_details": {"type": "card"}});
+    let captured = json!({"id": "ch_y", "object": "charge", "amount": 700, "currency": "usd", "created": 1_767_225_600,
+        "status": "succeeded", "captured": true, "refunded": false, "paid": true});
+    let payments = [
+        mapping::charge_payment(&charge).unwrap().unwrap(),
+        mapping::refund_payment(&refund).unwrap().unwrap(),
+        mapping::charge_payment(&captured).unwrap().unwrap(),
+    ];
+    assert_eq!(payments[0].status, Some(PaymentStatus::Cancelled));
+    assert_eq!(payments[1].status, Some(PaymentStatus::Cancelled), "no money moved back either");
+    assert_eq!(payments[1].amount, amount(-5000, 2), "the amount stays, for the charge's amounts minus refunds to balance");
+    let paid: rust_decimal::Decimal = payments
+        .iter()
+        .filter(|p| p.status == Some(PaymentStatus::Paid))
+        .map(|p| p.amount.as_ref().unwrap().to_string().parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    assert_eq!(paid, "7".parse().unwrap(), "Paid payments sum to the money received");
+    // Any other reason keeps the refund's own status.
+    let requested = json!({"id": "re_z", "amount": 100, "currency": "usd", "status": "succeeded", "reason": "requested_by_customer"});
+    assert_eq!(mapping::refund_payment(&requested).unwrap().unwrap().status, Some(PaymentStatus::Paid));
+}
+
+#[test]
 fn product_with_prices_matches_codats_stripe_example() {
     let product = json!({"id": "prod_IaSbzLnxOHmC0i", "object": "product", "name": "Blue T Shirt", "description": "Nice cozy cotton t shirt",
         "active": true, "shippable": true, "created": 1_608_193_068, "updated": 1_611_298_337, "unit_label": null, "type": "good"});
