@@ -118,11 +118,16 @@ async fn get_json(url: String) -> Value {
 
 /// Every raw object of a Stripe list, read directly (the ground truth's detail).
 async fn raw_list(sb: &Running, account: &str, list: &str) -> Vec<Value> {
+    raw_list_with(sb, account, list, "").await
+}
+
+/// [`raw_list`] with more query parameters (`&expand[]=…`).
+async fn raw_list_with(sb: &Running, account: &str, list: &str, more: &str) -> Vec<Value> {
     let client = reqwest::Client::new();
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut url = format!("{}/v1/{list}?limit=100", sb.url());
+        let mut url = format!("{}/v1/{list}?limit=100{more}", sb.url());
         if let Some(a) = &after {
             url.push_str(&format!("&starting_after={a}"));
         }
@@ -243,6 +248,29 @@ async fn a_full_backfill_of_every_data_type_returns_every_object_once_and_the_su
     assert_eq!(variant_ids.len(), live_prices.len(), "a variant per price, once");
     assert_eq!(variant_ids.iter().cloned().collect::<HashSet<_>>(), live_prices);
     assert!(!variant_ids.contains(&gone_price));
+    // Every currency a price is sold in, which Stripe sends only when asked to expand it.
+    let expanded = raw_list_with(&sb, &acct, "prices", "&expand[]=data.currency_options").await;
+    assert!(raw_list(&sb, &acct, "prices").await.iter().all(|p| p.get("currency_options").is_none()), "not sent unless expanded");
+    let mut multi = 0;
+    for r in products {
+        let CommerceRecord::Product(p) = r else { panic!("{r:?}") };
+        for v in &p.variants {
+            let raw = expanded.iter().find(|x| x["id"] == v.id.as_str()).expect("the variant's price");
+            let mut want: Vec<String> = raw["currency_options"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|c| c.to_uppercase())
+                .filter(|c| c.as_str() != raw["currency"].as_str().unwrap().to_uppercase())
+                .collect();
+            want.sort();
+            want.insert(0, raw["currency"].as_str().unwrap().to_uppercase());
+            let got: Vec<String> = v.prices.iter().map(|x| x.currency.as_ref().unwrap().code().to_owned()).collect();
+            assert_eq!(got, want, "{}", v.id);
+            multi += usize::from(got.len() > 1);
+        }
+    }
+    assert!(multi > 0, "some variants are sold in several currencies");
 
     // Transactions: every balance transaction once plus a fee record per non-zero fee; gross sums
     // match the summary, fee records sum to minus the fees.

@@ -116,6 +116,27 @@ pub struct ListParams {
     created_max: Option<i64>,
     filters: Vec<(String, String)>,
     types: Vec<String>,
+    expand: Vec<String>,
+}
+
+/// Stripe's includable fields, sent only when expanded: (object kind, field).
+const INCLUDABLE: &[(Kind, &str)] = &[(Kind::Prices, "currency_options")];
+
+/// The object as sent: includable fields left out unless `expanded(field)`.
+fn sent(kind: Kind, json: &str, expanded: impl Fn(&str) -> bool) -> String {
+    let hidden: Vec<&str> = INCLUDABLE.iter().filter(|(k, f)| *k == kind && !expanded(f)).map(|(_, f)| *f).collect();
+    if hidden.is_empty() || !hidden.iter().any(|f| json.contains(&format!("\"{f}\""))) {
+        return json.to_owned();
+    }
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(mut o)) => {
+            for f in hidden {
+                o.remove(f);
+            }
+            Value::Object(o).to_string()
+        }
+        _ => json.to_owned(),
+    }
 }
 
 fn parse_list(raw: Option<&str>, kind_filters: &[&str]) -> Result<ListParams, Response> {
@@ -157,7 +178,7 @@ fn parse_list(raw: Option<&str>, kind_filters: &[&str]) -> Result<ListParams, Re
             }
             "created[lte]" => p.created_max = Some(p.created_max.unwrap_or(i64::MAX).min(int()?)),
             "types[]" => p.types.push(v.into_owned()),
-            "expand[]" | "expand" => {}
+            "expand[]" | "expand" => p.expand.push(v.into_owned()),
             other if kind_filters.contains(&other) => p.filters.push((other.to_owned(), v.into_owned())),
             other if other.starts_with("types[") => p.types.push(v.into_owned()),
             other => {
@@ -330,15 +351,20 @@ fn list_kind(s: &Sandbox, headers: &HeaderMap, q: Option<&str>, kind: Kind, url:
             !o.deleted && filters.iter().all(|(fi, v)| o.attrs[*fi].as_deref() == Some(*v))
         },
     );
-    json_response(StatusCode::OK, list_body(url, idx.into_iter().map(|i| items[i].json.to_string()), more))
+    let expanded = |f: &str| p.expand.iter().any(|e| e.strip_prefix("data.") == Some(f));
+    json_response(StatusCode::OK, list_body(url, idx.into_iter().map(|i| sent(kind, &items[i].json, expanded)), more))
 }
 
 /// Renders an event for an account.
 pub fn render_event(a: &Account, e: &EventRec) -> String {
     let object = match &e.data {
-        EventData::Snapshot(j) => j.to_string(),
+        // An event's object never carries includable fields.
+        EventData::Snapshot(j) => match INCLUDABLE.iter().find(|(k, _)| j.contains(&format!("\"object\":\"{}\"", k.object_name()))) {
+            Some((kind, _)) => sent(*kind, j, |_| false),
+            None => j.to_string(),
+        },
         EventData::Current(kind, id) => {
-            a.lists.get(kind).and_then(|c| c.get(id)).map_or_else(|| json!({"id": &**id}).to_string(), |o| o.json.to_string())
+            a.lists.get(kind).and_then(|c| c.get(id)).map_or_else(|| json!({"id": &**id}).to_string(), |o| sent(*kind, &o.json, |_| false))
         }
     };
     let previous = e.previous.as_deref().map(|p| format!(",\"previous_attributes\":{p}")).unwrap_or_default();
@@ -403,7 +429,12 @@ fn list_events(s: &Sandbox, headers: &HeaderMap, q: Option<&str>) -> Response {
 }
 
 /// `GET /v1/{list}/{id}`.
-pub async fn retrieve(State(s): State<Arc<Sandbox>>, Path((name, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+pub async fn retrieve(
+    State(s): State<Arc<Sandbox>>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let (_, account) = match authorize(&s, &headers) {
         Ok(x) => x,
         Err(r) => return r,
@@ -420,7 +451,13 @@ pub async fn retrieve(State(s): State<Arc<Sandbox>>, Path((name, id)): Path<(Str
     };
     match a.lists.get(&kind).and_then(|c| c.get(&id)) {
         Some(o) if o.deleted => json_response(StatusCode::OK, crate::objects::deleted(&o.id, kind.object_name()).to_string()),
-        Some(o) => json_response(StatusCode::OK, o.json.to_string()),
+        Some(o) => {
+            let expand: Vec<String> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+                .filter(|(k, _)| k == "expand[]" || k == "expand")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            json_response(StatusCode::OK, sent(kind, &o.json, |f| expand.iter().any(|e| e == f)))
+        }
         None => missing(kind.object_name(), &id),
     }
 }

@@ -215,7 +215,14 @@ pub fn generate(seed: u64, profile: &Profile, id: &str, mode: Mode) -> Generated
         let nickname = (j % 3 == 0).then_some(if recurring { "Monthly" } else { "Standard" });
         default_price.entry(pi).or_insert_with(|| id.clone());
         b.event(created, "price.created", Kind::Prices, &id);
-        let v = objects::price(&ctx, &id, created, &prod, currency, amount, recurring, active, nickname);
+        let mut v = objects::price(&ctx, &id, created, &prod, currency, amount, recurring, active, nickname);
+        if j % 4 == 0 {
+            // Every fourth price is sold in two more currencies (no random draw: the rest of the
+            // data stays as it was).
+            for other in CURRENCIES.iter().filter(|c| **c != currency).take(2) {
+                v["currency_options"][*other] = objects::option(amount + i64::from(j % 7) + 1);
+            }
+        }
         b.add(Kind::Prices, v);
     }
     for (i, (id, created, active, shippable)) in product_ids.iter().enumerate() {

@@ -233,6 +233,11 @@ pub fn product(
     })
 }
 
+/// One currency of a price's `currency_options`.
+pub fn option(unit_amount: i64) -> Value {
+    json!({"custom_unit_amount": null, "tax_behavior": "unspecified", "unit_amount": unit_amount, "unit_amount_decimal": unit_amount.to_string()})
+}
+
 /// A price.
 #[expect(clippy::too_many_arguments, reason = "one argument per Stripe field the generator varies")]
 pub fn price(
@@ -248,7 +253,9 @@ pub fn price(
 ) -> Value {
     json!({
         "id": id, "object": "price", "active": active, "billing_scheme": "per_unit", "created": created, "currency": currency,
-        "currency_options": null, "custom_unit_amount": null, "livemode": c.livemode(), "lookup_key": null, "metadata": {}, "nickname": nickname,
+        // Includable: stored here, and sent only when expanded (`expand[]=currency_options`, or
+        // `data.currency_options` in lists). Like Stripe, it holds the price's own currency too.
+        "currency_options": {currency: option(unit_amount)}, "custom_unit_amount": null, "livemode": c.livemode(), "lookup_key": null, "metadata": {}, "nickname": nickname,
         "product": product,
         "recurring": if recurring { json!({"interval": "month", "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"}) } else { Value::Null },
         "tax_behavior": "unspecified", "tiers_mode": null, "transform_quantity": null, "type": if recurring { "recurring" } else { "one_time" },

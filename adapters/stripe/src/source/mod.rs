@@ -260,6 +260,10 @@ impl StripeDataSource {
         let (gte, lt) = (range.0.map(|t| t.to_string()), range.1.map(|t| t.to_string()));
         let mut query: Vec<(&str, &str)> = vec![("limit", &limit)];
         query.extend(filter);
+        if list == "prices" {
+            // Not sent unless expanded: a price's other currencies (docs/stripe-mapping.md).
+            query.push(("expand[]", "data.currency_options"));
+        }
         if let Some(gte) = &gte {
             query.push(("created[gte]", gte));
         }
