@@ -140,6 +140,17 @@ pub struct Settings {
     pub metrics_listen: Option<String>,
     /// Webhooks to clients.
     pub webhooks: WebhookSettings,
+    /// Request limits (0 turns one off).
+    pub rate_limits: RateLimitSettings,
+}
+
+/// Request limits, per minute (docs/api.md).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Requests per API key.
+    pub per_key_per_minute: u32,
+    /// Failed authentications (API and console sign-in) per client address.
+    pub failed_auth_per_minute: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -160,6 +171,7 @@ impl std::fmt::Debug for Settings {
             .field("sync_parallel_pages", &self.sync_parallel_pages)
             .field("sync_pages_in_flight", &self.sync_pages_in_flight)
             .field("webhooks", &self.webhooks)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -207,7 +219,12 @@ impl Settings {
             .set_default("webhooks.retry_schedule", vec!["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"])?
             .set_default("webhooks.disable_after", "5d")?
             .set_default("webhooks.timeout", "15s")?
-            .set_default("webhooks.allow_private_targets", false)?;
+            .set_default("webhooks.allow_private_targets", false)?
+            .set_default("rate_limits.per_key_per_minute", i64::from(crate::http::limits::LimitSettings::default().per_key_per_minute))?
+            .set_default(
+                "rate_limits.failed_auth_per_minute",
+                i64::from(crate::http::limits::LimitSettings::default().failed_auth_per_minute),
+            )?;
         match path {
             Some(p) => {
                 if !p.exists() {

@@ -83,6 +83,8 @@ pub struct ServeOptions {
     pub metrics: bool,
     /// A second listener serving only `/metrics`, without authentication.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Requests per API key and failed authentications per address, per minute.
+    pub limits: http::limits::LimitSettings,
 }
 
 impl ServeOptions {
@@ -111,6 +113,10 @@ impl ServeOptions {
                 .map(str::parse)
                 .transpose()
                 .context("metrics_listen")?,
+            limits: http::limits::LimitSettings {
+                per_key_per_minute: settings.rate_limits.per_key_per_minute,
+                failed_auth_per_minute: settings.rate_limits.failed_auth_per_minute,
+            },
         })
     }
 
@@ -131,6 +137,7 @@ impl ServeOptions {
             console_idle: std::time::Duration::from_secs(30 * 60),
             metrics: true,
             metrics_listen: None,
+            limits: http::limits::LimitSettings::default(),
         }
     }
 }
@@ -328,9 +335,19 @@ pub async fn serve_on(
                 .await;
         }));
     }
-    let state =
-        http::AppState { platform, linking, wake, public_url: public_url.clone(), webhook_wake, console, store: store.clone(), scrape };
-    let app = http::router(state);
+    let state = http::AppState {
+        platform,
+        linking,
+        wake,
+        public_url: public_url.clone(),
+        webhook_wake,
+        console,
+        store: store.clone(),
+        scrape,
+        limits: Arc::new(http::limits::Limits::new(opts.limits)),
+    };
+    // The client's address, for the failed-authentication limit.
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(%addr, %public_url, workers = opts.workers, "tributary-api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
     // Workers finish the pages they are on; a pull cut short resumes from its partitions' cursors.

@@ -433,3 +433,80 @@ async fn an_over_long_company_name_is_400_naming_it_and_an_over_limit_body_is_41
     let message = common::assert_envelope(status, &body, 413);
     assert!(message.contains("2 MiB"), "{message}");
 }
+
+#[tokio::test]
+async fn a_key_over_its_limit_gets_429_with_retry_after_and_rate_headers_and_other_keys_go_on() {
+    let s = TestServer::start_configured("http://127.0.0.1:9", |o| o.limits.per_key_per_minute = 5).await;
+    let (_, second) = s.post("/apiKeys", json!({"name": "second"})).await; // request 1 of the first key
+    let second =
+        format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, second["apiKey"].as_str().unwrap()));
+    for left in (0..4).rev() {
+        let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", s.auth()).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let h = res.headers();
+        assert_eq!(h["x-rate-limit-limit"], "5");
+        assert_eq!(h["x-rate-limit-remaining"], left.to_string().as_str());
+        let reset = chrono::DateTime::parse_from_rfc3339(h["x-rate-limit-reset"].to_str().unwrap()).unwrap();
+        assert!(reset > chrono::Utc::now() && reset <= chrono::Utc::now() + chrono::Duration::seconds(61), "{reset}");
+    }
+    let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", s.auth()).send().await.unwrap();
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let status = res.status().as_u16();
+    let body: serde_json::Value = res.json().await.unwrap();
+    let message = assert_envelope(status, &body, 429);
+    assert!(message.contains("too many requests"), "{message}");
+    let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", &second).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "limits are per key");
+}
+
+#[tokio::test]
+async fn an_address_that_fails_to_authenticate_too_often_gets_429_before_any_key_is_checked() {
+    let s = TestServer::start_configured("http://127.0.0.1:9", |o| o.limits.failed_auth_per_minute = 3).await;
+    for _ in 0..3 {
+        let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", "Basic d3Jvbmc=").send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401);
+    }
+    // Now even the right key is refused from this address until the window ends: a guess that
+    // happens to be right cannot be told apart.
+    for auth in ["Basic d3Jvbmc=".to_owned(), s.auth()] {
+        let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", &auth).send().await.unwrap();
+        assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        let status = res.status().as_u16();
+        assert_envelope(status, &res.json().await.unwrap(), 429);
+    }
+    // The console's sign-in counts with them.
+    let res = s
+        .client
+        .post(format!("{}/console/sign-in", s.base))
+        .header("Origin", &s.base)
+        .form(&[("apiKey", s.key.as_str()), ("next", "/console")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(s.client.get(format!("{}/health", s.base)).send().await.unwrap().status().as_u16(), 200, "health is not limited");
+}
+
+#[tokio::test]
+async fn failed_console_sign_ins_count_towards_the_address_limit() {
+    let s = TestServer::start_configured("http://127.0.0.1:9", |o| o.limits.failed_auth_per_minute = 2).await;
+    let sign_in = |key: String| {
+        let (client, base) = (s.client.clone(), s.base.clone());
+        async move {
+            client
+                .post(format!("{base}/console/sign-in"))
+                .header("Origin", &base)
+                .form(&[("apiKey", key.as_str()), ("next", "/console")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(sign_in("wrong".into()).await.status().as_u16(), 401);
+    assert_eq!(sign_in("wrong".into()).await.status().as_u16(), 401);
+    assert_eq!(sign_in(s.key.clone()).await.status().as_u16(), 429);
+    let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", s.auth()).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 429, "the API too");
+}

@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 mod history;
 mod integrations;
+pub mod limits;
 mod link;
 pub mod openapi;
 mod refresh;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub store: crate::store::Store,
     /// Metrics, when they are on.
     pub scrape: Option<crate::metrics::Scrape>,
+    /// Requests per API key, failed authentications per address.
+    pub limits: std::sync::Arc<limits::Limits>,
 }
 
 /// Name of the response header carrying the request's correlation id.
@@ -177,6 +180,11 @@ async fn correlate(req: Request, next: Next) -> Response {
         if let Some(allow) = res.headers().get(header::ALLOW).filter(|_| err.status == StatusCode::METHOD_NOT_ALLOWED) {
             new.headers_mut().insert(header::ALLOW, allow.clone());
         }
+        for name in limits::KEPT_HEADERS {
+            if let Some(v) = res.headers().get(name) {
+                new.headers_mut().insert(name, v.clone());
+            }
+        }
         res = new;
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -208,10 +216,30 @@ async fn correlate(req: Request, next: Next) -> Response {
     res
 }
 
-/// `Authorization: Basic base64(apiKey)`, checked against the stored key hashes.
+/// The client's address, when the server was started with it (`serve_on` does).
+pub(crate) fn client_addr(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// 429 in Codat's envelope with `Retry-After`.
+fn too_many(wait: std::time::Duration) -> Response {
+    let mut res =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "You have made too many requests in a given amount of time; please retry later.")
+            .into_response();
+    limits::retry_after(res.headers_mut(), wait);
+    res
+}
+
+/// `Authorization: Basic base64(apiKey)`, checked against the stored key hashes; then the key's
+/// request limit. An address that failed to authenticate too often is refused before its key is
+/// checked.
 async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     if req.method() == Method::OPTIONS {
         return Ok(next.run(req).await);
+    }
+    let addr = client_addr(req.extensions());
+    if let Some(wait) = state.limits.auth_blocked(addr, Instant::now()) {
+        return Ok(too_many(wait));
     }
     let presented = req
         .headers()
@@ -226,10 +254,21 @@ async fn require_api_key(State(state): State<AppState>, req: Request, next: Next
         // Tolerate clients that send HTTP Basic `key:` with an empty password.
         .map(|k| k.strip_suffix(':').map(str::to_owned).unwrap_or(k));
     let Some(key) = presented.filter(|k| !k.is_empty()) else {
+        state.limits.auth_failed(addr, Instant::now());
         return Err(ApiError::unauthorized());
     };
-    match state.platform.authenticate(&key).await? {
-        Some(_) => Ok(next.run(req).await),
-        None => Err(ApiError::unauthorized()),
+    let Some(api_key) = state.platform.authenticate(&key).await? else {
+        state.limits.auth_failed(addr, Instant::now());
+        return Err(ApiError::unauthorized());
+    };
+    match state.limits.take_key(&api_key.id.to_string(), Instant::now()) {
+        Err(wait) => Ok(too_many(wait)),
+        Ok(taken) => {
+            let mut res = next.run(req).await;
+            if let Some(t) = taken {
+                limits::rate_headers(res.headers_mut(), t);
+            }
+            Ok(res)
+        }
     }
 }

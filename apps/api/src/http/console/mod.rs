@@ -377,9 +377,20 @@ fn same_origin(s: &AppState, headers: &HeaderMap) -> bool {
     origin == ours || origin.split_once("://").is_some_and(|(_, h)| h == host)
 }
 
-async fn sign_in(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sign_in(State(s): State<AppState>, headers: HeaderMap, extensions: axum::http::Extensions, body: Bytes) -> Response {
     if !same_origin(&s, &headers) {
         return plain_page(StatusCode::FORBIDDEN, "Request refused", "Sign-in is only accepted from the console's own page.");
+    }
+    // Failed sign-ins count with the API's failed authentications of the address.
+    let addr = super::client_addr(&extensions);
+    if let Some(wait) = s.limits.auth_blocked(addr, std::time::Instant::now()) {
+        let mut res = plain_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            &format!("Too many sign-ins failed from your address. Try again in {} seconds.", super::limits::retry_after_secs(wait).max(1)),
+        );
+        super::limits::retry_after(res.headers_mut(), wait);
+        return res;
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let next = safe_next(form.get("next").map(String::as_str));
@@ -393,6 +404,7 @@ async fn sign_in(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
             ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
         }
         Ok(None) => {
+            s.limits.auth_failed(addr, std::time::Instant::now());
             tracing::warn!("console sign-in refused: unknown API key");
             respond(StatusCode::UNAUTHORIZED, sign_in_markup(&next, Some("That API key is not valid.")))
         }

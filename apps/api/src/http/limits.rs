@@ -1,0 +1,186 @@
+//! Request limits, as Codat has them: a number of requests per API key per minute, and a number of
+//! failed authentications per client address per minute (a key cannot be guessed at speed). Both
+//! answer 429 in Codat's envelope with `Retry-After`; every authenticated response carries
+//! `X-Rate-Limit-Limit`, `X-Rate-Limit-Remaining` and `X-Rate-Limit-Reset` (docs/api.md).
+//!
+//! The counts are kept per process: with several instances behind a balancer, a client's limit is
+//! the setting times the instances it reaches.
+
+use axum::http::{HeaderMap, HeaderValue};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The length of a limit's window.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Windows kept before the expired ones are dropped (keeps the maps small under many addresses).
+const PRUNE_ABOVE: usize = 4096;
+
+/// What is allowed, per minute; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Requests per API key per minute.
+    pub per_key_per_minute: u32,
+    /// Failed authentications (API requests and console sign-ins) per client address per minute.
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { per_key_per_minute: 6000, failed_auth_per_minute: 30 }
+    }
+}
+
+/// Fixed one-minute windows of counts, per key.
+#[derive(Debug)]
+struct Windows<K> {
+    limit: u32,
+    counts: Mutex<HashMap<K, (Instant, u32)>>,
+}
+
+/// A count taken: what is left of the window, and when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// The limit.
+    pub limit: u32,
+    /// Requests left in the window.
+    pub remaining: u32,
+    /// Time until the window ends.
+    pub resets_in: Duration,
+}
+
+impl<K: Hash + Eq + Clone> Windows<K> {
+    fn new(limit: u32) -> Option<Self> {
+        (limit > 0).then(|| Self { limit, counts: Mutex::new(HashMap::new()) })
+    }
+
+    fn current<'a>(&self, counts: &'a mut HashMap<K, (Instant, u32)>, key: &K, now: Instant) -> &'a mut (Instant, u32) {
+        if counts.len() > PRUNE_ABOVE && !counts.contains_key(key) {
+            counts.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let slot = counts.entry(key.clone()).or_insert((now, 0));
+        if now.duration_since(slot.0) >= WINDOW {
+            *slot = (now, 0);
+        }
+        slot
+    }
+
+    /// Counts one request: `Ok` with what is left, or `Err(retry after)` when the window is full
+    /// (the refused request is not counted).
+    fn take(&self, key: &K, now: Instant) -> Result<Taken, Duration> {
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = self.current(&mut counts, key, now);
+        let resets_in = WINDOW.saturating_sub(now.duration_since(slot.0));
+        if slot.1 >= self.limit {
+            return Err(resets_in);
+        }
+        slot.1 += 1;
+        Ok(Taken { limit: self.limit, remaining: self.limit - slot.1, resets_in })
+    }
+
+    /// `Some(retry after)` while the window is full, without counting.
+    fn full(&self, key: &K, now: Instant) -> Option<Duration> {
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = self.current(&mut counts, key, now);
+        (slot.1 >= self.limit).then(|| WINDOW.saturating_sub(now.duration_since(slot.0)))
+    }
+}
+
+/// The process's limits.
+#[derive(Debug)]
+pub struct Limits {
+    per_key: Option<Windows<String>>,
+    failed_auth: Option<Windows<IpAddr>>,
+}
+
+impl Limits {
+    /// Limits with these settings.
+    pub fn new(settings: LimitSettings) -> Self {
+        Self { per_key: Windows::new(settings.per_key_per_minute), failed_auth: Windows::new(settings.failed_auth_per_minute) }
+    }
+
+    /// Counts a request of the API key `key_id`: `Ok(None)` when keys are not limited.
+    ///
+    /// # Errors
+    /// The time until the key may make requests again.
+    pub fn take_key(&self, key_id: &str, now: Instant) -> Result<Option<Taken>, Duration> {
+        self.per_key.as_ref().map(|w| w.take(&key_id.to_owned(), now)).transpose()
+    }
+
+    /// `Some(retry after)` while `addr` has failed to authenticate too often (its attempts are
+    /// then refused before any key is checked).
+    pub fn auth_blocked(&self, addr: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        self.failed_auth.as_ref().zip(addr).and_then(|(w, a)| w.full(&a, now))
+    }
+
+    /// Counts a failed authentication from `addr`.
+    pub fn auth_failed(&self, addr: Option<IpAddr>, now: Instant) {
+        if let (Some(w), Some(a)) = (&self.failed_auth, addr) {
+            let _ = w.take(&a, now);
+        }
+    }
+}
+
+/// Whole seconds to wait, at least one (for `Retry-After`).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// `Retry-After` for a refused request.
+pub fn retry_after(headers: &mut HeaderMap, wait: Duration) {
+    headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait).max(1)));
+}
+
+/// Codat's `X-Rate-Limit-*` headers for a counted request: the limit, what is left, and when the
+/// window resets (UTC, RFC 3339).
+pub fn rate_headers(headers: &mut HeaderMap, t: Taken) {
+    headers.insert("x-rate-limit-limit", HeaderValue::from(t.limit));
+    headers.insert("x-rate-limit-remaining", HeaderValue::from(t.remaining));
+    let reset = chrono::Utc::now() + chrono::Duration::from_std(t.resets_in).unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) {
+        headers.insert("x-rate-limit-reset", v);
+    }
+}
+
+/// The headers the error renderer keeps when it replaces a response with Codat's envelope.
+pub const KEPT_HEADERS: [&str; 4] = ["retry-after", "x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_gets_its_limit_per_window_then_waits_for_the_next() {
+        let limits = Limits::new(LimitSettings { per_key_per_minute: 3, failed_auth_per_minute: 0 });
+        let t0 = Instant::now();
+        for left in [2, 1, 0] {
+            assert_eq!(limits.take_key("k", t0).unwrap().unwrap().remaining, left);
+        }
+        let wait = limits.take_key("k", t0 + Duration::from_secs(20)).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(40));
+        assert_eq!(limits.take_key("other", t0).unwrap().unwrap().remaining, 2, "keys are counted apart");
+        assert_eq!(limits.take_key("k", t0 + WINDOW).unwrap().unwrap().remaining, 2, "a new window");
+    }
+
+    #[test]
+    fn failed_authentications_block_an_address_until_its_window_ends_and_zero_turns_limits_off() {
+        let limits = Limits::new(LimitSettings { per_key_per_minute: 0, failed_auth_per_minute: 2 });
+        let (a, b, t0) = (Some(IpAddr::from([10, 0, 0, 1])), Some(IpAddr::from([10, 0, 0, 2])), Instant::now());
+        assert_eq!(limits.take_key("k", t0), Ok(None));
+        limits.auth_failed(a, t0);
+        assert_eq!(limits.auth_blocked(a, t0), None);
+        limits.auth_failed(a, t0);
+        assert_eq!(limits.auth_blocked(a, t0 + Duration::from_secs(1)), Some(Duration::from_secs(59)));
+        assert_eq!(limits.auth_blocked(b, t0), None, "per address");
+        assert_eq!(limits.auth_blocked(a, t0 + WINDOW), None);
+        assert_eq!(limits.auth_blocked(None, t0), None, "no address known: nothing to count by");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+    }
+}
