@@ -510,3 +510,78 @@ async fn failed_console_sign_ins_count_towards_the_address_limit() {
     let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", s.auth()).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 429, "the API too");
 }
+
+#[test]
+fn the_openapi_document_declares_every_status_an_operation_answers_and_types_every_body() {
+    let doc = tributary_api::http::openapi::document();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let r = &op["responses"];
+            for status in ["401", "429", "500"] {
+                assert!(r.get(status).is_some(), "{method} {path} does not declare {status}");
+            }
+            assert!(r["429"]["headers"].get("Retry-After").is_some(), "{method} {path}");
+            if path.contains('{') {
+                assert!(r.get("400").is_some() && r.get("404").is_some(), "{method} {path}: a malformed or unknown id");
+            }
+            if op.get("requestBody").is_some() {
+                assert!(r.get("413").is_some(), "{method} {path}");
+            }
+            for (status, body) in r.as_object().unwrap() {
+                if let Some(schema) = body.pointer("/content/application~1json/schema") {
+                    assert_ne!(schema, &json!({"type": "object"}), "{method} {path} {status}: an untyped body");
+                }
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                match p["name"].as_str().unwrap() {
+                    "companyId" | "connectionId" | "datasetId" | "webhookId" | "apiKeyId" => {
+                        assert_eq!(p["schema"]["format"], "uuid", "{method} {path}")
+                    }
+                    "page" => assert_eq!((&p["schema"]["minimum"], &p["schema"]["default"]), (&json!(1), &json!(1))),
+                    "pageSize" => assert_eq!(
+                        (&p["schema"]["minimum"], &p["schema"]["maximum"], &p["schema"]["default"]),
+                        (&json!(1), &json!(5000), &json!(100))
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(operations >= 40, "{operations}");
+    for op in ["unlink-connection", "delete-connection"] {
+        let found =
+            doc["paths"].as_object().unwrap().values().flat_map(|i| i.as_object().unwrap().values()).find(|o| o["operationId"] == op);
+        assert!(found.unwrap()["responses"].get("502").is_some(), "{op} calls Stripe");
+    }
+    let base = "/companies/{companyId}/connections/{connectionId}/data";
+    assert_eq!(
+        doc["paths"][format!("{base}/commerce-payments")]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Paged_Payment"
+    );
+    assert_eq!(
+        doc["paths"][format!("{base}/commerce-customers/{{customerId}}")]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/Customer"
+    );
+    let s = &doc["components"]["schemas"];
+    assert_eq!(s["PaymentStatus"]["enum"], json!(["Pending", "Authorized", "Paid", "Failed", "Cancelled", "Unknown"]));
+    assert_eq!(s["ConnectionDto"]["properties"]["status"]["enum"], json!(["PendingAuth", "Linked", "Unlinked", "Deauthorized"]));
+    assert_eq!(s["PullOperationDto"]["properties"]["status"]["enum"].as_array().unwrap().len(), 21);
+    assert_eq!(s["Payment"]["properties"]["createdDate"]["format"], "date-time");
+    assert_eq!(s["Amount"]["type"], "number");
+}
+
+#[tokio::test]
+async fn errors_raised_by_the_framework_come_in_codats_envelope_too() {
+    let s = TestServer::start().await;
+    let company = s.company("Envelope").await;
+    // A repeated query parameter (found by schemathesis: answered in text/plain before).
+    let (status, body) =
+        s.call(Method::POST, &format!("/companies/{company}/data/queue/commerce-customers?connectionId=a&connectionId=b"), None).await;
+    assert!(assert_envelope(status, &body, 400).contains("connectionId"), "{body}");
+    // A path segment that is not UTF-8 once decoded.
+    let (status, body) = s.call(Method::GET, "/companies/%FF%FE", None).await;
+    assert_envelope(status, &body, 400);
+}

@@ -20,6 +20,23 @@ macro_rules! codat_enum {
             /// Every Codat spelling, `Unknown` last.
             pub const VALUES: &'static [&'static str] = &[$(stringify!($v),)+ "Unknown"];
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::VALUES.iter().copied()))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
     };
 }
 
@@ -96,6 +113,7 @@ codat_enum!(
 
 /// An address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
     /// Type.
@@ -123,6 +141,7 @@ pub struct Address {
 
 /// A phone number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhoneNumber {
     /// The number.
     pub number: Option<String>,
@@ -133,6 +152,7 @@ pub struct PhoneNumber {
 
 /// A web link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebLink {
     /// Type.
     #[serde(rename = "type")]
@@ -143,6 +163,7 @@ pub struct WebLink {
 
 /// One currency's balances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountBalance {
     /// Available now.
     pub available: Amount,
@@ -156,6 +177,7 @@ pub struct AccountBalance {
 
 /// Commerce company info (`commerce-info`). No field is required.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CompanyInfo {
     /// Trading name.
@@ -201,6 +223,7 @@ pub struct CompanyInfo {
 
 /// A customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
     /// Id (required).
@@ -236,6 +259,7 @@ pub struct Customer {
 
 /// A reference to a transaction's source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransactionSourceRef {
     /// Id (required).
     pub id: String,
@@ -246,6 +270,7 @@ pub struct TransactionSourceRef {
 
 /// A dispute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Dispute {
     /// Id (required).
@@ -280,6 +305,7 @@ pub struct Dispute {
 
 /// A reference to a payment method.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PaymentMethodRef {
     /// Id (required).
     pub id: String,
@@ -290,6 +316,7 @@ pub struct PaymentMethodRef {
 
 /// Supplemental data.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SupplementalData {
     /// Content by key.
     pub content: Option<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
@@ -297,6 +324,7 @@ pub struct SupplementalData {
 
 /// A payment (refunds are separate negative payments).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
     /// Id (required).
@@ -335,6 +363,7 @@ pub struct Payment {
 
 /// A variant's price in one currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProductPrice {
     /// Currency.
@@ -346,6 +375,7 @@ pub struct ProductPrice {
 
 /// A variant's inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProductInventory {
     /// Total quantity.
@@ -357,6 +387,7 @@ pub struct ProductInventory {
 
 /// A product variant (one per Stripe price).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProductVariant {
     /// Id (required).
@@ -404,6 +435,7 @@ pub struct ProductVariant {
 
 /// A product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     /// Id (required).
@@ -439,6 +471,7 @@ pub struct Product {
 
 /// A transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
     /// Id (required).

@@ -97,6 +97,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     }
 }
 
+/// Query parameters, with Codat's 400 when they do not parse (a repeated parameter, say).
+pub struct CodatQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for CodatQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(_, v)| v.contains('\0'))) {
+            return Err(ApiError::bad_request("Query parameters must not contain the NUL character (U+0000)."));
+        }
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| ApiError::bad_request(format!("The query parameters are not valid: {}", e.body_text())))
+    }
+}
+
 /// Parses a path segment into a typed id, with Codat's 400 on a malformed one.
 pub fn path_id<T: FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::bad_request(format!("'{raw}' is not a valid {what} (expected a UUID).")))

@@ -14,6 +14,7 @@ mod integrations;
 pub mod limits;
 mod link;
 pub mod openapi;
+mod openapi_contract;
 mod refresh;
 mod settings;
 mod ui;
@@ -169,6 +170,18 @@ async fn correlate(req: Request, next: Next) -> Response {
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     // Never a raw path (ids would make a series per object): the route template, or `unmatched`.
     let route = res.extensions().get::<RouteLabel>().map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
+    // A plain-text error from a layer or extractor of the framework (a path segment that is not
+    // UTF-8, say) is put in Codat's envelope like every other error.
+    let plain_error = (res.status().is_client_error() || res.status().is_server_error())
+        && res.extensions().get::<ApiError>().is_none()
+        && res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/plain"));
+    if plain_error {
+        let status = res.status();
+        let text = axum::body::to_bytes(std::mem::take(res.body_mut()), 64 * 1024).await.unwrap_or_default();
+        let message = String::from_utf8_lossy(&text).trim().to_owned();
+        let err = if status.is_server_error() { ApiError::internal(message) } else { ApiError::new(status, message) };
+        res.extensions_mut().insert(err);
+    }
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         if let Some(detail) = &err.internal {
             tracing::error!(parent: &span, error = %detail, "request failed");

@@ -6,7 +6,7 @@ use super::dto::iso;
 use super::error::{ApiError, ErrorMessage};
 use super::extract::path_id;
 use super::history::PullOperationDto;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -65,7 +65,7 @@ pub(super) struct QueueQuery {
 pub(super) async fn queue(
     State(s): State<AppState>,
     Path((company, data_type)): Path<(String, String)>,
-    Query(q): Query<QueueQuery>,
+    super::extract::CodatQuery(q): super::extract::CodatQuery<QueueQuery>,
 ) -> Result<Json<PullOperationDto>, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
     let data_type: DataType =

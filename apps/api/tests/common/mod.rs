@@ -45,7 +45,17 @@ impl TestServer {
     pub async fn start_configured(connect_base: &str, configure: impl FnOnce(&mut tributary_api::ServeOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
-        let store = Store::open(&url).await.unwrap();
+        Self::start_on(&url, dir, connect_base, configure).await
+    }
+
+    /// A server on the database at `url` (`dir` is kept as long as the server).
+    pub async fn start_on(
+        url: &str,
+        dir: tempfile::TempDir,
+        connect_base: &str,
+        configure: impl FnOnce(&mut tributary_api::ServeOptions),
+    ) -> Self {
+        let store = Store::open(url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let platform = tributary_api::platform(&store, AesGcmCipher::new(&MASTER, &[]), &base);
