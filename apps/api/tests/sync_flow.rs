@@ -268,26 +268,45 @@ async fn a_signed_object_webhook_applies_the_change_at_once_and_a_replay_of_it_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_platform_key_fails_the_pulls_but_leaves_the_connection_linked_and_the_right_key_syncs_again() {
+async fn a_platform_key_rolled_mid_sync_fails_the_pulls_but_leaves_the_connection_linked_and_the_new_key_syncs_again() {
     use secrecy::SecretString;
     use tributary_domain::service::IntegrationUpdate;
-    let (api, sandbox, company, connection, _) = linked_and_synced(Profile::default()).await;
-    // A key rotation gone wrong: the platform's key is one Stripe does not know.
-    let wrong = IntegrationUpdate { secret_key: Some(SecretString::from("sk_test_rotated_wrongly")), ..Default::default() };
-    api.platform.update_integration("yzth", wrong).await.unwrap();
+    let (api, sandbox, company, connection, account) = linked_and_synced(Profile::default()).await;
+    let http = reqwest::Client::new();
+    // 150 new customers: the next customers pull reads two pages of events, one after the other.
+    for i in 0..150 {
+        let url = format!("{}/_sandbox/accounts/{account}/objects/customers", sandbox.url());
+        assert!(http.post(url).json(&serde_json::json!({"name": format!("New {i}")})).send().await.unwrap().status().is_success());
+    }
+    // Stripe at its real speed, then the platform's key is rolled at Stripe while a sync runs
+    // (a key rotation whose new key has not reached Tributary yet).
+    let slow = serde_json::json!({"endpoints": {"*": {"latency_ms": 400}}});
+    assert!(http.put(format!("{}/_sandbox/faults", sandbox.url())).json(&slow).send().await.unwrap().status().is_success());
     let (s, _) = api.post(&format!("/companies/{company}/data/all"), serde_json::json!({})).await;
     assert_eq!(s, 204);
-    wait_complete(&api, &company).await;
-    let (_, status) = api.get(&format!("/companies/{company}/dataStatus")).await;
-    for dt in ["commerce-customers", "commerce-payments", "commerce-companyInfo"] {
-        assert_eq!(status[dt]["currentStatus"], "InternalError", "{dt}: {status}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, running) = api.get(&format!("/companies/{company}/data/history?pageSize=1&query=status%3DFetching")).await;
+        if running["totalResults"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sync did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let roll = serde_json::json!({"test": "sk_test_rolled_at_stripe"});
+    assert!(http.put(format!("{}/_sandbox/keys", sandbox.url())).json(&roll).send().await.unwrap().status().is_success());
+    wait_complete(&api, &company).await;
+    let (_, history) = api.get(&format!("/companies/{company}/data/history?pageSize=100&query=status%3DInternalError")).await;
+    assert!(history["totalResults"].as_u64().unwrap() > 0, "pulls after the roll end InternalError: {history}");
+    let (_, auth) = api.get(&format!("/companies/{company}/data/history?pageSize=100&query=status%3DAuthError")).await;
+    assert_eq!(auth["totalResults"], 0, "not the merchant's doing: {auth}");
     let (_, c) = api.get(&format!("/companies/{company}/connections/{connection}")).await;
     assert_eq!(c["status"], "Linked", "the merchant did nothing: {c}");
     let events = api.platform.recent_webhook_events(1000).await.unwrap();
     assert!(!events.iter().any(|e| e.event_type.as_str() == "connection.disconnected"), "no disconnection announced");
     let refused = api.platform.get_integration("yzth").await.unwrap().settings.key_refused.expect("shown on the integration");
-    assert!(refused.message.contains("401") && !refused.message.contains("sk_test_rotated_wrongly"), "{}", refused.message);
+    assert!(refused.message.contains("401") && !refused.message.contains("sk_test_sandbox_platform"), "{}", refused.message);
+    http.delete(format!("{}/_sandbox/faults", sandbox.url())).send().await.unwrap();
 
     // The operator sees it in the console's settings...
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -300,8 +319,9 @@ async fn a_wrong_platform_key_fails_the_pulls_but_leaves_the_connection_linked_a
     let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let page = browser.get(format!("{}/console/settings", api.base)).header("cookie", cookie).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Stripe refused the secret key"), "{page}");
-    // ...and saves the right key: the next sync completes.
-    common::use_sandbox_keys(&api.platform).await;
+    // ...and saves the new key: the next sync completes.
+    let fixed = IntegrationUpdate { secret_key: Some(SecretString::from("sk_test_rolled_at_stripe")), ..Default::default() };
+    api.platform.update_integration("yzth", fixed).await.unwrap();
     assert_eq!(api.platform.get_integration("yzth").await.unwrap().settings.key_refused, None, "a new key clears it");
     let (s, _) = api.post(&format!("/companies/{company}/data/all"), serde_json::json!({})).await;
     assert_eq!(s, 204);

@@ -66,7 +66,7 @@ pub fn authorize(s: &Sandbox, headers: &HeaderMap) -> Result<(Mode, Arc<std::syn
             None,
         ));
     };
-    let Some(mode) = s.config.mode_of_key(&key) else {
+    let Some(mode) = s.mode_of_key(&key) else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",

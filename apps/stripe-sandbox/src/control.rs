@@ -441,6 +441,20 @@ pub async fn create_endpoint(State(s): State<Arc<Sandbox>>, Json(b): Json<NewEnd
     json_response(StatusCode::OK, json!({"id": id, "secret": s.config.webhook_secret}).to_string())
 }
 
+/// `PUT /_sandbox/keys` `{"test": "sk_test_…", "live": "sk_live_…"}`: rolls the platform's secret
+/// keys, as a key rotation in Stripe's dashboard does: the old key is refused (401) at once.
+pub async fn roll_keys(State(s): State<Arc<Sandbox>>, Json(b): Json<HashMap<String, String>>) -> Response {
+    let mut keys = s.keys.write().expect("keys lock");
+    for (mode, key) in &b {
+        match mode.as_str() {
+            "test" if key.starts_with("sk_test_") => keys.0.clone_from(key),
+            "live" if key.starts_with("sk_live_") => keys.1.clone_from(key),
+            other => return bad(&format!("Unknown mode '{other}', or a key of the other mode.")),
+        }
+    }
+    json_response(StatusCode::OK, json!({"rolled": b.len()}).to_string())
+}
+
 /// `PUT /_sandbox/rate_limits`.
 pub async fn set_rate_limits(State(s): State<Arc<Sandbox>>, Json(b): Json<HashMap<String, Option<u32>>>) -> Response {
     let mut r = s.rates.write().expect("rates lock");

@@ -260,7 +260,7 @@ fn platform_key(s: &Sandbox, headers: &HeaderMap, form: &HashMap<String, String>
     let Some(key) = key else {
         return Err(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "No authentication was provided. Send your secret API key."));
     };
-    s.config.mode_of_key(&key).ok_or_else(|| oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid API key provided."))
+    s.mode_of_key(&key).ok_or_else(|| oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid API key provided."))
 }
 
 fn publishable(mode: Mode) -> &'static str {

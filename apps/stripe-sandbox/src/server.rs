@@ -35,6 +35,7 @@ pub fn router(s: Arc<Sandbox>) -> Router {
         .route("/_sandbox/accounts/{id}/stats", get(control::stats).delete(control::reset_stats))
         .route("/_sandbox/webhook_endpoints", post(control::create_endpoint))
         .route("/_sandbox/rate_limits", axum::routing::put(control::set_rate_limits))
+        .route("/_sandbox/keys", axum::routing::put(control::roll_keys))
         .route("/_sandbox/faults", axum::routing::put(control::set_faults).delete(control::clear_faults))
         .route("/_sandbox/oauth/approve", post(oauth::approve_json));
     Router::new()
@@ -85,7 +86,7 @@ async fn limits_and_faults(State(s): State<Arc<Sandbox>>, req: Request, next: Ne
     let tmpl = format!("{method} {}", template(&path));
     let account = req.headers().get("stripe-account").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let host = req.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let mode = api::presented_key(req.headers()).and_then(|k| s.config.mode_of_key(&k));
+    let mode = api::presented_key(req.headers()).and_then(|k| s.mode_of_key(&k));
     if let Some(acc) = account.as_deref().and_then(|a| s.account(a))
         && let Ok(mut a) = acc.write()
     {

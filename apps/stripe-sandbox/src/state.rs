@@ -59,17 +59,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The mode a platform secret key belongs to.
-    pub fn mode_of_key(&self, key: &str) -> Option<Mode> {
-        if key == self.test_secret_key {
-            Some(Mode::Test)
-        } else if key == self.live_secret_key {
-            Some(Mode::Live)
-        } else {
-            None
-        }
-    }
-
     /// The mode of a client id.
     pub fn mode_of_client(&self, client_id: &str) -> Option<Mode> {
         if client_id == self.test_client_id {
@@ -174,6 +163,8 @@ pub struct Sandbox {
     pub counter: AtomicU64,
     /// Delivers webhooks.
     pub http: reqwest::Client,
+    /// The platform's secret keys now (test, live): the configured ones until rolled.
+    pub keys: RwLock<(String, String)>,
 }
 
 impl Sandbox {
@@ -181,7 +172,9 @@ impl Sandbox {
     pub fn new(config: Config) -> Arc<Self> {
         let rates = (config.test_rate, config.live_rate);
         let seed = config.seed;
+        let keys = (config.test_secret_key.clone(), config.live_secret_key.clone());
         Arc::new(Self {
+            keys: RwLock::new(keys),
             config,
             accounts: RwLock::default(),
             codes: Mutex::default(),
@@ -194,6 +187,18 @@ impl Sandbox {
             counter: AtomicU64::new(0),
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap_or_default(),
         })
+    }
+
+    /// The mode of a platform secret key, as the keys are now (see `PUT /_sandbox/keys`).
+    pub fn mode_of_key(&self, key: &str) -> Option<Mode> {
+        let keys = self.keys.read().expect("keys lock");
+        if key == keys.0 {
+            Some(Mode::Test)
+        } else if key == keys.1 {
+            Some(Mode::Live)
+        } else {
+            None
+        }
     }
 
     /// A random token (for ids the generator does not make).

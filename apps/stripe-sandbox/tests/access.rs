@@ -225,3 +225,19 @@ async fn stats_count_list_and_retrieve_requests_per_endpoint_template_and_reset_
     assert_stripe_error(&r, 404, "invalid_request_error", Some("resource_missing"), None);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_rolled_platform_key_is_refused_at_once_and_the_new_one_reads() {
+    let s = Sandbox::start().await;
+    let a = s.test_account(35, big_profile()).await;
+    assert_eq!(s.get_as("/v1/customers", Some(TEST_KEY), Some(&a)).await.status, 200);
+    let r = s.control(Method::PUT, "/_sandbox/keys", Some(json!({"test": "sk_test_rolled"}))).await;
+    assert_eq!(r.status, 200);
+    let old = s.get_as("/v1/customers", Some(TEST_KEY), Some(&a)).await;
+    assert_stripe_error(&old, 401, "invalid_request_error", Some("api_key_invalid"), None);
+    assert_eq!(s.get_as("/v1/customers", Some("sk_test_rolled"), Some(&a)).await.status, 200);
+    assert_ne!(s.get_as("/v1/account", Some(LIVE_KEY), None).await.status, 401, "the other mode's key is untouched");
+    let wrong_mode = s.control(Method::PUT, "/_sandbox/keys", Some(json!({"live": "sk_test_x"}))).await;
+    assert_eq!(wrong_mode.status, 400);
+    s.stop().await;
+}

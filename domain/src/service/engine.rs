@@ -558,9 +558,13 @@ impl SyncEngine {
 
     /// A fenced write on the pull's data type.
     async fn write(&self, ctx: &PullCtx, w: SyncWrite) -> Result<u64, RepositoryError> {
-        let w = SyncWrite { fence: Some(self.worker.clone()), ..w };
+        self.write_fenced(ctx, &SyncWrite { fence: Some(self.worker.clone()), ..w }).await
+    }
+
+    /// [`Self::write`] of a write already fenced (written again as it is on a retry).
+    async fn write_fenced(&self, ctx: &PullCtx, w: &SyncWrite) -> Result<u64, RepositoryError> {
         let changed =
-            self.platform.repos.records.write_sync(ctx.company, ctx.connection, ctx.data_type, &w, self.platform.clock.now()).await?;
+            self.platform.repos.records.write_sync(ctx.company, ctx.connection, ctx.data_type, w, self.platform.clock.now()).await?;
         let deletes = w.records.iter().filter(|r| r.deleted).count() as u64;
         crate::metrics::records_written(ctx.data_type, w.records.len() as u64 - deletes, deletes);
         if let Some((op, _)) = w.pull.as_ref().filter(|(op, _)| op.status.is_terminal()) {
@@ -574,11 +578,12 @@ impl SyncEngine {
     /// record the store refuses must not hold the connection back for ever). A refused (fenced)
     /// write is not retried.
     async fn write_records(&self, ctx: &PullCtx, w: SyncWrite, halt: &Signal) -> Result<Result<u64, Failure>, RepositoryError> {
+        let w = SyncWrite { fence: Some(self.worker.clone()), ..w };
         let mut waits = self.opts.store_retries.iter();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let e = match self.write(ctx, w.clone()).await {
+            let e = match self.write_fenced(ctx, &w).await {
                 Ok(changed) => return Ok(Ok(changed)),
                 Err(e @ (RepositoryError::Fenced(_) | RepositoryError::NotFound(_))) => return Err(e),
                 Err(e) => e,
