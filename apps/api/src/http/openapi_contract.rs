@@ -157,8 +157,13 @@ fn enums_and_formats(doc: &mut Value) {
             p["enum"] = json!(values);
         }
     }
-    let formats: [(&str, &str, &str); 10] = [
+    let formats: [(&str, &str, &str); 15] = [
         ("CompanyDto", "created", "date-time"),
+        ("CompanyDto", "lastSync", "date-time"),
+        ("ConnectionDto", "lastSync", "date-time"),
+        ("DataConnectionErrorDto", "erroredOnUtc", "date-time"),
+        ("ApiKeyDto", "createdDate", "date-time"),
+        ("CompanyDto", "id", "uuid"),
         ("CompanyDto", "redirect", "uri"),
         ("ConnectionDto", "created", "date-time"),
         ("ConnectionDto", "linkUrl", "uri"),
