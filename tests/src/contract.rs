@@ -663,28 +663,21 @@ pub async fn integration_settings_round_trip_and_overwrite(repos: Repositories) 
     assert_eq!(repos.integrations.get("exgd").await.unwrap(), Some(IntegrationSettings::default()));
 }
 
-/// An event id is claimed once per integration; a released claim can be made again; old claims are
-/// forgotten.
-pub async fn source_events_are_claimed_once_released_and_forgotten(repos: Repositories) {
+/// A remembered event id is seen, per integration, until it is forgotten; remembering twice is
+/// harmless.
+pub async fn source_events_are_remembered_per_integration_and_forgotten(repos: Repositories) {
     let t0: chrono::DateTime<chrono::Utc> = "2026-12-07T00:00:00Z".parse().unwrap();
     let long_ago = t0 - chrono::Duration::days(30);
     let i = &repos.integrations;
-    assert!(i.claim_event("yzth", "evt_1", t0, long_ago).await.unwrap());
-    assert!(!i.claim_event("yzth", "evt_1", t0, long_ago).await.unwrap(), "a replay");
-    assert!(i.claim_event("exgd", "evt_1", t0, long_ago).await.unwrap(), "per integration");
-    i.release_event("yzth", "evt_1").await.unwrap();
-    assert!(i.claim_event("yzth", "evt_1", t0, long_ago).await.unwrap(), "released, so claimed again");
+    assert!(!i.event_seen("yzth", "evt_1").await.unwrap());
+    i.remember_event("yzth", "evt_1", t0, long_ago).await.unwrap();
+    i.remember_event("yzth", "evt_1", t0, long_ago).await.unwrap();
+    assert!(i.event_seen("yzth", "evt_1").await.unwrap());
+    assert!(!i.event_seen("exgd", "evt_1").await.unwrap(), "per integration");
     let later = t0 + chrono::Duration::days(4);
-    assert!(i.claim_event("yzth", "evt_1", later, later - chrono::Duration::days(3)).await.unwrap(), "forgotten after the window");
-    let racers = (0..8).map(|_| {
-        let i = i.clone();
-        tokio::spawn(async move { i.claim_event("yzth", "evt_race", later, long_ago).await.unwrap() })
-    });
-    let mut won = 0;
-    for r in racers {
-        won += usize::from(r.await.unwrap());
-    }
-    assert_eq!(won, 1, "one of concurrent claims wins");
+    i.remember_event("yzth", "evt_2", later, later - chrono::Duration::days(3)).await.unwrap();
+    assert!(!i.event_seen("yzth", "evt_1").await.unwrap(), "forgotten after the window");
+    assert!(i.event_seen("yzth", "evt_2").await.unwrap());
 }
 
 /// A refused key is recorded beside the settings, survives `put` (an operator's edit), and is

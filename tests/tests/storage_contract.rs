@@ -74,7 +74,7 @@ storage_contract! {
     connections_for_companies_are_listed_oldest_first,
     integration_settings_round_trip_and_overwrite,
     integration_key_refusal_is_kept_apart_from_the_settings,
-    source_events_are_claimed_once_released_and_forgotten,
+    source_events_are_remembered_per_integration_and_forgotten,
     api_keys_insert_up_to_the_limit_then_conflict,
     inserting_an_api_key_with_an_existing_hash_or_id_is_a_conflict,
     api_keys_list_oldest_first_and_find_by_hash,

@@ -70,31 +70,28 @@ impl IntegrationRepository for PgStore {
         Ok(())
     }
 
-    async fn claim_event(
+    async fn event_seen(&self, key: &str, event_id: &str) -> Result<bool, RepositoryError> {
+        let row = sqlx::query("SELECT 1 FROM source_events WHERE platform_key = $1 AND event_id = $2")
+            .bind(key)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn remember_event(
         &self,
         key: &str,
         event_id: &str,
         now: DateTime<Utc>,
         forget_before: DateTime<Utc>,
-    ) -> Result<bool, RepositoryError> {
+    ) -> Result<(), RepositoryError> {
         sqlx::query("DELETE FROM source_events WHERE received < $1").bind(forget_before).execute(&self.pool).await.map_err(backend)?;
-        let claimed =
-            sqlx::query("INSERT INTO source_events (platform_key, event_id, received) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(key)
-                .bind(event_id)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?
-                .rows_affected()
-                == 1;
-        Ok(claimed)
-    }
-
-    async fn release_event(&self, key: &str, event_id: &str) -> Result<(), RepositoryError> {
-        sqlx::query("DELETE FROM source_events WHERE platform_key = $1 AND event_id = $2")
+        sqlx::query("INSERT INTO source_events (platform_key, event_id, received) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(event_id)
+            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(backend)?;

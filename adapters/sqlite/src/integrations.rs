@@ -70,39 +70,37 @@ impl IntegrationRepository for SqliteStore {
         Ok(())
     }
 
-    async fn claim_event(
+    async fn event_seen(&self, key: &str, event_id: &str) -> Result<bool, RepositoryError> {
+        let row = sqlx::query("SELECT 1 FROM source_events WHERE platform_key = ? AND event_id = ?")
+            .bind(key)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn remember_event(
         &self,
         key: &str,
         event_id: &str,
         now: DateTime<Utc>,
         forget_before: DateTime<Utc>,
-    ) -> Result<bool, RepositoryError> {
+    ) -> Result<(), RepositoryError> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         sqlx::query("DELETE FROM source_events WHERE received < ?")
             .bind(forget_before.timestamp_micros())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let claimed = sqlx::query("INSERT INTO source_events (platform_key, event_id, received) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO source_events (platform_key, event_id, received) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(event_id)
             .bind(now.timestamp_micros())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?
-            .rows_affected()
-            == 1;
-        tx.commit().await.map_err(backend)?;
-        Ok(claimed)
-    }
-
-    async fn release_event(&self, key: &str, event_id: &str) -> Result<(), RepositoryError> {
-        sqlx::query("DELETE FROM source_events WHERE platform_key = ? AND event_id = ?")
-            .bind(key)
-            .bind(event_id)
-            .execute(&self.writer)
-            .await
             .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 }

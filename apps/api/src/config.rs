@@ -151,6 +151,8 @@ pub struct RateLimitSettings {
     pub per_key_per_minute: u32,
     /// Failed authentications (API and console sign-in) per client address.
     pub failed_auth_per_minute: u32,
+    /// Take the client's address from `X-Forwarded-For` (only behind a reverse proxy that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -224,7 +226,8 @@ impl Settings {
             .set_default(
                 "rate_limits.failed_auth_per_minute",
                 i64::from(crate::http::limits::LimitSettings::default().failed_auth_per_minute),
-            )?;
+            )?
+            .set_default("rate_limits.trust_forwarded_for", false)?;
         match path {
             Some(p) => {
                 if !p.exists() {

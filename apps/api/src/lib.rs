@@ -116,6 +116,7 @@ impl ServeOptions {
             limits: http::limits::LimitSettings {
                 per_key_per_minute: settings.rate_limits.per_key_per_minute,
                 failed_auth_per_minute: settings.rate_limits.failed_auth_per_minute,
+                trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
             },
         })
     }

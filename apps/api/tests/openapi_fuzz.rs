@@ -94,7 +94,7 @@ async fn fuzz(api: TestServer, sandbox: stripe_sandbox::Running, exe: &str, name
 fn configure(o: &mut tributary_api::ServeOptions) {
     // Thousands of requests from one key and fuzzed Authorization headers: the limits (tested on
     // their own in platform_api.rs) would turn most of the run into 429s.
-    o.limits = tributary_api::http::limits::LimitSettings { per_key_per_minute: 0, failed_auth_per_minute: 0 };
+    o.limits = tributary_api::http::limits::LimitSettings { per_key_per_minute: 0, failed_auth_per_minute: 0, trust_forwarded_for: false };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -452,6 +452,7 @@ async fn a_key_over_its_limit_gets_429_with_retry_after_and_rate_headers_and_oth
     let res = s.client.get(format!("{}/companies", s.base)).header("Authorization", s.auth()).send().await.unwrap();
     let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(res.headers()["x-rate-limit-remaining"], "0");
     let status = res.status().as_u16();
     let body: serde_json::Value = res.json().await.unwrap();
     let message = assert_envelope(status, &body, 429);
@@ -584,4 +585,25 @@ async fn errors_raised_by_the_framework_come_in_codats_envelope_too() {
     // A path segment that is not UTF-8 once decoded.
     let (status, body) = s.call(Method::GET, "/companies/%FF%FE", None).await;
     assert_envelope(status, &body, 400);
+    // On a page, the page's security headers stay.
+    let res = s.client.get(format!("{}/link/%FF%FE", s.base)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    assert!(res.headers().contains_key("content-security-policy"), "{:?}", res.headers());
+}
+
+#[tokio::test]
+async fn a_patch_checks_only_the_fields_it_sends() {
+    let s = TestServer::start().await;
+    let company = s.company("Long").await;
+    // A company stored before names had a limit.
+    let repos = s.platform.repositories();
+    let mut stored = repos.companies.get(company.parse().unwrap()).await.unwrap().unwrap();
+    stored.name = "n".repeat(300);
+    repos.companies.update(&stored).await.unwrap();
+    let (status, body) = s.call(Method::PATCH, &format!("/companies/{company}"), Some(json!({"tags": {"region": "eu"}}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tags"]["region"], "eu");
+    let (status, body) = s.call(Method::PATCH, &format!("/companies/{company}"), Some(json!({"name": "n".repeat(201)}))).await;
+    assert!(!assert_envelope(status, &body, 400).is_empty());
+    assert_eq!(body["validation"]["errors"][0]["itemId"], "name");
 }

@@ -444,12 +444,19 @@ pub async fn create_endpoint(State(s): State<Arc<Sandbox>>, Json(b): Json<NewEnd
 /// `PUT /_sandbox/keys` `{"test": "sk_test_…", "live": "sk_live_…"}`: rolls the platform's secret
 /// keys, as a key rotation in Stripe's dashboard does: the old key is refused (401) at once.
 pub async fn roll_keys(State(s): State<Arc<Sandbox>>, Json(b): Json<HashMap<String, String>>) -> Response {
+    // All checked before any is rolled.
+    if let Some((mode, _)) = b
+        .iter()
+        .find(|(m, k)| !matches!((m.as_str(), k.starts_with("sk_test_"), k.starts_with("sk_live_")), ("test", true, _) | ("live", _, true)))
+    {
+        return bad(&format!("Unknown mode '{mode}', or a key of the other mode."));
+    }
     let mut keys = s.keys.write().expect("keys lock");
     for (mode, key) in &b {
-        match mode.as_str() {
-            "test" if key.starts_with("sk_test_") => keys.0.clone_from(key),
-            "live" if key.starts_with("sk_live_") => keys.1.clone_from(key),
-            other => return bad(&format!("Unknown mode '{other}', or a key of the other mode.")),
+        if mode == "test" {
+            keys.0.clone_from(key);
+        } else {
+            keys.1.clone_from(key);
         }
     }
     json_response(StatusCode::OK, json!({"rolled": b.len()}).to_string())

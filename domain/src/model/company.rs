@@ -92,19 +92,33 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), DomainError>
 impl CompanyFields {
     /// Validates a create or replace request.
     pub fn new(name: &str, description: Option<String>, tags: BTreeMap<String, String>) -> Result<Self, DomainError> {
-        let too_long = |field: &str, limit: usize| DomainError::Validation {
-            message: format!("The company's {field} must be at most {limit} characters long."),
-            items: vec![ValidationItem { item_id: Some(field.into()), message: format!("{field} is longer than {limit} characters") }],
-        };
-        if name.chars().count() > MAX_NAME_LEN {
-            return Err(too_long("name", MAX_NAME_LEN));
-        }
-        if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
-            return Err(too_long("description", MAX_DESCRIPTION_LEN));
-        }
-        let name = sanitize_name(name)?;
+        let name = Self::name(name)?;
+        let description = Self::description(description)?;
         validate_tags(&tags)?;
         Ok(Self { name, description, tags })
+    }
+
+    /// A name: at most [`MAX_NAME_LEN`] characters, sanitised as Codat does.
+    pub fn name(raw: &str) -> Result<String, DomainError> {
+        if raw.chars().count() > MAX_NAME_LEN {
+            return Err(too_long("name", MAX_NAME_LEN));
+        }
+        sanitize_name(raw)
+    }
+
+    /// A description: at most [`MAX_DESCRIPTION_LEN`] characters.
+    pub fn description(raw: Option<String>) -> Result<Option<String>, DomainError> {
+        if raw.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
+            return Err(too_long("description", MAX_DESCRIPTION_LEN));
+        }
+        Ok(raw)
+    }
+}
+
+fn too_long(field: &str, limit: usize) -> DomainError {
+    DomainError::Validation {
+        message: format!("The company's {field} must be at most {limit} characters long."),
+        items: vec![ValidationItem { item_id: Some(field.into()), message: format!("{field} is longer than {limit} characters") }],
     }
 }
 

@@ -157,24 +157,23 @@ pub trait IntegrationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn set_key_refused(&self, key: &str, refused: Option<crate::model::integration::KeyRefused>) -> Result<(), RepositoryError>;
-    /// Claims an event the integration's source sent (its webhook event id): `true` the first
-    /// time, `false` once claimed (a replay); of two concurrent claims one wins. Claims made before
-    /// `forget_before` are dropped on the way.
+    /// Whether an event the integration's source sent (its webhook event id) was processed.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn claim_event(
+    async fn event_seen(&self, key: &str, event_id: &str) -> Result<bool, RepositoryError>;
+    /// Remembers a processed event (again: no change); events remembered before `forget_before`
+    /// are dropped on the way.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn remember_event(
         &self,
         key: &str,
         event_id: &str,
         now: DateTime<Utc>,
         forget_before: DateTime<Utc>,
-    ) -> Result<bool, RepositoryError>;
-    /// Drops a claim (the event could not be processed: the source's retry will be).
-    ///
-    /// # Errors
-    /// Backend failures only.
-    async fn release_event(&self, key: &str, event_id: &str) -> Result<(), RepositoryError>;
+    ) -> Result<(), RepositoryError>;
 }
 
 /// What deleting an API key did.

@@ -82,15 +82,17 @@ impl Platform {
     /// [`DomainError::NotFound`], or validation errors as for create.
     pub async fn update_company(&self, id: CompanyId, patch: CompanyPatch) -> Result<CompanyView, DomainError> {
         let mut company = self.company(id).await?;
-        // The result is validated as a whole, as a create or replace is.
-        let fields = CompanyFields::new(
-            patch.name.as_deref().unwrap_or(&company.name),
-            patch.description.or_else(|| company.description.clone()),
-            patch.tags.unwrap_or_else(|| company.tags.clone()),
-        )?;
-        company.name = fields.name;
-        company.description = fields.description;
-        company.tags = fields.tags;
+        // Only the fields sent are checked (a stored value is left as it is).
+        if let Some(name) = patch.name {
+            company.name = CompanyFields::name(&name)?;
+        }
+        if let Some(d) = patch.description {
+            company.description = CompanyFields::description(Some(d))?;
+        }
+        if let Some(tags) = patch.tags {
+            crate::model::company::validate_tags(&tags)?;
+            company.tags = tags;
+        }
         self.repos.companies.update(&company).await?;
         self.get_company(id).await
     }

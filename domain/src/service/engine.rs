@@ -612,7 +612,10 @@ impl SyncEngine {
                 self.write(&ctx, SyncWrite { pull: Some((op.clone(), Vec::new())), ..SyncWrite::default() }).await?;
             }
             match checkpoint {
-                Some(cp) if cp.pull_id == op.id && cp.backfilling => {
+                // A backfill under way, this pull's (resumed after a crash) or an earlier pull's that
+                // failed (a source or storage failure): it goes on from its partitions' positions
+                // instead of reading the account again.
+                Some(cp) if cp.backfilling => {
                     let parts = self.platform.repos.records.partitions(ctx.connection, ctx.data_type).await?;
                     return Ok(Begun::Walk { parts, incremental: cp.incremental, planned: false });
                 }
@@ -1760,6 +1763,28 @@ mod tests {
         assert!(source.calls().iter().filter(|c| c.starts_with("ok")).count() <= 2, "no new page after the failure: {:?}", source.calls());
         assert_eq!(p.get_pull_operation(company, disputes.id).await.unwrap().status, DatasetStatus::Complete);
         assert_eq!(p.repos.records.count(connection, DataType::Disputes, false).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pull_after_a_failed_backfill_goes_on_from_where_it_stopped() {
+        let mem = Arc::new(Mem::default());
+        let (p, company, connection) = linked(mem).await;
+        let failing = Fake::new(|_, cursor| match cursor {
+            "p1" => Ok(page(&["cus_1"], Some("p2"))),
+            _ => Err(SourceError::Fetch("500 after retries".into())),
+        });
+        let first = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        engine(&p, Arc::new(failing)).run_once().await.unwrap();
+        assert_eq!(p.get_pull_operation(company, first.id).await.unwrap().status, DatasetStatus::FetchError);
+        let source = Arc::new(Fake::new(|_, cursor| match cursor {
+            "p2" => Ok(page(&["cus_2"], None)),
+            other => panic!("read again from {other}"),
+        }));
+        let second = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        engine(&p, source.clone()).run_once().await.unwrap();
+        assert_eq!(p.get_pull_operation(company, second.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(source.calls(), ["p2"], "resumed at the failed page, not planned again");
+        assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 2);
     }
 
     #[tokio::test]

@@ -136,23 +136,25 @@ impl Platform {
 pub const SOURCE_EVENT_MEMORY: chrono::Duration = chrono::Duration::days(3);
 
 impl Platform {
-    /// Claims an event received from the integration's source, by its id: `false` when it was
-    /// received already (a replay of a signed event within the signature's tolerance, or a
-    /// retry of one that was processed), which is then acknowledged without being processed again.
+    /// Whether an event received from the integration's source (by its id) was processed already:
+    /// a replay of a signed event within the signature's tolerance, or a retry of one that was
+    /// processed, is then acknowledged without being processed again.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn claim_source_event(&self, key: &str, event_id: &str) -> Result<bool, DomainError> {
-        let now = self.clock.now();
-        Ok(self.repos.integrations.claim_event(key, event_id, now, now - SOURCE_EVENT_MEMORY).await?)
+    pub async fn source_event_seen(&self, key: &str, event_id: &str) -> Result<bool, DomainError> {
+        Ok(self.repos.integrations.event_seen(key, event_id).await?)
     }
 
-    /// Forgets a claimed event whose processing failed, so that the source's retry is processed.
+    /// Remembers an event received from the integration's source once it was processed (for
+    /// [`SOURCE_EVENT_MEMORY`]). Processing is idempotent, so two deliveries processed at once do
+    /// no harm; one that failed is not remembered, and the source's retry is processed.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn release_source_event(&self, key: &str, event_id: &str) -> Result<(), DomainError> {
-        Ok(self.repos.integrations.release_event(key, event_id).await?)
+    pub async fn remember_source_event(&self, key: &str, event_id: &str) -> Result<(), DomainError> {
+        let now = self.clock.now();
+        Ok(self.repos.integrations.remember_event(key, event_id, now, now - SOURCE_EVENT_MEMORY).await?)
     }
 
     /// The opened webhook signing secret of an integration, if one is configured.

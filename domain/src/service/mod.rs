@@ -281,19 +281,19 @@ pub(crate) mod test_support {
             }
             Ok(())
         }
-        async fn claim_event(
+        async fn event_seen(&self, key: &str, id: &str) -> Result<bool, RepositoryError> {
+            Ok(self.source_events.lock().unwrap().contains_key(&(key.to_owned(), id.to_owned())))
+        }
+        async fn remember_event(
             &self,
             key: &str,
             id: &str,
             now: DateTime<Utc>,
             forget_before: DateTime<Utc>,
-        ) -> Result<bool, RepositoryError> {
+        ) -> Result<(), RepositoryError> {
             let mut seen = self.source_events.lock().unwrap();
             seen.retain(|_, at| *at >= forget_before);
-            Ok(seen.insert((key.to_owned(), id.to_owned()), now).is_none())
-        }
-        async fn release_event(&self, key: &str, id: &str) -> Result<(), RepositoryError> {
-            self.source_events.lock().unwrap().remove(&(key.to_owned(), id.to_owned()));
+            seen.entry((key.to_owned(), id.to_owned())).or_insert(now);
             Ok(())
         }
     }

@@ -116,11 +116,14 @@ impl ApiError {
                 let code_text = code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
                 let rid = request_id.map(|r| format!(" [{r}]")).unwrap_or_default();
                 let text = format!("{what}: Stripe answered HTTP {status}{code_text}: {message}{rid} ({})", Self::tries(attempts));
+                // Stripe has answered a revoked connection with 401 as well as 403: what names the
+                // account (its code, or "does not have access to account") is the merchant's doing.
+                let account_refused = code.as_deref() == Some("account_invalid") || message.contains("does not have access to account");
                 match (status, code.as_deref()) {
-                    // Every request authenticates with the platform's key: a 401 is about it (wrong,
-                    // rolled, expired), never about the merchant.
+                    (401 | 403, _) if account_refused => SourceError::Auth(text),
+                    // Every request authenticates with the platform's key: any other 401 is about it
+                    // (wrong, rolled, expired), not about the merchant.
                     (401, _) => SourceError::PlatformAuth(text),
-                    (403, Some("account_invalid")) => SourceError::Auth(text),
                     (403, _) => SourceError::Permission(text),
                     (429, _) | (400, Some("rate_limit")) => SourceError::RateLimited { message: text, retry_after },
                     _ => SourceError::Fetch(text),
@@ -406,6 +409,7 @@ mod tests {
     #[test]
     fn statuses_map_to_source_errors() {
         assert!(matches!(status(401, Some("api_key_invalid")).into_source_error(), SourceError::PlatformAuth(_)));
+        assert!(matches!(status(401, Some("account_invalid")).into_source_error(), SourceError::Auth(_)), "a revoked account answered 401");
         assert!(matches!(status(403, Some("account_invalid")).into_source_error(), SourceError::Auth(_)));
         assert!(matches!(status(403, Some("permission_denied")).into_source_error(), SourceError::Permission(_)));
         assert!(matches!(status(403, None).into_source_error(), SourceError::Permission(_)));

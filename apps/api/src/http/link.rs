@@ -415,29 +415,33 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
         tracing::warn!(error = %e, "rejected a Stripe webhook");
         return reject(StatusCode::BAD_REQUEST, "signature verification failed");
     }
-    // Each event is processed once: a replay (or a retry of an event already processed) is
-    // acknowledged and ignored.
-    match s.platform.claim_source_event(key, &event.id).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::info!(stripe.event = %event.id, "Stripe webhook already received; ignored");
-            return Json(serde_json::json!({"received": true})).into_response();
+    let received = || Json(serde_json::json!({"received": true})).into_response();
+    let acted_on = event.event_type == "account.application.deauthorized" || affected(&event.event_type).is_some();
+    if !acted_on {
+        return received();
+    }
+    // An event processed already (a replay within the signature's tolerance, or a retry) is
+    // acknowledged and ignored. The id is remembered once processing succeeded: a delivery cut
+    // short, or one that failed, leaves Stripe's retry to be processed (processing is idempotent).
+    match s.platform.source_event_seen(key, &event.id).await {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::info!(stripe.event = %event.id, "Stripe webhook already processed; ignored");
+            return received();
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot record a Stripe webhook");
+            tracing::error!(error = %e, "cannot look up a Stripe webhook");
             return reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     }
-    let processed = process_stripe_event(&s, key, &event).await;
-    if processed.is_err()
-        && let Err(e) = s.platform.release_source_event(key, &event.id).await
-    {
-        tracing::error!(error = %e, "cannot forget a Stripe webhook that failed");
+    if process_stripe_event(&s, key, &event).await.is_err() {
+        return reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     }
-    processed.map_or_else(
-        |()| reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-        |()| Json(serde_json::json!({"received": true})).into_response(),
-    )
+    if let Err(e) = s.platform.remember_source_event(key, &event.id).await {
+        // Processed: a retry would change nothing.
+        tracing::warn!(error = %e, "cannot remember a processed Stripe webhook");
+    }
+    received()
 }
 
 /// Applies a verified Stripe event; `Err` (logged) when it could not be applied.

@@ -190,12 +190,10 @@ async fn correlate(req: Request, next: Next) -> Response {
         let mut new = Response::new(Body::from(body));
         *new.status_mut() = err.status;
         new.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-        if let Some(allow) = res.headers().get(header::ALLOW).filter(|_| err.status == StatusCode::METHOD_NOT_ALLOWED) {
-            new.headers_mut().insert(header::ALLOW, allow.clone());
-        }
-        for name in limits::KEPT_HEADERS {
-            if let Some(v) = res.headers().get(name) {
-                new.headers_mut().insert(name, v.clone());
+        // What the layers added (Allow, Retry-After, rate and security headers) stays.
+        for (name, value) in res.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                new.headers_mut().append(name, value.clone());
             }
         }
         res = new;
@@ -229,9 +227,15 @@ async fn correlate(req: Request, next: Next) -> Response {
     res
 }
 
-/// The client's address, when the server was started with it (`serve_on` does).
-pub(crate) fn client_addr(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
-    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+/// The client's address: the connection's peer when the server was started with it (`serve_on`
+/// does), or behind a trusted proxy what it forwarded (`rate_limits.trust_forwarded_for`).
+pub(crate) fn client_addr(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    state.limits.client(peer, headers)
 }
 
 /// 429 in Codat's envelope with `Retry-After`.
@@ -250,7 +254,7 @@ async fn require_api_key(State(state): State<AppState>, req: Request, next: Next
     if req.method() == Method::OPTIONS {
         return Ok(next.run(req).await);
     }
-    let addr = client_addr(req.extensions());
+    let addr = client_addr(&state, req.extensions(), req.headers());
     if let Some(wait) = state.limits.auth_blocked(addr, Instant::now()) {
         return Ok(too_many(wait));
     }
@@ -275,7 +279,11 @@ async fn require_api_key(State(state): State<AppState>, req: Request, next: Next
         return Err(ApiError::unauthorized());
     };
     match state.limits.take_key(&api_key.id.to_string(), Instant::now()) {
-        Err(wait) => Ok(too_many(wait)),
+        Err(over) => {
+            let mut res = too_many(over.resets_in);
+            limits::rate_headers(res.headers_mut(), over);
+            Ok(res)
+        }
         Ok(taken) => {
             let mut res = next.run(req).await;
             if let Some(t) = taken {

@@ -382,7 +382,7 @@ async fn sign_in(State(s): State<AppState>, headers: HeaderMap, extensions: axum
         return plain_page(StatusCode::FORBIDDEN, "Request refused", "Sign-in is only accepted from the console's own page.");
     }
     // Failed sign-ins count with the API's failed authentications of the address.
-    let addr = super::client_addr(&extensions);
+    let addr = super::client_addr(&s, &extensions, &headers);
     if let Some(wait) = s.limits.auth_blocked(addr, std::time::Instant::now()) {
         let mut res = plain_page(
             StatusCode::TOO_MANY_REQUESTS,
