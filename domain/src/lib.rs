@@ -3,6 +3,9 @@
 //! It owns the Codat-shaped models (companies, connections, integrations, commerce records, pull
 //! operations), exact money, the Codat query language, the ports that adapters implement, and the
 //! use-case services that the apps call. It does no I/O: no runtime, no database driver, no HTTP.
+//! Other programs embed it with their own adapters (docs/embedding.md, `examples/embedding`).
+
+#![deny(missing_docs)]
 
 pub mod error;
 pub mod ids;

@@ -147,8 +147,8 @@ impl Platform {
     }
 
     /// Remembers an event received from the integration's source once it was processed (for
-    /// [`SOURCE_EVENT_MEMORY`]). Processing is idempotent, so two deliveries processed at once do
-    /// no harm; one that failed is not remembered, and the source's retry is processed.
+    /// three days, `SOURCE_EVENT_MEMORY`). Processing is idempotent, so two deliveries processed at
+    /// once do no harm; one that failed is not remembered, and the source's retry is processed.
     ///
     /// # Errors
     /// Storage failures.
