@@ -15,9 +15,28 @@ pub enum RepositoryError {
     /// connection's sync lease, or the connection is no longer linked.
     #[error("sync write refused: {0}")]
     Fenced(String),
-    /// The storage backend failed; the message is for logs, not for clients.
-    #[error("storage failure: {0}")]
-    Backend(String),
+    /// The storage backend failed; the message is for logs, not for clients. `source` is the
+    /// driver's error when there is one (`std::error::Error::source` reaches it).
+    #[error("storage failure: {message}")]
+    Backend {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+}
+
+impl RepositoryError {
+    /// A backend failure described by `message` alone.
+    pub fn backend(message: impl Into<String>) -> Self {
+        Self::Backend { message: message.into(), source: None }
+    }
+
+    /// A backend failure caused by `error`, kept as the source.
+    pub fn backend_from(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend { message: error.to_string(), source: Some(Box::new(error)) }
+    }
 }
 
 /// Errors raised by the use-case services; the HTTP layer maps each variant to a status code.

@@ -240,12 +240,12 @@ mod postgres_only {
         url.set_path("/tributary_no_such_database");
         url.set_password(Some("s3cret-pw")).expect("password");
         let err = PgStore::connect(url.as_str()).await.expect_err("no such database");
-        let RepositoryError::Backend(msg) = &err else { panic!("expected Backend, got {err:?}") };
+        let RepositoryError::Backend { message: msg, .. } = &err else { panic!("expected Backend, got {err:?}") };
         assert!(msg.contains("cannot connect to PostgreSQL"), "{msg}");
         assert!(msg.contains("tributary_no_such_database"), "{msg}");
         assert!(!msg.contains("s3cret-pw"), "the password leaked: {msg}");
 
         let err = PgStore::connect("mysql://nope").await.expect_err("not a postgres URL");
-        assert!(matches!(err, RepositoryError::Backend(ref m) if m.contains("invalid PostgreSQL URL")), "{err:?}");
+        assert!(matches!(err, RepositoryError::Backend { message: ref m, .. } if m.contains("invalid PostgreSQL URL")), "{err:?}");
     }
 }

@@ -35,7 +35,7 @@ fn columns(field: &str) -> Option<Column> {
 }
 
 pub(crate) fn from_row(r: &PgRow) -> Result<Connection, RepositoryError> {
-    let corrupt = |what: &str, e: String| RepositoryError::Backend(format!("corrupt connection {what}: {e}"));
+    let corrupt = |what: &str, e: String| RepositoryError::backend(format!("corrupt connection {what}: {e}"));
     let grant = match (r.get::<Option<String>, _>("grant_key_id"), r.get::<Option<String>, _>("grant_ciphertext")) {
         (Some(key_id), Some(ciphertext)) => Some(SealedSecret { key_id, ciphertext }),
         _ => None,
@@ -81,7 +81,7 @@ async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Postgres>, 
 impl ConnectionRepository for PgStore {
     async fn insert(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let def = definition(c.platform_key.as_str())
-            .ok_or_else(|| RepositoryError::Backend(format!("unknown platform key {}", c.platform_key)))?;
+            .ok_or_else(|| RepositoryError::backend(format!("unknown platform key {}", c.platform_key)))?;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \

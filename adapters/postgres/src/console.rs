@@ -11,7 +11,7 @@ use tributary_domain::model::data_type::DataType;
 use tributary_domain::ports::ConsoleRepository;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
-    RepositoryError::Backend(format!("corrupt {what}: {e}"))
+    RepositoryError::backend(format!("corrupt {what}: {e}"))
 }
 
 fn counts(rows: &[sqlx::postgres::PgRow]) -> Vec<(String, u64)> {

@@ -25,7 +25,7 @@ impl IntegrationRepository for PgStore {
             client_id: r.get("client_id"),
             secret_key: sealed(r.get("secret_key_key_id"), r.get("secret_key_ciphertext")),
             webhook_secret: sealed(r.get("webhook_key_id"), r.get("webhook_ciphertext")),
-            scope: r.get::<String, _>("scope").parse().map_err(RepositoryError::Backend)?,
+            scope: r.get::<String, _>("scope").parse().map_err(RepositoryError::backend)?,
             key_refused: match (
                 r.get::<Option<chrono::DateTime<chrono::Utc>>, _>("key_refused_at"),
                 r.get::<Option<String>, _>("key_refused_reason"),

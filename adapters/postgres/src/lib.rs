@@ -56,11 +56,11 @@ impl PgStore {
                 .map(|(s, _)| s)
                 .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)))
                 .unwrap_or("(none)");
-            return Err(RepositoryError::Backend(format!(
+            return Err(RepositoryError::backend(format!(
                 "invalid PostgreSQL URL: expected postgres:// or postgresql://, got scheme {scheme}"
             )));
         }
-        let opts = PgConnectOptions::from_str(url).map_err(|e| RepositoryError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        let opts = PgConnectOptions::from_str(url).map_err(|e| RepositoryError::backend(format!("invalid PostgreSQL URL: {e}")))?;
         let target = format!(
             "postgres://{}@{}:{}/{}",
             opts.get_username(),
@@ -80,7 +80,7 @@ impl PgStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await
-            .map_err(|e| RepositoryError::Backend(format!("cannot connect to PostgreSQL at {target}: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot connect to PostgreSQL at {target}: {e}")))?;
         Ok(Self { pool, probe })
     }
 
@@ -89,7 +89,7 @@ impl PgStore {
     /// # Errors
     /// [`RepositoryError::Backend`] when a migration fails.
     pub async fn migrate(&self) -> Result<(), RepositoryError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::backend(format!("migration failed: {e}")))
     }
 
     /// Whether the database answers and every embedded migration has been applied (readiness).
@@ -100,9 +100,9 @@ impl PgStore {
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(&self.probe)
             .await
-            .map_err(|e| RepositoryError::Backend(format!("the database does not answer: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("the database does not answer: {e}")))?;
         let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
-        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::Backend(format!("migrations not applied: {missing:?}"))) }
+        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::backend(format!("migrations not applied: {missing:?}"))) }
     }
 
     /// Connections open in the pools: (idle, in use).
@@ -143,7 +143,7 @@ impl PgStore {
 }
 
 pub(crate) fn backend(e: sqlx::Error) -> RepositoryError {
-    RepositoryError::Backend(e.to_string())
+    RepositoryError::backend_from(e)
 }
 
 /// Maps a failed write: unique violations become `Conflict`, foreign-key violations `NotFound`
@@ -157,5 +157,5 @@ pub(crate) fn write_error(e: sqlx::Error, conflict: impl FnOnce() -> String, mis
 }
 
 pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid, RepositoryError> {
-    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::Backend(format!("corrupt id {s}: {e}")))
+    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::backend(format!("corrupt id {s}: {e}")))
 }

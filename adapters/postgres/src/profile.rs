@@ -30,7 +30,7 @@ impl PgStore {
         let doc: Option<Option<Json<T>>> = sqlx::query_scalar(&format!("SELECT {column} FROM instance WHERE id = 1"))
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| RepositoryError::Backend(format!("cannot read stored {column}: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot read stored {column}: {e}")))?;
         Ok(doc.flatten().map(|d| d.0))
     }
 }
@@ -81,7 +81,7 @@ impl ProfileRepository for PgStore {
             .bind(company.to_string())
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| RepositoryError::Backend(format!("cannot read sync settings of company {company}: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot read sync settings of company {company}: {e}")))?;
         Ok(doc.map(|d| d.0))
     }
 

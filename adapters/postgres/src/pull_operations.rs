@@ -39,7 +39,7 @@ fn columns(field: &str) -> Option<Column> {
 }
 
 fn from_row(r: &PgRow) -> Result<PullOperation, RepositoryError> {
-    let corrupt = |what: &str, e: String| RepositoryError::Backend(format!("corrupt pull operation {what}: {e}"));
+    let corrupt = |what: &str, e: String| RepositoryError::backend(format!("corrupt pull operation {what}: {e}"));
     Ok(PullOperation {
         id: PullOperationId(parse_uuid(&r.get::<String, _>("id"))?),
         company_id: CompanyId(parse_uuid(&r.get::<String, _>("company_id"))?),

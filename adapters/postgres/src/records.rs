@@ -197,7 +197,7 @@ fn from_row(r: &PgRow) -> Result<RecordRow, RepositoryError> {
     let id: String = r.get("record_id");
     let document = r
         .try_get::<Json<serde_json::Value>, _>("document")
-        .map_err(|e| RepositoryError::Backend(format!("corrupt record document {id}: {e}")))?
+        .map_err(|e| RepositoryError::backend(format!("corrupt record document {id}: {e}")))?
         .0;
     Ok(RecordRow {
         record: StoredRecord {
@@ -241,13 +241,13 @@ impl RecordRepository for PgStore {
             .iter()
             .map(|r| serde_json::to_string(&r.document))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a record document: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot serialise a record document: {e}")))?;
         let staged_values = w
             .staged
             .iter()
             .map(|i| serde_json::to_string(&i.value))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a staged item: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot serialise a staged item: {e}")))?;
         let (company, connection) = (company.to_string(), connection.to_string());
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let created: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.created).collect();
@@ -393,7 +393,7 @@ impl RecordRepository for PgStore {
                 Ok(StagedItem {
                     key: r.get("item_key"),
                     id: r.get("item_id"),
-                    value: serde_json::from_str(&text).map_err(|e| RepositoryError::Backend(format!("corrupt staged item: {e}")))?,
+                    value: serde_json::from_str(&text).map_err(|e| RepositoryError::backend(format!("corrupt staged item: {e}")))?,
                 })
             })
             .collect()

@@ -49,7 +49,7 @@ pub(crate) async fn insert_events(conn: &mut PgConnection, events: &[OutboxEvent
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
-    RepositoryError::Backend(format!("corrupt webhook {what}: {e}"))
+    RepositoryError::backend(format!("corrupt webhook {what}: {e}"))
 }
 
 fn event_type(s: &str) -> Result<EventType, RepositoryError> {
@@ -62,7 +62,7 @@ fn expiry(now: DateTime<Utc>, lease_for: Duration) -> DateTime<Utc> {
 }
 
 fn to_i32(n: u32, what: &str) -> Result<i32, RepositoryError> {
-    i32::try_from(n).map_err(|_| RepositoryError::Backend(format!("{what} {n} is out of range")))
+    i32::try_from(n).map_err(|_| RepositoryError::backend(format!("{what} {n} is out of range")))
 }
 
 fn consumer_from_row(r: &PgRow) -> Result<WebhookConsumer, RepositoryError> {

@@ -32,7 +32,7 @@ fn columns(field: &str) -> Option<Column> {
 }
 
 pub(crate) fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Connection, RepositoryError> {
-    let corrupt = |what: &str, e: String| RepositoryError::Backend(format!("corrupt connection {what}: {e}"));
+    let corrupt = |what: &str, e: String| RepositoryError::backend(format!("corrupt connection {what}: {e}"));
     let grant = match (r.get::<Option<String>, _>("grant_key_id"), r.get::<Option<String>, _>("grant_ciphertext")) {
         (Some(key_id), Some(ciphertext)) => Some(SealedSecret { key_id, ciphertext }),
         _ => None,
@@ -61,7 +61,7 @@ async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>, c:
     .bind(&c.source_account)
     .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
     .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
-    .bind(serde_json::to_string(&c.errors).map_err(|e| RepositoryError::Backend(e.to_string()))?)
+    .bind(serde_json::to_string(&c.errors).map_err(RepositoryError::backend_from)?)
     .bind(c.id.to_string())
     .bind(c.company_id.to_string())
     .execute(db)
@@ -77,7 +77,7 @@ async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>, c:
 impl ConnectionRepository for SqliteStore {
     async fn insert(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let def = definition(c.platform_key.as_str())
-            .ok_or_else(|| RepositoryError::Backend(format!("unknown platform key {}", c.platform_key)))?;
+            .ok_or_else(|| RepositoryError::backend(format!("unknown platform key {}", c.platform_key)))?;
         let mut tx = self.writer.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \
@@ -97,7 +97,7 @@ impl ConnectionRepository for SqliteStore {
         .bind(&c.source_account)
         .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
         .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
-        .bind(serde_json::to_string(&c.errors).map_err(|e| RepositoryError::Backend(e.to_string()))?)
+        .bind(serde_json::to_string(&c.errors).map_err(RepositoryError::backend_from)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| match e {

@@ -53,7 +53,7 @@ fn create_private(path: &std::path::Path) -> Result<(), RepositoryError> {
     match open.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(RepositoryError::Backend(format!("cannot create {}: {e}", path.display()))),
+        Err(e) => Err(RepositoryError::backend(format!("cannot create {}: {e}", path.display()))),
     }
 }
 
@@ -66,7 +66,7 @@ impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self, RepositoryError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| RepositoryError::Backend(format!("invalid SQLite URL {url}: {e}")))?
+            .map_err(|e| RepositoryError::backend(format!("invalid SQLite URL {url}: {e}")))?
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
@@ -74,7 +74,7 @@ impl SqliteStore {
             let path = opts.get_filename().to_path_buf();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
-                    .map_err(|e| RepositoryError::Backend(format!("cannot create directory {}: {e}", dir.display())))?;
+                    .map_err(|e| RepositoryError::backend(format!("cannot create directory {}: {e}", dir.display())))?;
             }
             create_private(&path)?;
             // A 16 MB page cache per connection (SQLite's default is 2 MB): a sync into a store of
@@ -102,7 +102,7 @@ impl SqliteStore {
             .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
             .connect_with(opts.clone())
             .await
-            .map_err(|e| RepositoryError::Backend(format!("cannot open {url}: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot open {url}: {e}")))?;
         let writer = if memory {
             pool.clone()
         } else {
@@ -125,7 +125,7 @@ impl SqliteStore {
     /// # Errors
     /// [`RepositoryError::Backend`] when a migration fails.
     pub async fn migrate(&self) -> Result<(), RepositoryError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::Backend(format!("migration failed: {e}")))
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::backend(format!("migration failed: {e}")))
     }
 
     /// Whether the database answers and every embedded migration has been applied (readiness).
@@ -136,9 +136,9 @@ impl SqliteStore {
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(&self.probe)
             .await
-            .map_err(|e| RepositoryError::Backend(format!("the database does not answer: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("the database does not answer: {e}")))?;
         let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
-        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::Backend(format!("migrations not applied: {missing:?}"))) }
+        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::backend(format!("migrations not applied: {missing:?}"))) }
     }
 
     /// Connections open in the pools (the readers' and the writer's): (idle, in use).
@@ -184,7 +184,7 @@ impl SqliteStore {
 }
 
 pub(crate) fn backend(e: sqlx::Error) -> RepositoryError {
-    RepositoryError::Backend(e.to_string())
+    RepositoryError::backend_from(e)
 }
 
 pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
@@ -196,7 +196,7 @@ pub(crate) fn from_micros(t: i64) -> DateTime<Utc> {
 }
 
 pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid, RepositoryError> {
-    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::Backend(format!("corrupt id {s}: {e}")))
+    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::backend(format!("corrupt id {s}: {e}")))
 }
 
 #[cfg(all(test, unix))]
@@ -214,5 +214,17 @@ mod tests {
             assert_eq!(mode, 0o600, "{}: {mode:o}", file.display());
         }
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_storage_failure_keeps_the_driver_error_as_its_source() {
+        let store = super::SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store.close().await;
+        let err = store.repositories().companies.get(tributary_domain::ids::CompanyId::new_random()).await.unwrap_err();
+        let source = std::error::Error::source(&err).expect("the cause is kept");
+        assert!(source.downcast_ref::<sqlx::Error>().is_some(), "{source:?}");
+        let domain: tributary_domain::DomainError = err.into();
+        assert!(std::error::Error::source(&domain).is_some(), "and reaches through DomainError");
     }
 }

@@ -10,11 +10,11 @@ use tributary_domain::ports::ProfileRepository;
 use uuid::Uuid;
 
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, RepositoryError> {
-    serde_json::to_string(v).map_err(|e| RepositoryError::Backend(e.to_string()))
+    serde_json::to_string(v).map_err(RepositoryError::backend_from)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(s: Option<String>) -> Result<Option<T>, RepositoryError> {
-    s.map(|s| serde_json::from_str(&s).map_err(|e| RepositoryError::Backend(format!("corrupt stored document: {e}")))).transpose()
+    s.map(|s| serde_json::from_str(&s).map_err(|e| RepositoryError::backend(format!("corrupt stored document: {e}")))).transpose()
 }
 
 impl SqliteStore {

@@ -135,7 +135,7 @@ fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) ->
 fn from_row(r: &SqliteRow) -> Result<RecordRow, RepositoryError> {
     let id: String = r.get("record_id");
     let document = serde_json::from_str(&r.get::<String, _>("document"))
-        .map_err(|e| RepositoryError::Backend(format!("corrupt record document {id}: {e}")))?;
+        .map_err(|e| RepositoryError::backend(format!("corrupt record document {id}: {e}")))?;
     Ok(RecordRow {
         record: StoredRecord {
             created: r.get::<Option<i64>, _>("created").map(from_micros),
@@ -222,13 +222,13 @@ impl RecordRepository for SqliteStore {
             .iter()
             .map(|r| serde_json::to_string(&r.document))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a record document: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot serialise a record document: {e}")))?;
         let staged = w
             .staged
             .iter()
             .map(|i| serde_json::to_string(&i.value))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RepositoryError::Backend(format!("cannot serialise a staged item: {e}")))?;
+            .map_err(|e| RepositoryError::backend(format!("cannot serialise a staged item: {e}")))?;
         let (company, connection) = (company.to_string(), connection.to_string());
         // On the store's one writing connection (see `SqliteStore::writer`).
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
@@ -405,7 +405,7 @@ impl RecordRepository for SqliteStore {
                 out.push(StagedItem {
                     key: r.get("item_key"),
                     id: r.get("item_id"),
-                    value: serde_json::from_str(&text).map_err(|e| RepositoryError::Backend(format!("corrupt staged item: {e}")))?,
+                    value: serde_json::from_str(&text).map_err(|e| RepositoryError::backend(format!("corrupt staged item: {e}")))?,
                 });
             }
         }

@@ -18,11 +18,11 @@ use tributary_domain::ports::{DeliveryCounts, Redelivery, WebhookRepository};
 use uuid::Uuid;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
-    RepositoryError::Backend(format!("corrupt webhook {what}: {e}"))
+    RepositoryError::backend(format!("corrupt webhook {what}: {e}"))
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, RepositoryError> {
-    serde_json::to_string(v).map_err(|e| RepositoryError::Backend(e.to_string()))
+    serde_json::to_string(v).map_err(RepositoryError::backend_from)
 }
 
 fn event_type(s: &str) -> Result<EventType, RepositoryError> {

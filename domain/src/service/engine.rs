@@ -1,4 +1,4 @@
-//! The sync engine (DESIGN.md flow 6): a worker leases a connection and runs all of its unfinished
+//! The sync engine (docs/architecture.md, "Backfills in partitions"): a worker leases a connection and runs all of its unfinished
 //! pulls at once. A pull either follows the source's changes since its data type's last sync, or
 //! backfills: the source plans partitions, and the worker pages as many of them at a time as the
 //! source can use for the account (within [`SyncOptions::parallel_pages`]), those with the most

@@ -1,4 +1,4 @@
-//! The link flow (DESIGN.md flows 4, 5, 8, 9): start linking a connection, complete or refuse it
+//! The link flow (docs/architecture.md, "The domain"): start linking a connection, complete or refuse it
 //! on the OAuth callback, unlink or delete with revocation at the provider, and apply the
 //! provider's deauthorization.
 

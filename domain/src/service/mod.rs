@@ -516,13 +516,13 @@ pub(crate) mod test_support {
                 None => None,
             };
             if *self.broken.lock().unwrap() {
-                return Err(RepositoryError::Backend("disk I/O error".into()));
+                return Err(RepositoryError::backend("disk I/O error"));
             }
             if let Some((id, refused)) = self.poison.lock().unwrap().as_mut()
                 && w.records.iter().any(|r| r.id == *id)
             {
                 *refused += 1;
-                return Err(RepositoryError::Backend(format!("invalid byte sequence in record {id}")));
+                return Err(RepositoryError::backend(format!("invalid byte sequence in record {id}")));
             }
             // As the stores do: all or nothing, fenced by the lease and the connection's status.
             let linked = {
@@ -919,11 +919,11 @@ pub(crate) mod test_support {
         }
         async fn overview(&self, _since: DateTime<Utc>) -> Result<crate::model::console::Overview, RepositoryError> {
             // The overview's SQL is checked by the storage contract suite, not here.
-            Err(RepositoryError::Backend("the in-memory fake has no overview".into()))
+            Err(RepositoryError::backend("the in-memory fake has no overview"))
         }
         async fn backlog(&self) -> Result<crate::model::console::Backlog, RepositoryError> {
             // As the overview: the contract suite checks the SQL.
-            Err(RepositoryError::Backend("the in-memory fake has no backlog".into()))
+            Err(RepositoryError::backend("the in-memory fake has no backlog"))
         }
     }
 
