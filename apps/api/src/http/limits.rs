@@ -175,12 +175,12 @@ fn counted(addr: IpAddr) -> IpAddr {
 
 /// Whole seconds to wait, at least one (for `Retry-After`).
 pub fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// `Retry-After` for a refused request.
 pub fn retry_after(headers: &mut HeaderMap, wait: Duration) {
-    headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait).max(1)));
+    headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
 }
 
 /// Codat's `X-Rate-Limit-*` headers for a counted request: the limit, what is left, and when the

@@ -4,7 +4,7 @@
 //! called), the formats and limits of parameters, the enums of status strings, and one typed path
 //! per commerce data type instead of the generic `{dataType}` route.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tributary_domain::model::data_type::DataType;
 
 /// Path parameters that are UUIDs.
@@ -181,7 +181,7 @@ fn enums_and_formats(doc: &mut Value) {
                 if name.ends_with("Date")
                     && let Some(p) = p.as_object_mut()
                 {
-                    set_format(p, "date-time");
+                    p.insert("format".into(), json!("date-time"));
                 }
             }
         }
@@ -189,12 +189,7 @@ fn enums_and_formats(doc: &mut Value) {
     for (schema, field, format) in formats {
         if let Some(p) = schemas.get_mut(schema).and_then(|s| s.pointer_mut(&format!("/properties/{field}"))).and_then(Value::as_object_mut)
         {
-            set_format(p, format);
+            p.insert("format".into(), json!(format));
         }
     }
-}
-
-/// Sets `format` on a property whose type may be `["string", "null"]`.
-fn set_format(p: &mut Map<String, Value>, format: &str) {
-    p.insert("format".into(), json!(format));
 }

@@ -387,7 +387,7 @@ async fn sign_in(State(s): State<AppState>, headers: HeaderMap, extensions: axum
         let mut res = plain_page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts",
-            &format!("Too many sign-ins failed from your address. Try again in {} seconds.", super::limits::retry_after_secs(wait).max(1)),
+            &format!("Too many sign-ins failed from your address. Try again in {} seconds.", super::limits::retry_after_secs(wait)),
         );
         super::limits::retry_after(res.headers_mut(), wait);
         return res;
