@@ -249,3 +249,99 @@ mod postgres_only {
         assert!(matches!(err, RepositoryError::Backend { message: ref m, .. } if m.contains("invalid PostgreSQL URL")), "{err:?}");
     }
 }
+
+/// Both databases' migrations define the same schema: the same tables, each with the same
+/// columns, nullability and kind of value (SQLite stores instants as INTEGER microseconds, JSON as
+/// TEXT and booleans as INTEGER 0/1; see docs/architecture.md, "Adding a column"). A column added to
+/// one dialect's migration and not the other's fails here.
+mod schema_agreement {
+    use sqlx::Row;
+    use std::collections::BTreeMap;
+    use tributary_sqlite::SqliteStore;
+    use tributary_tests::pg::fresh_postgres;
+
+    /// (table, column) → (kind, nullable).
+    type Schema = BTreeMap<(String, String), (&'static str, bool)>;
+
+    /// The kind of value a column holds, across both dialects' type names.
+    fn kind(postgres: bool, ty: &str) -> &'static str {
+        match (postgres, ty.to_ascii_lowercase().as_str()) {
+            (true, "timestamp with time zone") => "instant",
+            (true, "jsonb") => "json",
+            (true, "boolean") => "boolean",
+            (true, "integer" | "bigint" | "smallint") => "integer",
+            (true, "text") => "text",
+            (true, "bytea") => "bytes",
+            (false, "text") => "text",
+            (false, "integer" | "bigint") => "integer",
+            (false, "blob") => "bytes",
+            (_, other) => panic!("a column of type {other} ({}): name its kind here", if postgres { "PostgreSQL" } else { "SQLite" }),
+        }
+    }
+
+    /// SQLite's INTEGER and TEXT columns hold what Postgres types more precisely: the column
+    /// name's role decides (instants, JSON documents, flags).
+    fn agrees(sqlite: &str, postgres: &str) -> bool {
+        sqlite == postgres || (sqlite == "integer" && matches!(postgres, "instant" | "boolean")) || (sqlite == "text" && postgres == "json")
+    }
+
+    async fn sqlite_schema() -> Schema {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let rows = sqlx::query(
+            "SELECT m.name AS table_name, p.name AS column_name, p.type AS ty, p.\"notnull\" AS not_null, p.pk AS pk \
+             FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        rows.iter()
+            .map(|r| {
+                // A primary key column is NOT NULL in Postgres whatever it says.
+                let nullable = r.get::<i64, _>("not_null") == 0 && r.get::<i64, _>("pk") == 0;
+                ((r.get("table_name"), r.get("column_name")), (kind(false, &r.get::<String, _>("ty")), nullable))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sqlite_and_postgres_migrations_define_the_same_tables_and_columns() {
+        let sqlite = sqlite_schema().await;
+        assert!(sqlite.len() > 50, "read SQLite's schema: {} columns", sqlite.len());
+        let Some((store, db)) = fresh_postgres("schema_agreement").await else { return };
+        let rows = sqlx::query(
+            "SELECT table_name::text, column_name::text, data_type::text AS ty, is_nullable::text = 'YES' AS nullable \
+             FROM information_schema.columns WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let postgres: Schema = rows
+            .iter()
+            .map(|r| ((r.get("table_name"), r.get("column_name")), (kind(true, &r.get::<String, _>("ty")), r.get("nullable"))))
+            .collect();
+        store.close().await;
+        db.cleanup().await;
+
+        let mut problems = Vec::new();
+        for (column, (kind, nullable)) in &postgres {
+            match sqlite.get(column) {
+                None => problems.push(format!("{}.{} is in PostgreSQL's migrations only", column.0, column.1)),
+                Some((k, n)) if !agrees(k, kind) || n != nullable => problems.push(format!(
+                    "{}.{}: SQLite {k}{}, PostgreSQL {kind}{}",
+                    column.0,
+                    column.1,
+                    if *n { " NULL" } else { " NOT NULL" },
+                    if *nullable { " NULL" } else { " NOT NULL" }
+                )),
+                Some(_) => {}
+            }
+        }
+        for column in sqlite.keys().filter(|c| !postgres.contains_key(*c)) {
+            problems.push(format!("{}.{} is in SQLite's migrations only", column.0, column.1));
+        }
+        assert!(problems.is_empty(), "the two dialects' schemas differ:\n{}", problems.join("\n"));
+    }
+}

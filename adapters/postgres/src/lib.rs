@@ -5,26 +5,17 @@
 //! placeholders (see `filter`). Limits that SQLite enforces inside one statement are enforced here
 //! under a table lock, so concurrent server instances cannot break them.
 
-mod api_keys;
-mod companies;
-mod connections;
-mod console;
-mod filter;
-mod integrations;
-mod oauth_states;
-mod profile;
-mod pull_operations;
-mod records;
-mod secrets;
-mod sync_leases;
-mod webhooks;
+// The repositories, written once for both databases (`adapters/sql`, docs/architecture.md); this
+// crate gives them its `dialect` and its `tuned` statements.
+mod dialect;
+#[path = "../../sql/mod.rs"]
+mod sql;
+mod tuned;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use tributary_domain::RepositoryError;
-use tributary_domain::ports::Repositories;
 
 /// Most connections one store keeps open.
 const MAX_CONNECTIONS: u32 = 10;
@@ -84,55 +75,10 @@ impl PgStore {
         Ok(Self { pool, probe })
     }
 
-    /// Applies the embedded migrations that have not run yet.
-    ///
-    /// # Errors
-    /// [`RepositoryError::Backend`] when a migration fails.
-    pub async fn migrate(&self) -> Result<(), RepositoryError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::backend(format!("migration failed: {e}")))
-    }
-
-    /// Whether the database answers and every embedded migration has been applied (readiness).
-    ///
-    /// # Errors
-    /// [`RepositoryError::Backend`] saying which: the database's error, or the migrations missing.
-    pub async fn ready(&self) -> Result<(), RepositoryError> {
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&self.probe)
-            .await
-            .map_err(|e| RepositoryError::backend(format!("the database does not answer: {e}")))?;
-        let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
-        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::backend(format!("migrations not applied: {missing:?}"))) }
-    }
-
     /// Connections open in the pools: (idle, in use).
     pub fn pool_connections(&self) -> (u32, u32) {
         let (idle, size) = (u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX), self.pool.size());
         (idle, size.saturating_sub(idle))
-    }
-
-    /// Every repository port, backed by this store.
-    pub fn repositories(&self) -> Repositories {
-        let s = Arc::new(self.clone());
-        Repositories {
-            companies: s.clone(),
-            connections: s.clone(),
-            integrations: s.clone(),
-            api_keys: s.clone(),
-            profile: s.clone(),
-            secrets: s.clone(),
-            oauth_states: s.clone(),
-            pull_operations: s.clone(),
-            sync_leases: s.clone(),
-            records: s.clone(),
-            webhooks: s.clone(),
-            console: s,
-        }
-    }
-
-    /// The underlying pool (for tests and diagnostics).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -140,22 +86,4 @@ impl PgStore {
         self.probe.close().await;
         self.pool.close().await;
     }
-}
-
-pub(crate) fn backend(e: sqlx::Error) -> RepositoryError {
-    RepositoryError::backend_from(e)
-}
-
-/// Maps a failed write: unique violations become `Conflict`, foreign-key violations `NotFound`
-/// (the referenced row is missing), anything else `Backend`.
-pub(crate) fn write_error(e: sqlx::Error, conflict: impl FnOnce() -> String, missing: impl FnOnce() -> String) -> RepositoryError {
-    match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => RepositoryError::Conflict(conflict()),
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => RepositoryError::NotFound(missing()),
-        e => backend(e),
-    }
-}
-
-pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid, RepositoryError> {
-    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::backend(format!("corrupt id {s}: {e}")))
 }

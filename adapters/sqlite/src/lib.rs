@@ -4,27 +4,17 @@
 //! run by [`SqliteStore::migrate`]. WAL mode and a busy timeout let the CLI work on the same file
 //! while the server runs.
 
-mod api_keys;
-mod companies;
-mod connections;
-mod console;
-mod filter;
-mod integrations;
-mod oauth_states;
-mod profile;
-mod pull_operations;
-mod records;
-mod secrets;
-mod sync_leases;
-mod webhooks;
+// The repositories, written once for both databases (`adapters/sql`, docs/architecture.md); this
+// crate gives them its `dialect` and its `tuned` statements.
+mod dialect;
+#[path = "../../sql/mod.rs"]
+mod sql;
+mod tuned;
 
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use tributary_domain::RepositoryError;
-use tributary_domain::ports::Repositories;
 
 /// A SQLite-backed store implementing every repository port.
 #[derive(Debug, Clone)]
@@ -120,27 +110,6 @@ impl SqliteStore {
         Ok(Self { pool, writer, probe, memory })
     }
 
-    /// Applies the embedded migrations that have not run yet.
-    ///
-    /// # Errors
-    /// [`RepositoryError::Backend`] when a migration fails.
-    pub async fn migrate(&self) -> Result<(), RepositoryError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| RepositoryError::backend(format!("migration failed: {e}")))
-    }
-
-    /// Whether the database answers and every embedded migration has been applied (readiness).
-    ///
-    /// # Errors
-    /// [`RepositoryError::Backend`] saying which: the database's error, or the migrations missing.
-    pub async fn ready(&self) -> Result<(), RepositoryError> {
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&self.probe)
-            .await
-            .map_err(|e| RepositoryError::backend(format!("the database does not answer: {e}")))?;
-        let missing: Vec<i64> = sqlx::migrate!("./migrations").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
-        if missing.is_empty() { Ok(()) } else { Err(RepositoryError::backend(format!("migrations not applied: {missing:?}"))) }
-    }
-
     /// Connections open in the pools (the readers' and the writer's): (idle, in use).
     pub fn pool_connections(&self) -> (u32, u32) {
         let count = |p: &SqlitePool| (u32::try_from(p.num_idle()).unwrap_or(u32::MAX), p.size());
@@ -151,52 +120,12 @@ impl SqliteStore {
         (idle, size.saturating_sub(idle))
     }
 
-    /// Every repository port, backed by this store.
-    pub fn repositories(&self) -> Repositories {
-        let s = Arc::new(self.clone());
-        Repositories {
-            companies: s.clone(),
-            connections: s.clone(),
-            integrations: s.clone(),
-            api_keys: s.clone(),
-            profile: s.clone(),
-            secrets: s.clone(),
-            oauth_states: s.clone(),
-            pull_operations: s.clone(),
-            sync_leases: s.clone(),
-            records: s.clone(),
-            webhooks: s.clone(),
-            console: s,
-        }
-    }
-
-    /// The underlying pool (for tests and diagnostics).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
         self.probe.close().await;
         self.writer.close().await;
         self.pool.close().await;
     }
-}
-
-pub(crate) fn backend(e: sqlx::Error) -> RepositoryError {
-    RepositoryError::backend_from(e)
-}
-
-pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-pub(crate) fn from_micros(t: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t).unwrap_or_default()
-}
-
-pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid, RepositoryError> {
-    uuid::Uuid::parse_str(s).map_err(|e| RepositoryError::backend(format!("corrupt id {s}: {e}")))
 }
 
 #[cfg(all(test, unix))]

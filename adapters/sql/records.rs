@@ -1,16 +1,13 @@
-//! `RecordRepository` on PostgreSQL. A page is written by one statement ([`WRITE_PAGE`]): the fence
-//! (the connection exists, the worker holds its lease, it is linked), the partitions' positions,
-//! the staged items, an `INSERT … SELECT FROM UNNEST(…)` of the records, whose `DO UPDATE … WHERE`
-//! leaves unchanged records (and their `modified`) alone, and the records' version, in one round
-//! trip. Writes that start or end a backfill or change a pull add statements in a transaction.
+//! `RecordRepository` on SQLite and PostgreSQL: the records' reads (pages in the `records_created`
+//! index order, with keyset cursors), checkpoints, partitions and staged items. The sync's page
+//! write is written for each database (the adapters' `tuned::write_sync`).
 
-use crate::filter::{Column, Sql, render_detoasted, render_order};
-use crate::{PgStore, backend, parse_uuid};
+use crate::dialect::{self as d, Store};
+use crate::sql::filter::{Column, Sql, render_documents, render_order};
+use crate::sql::{backend, parse_uuid};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
-use sqlx::types::Json;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::commerce_schema::{RecordField, locate};
@@ -21,11 +18,13 @@ use tributary_domain::ports::{ReadState, RecordRepository};
 
 const COLUMNS: &str = "record_id, document, created, source_modified, modified, deleted";
 /// What a list page reads: the document as JSON text (`ListedRecord`), not decoded.
-const LIST_COLUMNS: &str = "record_id, document::text, created, modified";
+fn list_columns() -> String {
+    format!("record_id, {}, created, modified", d::document_text("document"))
+}
 
 /// Where a commerce field lives (`commerce_schema::locate`): three columns, or a path into the
 /// document.
-fn columns(field: &'static str) -> Option<Column> {
+pub(crate) fn columns(field: &'static str) -> Option<Column> {
     match locate(field) {
         RecordField::Created => Some(Column::Scalar("created")),
         RecordField::Modified => Some(Column::Scalar("modified")),
@@ -35,10 +34,13 @@ fn columns(field: &'static str) -> Option<Column> {
 }
 
 /// The default order: the `records_created` index (`connection_id, data_type, created NULLS
-/// FIRST, record_id COLLATE "C"`, migration 0004) read forwards, so a page needs no sort.
+/// FIRST, record_id` by code point) read forwards, so a page needs no sort.
 const DEFAULT_ORDER: &str = "created ASC NULLS FIRST";
-/// The tie-break: ids by code point, as SQLite compares them, whatever the database collation.
-const ID: &str = "record_id COLLATE \"C\"";
+
+/// The tie-break: ids by code point on both databases (`dialect::BY_CODE_POINT`).
+fn id() -> String {
+    format!("record_id{}", d::BY_CODE_POINT)
+}
 
 /// The `WHERE` of live records matching `query.filter`.
 fn where_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
@@ -55,9 +57,8 @@ fn push_where(sql: &mut Sql, connection: ConnectionId, data_type: DataType, quer
     sql.bind_text(data_type.key().to_owned());
     sql.push(" AND NOT deleted");
     if let Some(f) = &query.filter {
-        // Over one decompressed copy of the document, however many paths the filter reads.
         sql.push(" AND ");
-        render_detoasted(sql, f, columns, "document");
+        render_documents(sql, f, columns, "document");
     }
 }
 
@@ -73,23 +74,24 @@ fn count_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -
 /// already served.)
 fn descending_after(connection: ConnectionId, data_type: DataType, query: &ListQuery, seek: &Seek, c: DateTime<Utc>) -> Sql {
     let size = i64::from(query.page.page_size);
+    let (cols, id) = (list_columns(), id());
     let mut page = Sql::default();
-    page.push(&format!("SELECT * FROM (SELECT * FROM (SELECT {LIST_COLUMNS} FROM records"));
+    page.push(&format!("SELECT * FROM (SELECT * FROM (SELECT {cols} FROM records"));
     push_where(&mut page, connection, data_type, query);
-    page.push(&format!(" AND (created, {ID}) < ("));
+    page.push(&format!(" AND (created, {id}) < ("));
     page.bind_time(c);
     page.push(", ");
     page.bind_text(seek.id.clone());
     page.push(")");
-    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, ID);
+    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, &id);
     page.push(" LIMIT ");
     page.bind_i64(size);
-    page.push(&format!(") AS with_created UNION ALL SELECT * FROM (SELECT {LIST_COLUMNS} FROM records"));
+    page.push(&format!(") AS with_created UNION ALL SELECT * FROM (SELECT {cols} FROM records"));
     push_where(&mut page, connection, data_type, query);
-    page.push(&format!(" AND created IS NULL ORDER BY {ID} DESC LIMIT "));
+    page.push(&format!(" AND created IS NULL ORDER BY {id} DESC LIMIT "));
     page.bind_i64(size);
     page.push(") AS without_created) AS merged");
-    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, ID);
+    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, &id);
     page.push(" LIMIT ");
     page.bind_i64(size);
     page
@@ -98,32 +100,33 @@ fn descending_after(connection: ConnectionId, data_type: DataType, query: &ListQ
 /// `SELECT` of a page of live records matching `query`: after `query.seek` when given (a row
 /// comparison the `records_created` index answers as a range, in the order's direction; records
 /// without a creation time sort first ascending and last descending), else at the page's offset.
-fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+pub(crate) fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
     let w = where_sql(connection, data_type, query);
-    let mut page = Sql::from_parts(format!("SELECT {LIST_COLUMNS} FROM records{}", w.text), &w);
+    let (cols, id) = (list_columns(), id());
+    let mut page = Sql::from_parts(format!("SELECT {cols} FROM records{}", w.text), &w);
     let seek = query.seek.as_ref().filter(|_| query.keyset_order());
     if let Some(seek) = seek {
         match (query.descending(), seek.created) {
             (false, Some(c)) => {
-                page.push(&format!(" AND (created, {ID}) > ("));
+                page.push(&format!(" AND (created, {id}) > ("));
                 page.bind_time(c);
                 page.push(", ");
                 page.bind_text(seek.id.clone());
                 page.push(")");
             }
             (false, None) => {
-                page.push(&format!(" AND (created IS NOT NULL OR {ID} > "));
+                page.push(&format!(" AND (created IS NOT NULL OR {id} > "));
                 page.bind_text(seek.id.clone());
                 page.push(")");
             }
             (true, Some(c)) => return descending_after(connection, data_type, query, seek, c),
             (true, None) => {
-                page.push(&format!(" AND created IS NULL AND {ID} < "));
+                page.push(&format!(" AND created IS NULL AND {id} < "));
                 page.bind_text(seek.id.clone());
             }
         }
     }
-    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, ID);
+    render_order(&mut page, query.order_by.as_ref(), columns, DEFAULT_ORDER, &id);
     page.push(" LIMIT ");
     page.bind_i64(i64::from(query.page.page_size));
     if seek.is_none() {
@@ -133,86 +136,55 @@ fn list_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) ->
     page
 }
 
-/// A page of records with its partitions and staged items, written by one statement (one implicit
-/// transaction, or a part of the caller's):
-/// - `durability`: with `$20`, the commit does not wait for the WAL flush (`synchronous_commit` off
-///   for this transaction only), since the page and its partition's position are lost together in a
-///   database crash and the sync fetches the page again (at most `wal_writer_delay` × 3 of commits
-///   are at risk, never a half page, and never one that a later durable commit follows);
-/// - `conn`, `lease`: the connection (of the company) and its sync lease, locked `FOR KEY SHARE`:
-///   a worker taking the lease over deletes the expired row (`SyncLeaseRepository::lease_next`),
-///   so it waits for this write, or this write waits for it and then finds no row; renewals (which
-///   change no key) and other page writes do not wait. An unlink does not wait either: a write that
-///   read the connection as linked just before may commit just after;
-/// - `fence`: a row when the write may go ahead: the connection exists and, when `$14` names a
-///   worker, that worker holds the lease and the connection is linked; every insert below is
-///   conditional on it;
-/// - `parts`, `staged`: the partitions' positions and the staged items;
-/// - `changed`: the records' upsert, whose `DO UPDATE … WHERE` leaves unchanged records (and their
-///   `modified`) alone, so it returns the records inserted or changed;
-/// - the records' version moves when any changed (`RecordRepository::version`).
-///
-/// `$1` company, `$2` connection, `$3` data type, `$4` now, `$5`–`$9` the records' ids, documents,
-/// creation and source modification times and deleted flags, `$10`–`$13` and `$15`, `$16` the
-/// partitions' ids, stages, cursors, records, done and remaining, `$14` the fencing worker,
-/// `$17`–`$19` the staged items' keys, ids and values, `$20` relaxed durability.
-const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_commit', \
-     CASE WHEN $20::boolean THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS value), \
-     conn AS (SELECT c.status FROM connections c, durability WHERE c.id = $2 AND c.company_id = $1 FOR KEY SHARE OF c), \
-     lease AS (SELECT owner FROM sync_leases WHERE connection_id = $2 FOR KEY SHARE), \
-     fence AS (SELECT 1 FROM conn WHERE $14::text IS NULL \
-     OR (conn.status = 'Linked' AND EXISTS (SELECT 1 FROM lease WHERE lease.owner = $14::text))), \
-     parts AS (INSERT INTO sync_partitions (connection_id, data_type, partition_id, stage, cursor, records, done, remaining) \
-     SELECT $2, $3, p.id, p.stage, p.cursor, p.records, p.done, p.remaining \
-     FROM UNNEST($10::integer[], $11::integer[], $12::text[], $13::bigint[], $15::bigint[], $16::bigint[]) \
-     AS p (id, stage, cursor, records, done, remaining) WHERE EXISTS (SELECT 1 FROM fence) \
-     ON CONFLICT (connection_id, data_type, partition_id) DO UPDATE SET stage = EXCLUDED.stage, cursor = EXCLUDED.cursor, \
-     records = EXCLUDED.records, done = EXCLUDED.done, remaining = EXCLUDED.remaining RETURNING 1), \
-     staged AS (INSERT INTO sync_staging (connection_id, data_type, item_key, item_id, value) \
-     SELECT $2, $3, s.item_key, s.item_id, s.value FROM UNNEST($17::text[], $18::text[], $19::text[]) \
-     AS s (item_key, item_id, value) WHERE EXISTS (SELECT 1 FROM fence) \
-     ON CONFLICT (connection_id, data_type, item_key, item_id) DO UPDATE SET value = EXCLUDED.value RETURNING 1), \
-     changed AS (INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, \
-     source_modified, deleted) \
-     SELECT $1, $2, $3, $4, r.record_id, r.document::jsonb, r.created, r.source_modified, r.deleted \
-     FROM UNNEST($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[]) \
-     AS r (record_id, document, created, source_modified, deleted) WHERE EXISTS (SELECT 1 FROM fence) \
-     ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = EXCLUDED.company_id, \
-     document = EXCLUDED.document, created = EXCLUDED.created, source_modified = EXCLUDED.source_modified, \
-     modified = EXCLUDED.modified, deleted = EXCLUDED.deleted \
-     WHERE records.document IS DISTINCT FROM EXCLUDED.document OR records.deleted IS DISTINCT FROM EXCLUDED.deleted \
-     RETURNING 1), \
-     versioned AS (INSERT INTO record_versions (connection_id, data_type, version) \
-     SELECT $2, $3, 1 WHERE EXISTS (SELECT 1 FROM changed) \
-     ON CONFLICT (connection_id, data_type) DO UPDATE SET version = record_versions.version + 1) \
-     SELECT (SELECT COUNT(*) FROM conn) AS found, (SELECT COUNT(*) FROM fence) AS allowed, \
-     (SELECT COUNT(*) FROM changed) AS changed, (SELECT MAX(status) FROM conn) AS status";
+/// A sync write's page made ready before any lock is taken: one record per id, sorted
+/// ([`last_per_id`]), and the documents and staged items' values as JSON text.
+pub(crate) struct PreparedPage<'a> {
+    pub records: Vec<&'a StoredRecord>,
+    pub documents: Vec<String>,
+    pub staged: Vec<String>,
+}
 
-/// A count as Postgres's `bigint`.
-fn clamp(n: u64) -> i64 {
+impl<'a> PreparedPage<'a> {
+    pub fn of(w: &'a SyncWrite) -> Result<Self, RepositoryError> {
+        let records = last_per_id(&w.records);
+        let documents = records
+            .iter()
+            .map(|r| serde_json::to_string(&r.document))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepositoryError::backend(format!("cannot serialise a record document: {e}")))?;
+        let staged = w
+            .staged
+            .iter()
+            .map(|i| serde_json::to_string(&i.value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepositoryError::backend(format!("cannot serialise a staged item: {e}")))?;
+        Ok(Self { records, documents, staged })
+    }
+}
+
+/// A count as the databases' 64-bit integer.
+pub(crate) fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn from_row(r: &PgRow) -> Result<RecordRow, RepositoryError> {
+fn from_row(r: &d::DbRow) -> Result<RecordRow, RepositoryError> {
     let id: String = r.get("record_id");
-    let document = r
-        .try_get::<Json<serde_json::Value>, _>("document")
-        .map_err(|e| RepositoryError::backend(format!("corrupt record document {id}: {e}")))?
-        .0;
+    let document = d::get_json(r, "document").map_err(|e| RepositoryError::backend(format!("corrupt record document {id}: {e}")))?;
     Ok(RecordRow {
         record: StoredRecord {
-            created: r.get::<Option<DateTime<Utc>>, _>("created"),
-            source_modified: r.get::<Option<DateTime<Utc>>, _>("source_modified"),
+            created: d::get_opt_time(r, "created"),
+            source_modified: d::get_opt_time(r, "source_modified"),
             document,
             deleted: r.get("deleted"),
             id,
         },
-        modified: r.get::<DateTime<Utc>, _>("modified"),
+        modified: d::get_time(r, "modified"),
     })
 }
 
-/// The page with one entry per id (the last one wins, as if written in order), sorted by id so
-/// that concurrent writers lock rows in the same order.
+/// The page with one entry per id (the last one wins, as if written in order), sorted by id:
+/// concurrent writers lock rows in the same order, and B-tree inserts in key order are the
+/// cheapest.
 fn last_per_id(records: &[StoredRecord]) -> Vec<&StoredRecord> {
     let mut sorted: Vec<&StoredRecord> = records.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id)); // stable: equal ids keep their order
@@ -227,7 +199,7 @@ fn last_per_id(records: &[StoredRecord]) -> Vec<&StoredRecord> {
 }
 
 #[async_trait]
-impl RecordRepository for PgStore {
+impl RecordRepository for Store {
     async fn write_sync(
         &self,
         company: CompanyId,
@@ -236,101 +208,8 @@ impl RecordRepository for PgStore {
         w: &SyncWrite,
         now: DateTime<Utc>,
     ) -> Result<u64, RepositoryError> {
-        let records = last_per_id(&w.records);
-        let documents = records
-            .iter()
-            .map(|r| serde_json::to_string(&r.document))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RepositoryError::backend(format!("cannot serialise a record document: {e}")))?;
-        let staged_values = w
-            .staged
-            .iter()
-            .map(|i| serde_json::to_string(&i.value))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RepositoryError::backend(format!("cannot serialise a staged item: {e}")))?;
-        let (company, connection) = (company.to_string(), connection.to_string());
-        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-        let created: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.created).collect();
-        let source_modified: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.source_modified).collect();
-        let deleted: Vec<bool> = records.iter().map(|r| r.deleted).collect();
-        let parts = &w.partitions;
-        // A page alone commits without waiting for the WAL flush; anything that ends or starts a
-        // backfill, or changes a pull, is durable.
-        let relaxed = !w.reset && w.checkpoint.is_none() && w.pull.is_none();
-        let page = sqlx::query(WRITE_PAGE)
-            .bind(&company)
-            .bind(&connection)
-            .bind(data_type.key())
-            .bind(now)
-            .bind(ids)
-            .bind(documents)
-            .bind(created)
-            .bind(source_modified)
-            .bind(deleted)
-            .bind(parts.iter().map(|p| i32::try_from(p.id).unwrap_or(i32::MAX)).collect::<Vec<_>>())
-            .bind(parts.iter().map(|p| i32::from(p.stage)).collect::<Vec<_>>())
-            .bind(parts.iter().map(|p| p.cursor.clone()).collect::<Vec<_>>())
-            .bind(parts.iter().map(|p| clamp(p.records)).collect::<Vec<_>>())
-            .bind(w.fence.as_deref())
-            .bind(parts.iter().map(|p| clamp(p.estimate.done)).collect::<Vec<_>>())
-            .bind(parts.iter().map(|p| clamp(p.estimate.left)).collect::<Vec<_>>())
-            .bind(w.staged.iter().map(|i| i.key.as_str()).collect::<Vec<_>>())
-            .bind(w.staged.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
-            .bind(staged_values)
-            .bind(relaxed);
-        let verdict = |row: &PgRow| -> Result<u64, RepositoryError> {
-            if row.get::<i64, _>("found") == 0 {
-                return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));
-            }
-            if row.get::<i64, _>("allowed") == 0 {
-                let status: Option<String> = row.get("status");
-                return Err(RepositoryError::Fenced(format!(
-                    "{} does not hold the sync lease of connection {connection}, or it is {}",
-                    w.fence.as_deref().unwrap_or_default(),
-                    status.unwrap_or_default()
-                )));
-            }
-            Ok(u64::try_from(row.get::<i64, _>("changed")).unwrap_or(0))
-        };
-        if relaxed {
-            // One statement, so one implicit transaction and one round trip (see [`WRITE_PAGE`]).
-            let row = page.fetch_one(&self.pool).await.map_err(backend)?;
-            return verdict(&row);
-        }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        if w.reset {
-            for table in ["sync_partitions", "sync_staging"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE connection_id = $1 AND data_type = $2"))
-                    .bind(&connection)
-                    .bind(data_type.key())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            }
-        }
-        // Dropping the transaction (on a refusal) rolls it back.
-        let changed = verdict(&page.fetch_one(&mut *tx).await.map_err(backend)?)?;
-        if let Some(cp) = &w.checkpoint {
-            sqlx::query(
-                "INSERT INTO sync_checkpoints (connection_id, data_type, pull_id, backfilling, incremental) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (connection_id, data_type) DO UPDATE SET pull_id = EXCLUDED.pull_id, \
-                 backfilling = EXCLUDED.backfilling, incremental = EXCLUDED.incremental",
-            )
-            .bind(&connection)
-            .bind(data_type.key())
-            .bind(cp.pull_id.to_string())
-            .bind(cp.backfilling)
-            .bind(&cp.incremental)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        if let Some((op, events)) = &w.pull {
-            crate::pull_operations::update_row(&mut tx, op).await?;
-            crate::webhooks::insert_events(&mut tx, events).await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(changed)
+        let page = PreparedPage::of(w)?;
+        crate::tuned::write_sync(self, (company.to_string(), connection.to_string()), data_type, w, page, now).await
     }
 
     async fn checkpoint(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<Checkpoint>, RepositoryError> {
@@ -338,7 +217,7 @@ impl RecordRepository for PgStore {
             sqlx::query("SELECT pull_id, backfilling, incremental FROM sync_checkpoints WHERE connection_id = $1 AND data_type = $2")
                 .bind(connection.to_string())
                 .bind(data_type.key())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await
                 .map_err(backend)?
         else {
@@ -358,7 +237,7 @@ impl RecordRepository for PgStore {
         )
         .bind(connection.to_string())
         .bind(data_type.key())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(backend)?;
         Ok(rows
@@ -377,14 +256,15 @@ impl RecordRepository for PgStore {
     }
 
     async fn staged(&self, connection: ConnectionId, data_type: DataType, keys: &[String]) -> Result<Vec<StagedItem>, RepositoryError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT item_key, item_id, value FROM sync_staging WHERE connection_id = $1 AND data_type = $2 \
-             AND item_key = ANY($3::text[]) ORDER BY item_key, item_id",
-        )
+             AND item_key {} ORDER BY item_key, item_id",
+            d::in_list(3)
+        ))
         .bind(connection.to_string())
         .bind(data_type.key())
-        .bind(keys)
-        .fetch_all(&self.pool)
+        .bind(d::texts(keys))
+        .fetch_all(self.reader())
         .await
         .map_err(backend)?;
         rows.iter()
@@ -406,7 +286,7 @@ impl RecordRepository for PgStore {
             "SELECT COUNT(*) FROM records WHERE connection_id = $1 AND data_type = $2 AND NOT deleted"
         };
         let n: i64 =
-            sqlx::query_scalar(sql).bind(connection.to_string()).bind(data_type.key()).fetch_one(&self.pool).await.map_err(backend)?;
+            sqlx::query_scalar(sql).bind(connection.to_string()).bind(data_type.key()).fetch_one(self.reader()).await.map_err(backend)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -415,7 +295,7 @@ impl RecordRepository for PgStore {
             .bind(connection.to_string())
             .bind(data_type.key())
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?
             .as_ref()
@@ -430,13 +310,16 @@ impl RecordRepository for PgStore {
         query: &ListQuery,
     ) -> Result<Vec<ListedRecord>, RepositoryError> {
         let page = list_sql(connection, data_type, query);
-        let rows = sqlx::query_with(&page.text, page.args).fetch_all(&self.pool).await.map_err(backend)?;
-        Ok(rows.iter().map(|r| ListedRecord { id: r.get(0), document: r.get(1), created: r.get(2), modified: r.get(3) }).collect())
+        let rows = sqlx::query_with(&page.text, page.args).fetch_all(self.reader()).await.map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| ListedRecord { id: r.get(0), document: r.get(1), created: d::get_opt_time(r, 2), modified: d::get_time(r, 3) })
+            .collect())
     }
 
     async fn count_matching(&self, connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Result<u64, RepositoryError> {
         let count = count_sql(connection, data_type, query);
-        let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(&self.pool).await.map_err(backend)?;
+        let total: i64 = sqlx::query_scalar_with(&count.text, count.args).fetch_one(self.reader()).await.map_err(backend)?;
         Ok(u64::try_from(total).unwrap_or(0))
     }
 
@@ -452,13 +335,13 @@ impl RecordRepository for PgStore {
         .bind(company.to_string())
         .bind(connection.to_string())
         .bind(data_type.key())
-        .fetch_one(&self.pool)
+        .fetch_one(self.reader())
         .await
         .map_err(backend)?;
         let found = r.try_get::<Option<String>, _>("id").map_err(backend)?.is_some();
         Ok(ReadState {
             company: r.try_get("x_company").map_err(backend)?,
-            connection: if found { Some(crate::connections::from_row(&r)?) } else { None },
+            connection: if found { Some(crate::sql::connections::from_row(&r)?) } else { None },
             requested: r.try_get("x_requested").map_err(backend)?,
             completed: r.try_get("x_completed").map_err(backend)?,
             version: u64::try_from(r.try_get::<i64, _>("x_version").map_err(backend)?).unwrap_or(0),
@@ -469,7 +352,7 @@ impl RecordRepository for PgStore {
         let v: Option<i64> = sqlx::query_scalar("SELECT version FROM record_versions WHERE connection_id = $1 AND data_type = $2")
             .bind(connection.to_string())
             .bind(data_type.key())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?;
         Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
@@ -489,7 +372,7 @@ impl RecordRepository for PgStore {
             .bind(connection.to_string())
             .bind(data_type.key())
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?,
             Some(after) => sqlx::query(&format!(
@@ -500,7 +383,7 @@ impl RecordRepository for PgStore {
             .bind(data_type.key())
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?,
         };
@@ -534,10 +417,14 @@ mod tests {
             let q = ListQuery::from_params(&PAYMENTS, Some(2), Some(10), query, order_by).unwrap();
             list_sql(ConnectionId::new_random(), DataType::Payments, &q).text
         };
+        let by = crate::dialect::BY_CODE_POINT;
         let default = sql(None, None);
-        assert!(default.contains("WHERE connection_id = $1 AND data_type = $2 AND NOT deleted ORDER BY created ASC NULLS FIRST, record_id COLLATE \"C\" ASC LIMIT $3 OFFSET $4"), "{default}");
+        let want = format!(
+            "WHERE connection_id = $1 AND data_type = $2 AND NOT deleted ORDER BY created ASC NULLS FIRST, record_id{by} ASC LIMIT $3 OFFSET $4"
+        );
+        assert!(default.contains(&want), "{default}");
         let filtered = sql(Some("amount>1"), Some("-createdDate"));
-        assert!(filtered.contains(" ORDER BY created DESC NULLS LAST, record_id COLLATE \"C\" DESC LIMIT $4 OFFSET $5"), "{filtered}");
+        assert!(filtered.contains(&format!(" ORDER BY created DESC NULLS LAST, record_id{by} DESC LIMIT $4 OFFSET $5")), "{filtered}");
     }
 
     fn rec(id: &str, n: i64) -> StoredRecord {

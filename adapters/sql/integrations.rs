@@ -1,6 +1,7 @@
-//! `IntegrationRepository` on PostgreSQL.
+//! `IntegrationRepository` on SQLite and PostgreSQL.
 
-use crate::{PgStore, backend};
+use crate::dialect::{self as d, Store};
+use crate::sql::backend;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -14,10 +15,13 @@ fn sealed(key_id: Option<String>, ciphertext: Option<String>) -> Option<SealedSe
 }
 
 #[async_trait]
-impl IntegrationRepository for PgStore {
+impl IntegrationRepository for Store {
     async fn get(&self, key: &str) -> Result<Option<IntegrationSettings>, RepositoryError> {
-        let Some(r) =
-            sqlx::query("SELECT * FROM integration_settings WHERE key = $1").bind(key).fetch_optional(&self.pool).await.map_err(backend)?
+        let Some(r) = sqlx::query("SELECT * FROM integration_settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.reader())
+            .await
+            .map_err(backend)?
         else {
             return Ok(None);
         };
@@ -26,10 +30,7 @@ impl IntegrationRepository for PgStore {
             secret_key: sealed(r.get("secret_key_key_id"), r.get("secret_key_ciphertext")),
             webhook_secret: sealed(r.get("webhook_key_id"), r.get("webhook_ciphertext")),
             scope: r.get::<String, _>("scope").parse().map_err(RepositoryError::backend)?,
-            key_refused: match (
-                r.get::<Option<chrono::DateTime<chrono::Utc>>, _>("key_refused_at"),
-                r.get::<Option<String>, _>("key_refused_reason"),
-            ) {
+            key_refused: match (d::get_opt_time(&r, "key_refused_at"), r.get::<Option<String>, _>("key_refused_reason")) {
                 (Some(at), Some(message)) => Some(KeyRefused { at, message }),
                 _ => None,
             },
@@ -53,7 +54,7 @@ impl IntegrationRepository for PgStore {
         .bind(s.webhook_secret.as_ref().map(|x| x.ciphertext.clone()))
         .bind(s.scope.as_str())
         .bind(s.enabled)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(backend)?;
         Ok(())
@@ -61,10 +62,10 @@ impl IntegrationRepository for PgStore {
 
     async fn set_key_refused(&self, key: &str, refused: Option<KeyRefused>) -> Result<(), RepositoryError> {
         sqlx::query("UPDATE integration_settings SET key_refused_at = $1, key_refused_reason = $2 WHERE key = $3")
-            .bind(refused.as_ref().map(|r| r.at))
+            .bind(refused.as_ref().map(|r| d::time(r.at)))
             .bind(refused.map(|r| r.message))
             .bind(key)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(backend)?;
         Ok(())
@@ -74,7 +75,7 @@ impl IntegrationRepository for PgStore {
         let row = sqlx::query("SELECT 1 FROM source_events WHERE platform_key = $1 AND event_id = $2")
             .bind(key)
             .bind(event_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?;
         Ok(row.is_some())
@@ -87,14 +88,19 @@ impl IntegrationRepository for PgStore {
         now: DateTime<Utc>,
         forget_before: DateTime<Utc>,
     ) -> Result<(), RepositoryError> {
-        sqlx::query("DELETE FROM source_events WHERE received < $1").bind(forget_before).execute(&self.pool).await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM source_events WHERE received < $1")
+            .bind(d::time(forget_before))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query("INSERT INTO source_events (platform_key, event_id, received) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(event_id)
-            .bind(now)
-            .execute(&self.pool)
+            .bind(d::time(now))
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(())
+        tx.commit().await.map_err(backend)
     }
 }

@@ -1,12 +1,11 @@
-//! `CompanyRepository` on PostgreSQL.
+//! `CompanyRepository` on SQLite and PostgreSQL.
 
-use crate::filter::{Column, Sql, render, render_order, render_tags};
-use crate::webhooks::insert_events;
-use crate::{PgStore, backend, parse_uuid, write_error};
+use crate::dialect::{self as d, Store};
+use crate::sql::filter::{Column, Sql, render, render_order, render_tags};
+use crate::sql::webhooks::insert_events;
+use crate::sql::{backend, parse_uuid, write_error};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 use std::collections::BTreeMap;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::CompanyId;
@@ -34,31 +33,29 @@ fn columns(field: &str) -> Option<Column> {
     })
 }
 
-async fn write_tags(tx: &mut sqlx::PgConnection, company: &Company) -> Result<(), RepositoryError> {
+async fn write_tags(tx: &mut d::DbConnection, company: &Company) -> Result<(), RepositoryError> {
     sqlx::query("DELETE FROM company_tags WHERE company_id = $1").bind(company.id.to_string()).execute(&mut *tx).await.map_err(backend)?;
-    if company.tags.is_empty() {
-        return Ok(());
+    for (k, v) in &company.tags {
+        sqlx::query("INSERT INTO company_tags (company_id, key, value) VALUES ($1, $2, $3)")
+            .bind(company.id.to_string())
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
     }
-    let (keys, values): (Vec<&str>, Vec<&str>) = company.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
-    sqlx::query("INSERT INTO company_tags (company_id, key, value) SELECT $1, k, v FROM UNNEST($2::text[], $3::text[]) AS t (k, v)")
-        .bind(company.id.to_string())
-        .bind(keys)
-        .bind(values)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
     Ok(())
 }
 
-impl PgStore {
+impl Store {
     async fn tags_for(&self, ids: &[String]) -> Result<BTreeMap<String, BTreeMap<String, String>>, RepositoryError> {
         let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         if ids.is_empty() {
             return Ok(out);
         }
-        let rows = sqlx::query("SELECT company_id, key, value FROM company_tags WHERE company_id = ANY($1)")
-            .bind(ids)
-            .fetch_all(&self.pool)
+        let rows = sqlx::query(&format!("SELECT company_id, key, value FROM company_tags WHERE company_id {}", d::in_list(1)))
+            .bind(d::texts(ids))
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?;
         for r in rows {
@@ -68,27 +65,27 @@ impl PgStore {
     }
 }
 
-fn company_from_row(r: &PgRow) -> Result<Company, RepositoryError> {
+fn company_from_row(r: &d::DbRow) -> Result<Company, RepositoryError> {
     Ok(Company {
         id: CompanyId(parse_uuid(&r.get::<String, _>("id"))?),
         name: r.get("name"),
         description: r.get("description"),
         tags: BTreeMap::new(),
-        created: r.get::<DateTime<Utc>, _>("created"),
-        last_sync: r.get::<Option<DateTime<Utc>>, _>("last_sync"),
+        created: d::get_time(r, "created"),
+        last_sync: d::get_opt_time(r, "last_sync"),
     })
 }
 
 #[async_trait]
-impl CompanyRepository for PgStore {
+impl CompanyRepository for Store {
     async fn insert(&self, company: &Company, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         sqlx::query("INSERT INTO companies (id, name, description, created, last_sync) VALUES ($1, $2, $3, $4, $5)")
             .bind(company.id.to_string())
             .bind(&company.name)
             .bind(&company.description)
-            .bind(company.created)
-            .bind(company.last_sync)
+            .bind(d::time(company.created))
+            .bind(company.last_sync.map(d::time))
             .execute(&mut *tx)
             .await
             .map_err(|e| write_error(e, || format!("company {} exists", company.id), || format!("company {}", company.id)))?;
@@ -98,8 +95,11 @@ impl CompanyRepository for PgStore {
     }
 
     async fn get(&self, id: CompanyId) -> Result<Option<Company>, RepositoryError> {
-        let row =
-            sqlx::query("SELECT * FROM companies WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row = sqlx::query("SELECT * FROM companies WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.reader())
+            .await
+            .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let mut c = company_from_row(&row)?;
         c.tags = self.tags_for(&[id.to_string()]).await?.remove(&id.to_string()).unwrap_or_default();
@@ -107,11 +107,11 @@ impl CompanyRepository for PgStore {
     }
 
     async fn update(&self, company: &Company) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         let done = sqlx::query("UPDATE companies SET name = $1, description = $2, last_sync = $3 WHERE id = $4")
             .bind(&company.name)
             .bind(&company.description)
-            .bind(company.last_sync)
+            .bind(company.last_sync.map(d::time))
             .bind(company.id.to_string())
             .execute(&mut *tx)
             .await
@@ -125,7 +125,7 @@ impl CompanyRepository for PgStore {
 
     async fn delete(&self, id: CompanyId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
         // Connections, tags and settings go with the company through ON DELETE CASCADE.
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM companies WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await.map_err(backend)?;
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -148,7 +148,7 @@ impl CompanyRepository for PgStore {
         }
         let mut sql = Sql::from_parts(format!("SELECT c.* FROM companies c{}", where_sql.text), &where_sql);
         let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM companies c{}", where_sql.text), where_sql.args)
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await
             .map_err(backend)?;
 
@@ -157,7 +157,7 @@ impl CompanyRepository for PgStore {
         sql.bind_i64(i64::from(query.page.page_size));
         sql.push(" OFFSET ");
         sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(self.reader()).await.map_err(backend)?;
         let mut items = rows.iter().map(company_from_row).collect::<Result<Vec<_>, _>>()?;
         let mut tags = self.tags_for(&items.iter().map(|c| c.id.to_string()).collect::<Vec<_>>()).await?;
         for c in &mut items {

@@ -1,6 +1,8 @@
-//! `SecretRepository` on PostgreSQL: every sealed column, listed, and replaced in one transaction.
+//! `SecretRepository` on SQLite and PostgreSQL: every sealed column, listed from one
+//! snapshot, and replaced in one transaction.
 
-use crate::{PgStore, backend, parse_uuid};
+use crate::dialect::{self as d, Store};
+use crate::sql::{backend, parse_uuid};
 use async_trait::async_trait;
 use sqlx::Row;
 use tributary_domain::RepositoryError;
@@ -9,16 +11,16 @@ use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::ports::{SecretRepository, SecretSlot};
 
 #[async_trait]
-impl SecretRepository for PgStore {
+impl SecretRepository for Store {
     async fn list_sealed(&self) -> Result<Vec<(SecretSlot, SealedSecret)>, RepositoryError> {
         // One snapshot for every table, so a rotation sees a consistent set.
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.map_err(backend)?;
+        let mut tx = d::begin_snapshot(self).await?;
         let mut out = Vec::new();
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT key, secret_key_key_id, secret_key_ciphertext, webhook_key_id, webhook_ciphertext \
-             FROM integration_settings ORDER BY key COLLATE \"C\"",
-        )
+             FROM integration_settings ORDER BY key{}",
+            d::BY_CODE_POINT
+        ))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
@@ -58,7 +60,7 @@ impl SecretRepository for PgStore {
     }
 
     async fn replace_sealed(&self, updates: &[(SecretSlot, SealedSecret)]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         for (slot, s) in updates {
             let (sql, id) = match slot {
                 SecretSlot::IntegrationSecretKey(k) => {

@@ -1,34 +1,29 @@
-//! `ApiKeyRepository` on PostgreSQL. The limit checks run in a transaction that first takes
-//! `SHARE ROW EXCLUSIVE` on `api_keys`: the mode conflicts with itself and with every write, so
-//! concurrent creators and deleters (in this or another instance) take turns and can neither
-//! exceed the limit nor delete the last key.
+//! `ApiKeyRepository` on SQLite and PostgreSQL. The limit checks run in a transaction in which the
+//! table's writers take turns (`dialect::begin_exclusive`), so concurrent creators and deleters (in
+//! this or another instance or process) can neither exceed the limit nor delete the last key.
 
-use crate::{PgStore, backend, parse_uuid, write_error};
+use crate::dialect::{self as d, Store};
+use crate::sql::{backend, parse_uuid, write_error};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::ApiKeyId;
 use tributary_domain::model::api_key::ApiKey;
 use tributary_domain::ports::{ApiKeyDeletion, ApiKeyRepository};
 
-const LOCK: &str = "LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE";
-
-fn from_row(r: &PgRow) -> Result<ApiKey, RepositoryError> {
+fn from_row(r: &d::DbRow) -> Result<ApiKey, RepositoryError> {
     Ok(ApiKey {
         id: ApiKeyId(parse_uuid(&r.get::<String, _>("id"))?),
         name: r.get("name"),
         hash: r.get("hash"),
-        created: r.get::<DateTime<Utc>, _>("created"),
+        created: d::get_time(r, "created"),
     })
 }
 
 #[async_trait]
-impl ApiKeyRepository for PgStore {
+impl ApiKeyRepository for Store {
     async fn insert_limited(&self, key: &ApiKey, max: usize) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query(LOCK).execute(&mut *tx).await.map_err(backend)?;
+        let mut tx = d::begin_exclusive(self, "api_keys").await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(&mut *tx).await.map_err(backend)?;
         if usize::try_from(count).unwrap_or(usize::MAX) >= max {
             return Err(RepositoryError::Conflict(format!("at most {max} API keys")));
@@ -37,7 +32,7 @@ impl ApiKeyRepository for PgStore {
             .bind(key.id.to_string())
             .bind(&key.name)
             .bind(&key.hash)
-            .bind(key.created)
+            .bind(d::time(key.created))
             .execute(&mut *tx)
             .await
             .map_err(|e| write_error(e, || format!("API key {} exists", key.id), || format!("API key {}", key.id)))?;
@@ -45,14 +40,14 @@ impl ApiKeyRepository for PgStore {
     }
 
     async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError> {
-        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created ASC, id ASC").fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created ASC, id ASC").fetch_all(self.reader()).await.map_err(backend)?;
         rows.iter().map(from_row).collect()
     }
 
     async fn find_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, RepositoryError> {
         sqlx::query("SELECT * FROM api_keys WHERE hash = $1")
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?
             .as_ref()
@@ -61,8 +56,7 @@ impl ApiKeyRepository for PgStore {
     }
 
     async fn delete(&self, id: ApiKeyId, allow_last: bool) -> Result<ApiKeyDeletion, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query(LOCK).execute(&mut *tx).await.map_err(backend)?;
+        let mut tx = d::begin_exclusive(self, "api_keys").await?;
         let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)

@@ -1,12 +1,11 @@
-//! `PullOperationRepository` on PostgreSQL.
+//! `PullOperationRepository` on SQLite and PostgreSQL.
 
-use crate::filter::{Column, Sql, render, render_order};
-use crate::webhooks::insert_events;
-use crate::{PgStore, backend, parse_uuid, write_error};
+use crate::dialect::{self as d, Store};
+use crate::sql::filter::{Column, Sql, render, render_order};
+use crate::sql::webhooks::insert_events;
+use crate::sql::{backend, parse_uuid, write_error};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::Row;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
 use tributary_domain::model::pull::PullOperation;
@@ -38,7 +37,7 @@ fn columns(field: &str) -> Option<Column> {
     }))
 }
 
-fn from_row(r: &PgRow) -> Result<PullOperation, RepositoryError> {
+fn from_row(r: &d::DbRow) -> Result<PullOperation, RepositoryError> {
     let corrupt = |what: &str, e: String| RepositoryError::backend(format!("corrupt pull operation {what}: {e}"));
     Ok(PullOperation {
         id: PullOperationId(parse_uuid(&r.get::<String, _>("id"))?),
@@ -51,14 +50,14 @@ fn from_row(r: &PgRow) -> Result<PullOperation, RepositoryError> {
         status: r.get::<String, _>("status").parse().map_err(|e: String| corrupt("status", e))?,
         status_description: r.get("status_description"),
         error_message: r.get("error_message"),
-        requested: r.get::<DateTime<Utc>, _>("requested"),
-        completed: r.get::<Option<DateTime<Utc>>, _>("completed"),
+        requested: d::get_time(r, "requested"),
+        completed: d::get_opt_time(r, "completed"),
         progress: r.get("progress"),
     })
 }
 
 /// Inserts operations on an open connection (a transaction the caller commits).
-pub(crate) async fn insert_all(db: &mut PgConnection, ops: &[PullOperation]) -> Result<(), RepositoryError> {
+pub(crate) async fn insert_all(db: &mut d::DbConnection, ops: &[PullOperation]) -> Result<(), RepositoryError> {
     for op in ops {
         sqlx::query(
             "INSERT INTO pull_operations (id, company_id, connection_id, data_type, status, status_description, error_message, \
@@ -71,8 +70,8 @@ pub(crate) async fn insert_all(db: &mut PgConnection, ops: &[PullOperation]) -> 
         .bind(op.status.as_str())
         .bind(&op.status_description)
         .bind(&op.error_message)
-        .bind(op.requested)
-        .bind(op.completed)
+        .bind(d::time(op.requested))
+        .bind(op.completed.map(d::time))
         .bind(op.progress)
         .execute(&mut *db)
         .await
@@ -88,7 +87,7 @@ pub(crate) async fn insert_all(db: &mut PgConnection, ops: &[PullOperation]) -> 
 }
 
 /// Saves an operation's changeable fields on an open connection.
-pub(crate) async fn update_row(db: &mut sqlx::PgConnection, op: &PullOperation) -> Result<(), RepositoryError> {
+pub(crate) async fn update_row(db: &mut d::DbConnection, op: &PullOperation) -> Result<(), RepositoryError> {
     let done = sqlx::query(
         "UPDATE pull_operations SET status = $1, status_description = $2, error_message = $3, completed = $4, progress = $5 \
          WHERE id = $6 AND company_id = $7",
@@ -96,7 +95,7 @@ pub(crate) async fn update_row(db: &mut sqlx::PgConnection, op: &PullOperation) 
     .bind(op.status.as_str())
     .bind(&op.status_description)
     .bind(&op.error_message)
-    .bind(op.completed)
+    .bind(op.completed.map(d::time))
     .bind(op.progress)
     .bind(op.id.to_string())
     .bind(op.company_id.to_string())
@@ -110,12 +109,12 @@ pub(crate) async fn update_row(db: &mut sqlx::PgConnection, op: &PullOperation) 
 }
 
 #[async_trait]
-impl PullOperationRepository for PgStore {
+impl PullOperationRepository for Store {
     async fn insert(&self, ops: &[PullOperation]) -> Result<(), RepositoryError> {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         insert_all(&mut tx, ops).await?;
         tx.commit().await.map_err(backend)
     }
@@ -124,7 +123,7 @@ impl PullOperationRepository for PgStore {
         sqlx::query("SELECT * FROM pull_operations WHERE id = $1 AND company_id = $2")
             .bind(id.to_string())
             .bind(company.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?
             .as_ref()
@@ -142,7 +141,7 @@ impl PullOperationRepository for PgStore {
         }
         let mut sql = Sql::from_parts(format!("SELECT * FROM pull_operations{}", where_sql.text), &where_sql);
         let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM pull_operations{}", where_sql.text), where_sql.args)
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await
             .map_err(backend)?;
         render_order(&mut sql, query.order_by.as_ref(), columns, "requested ASC", "id");
@@ -150,7 +149,7 @@ impl PullOperationRepository for PgStore {
         sql.bind_i64(i64::from(query.page.page_size));
         sql.push(" OFFSET ");
         sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(self.reader()).await.map_err(backend)?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
     }
@@ -158,10 +157,10 @@ impl PullOperationRepository for PgStore {
     async fn update(&self, op: &PullOperation, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         // Progress updates (no events) are one statement; an update with events is a transaction.
         if events.is_empty() {
-            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            let mut conn = self.writer().acquire().await.map_err(backend)?;
             return update_row(&mut conn, op).await;
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         update_row(&mut tx, op).await?;
         insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
@@ -170,7 +169,7 @@ impl PullOperationRepository for PgStore {
     async fn unfinished_for_connection(&self, connection: ConnectionId) -> Result<Vec<PullOperation>, RepositoryError> {
         sqlx::query(&format!("SELECT * FROM pull_operations WHERE connection_id = $1 AND {UNFINISHED} ORDER BY requested ASC, id ASC"))
             .bind(connection.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?
             .iter()
@@ -182,13 +181,13 @@ impl PullOperationRepository for PgStore {
         // The newest operation per data type (requested, then id), of all and of the complete ones.
         let latest = |only_complete: bool| {
             format!(
-                "SELECT DISTINCT ON (data_type) * FROM pull_operations WHERE company_id = $1{} \
-                 ORDER BY data_type, requested DESC, id DESC",
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY data_type ORDER BY requested DESC, id DESC) AS rn \
+                 FROM pull_operations WHERE company_id = $1{}) AS ranked WHERE rn = 1",
                 if only_complete { " AND status = 'Complete'" } else { "" }
             )
         };
-        let all = sqlx::query(&latest(false)).bind(company.to_string()).fetch_all(&self.pool).await.map_err(backend)?;
-        let complete = sqlx::query(&latest(true)).bind(company.to_string()).fetch_all(&self.pool).await.map_err(backend)?;
+        let all = sqlx::query(&latest(false)).bind(company.to_string()).fetch_all(self.reader()).await.map_err(backend)?;
+        let complete = sqlx::query(&latest(true)).bind(company.to_string()).fetch_all(self.reader()).await.map_err(backend)?;
         let mut complete = complete.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         let mut out = all
             .iter()

@@ -1,14 +1,12 @@
-//! `ConnectionRepository` on PostgreSQL.
+//! `ConnectionRepository` on SQLite and PostgreSQL.
 
-use crate::filter::{Column, Sql, render, render_order};
-use crate::pull_operations::insert_all;
-use crate::webhooks::insert_events;
-use crate::{PgStore, backend, parse_uuid, write_error};
+use crate::dialect::{self as d, Store};
+use crate::sql::filter::{Column, Sql, render, render_order};
+use crate::sql::pull_operations::insert_all;
+use crate::sql::webhooks::insert_events;
+use crate::sql::{backend, parse_uuid, write_error};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
-use sqlx::types::Json;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId};
 use tributary_domain::model::connection::{Connection, ConnectionError};
@@ -34,20 +32,20 @@ fn columns(field: &str) -> Option<Column> {
     }))
 }
 
-pub(crate) fn from_row(r: &PgRow) -> Result<Connection, RepositoryError> {
+pub(crate) fn from_row(r: &d::DbRow) -> Result<Connection, RepositoryError> {
     let corrupt = |what: &str, e: String| RepositoryError::backend(format!("corrupt connection {what}: {e}"));
     let grant = match (r.get::<Option<String>, _>("grant_key_id"), r.get::<Option<String>, _>("grant_ciphertext")) {
         (Some(key_id), Some(ciphertext)) => Some(SealedSecret { key_id, ciphertext }),
         _ => None,
     };
-    let errors = r.try_get::<Json<Vec<ConnectionError>>, _>("errors").map_err(|e| corrupt("errors", e.to_string()))?.0;
+    let errors: Vec<ConnectionError> = d::get_json(r, "errors").map_err(|e| corrupt("errors", e))?;
     Ok(Connection {
         id: ConnectionId(parse_uuid(&r.get::<String, _>("id"))?),
         company_id: CompanyId(parse_uuid(&r.get::<String, _>("company_id"))?),
         platform_key: r.get::<String, _>("integration_key").parse().map_err(|e: tributary_domain::ids::IdError| corrupt("key", e.0))?,
         status: r.get::<String, _>("status").parse().map_err(|e: tributary_domain::DomainError| corrupt("status", e.to_string()))?,
-        created: r.get::<DateTime<Utc>, _>("created"),
-        last_sync: r.get::<Option<DateTime<Utc>>, _>("last_sync"),
+        created: d::get_time(r, "created"),
+        last_sync: d::get_opt_time(r, "last_sync"),
         source_account: r.get("source_account"),
         grant,
         errors,
@@ -55,17 +53,17 @@ pub(crate) fn from_row(r: &PgRow) -> Result<Connection, RepositoryError> {
 }
 
 /// Saves the changeable fields of a connection (`update` and `save_linked`).
-async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Postgres>, c: &Connection) -> Result<(), RepositoryError> {
+async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = d::Db>, c: &Connection) -> Result<(), RepositoryError> {
     let done = sqlx::query(
         "UPDATE connections SET status = $1, last_sync = $2, source_account = $3, grant_key_id = $4, grant_ciphertext = $5, \
          errors = $6 WHERE id = $7 AND company_id = $8",
     )
     .bind(c.status.as_str())
-    .bind(c.last_sync)
+    .bind(c.last_sync.map(d::time))
     .bind(&c.source_account)
     .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
     .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
-    .bind(Json(&c.errors))
+    .bind(d::json(&c.errors)?)
     .bind(c.id.to_string())
     .bind(c.company_id.to_string())
     .execute(db)
@@ -78,11 +76,11 @@ async fn update_row<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Postgres>, 
 }
 
 #[async_trait]
-impl ConnectionRepository for PgStore {
+impl ConnectionRepository for Store {
     async fn insert(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
         let def = definition(c.platform_key.as_str())
             .ok_or_else(|| RepositoryError::backend(format!("unknown platform key {}", c.platform_key)))?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO connections (id, company_id, integration_key, integration_id, source_id, platform_name, source_type, \
              status, created, last_sync, source_account, grant_key_id, grant_ciphertext, errors) \
@@ -96,12 +94,12 @@ impl ConnectionRepository for PgStore {
         .bind(def.name)
         .bind(def.source_type())
         .bind(c.status.as_str())
-        .bind(c.created)
-        .bind(c.last_sync)
+        .bind(d::time(c.created))
+        .bind(c.last_sync.map(d::time))
         .bind(&c.source_account)
         .bind(c.grant.as_ref().map(|g| g.key_id.clone()))
         .bind(c.grant.as_ref().map(|g| g.ciphertext.clone()))
-        .bind(Json(&c.errors))
+        .bind(d::json(&c.errors)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| write_error(e, || format!("connection {} exists", c.id), || format!("company {}", c.company_id)))?;
@@ -113,7 +111,7 @@ impl ConnectionRepository for PgStore {
         sqlx::query("SELECT * FROM connections WHERE id = $1 AND company_id = $2")
             .bind(id.to_string())
             .bind(company.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?
             .as_ref()
@@ -124,7 +122,7 @@ impl ConnectionRepository for PgStore {
     async fn find(&self, id: ConnectionId) -> Result<Option<Connection>, RepositoryError> {
         sqlx::query("SELECT * FROM connections WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?
             .as_ref()
@@ -133,14 +131,14 @@ impl ConnectionRepository for PgStore {
     }
 
     async fn update(&self, c: &Connection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         update_row(&mut *tx, c).await?;
         insert_events(&mut tx, events).await?;
         tx.commit().await.map_err(backend)
     }
 
     async fn delete(&self, company: CompanyId, id: ConnectionId, events: &[OutboxEvent]) -> Result<bool, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM connections WHERE id = $1 AND company_id = $2")
             .bind(id.to_string())
             .bind(company.to_string())
@@ -165,7 +163,7 @@ impl ConnectionRepository for PgStore {
         }
         let mut sql = Sql::from_parts(format!("SELECT * FROM connections{}", where_sql.text), &where_sql);
         let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM connections{}", where_sql.text), where_sql.args)
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await
             .map_err(backend)?;
         render_order(&mut sql, query.order_by.as_ref(), columns, "created ASC", "id");
@@ -173,7 +171,7 @@ impl ConnectionRepository for PgStore {
         sql.bind_i64(i64::from(query.page.page_size));
         sql.push(" OFFSET ");
         sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(self.reader()).await.map_err(backend)?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
     }
@@ -185,7 +183,7 @@ impl ConnectionRepository for PgStore {
         to: tributary_domain::model::connection::ConnectionStatus,
         events: &[OutboxEvent],
     ) -> Result<bool, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         let done = sqlx::query("UPDATE connections SET status = $1 WHERE id = $2 AND status = $3")
             .bind(to.as_str())
             .bind(id.to_string())
@@ -203,7 +201,7 @@ impl ConnectionRepository for PgStore {
 
     async fn list_linked(&self) -> Result<Vec<Connection>, RepositoryError> {
         let rows = sqlx::query("SELECT * FROM connections WHERE status = 'Linked' ORDER BY created ASC, id ASC")
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?;
         rows.iter().map(from_row).collect()
@@ -211,9 +209,9 @@ impl ConnectionRepository for PgStore {
 
     async fn set_last_sync(&self, id: ConnectionId, at: chrono::DateTime<chrono::Utc>) -> Result<(), RepositoryError> {
         sqlx::query("UPDATE connections SET last_sync = $1 WHERE id = $2")
-            .bind(at)
+            .bind(d::time(at))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(backend)?;
         Ok(())
@@ -223,14 +221,14 @@ impl ConnectionRepository for PgStore {
         let rows = sqlx::query("SELECT * FROM connections WHERE integration_key = $1 AND source_account = $2 ORDER BY created ASC, id ASC")
             .bind(platform_key)
             .bind(account)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?;
         rows.iter().map(from_row).collect()
     }
 
     async fn save_linked(&self, c: &Connection, queued: &[PullOperation], events: &[OutboxEvent]) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         update_row(&mut *tx, c).await?;
         insert_all(&mut tx, queued).await?;
         insert_events(&mut tx, events).await?;
@@ -242,9 +240,9 @@ impl ConnectionRepository for PgStore {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = companies.iter().map(ToString::to_string).collect();
-        let rows = sqlx::query("SELECT * FROM connections WHERE company_id = ANY($1) ORDER BY created ASC, id ASC")
-            .bind(ids)
-            .fetch_all(&self.pool)
+        let rows = sqlx::query(&format!("SELECT * FROM connections WHERE company_id {} ORDER BY created ASC, id ASC", d::in_list(1)))
+            .bind(d::texts(&ids))
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?;
         rows.iter().map(from_row).collect()

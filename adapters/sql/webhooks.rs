@@ -1,19 +1,15 @@
-//! `WebhookRepository` on PostgreSQL, and the outbox writer the other repositories call inside
+//! `WebhookRepository` on SQLite and PostgreSQL, and the outbox writer the other repositories call inside
 //! their transactions.
 //!
-//! Concurrency: `fan_out` locks the events it takes with `FOR UPDATE SKIP LOCKED` (so concurrent
-//! dispatchers take disjoint batches and an event is fanned out once) and the consumers with `FOR
-//! KEY SHARE` (so none is deleted before its deliveries are written). `lease_deliveries` is one
-//! `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`: a row another transaction is leasing
-//! is skipped, and one it has just leased fails the re-checked condition, so a delivery is leased
-//! by one worker at a time. The consumer limit is enforced under a table lock, as for API keys.
+//! Concurrency: `fan_out` and `lease_deliveries` are written for each database (the adapters'
+//! `tuned` modules say how each hands an event or a delivery to exactly one worker). The consumer
+//! limit is enforced in a transaction in which the table's writers take turns, as for API keys.
 
-use crate::{PgStore, backend, parse_uuid, write_error};
+use crate::dialect::{self as d, Store};
+use crate::sql::{backend, expiry, parse_uuid, write_error};
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::types::Json;
-use sqlx::{PgConnection, Row};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tributary_domain::RepositoryError;
@@ -25,11 +21,8 @@ use tributary_domain::model::webhook::{
 use tributary_domain::ports::{DeliveryCounts, Redelivery, WebhookRepository};
 use uuid::Uuid;
 
-/// Serialises consumer creation with itself and every other write to the table.
-const LOCK: &str = "LOCK TABLE webhook_consumers IN SHARE ROW EXCLUSIVE MODE";
-
 /// Writes events to the outbox on an open connection (a transaction the caller commits).
-pub(crate) async fn insert_events(conn: &mut PgConnection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
+pub(crate) async fn insert_events(conn: &mut d::DbConnection, events: &[OutboxEvent]) -> Result<(), RepositoryError> {
     for e in events {
         sqlx::query(
             "INSERT INTO webhook_events (id, event_type, company_id, company_tags, generated, body) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -37,8 +30,8 @@ pub(crate) async fn insert_events(conn: &mut PgConnection, events: &[OutboxEvent
         .bind(e.id.to_string())
         .bind(e.event_type.as_str())
         .bind(e.company_id.to_string())
-        .bind(Json(&e.company_tags))
-        .bind(e.generated)
+        .bind(d::json(&e.company_tags)?)
+        .bind(d::time(e.generated))
         .bind(&e.body)
         .execute(&mut *conn)
         .await
@@ -48,50 +41,45 @@ pub(crate) async fn insert_events(conn: &mut PgConnection, events: &[OutboxEvent
     Ok(())
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> RepositoryError {
     RepositoryError::backend(format!("corrupt webhook {what}: {e}"))
 }
 
-fn event_type(s: &str) -> Result<EventType, RepositoryError> {
+pub(crate) fn event_type(s: &str) -> Result<EventType, RepositoryError> {
     s.parse().map_err(|e: String| corrupt("event type", e))
-}
-
-/// `now + lease_for`, saturating.
-fn expiry(now: DateTime<Utc>, lease_for: Duration) -> DateTime<Utc> {
-    TimeDelta::from_std(lease_for).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn to_i32(n: u32, what: &str) -> Result<i32, RepositoryError> {
     i32::try_from(n).map_err(|_| RepositoryError::backend(format!("{what} {n} is out of range")))
 }
 
-fn consumer_from_row(r: &PgRow) -> Result<WebhookConsumer, RepositoryError> {
-    let types = r.try_get::<Json<Vec<String>>, _>("event_types").map_err(|e| corrupt("event types", e))?.0;
+pub(crate) fn consumer_from_row(r: &d::DbRow) -> Result<WebhookConsumer, RepositoryError> {
+    let types: Vec<String> = d::get_json(r, "event_types").map_err(|e| corrupt("event types", e))?;
     Ok(WebhookConsumer {
         id: WebhookConsumerId(parse_uuid(&r.get::<String, _>("id"))?),
         url: r.get("url"),
         disabled: r.get("disabled"),
         event_types: types.iter().map(|t| event_type(t)).collect::<Result<_, _>>()?,
-        company_tags: r.try_get::<Json<Vec<String>>, _>("company_tags").map_err(|e| corrupt("company tags", e))?.0,
+        company_tags: d::get_json(r, "company_tags").map_err(|e| corrupt("company tags", e))?,
         secret: SealedSecret { key_id: r.get("secret_key_id"), ciphertext: r.get("secret_ciphertext") },
-        created: r.get::<DateTime<Utc>, _>("created"),
-        failing_since: r.get::<Option<DateTime<Utc>>, _>("failing_since"),
+        created: d::get_time(r, "created"),
+        failing_since: d::get_opt_time(r, "failing_since"),
         disabled_reason: r.get("disabled_reason"),
     })
 }
 
-fn event_from_row(r: &PgRow) -> Result<OutboxEvent, RepositoryError> {
+pub(crate) fn event_from_row(r: &d::DbRow) -> Result<OutboxEvent, RepositoryError> {
     Ok(OutboxEvent {
         id: parse_uuid(&r.get::<String, _>("id"))?,
         event_type: event_type(&r.get::<String, _>("event_type"))?,
         company_id: CompanyId(parse_uuid(&r.get::<String, _>("company_id"))?),
-        company_tags: r.try_get::<Json<BTreeMap<String, String>>, _>("company_tags").map_err(|e| corrupt("event company tags", e))?.0,
-        generated: r.get::<DateTime<Utc>, _>("generated"),
+        company_tags: d::get_json::<BTreeMap<String, String>>(r, "company_tags").map_err(|e| corrupt("event company tags", e))?,
+        generated: d::get_time(r, "generated"),
         body: r.get("body"),
     })
 }
 
-fn delivery_from_row(r: &PgRow) -> Result<Delivery, RepositoryError> {
+pub(crate) fn delivery_from_row(r: &d::DbRow) -> Result<Delivery, RepositoryError> {
     Ok(Delivery {
         id: parse_uuid(&r.get::<String, _>("id"))?,
         event_id: parse_uuid(&r.get::<String, _>("event_id"))?,
@@ -101,20 +89,20 @@ fn delivery_from_row(r: &PgRow) -> Result<Delivery, RepositoryError> {
         secret: SealedSecret { key_id: r.get("secret_key_id"), ciphertext: r.get("secret_ciphertext") },
         body: r.get("body"),
         attempts: u32::try_from(r.get::<i32, _>("attempts")).map_err(|e| corrupt("attempt count", e))?,
-        consumer_failing_since: r.get::<Option<DateTime<Utc>>, _>("failing_since"),
+        consumer_failing_since: d::get_opt_time(r, "failing_since"),
         final_attempt: r.get("final_attempt"),
-        created: r.get::<DateTime<Utc>, _>("created"),
+        created: d::get_time(r, "created"),
     })
 }
 
-fn attempt_from_row(r: &PgRow) -> Result<Attempt, RepositoryError> {
+fn attempt_from_row(r: &d::DbRow) -> Result<Attempt, RepositoryError> {
     Ok(Attempt {
         delivery_id: parse_uuid(&r.get::<String, _>("delivery_id"))?,
         consumer_id: WebhookConsumerId(parse_uuid(&r.get::<String, _>("consumer_id"))?),
         event_id: parse_uuid(&r.get::<String, _>("event_id"))?,
         event_type: event_type(&r.get::<String, _>("event_type"))?,
         number: u32::try_from(r.get::<i32, _>("number")).map_err(|e| corrupt("attempt number", e))?,
-        at: r.get::<DateTime<Utc>, _>("at"),
+        at: d::get_time(r, "at"),
         status_code: r.get::<Option<i32>, _>("status_code").map(u16::try_from).transpose().map_err(|e| corrupt("status code", e))?,
         latency_ms: u64::try_from(r.get::<i64, _>("latency_ms")).map_err(|e| corrupt("latency", e))?,
         ok: r.get("ok"),
@@ -123,10 +111,9 @@ fn attempt_from_row(r: &PgRow) -> Result<Attempt, RepositoryError> {
 }
 
 #[async_trait]
-impl WebhookRepository for PgStore {
+impl WebhookRepository for Store {
     async fn insert_consumer_limited(&self, c: &WebhookConsumer, max: usize) -> Result<(), RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query(LOCK).execute(&mut *tx).await.map_err(backend)?;
+        let mut tx = d::begin_exclusive(self, "webhook_consumers").await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_consumers").fetch_one(&mut *tx).await.map_err(backend)?;
         if usize::try_from(count).unwrap_or(usize::MAX) >= max {
             return Err(RepositoryError::Conflict(format!("at most {max} webhook consumers")));
@@ -138,12 +125,12 @@ impl WebhookRepository for PgStore {
         .bind(c.id.to_string())
         .bind(&c.url)
         .bind(c.disabled)
-        .bind(Json(c.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>()))
-        .bind(Json(&c.company_tags))
+        .bind(d::json(&c.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>())?)
+        .bind(d::json(&c.company_tags)?)
         .bind(&c.secret.key_id)
         .bind(&c.secret.ciphertext)
-        .bind(c.created)
-        .bind(c.failing_since)
+        .bind(d::time(c.created))
+        .bind(c.failing_since.map(d::time))
         .bind(&c.disabled_reason)
         .execute(&mut *tx)
         .await
@@ -153,14 +140,14 @@ impl WebhookRepository for PgStore {
 
     async fn list_consumers(&self) -> Result<Vec<WebhookConsumer>, RepositoryError> {
         let rows =
-            sqlx::query("SELECT * FROM webhook_consumers ORDER BY created ASC, id ASC").fetch_all(&self.pool).await.map_err(backend)?;
+            sqlx::query("SELECT * FROM webhook_consumers ORDER BY created ASC, id ASC").fetch_all(self.reader()).await.map_err(backend)?;
         rows.iter().map(consumer_from_row).collect()
     }
 
     async fn get_consumer(&self, id: WebhookConsumerId) -> Result<Option<WebhookConsumer>, RepositoryError> {
         sqlx::query("SELECT * FROM webhook_consumers WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?
             .as_ref()
@@ -170,8 +157,11 @@ impl WebhookRepository for PgStore {
 
     async fn delete_consumer(&self, id: WebhookConsumerId) -> Result<bool, RepositoryError> {
         // Deliveries and attempts go with the consumer through ON DELETE CASCADE.
-        let done =
-            sqlx::query("DELETE FROM webhook_consumers WHERE id = $1").bind(id.to_string()).execute(&self.pool).await.map_err(backend)?;
+        let done = sqlx::query("DELETE FROM webhook_consumers WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.writer())
+            .await
+            .map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -184,67 +174,14 @@ impl WebhookRepository for PgStore {
         .bind(disabled)
         .bind(reason)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn fan_out(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let events = sqlx::query(
-            "SELECT seq, id, event_type, company_id, company_tags, generated, body FROM webhook_events \
-             WHERE NOT dispatched ORDER BY seq ASC LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if events.is_empty() {
-            return Ok(0);
-        }
-        // KEY SHARE keeps the consumers from being deleted until the deliveries are written,
-        // without blocking updates of their other columns.
-        let consumers = sqlx::query("SELECT * FROM webhook_consumers ORDER BY created ASC, id ASC FOR KEY SHARE")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(consumer_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut seqs = Vec::with_capacity(events.len());
-        let (mut ids, mut event_seqs, mut consumer_ids) = (Vec::new(), Vec::new(), Vec::new());
-        for row in &events {
-            let seq: i64 = row.get("seq");
-            let event = event_from_row(row)?;
-            seqs.push(seq);
-            for c in consumers.iter().filter(|c| c.accepts(event.event_type, &event.company_tags)) {
-                ids.push(Uuid::new_v4().to_string());
-                event_seqs.push(seq);
-                consumer_ids.push(c.id.to_string());
-            }
-        }
-        if !ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (id, event_seq, consumer_id, status, attempts, next_attempt, created) \
-                 SELECT d, s, c, 'Pending', 0, $4, $4 FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS t (d, s, c) \
-                 ON CONFLICT (event_seq, consumer_id) DO NOTHING",
-            )
-            .bind(ids)
-            .bind(event_seqs)
-            .bind(consumer_ids)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        sqlx::query("UPDATE webhook_events SET dispatched = TRUE WHERE seq = ANY($1)")
-            .bind(&seqs)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(seqs.len() as u64)
+        crate::tuned::fan_out(self, now, limit).await
     }
 
     async fn lease_deliveries(
@@ -254,32 +191,11 @@ impl WebhookRepository for PgStore {
         lease_for: Duration,
         limit: u32,
     ) -> Result<Vec<Delivery>, RepositoryError> {
-        let rows = sqlx::query(
-            "UPDATE webhook_deliveries d SET lease_owner = $1, lease_until = $2 \
-             FROM webhook_events e, webhook_consumers c \
-             WHERE d.id IN ( \
-                 SELECT x.id FROM webhook_deliveries x JOIN webhook_consumers xc ON xc.id = x.consumer_id \
-                 WHERE x.status = 'Pending' AND x.next_attempt <= $3 AND NOT xc.disabled \
-                   AND (x.lease_until IS NULL OR x.lease_until < $3) \
-                 ORDER BY x.event_seq ASC, x.id ASC LIMIT $4 FOR UPDATE OF x SKIP LOCKED) \
-             AND e.seq = d.event_seq AND c.id = d.consumer_id \
-             RETURNING d.id, d.event_seq, e.id AS event_id, e.event_type, e.body, d.consumer_id, c.url, c.secret_key_id, \
-                 c.secret_ciphertext, d.attempts, c.failing_since, d.created, d.final_attempt",
-        )
-        .bind(worker)
-        .bind(expiry(now, lease_for))
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let mut leased = rows.iter().map(|r| Ok((r.get::<i64, _>("event_seq"), delivery_from_row(r)?))).collect::<Result<Vec<_>, _>>()?;
-        leased.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.id.cmp(&y.id)));
-        Ok(leased.into_iter().map(|(_, d)| d).collect())
+        crate::tuned::lease_deliveries(self, worker, now, expiry(now, lease_for), limit).await
     }
 
     async fn record_attempt(&self, worker: &str, a: &Attempt, after: AfterAttempt) -> Result<bool, RepositoryError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.writer().begin().await.map_err(backend)?;
         // The consumer row is locked first, as `delete_consumer` does before cascading to the
         // deliveries, so the two cannot deadlock. A success ends the failing streak; a failure
         // starts one (or continues it).
@@ -287,7 +203,7 @@ impl WebhookRepository for PgStore {
             "UPDATE webhook_consumers SET failing_since = CASE WHEN $1 THEN NULL ELSE COALESCE(failing_since, $2) END WHERE id = $3",
         )
         .bind(a.ok)
-        .bind(a.at)
+        .bind(d::time(a.at))
         .bind(a.consumer_id.to_string())
         .execute(&mut *tx)
         .await
@@ -301,7 +217,7 @@ impl WebhookRepository for PgStore {
         .bind(a.event_id.to_string())
         .bind(a.event_type.as_str())
         .bind(to_i32(a.number, "attempt number")?)
-        .bind(a.at)
+        .bind(d::time(a.at))
         .bind(a.status_code.map(i32::from))
         .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
         .bind(a.ok)
@@ -326,7 +242,7 @@ impl WebhookRepository for PgStore {
         )
         .bind(to_i32(a.number, "attempt number")?)
         .bind(status.as_str())
-        .bind(next_attempt)
+        .bind(next_attempt.map(d::time))
         .bind(a.delivery_id.to_string())
         .bind(worker)
         .execute(&mut *tx)
@@ -340,7 +256,7 @@ impl WebhookRepository for PgStore {
         let rows = sqlx::query("SELECT * FROM webhook_attempts WHERE consumer_id = $1 ORDER BY seq DESC LIMIT $2")
             .bind(consumer.to_string())
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?;
         rows.iter().map(attempt_from_row).collect()
@@ -349,7 +265,7 @@ impl WebhookRepository for PgStore {
     async fn delivery_counts(&self, consumer: WebhookConsumerId) -> Result<DeliveryCounts, RepositoryError> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM webhook_deliveries WHERE consumer_id = $1 GROUP BY status")
             .bind(consumer.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?;
         let mut counts = DeliveryCounts::default();
@@ -372,7 +288,7 @@ impl WebhookRepository for PgStore {
         )
         .bind(consumer.to_string())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(backend)?;
         rows.iter()
@@ -383,8 +299,8 @@ impl WebhookRepository for PgStore {
                     event_type: event_type(&r.get::<String, _>("event_type"))?,
                     status: r.get::<String, _>("status").parse().map_err(|e| corrupt("delivery status", e))?,
                     attempts: u32::try_from(r.get::<i32, _>("attempts")).unwrap_or(0),
-                    created: r.get("created"),
-                    next_attempt: r.get("next_attempt"),
+                    created: d::get_time(r, "created"),
+                    next_attempt: d::get_opt_time(r, "next_attempt"),
                 })
             })
             .collect()
@@ -393,12 +309,12 @@ impl WebhookRepository for PgStore {
     async fn redeliver(&self, consumer: WebhookConsumerId, delivery: Uuid, now: DateTime<Utc>) -> Result<Redelivery, RepositoryError> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'Pending', next_attempt = $1, lease_owner = NULL, lease_until = NULL, \
-             final_attempt = true WHERE id = $2 AND consumer_id = $3 AND status <> 'Pending'",
+             final_attempt = TRUE WHERE id = $2 AND consumer_id = $3 AND status <> 'Pending'",
         )
-        .bind(now)
+        .bind(d::time(now))
         .bind(delivery.to_string())
         .bind(consumer.to_string())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(backend)?;
         if done.rows_affected() > 0 {
@@ -407,7 +323,7 @@ impl WebhookRepository for PgStore {
         let pending: Option<String> = sqlx::query_scalar("SELECT status FROM webhook_deliveries WHERE id = $1 AND consumer_id = $2")
             .bind(delivery.to_string())
             .bind(consumer.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(backend)?;
         Ok(if pending.is_some() { Redelivery::StillPending } else { Redelivery::NotFound })
@@ -422,13 +338,13 @@ impl WebhookRepository for PgStore {
     }
 }
 
-impl PgStore {
+impl Store {
     /// Outbox events, oldest or newest first.
     async fn outbox_events(&self, newest_first: bool, limit: u32) -> Result<Vec<OutboxEvent>, RepositoryError> {
         let order = if newest_first { "DESC" } else { "ASC" };
         let rows = sqlx::query(&format!("SELECT * FROM webhook_events ORDER BY seq {order} LIMIT $1"))
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(backend)?;
         rows.iter().map(event_from_row).collect()
