@@ -120,6 +120,8 @@ pub struct Settings {
     pub stripe: StripeSettings,
     /// Connections the server syncs at once.
     pub workers: u32,
+    /// Webhook delivery workers in the server; unset: one when `workers` is above 0, else none.
+    pub webhook_workers: Option<u32>,
     /// How long a worker's lease on a connection lasts without renewal (renewed in the background
     /// every quarter of it): how soon another worker takes over a connection whose worker died.
     pub sync_lease: String,
@@ -165,6 +167,7 @@ impl std::fmt::Debug for Settings {
             .field("previous_master_keys", &self.previous_master_keys.len())
             .field("stripe", &self.stripe)
             .field("workers", &self.workers)
+            .field("webhook_workers", &self.webhook_workers)
             .field("sync_lease", &self.sync_lease)
             .field("log_format", &self.log_format)
             .field("metrics_enabled", &self.metrics_enabled)

@@ -62,9 +62,12 @@ pub struct ServeOptions {
     /// Stripe API base (`https://api.stripe.com` or a sandbox).
     pub api_base: String,
     /// Connections this process syncs at once, each by a worker task (0: none; another process
-    /// syncs). The same setting turns webhook delivery in this process on (any value above 0) or
-    /// off.
+    /// syncs); with any, the process also queues scheduled pulls.
     pub workers: u32,
+    /// Webhook delivery tasks in this process (0: none; another process delivers). Each fans the
+    /// outbox out and delivers a batch of due deliveries at a time, leased, so any number of tasks
+    /// in any number of processes deliver each one once.
+    pub webhook_workers: u32,
     /// How webhooks are delivered.
     pub webhooks: tributary_domain::service::DeliveryOptions,
     /// Deliver webhooks to loopback and private addresses.
@@ -98,6 +101,7 @@ impl ServeOptions {
             connect_base: settings.stripe.connect_base.trim_end_matches('/').to_owned(),
             api_base: settings.stripe.api_base.trim_end_matches('/').to_owned(),
             workers: settings.workers,
+            webhook_workers: settings.webhook_workers.unwrap_or(u32::from(settings.workers > 0)),
             webhooks: settings.webhooks.delivery_options()?,
             allow_private_webhook_targets: settings.webhooks.allow_private_targets,
             sync_lease: config::parse_duration(&settings.sync_lease).context("sync_lease")?,
@@ -129,6 +133,7 @@ impl ServeOptions {
             connect_base: stripe_base.trim_end_matches('/').to_owned(),
             api_base: stripe_base.trim_end_matches('/').to_owned(),
             workers,
+            webhook_workers: u32::from(workers > 0),
             webhooks: tributary_domain::service::DeliveryOptions::default(),
             allow_private_webhook_targets: true,
             sync_lease: std::time::Duration::from_secs(60),
@@ -287,14 +292,18 @@ pub async fn serve_on(
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
     if opts.workers > 0 {
         workers.push(tokio::spawn(run_scheduler(platform.clone(), wake.clone(), stop_rx.clone())));
-        let sender = webhooks::HttpWebhookSender::new(opts.allow_private_webhook_targets)?;
-        let delivery = tributary_domain::service::WebhookDelivery::new(
-            platform.clone(),
-            Arc::new(sender),
-            format!("{}-{}-webhooks", addr, std::process::id()),
-            opts.webhooks.clone(),
-        );
-        workers.push(tokio::spawn(webhooks::run_delivery_worker(delivery, webhook_wake.clone(), stop_rx.clone())));
+    }
+    if opts.webhook_workers > 0 {
+        let sender = Arc::new(webhooks::HttpWebhookSender::new(opts.allow_private_webhook_targets)?);
+        for n in 0..opts.webhook_workers {
+            let delivery = tributary_domain::service::WebhookDelivery::new(
+                platform.clone(),
+                sender.clone(),
+                format!("{}-{}-webhooks-{n}", addr, std::process::id()),
+                opts.webhooks.clone(),
+            );
+            workers.push(tokio::spawn(webhooks::run_delivery_worker(delivery, webhook_wake.clone(), stop_rx.clone())));
+        }
     }
     if platform.list_api_keys().await?.is_empty() {
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");

@@ -328,3 +328,38 @@ fn the_server_refuses_private_webhook_targets_unless_told_otherwise() {
     let settings = tributary_api::config::Settings::load(None).unwrap();
     assert!(!settings.webhooks.allow_private_targets, "SSRF protection is the default");
 }
+
+/// Webhook delivery has workers of its own (`webhook_workers`): a process that syncs nothing
+/// delivers with them, and one that syncs but has none leaves delivery to other processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_delivery_runs_on_its_own_workers_whatever_the_sync_workers() {
+    for (workers, webhook_workers, delivers) in [(0, 2, true), (1, 0, false)] {
+        let posts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = posts.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { axum::http::StatusCode::NO_CONTENT }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let api = TestServer::start_configured("http://127.0.0.1:9", |o| {
+            o.workers = workers;
+            o.webhook_workers = webhook_workers;
+        })
+        .await;
+        let (s, c) = api.post("/webhooks", json!({"url": url, "eventTypes": ["company.created"]})).await;
+        assert_eq!(s, 201, "{c}");
+        let (s, c) = api.post("/companies", json!({"name": "Hooked"})).await;
+        assert_eq!(s, 200, "{c}");
+        let deadline = Instant::now() + Duration::from_secs(if delivers { 15 } else { 3 });
+        while posts.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let n = posts.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(n > 0, delivers, "workers {workers}, webhook_workers {webhook_workers}: {n} deliveries");
+    }
+}
