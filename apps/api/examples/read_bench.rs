@@ -209,7 +209,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Seed: an integration, a company, a connection, a complete pull and the records.
     let store = Store::open(&url).await?;
-    let platform = tributary_api::platform(&store, AesGcmCipher::new(&[7; 32], &[]), "http://127.0.0.1");
+    let platform =
+        tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&[7; 32], &[])), "http://127.0.0.1", true)?;
     let settings = IntegrationUpdate {
         client_id: Some("ca_bench".into()),
         secret_key: Some(SecretString::from("sk_test_bench")),

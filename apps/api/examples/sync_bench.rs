@@ -205,7 +205,8 @@ struct Run {
 async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u32) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let (store, _url) = fresh_store(o.database.as_deref(), dir.path(), n).await?;
-    let platform = tributary_api::platform(&store, AesGcmCipher::new(&[7; 32], &[]), "http://127.0.0.1:8080");
+    let platform =
+        tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&[7; 32], &[])), "http://127.0.0.1:8080", true)?;
     let linked = link_all(&platform, o.live, accounts).await?;
     for account in accounts {
         sb.http.delete(format!("{}/_sandbox/accounts/{account}/stats", sb.url)).send().await?;
@@ -218,7 +219,7 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
         opts.stripe_budget.test_rate = None;
         opts.stripe_budget.live_rate = None;
     }
-    let shared = tributary_api::SyncShared::new(&opts)?;
+    let shared = tributary_api::compose::SyncShared::new(&opts)?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();

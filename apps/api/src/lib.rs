@@ -1,6 +1,8 @@
-//! `tributary-api`: the HTTP server (the composition root). It reads the configuration, opens
-//! storage, seals secrets with the master key, and serves the Codat-compatible API.
+//! `tributary-api`: the HTTP server. It reads the configuration, builds what it runs through the
+//! composition root ([`compose`], shared with the CLI and the benchmarks), and serves the
+//! Codat-compatible API.
 
+pub mod compose;
 pub mod config;
 pub mod crypto;
 pub mod http;
@@ -9,38 +11,17 @@ pub mod store;
 pub mod webhooks;
 
 use anyhow::Context;
-use config::{Settings, decode_master_key};
+use compose::{Composition, MasterKey, SyncShared, linking};
+use config::Settings;
 use crypto::AesGcmCipher;
 use std::future::Future;
 use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
-use tributary_domain::ports::{SystemClock, Timer};
-use tributary_domain::service::{Linking, PageBudget, Platform, SyncEngine, SyncOptions};
+use tributary_domain::ports::Timer;
+use tributary_domain::service::{Platform, SyncEngine, SyncOptions};
 
 pub use http::generate_api_key;
-
-/// The cipher for the configured master keys.
-///
-/// # Errors
-/// When no master key is configured, or a key is malformed.
-pub fn cipher_from(settings: &Settings) -> anyhow::Result<AesGcmCipher> {
-    let current = settings.master_key.as_deref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "master_key is not set: generate one with `tributary keys generate` and set TRIBUTARY_MASTER_KEY (or master_key in tributary.toml)"
-        )
-    })?;
-    let current = decode_master_key(current).context("master_key")?;
-    let previous = settings.previous_master_keys.iter().map(|k| decode_master_key(k)).collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(AesGcmCipher::new(&current, &previous))
-}
-
-/// The platform use cases over a store, with a cipher; events for webhooks are rendered with
-/// links under `public_url`.
-pub fn platform(store: &Store, cipher: AesGcmCipher, public_url: &str) -> Platform {
-    Platform::new(store.repositories(), Arc::new(cipher), Arc::new(SystemClock))
-        .with_event_renderer(Arc::new(http::dto::CodatEvents { public_url: public_url.trim_end_matches('/').to_owned() }))
-}
 
 /// tokio's timer, for the domain's services.
 #[derive(Debug, Clone, Copy, Default)]
@@ -148,38 +129,6 @@ impl ServeOptions {
     }
 }
 
-/// What every sync worker of a process shares: the Stripe data source (so that each connected
-/// account has one budget in the process) and the bound on pages held at once.
-#[derive(Clone)]
-pub struct SyncShared {
-    /// The data source at `opts.api_base`.
-    pub source: Arc<tributary_stripe::StripeDataSource>,
-    /// Pages held at once, by all workers.
-    pub pages: Arc<PageBudget>,
-}
-
-impl SyncShared {
-    /// For the options' Stripe base and limits.
-    ///
-    /// # Errors
-    /// When `api_base` is not a usable URL.
-    pub fn new(opts: &ServeOptions) -> anyhow::Result<Self> {
-        let source = tributary_stripe::StripeDataSource::new(&opts.api_base).map_err(|e| anyhow::anyhow!("stripe.api_base: {e}"))?;
-        Ok(Self { source: Arc::new(source.with_budget(opts.stripe_budget)), pages: Arc::new(PageBudget::new(opts.sync_pages_in_flight)) })
-    }
-
-    /// A sync engine for one worker task.
-    pub fn engine(&self, platform: &Platform, opts: &ServeOptions, worker: String) -> SyncEngine {
-        let sync = SyncOptions {
-            pages: self.pages.clone(),
-            lease_for: opts.sync_lease,
-            parallel_pages: opts.sync_parallel_pages.max(1),
-            ..SyncOptions::default()
-        };
-        SyncEngine::new(platform.clone(), self.source.clone(), Arc::new(TokioTimer), worker, sync)
-    }
-}
-
 /// How often the scheduler looks for data types due for a sync.
 pub const SCHEDULE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -222,22 +171,6 @@ pub async fn run_worker(engine: SyncEngine, wake: Arc<tokio::sync::Notify>, stop
     }
 }
 
-/// The link use cases (platform + Stripe Connect OAuth + state signing key).
-///
-/// # Errors
-/// When `connect_base` is not a usable URL.
-pub fn linking(store: &Store, cipher: AesGcmCipher, opts: &ServeOptions) -> anyhow::Result<Linking> {
-    let state_key = cipher.derive_key("oauth-state");
-    let oauth = tributary_stripe::StripeConnectOAuth::new(&opts.connect_base).map_err(|e| anyhow::anyhow!("stripe.connect_base: {e}"))?;
-    let targets = webhooks::HttpWebhookSender::new(opts.allow_private_webhook_targets)?;
-    Ok(Linking::new(
-        platform(store, cipher, &opts.public_url).with_webhook_target_check(Arc::new(targets)),
-        Arc::new(oauth),
-        state_key,
-        format!("{}/oauth/stripe/callback", opts.public_url),
-    ))
-}
-
 /// Installs the log subscriber (once; later calls are ignored): text, or JSON lines (`json`)
 /// carrying the timestamp, level, message, target and the fields of the spans the event is in
 /// (request correlation id, connection id, data type, pull id).
@@ -257,12 +190,11 @@ pub fn init_logging(filter: &str, format: &str) {
 /// # Errors
 /// Missing master key, unreachable database, failed migration, or an address already in use.
 pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let cipher = cipher_from(&settings)?;
-    let store = Store::open(&settings.database_url).await?;
-    let addr = settings.listen_addr()?;
+    let composed = Composition::open(settings, MasterKey::Required).await?;
+    let addr = composed.settings.listen_addr()?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    serve_on(listener, &store, cipher, ServeOptions::from_settings(&settings)?, shutdown).await?;
-    store.close().await;
+    serve_on(listener, &composed.store, composed.cipher()?, ServeOptions::from_settings(&composed.settings)?, shutdown).await?;
+    composed.store.close().await;
     Ok(())
 }
 

@@ -28,7 +28,8 @@ async fn debug_json_logs_of_a_full_run_carry_span_fields_and_no_secret() {
     let api_key = tributary_api::generate_api_key();
     {
         let store = Store::open(&db).await.unwrap();
-        let platform = tributary_api::platform(&store, AesGcmCipher::new(&common::MASTER, &[]), &base);
+        let platform =
+            tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&common::MASTER, &[])), &base, true).unwrap();
         platform.create_api_key(Some("logs".into()), &api_key).await.unwrap();
         let update = IntegrationUpdate {
             client_id: Some(cfg.test_client_id.clone()),

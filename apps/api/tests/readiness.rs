@@ -153,7 +153,9 @@ async fn ready_is_503_while_a_migration_is_missing() {
 async fn metrics_need_the_api_key_on_the_main_listener_and_nothing_on_metrics_listen() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
-    let platform = tributary_api::platform(&store, AesGcmCipher::new(&common::MASTER, &[]), "http://127.0.0.1");
+    let platform =
+        tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&common::MASTER, &[])), "http://127.0.0.1", true)
+            .unwrap();
     let key = tributary_api::generate_api_key();
     platform.create_api_key(None, &key).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

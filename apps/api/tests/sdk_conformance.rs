@@ -39,11 +39,13 @@ async fn run_sdk(python: &str) {
     // Prepare the instance as an operator would with the CLI: a key, Stripe Test enabled, and a
     // company whose connection is Linked (linking itself arrives with the Link flow).
     let store = Store::open(&db).await.unwrap();
-    let platform = tributary_api::platform(
+    let platform = tributary_api::compose::platform(
         &store,
-        AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[]),
+        std::sync::Arc::new(AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[])),
         "http://127.0.0.1",
-    );
+        true,
+    )
+    .unwrap();
     let api_key = tributary_api::generate_api_key();
     platform.create_api_key(Some("sdk".into()), &api_key).await.unwrap();
     platform

@@ -55,9 +55,9 @@ fn workers(platform: &Platform, sandbox: &Running, workers: u32) -> tokio::task:
 }
 
 /// [`workers`], and what they share (the source's request counters).
-fn workers_with(platform: &Platform, sandbox: &Running, workers: u32) -> (tokio::task::JoinSet<()>, tributary_api::SyncShared) {
+fn workers_with(platform: &Platform, sandbox: &Running, workers: u32) -> (tokio::task::JoinSet<()>, tributary_api::compose::SyncShared) {
     let opts = tributary_api::ServeOptions::local("http://127.0.0.1", &sandbox.url(), workers);
-    let shared = tributary_api::SyncShared::new(&opts).unwrap();
+    let shared = tributary_api::compose::SyncShared::new(&opts).unwrap();
     let mut set = tokio::task::JoinSet::new();
     for n in 0..workers {
         let engine = shared.engine(platform, &opts, format!("test-{n}"));

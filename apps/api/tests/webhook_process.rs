@@ -96,8 +96,13 @@ async fn start_receiver(port: u16, secret: String) -> Arc<Mutex<Seen>> {
 /// the consumer's secret.
 async fn prepare(database_url: &str, hook_port: u16) -> (String, String) {
     let store = Store::open(database_url).await.unwrap();
-    let platform =
-        tributary_api::platform(&store, AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[]), "http://x");
+    let platform = tributary_api::compose::platform(
+        &store,
+        std::sync::Arc::new(AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[])),
+        "http://x",
+        true,
+    )
+    .unwrap();
     let key = tributary_api::generate_api_key();
     platform.create_api_key(Some("t".into()), &key).await.unwrap();
     let (_, secret) = platform
@@ -153,8 +158,13 @@ async fn a_server_killed_with_pending_deliveries_delivers_them_all_after_a_resta
     server.kill().unwrap();
     server.wait().unwrap();
     let store = Store::open(&url).await.unwrap();
-    let platform =
-        tributary_api::platform(&store, AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[]), "http://x");
+    let platform = tributary_api::compose::platform(
+        &store,
+        std::sync::Arc::new(AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[])),
+        "http://x",
+        true,
+    )
+    .unwrap();
     let consumer = platform.list_webhook_consumers().await.unwrap()[0].id;
     let (attempts, counts) = platform.webhook_attempts(consumer, 100).await.unwrap();
     assert!(!attempts.is_empty() && attempts.iter().all(|a| !a.ok), "attempts failed before the kill: {attempts:?}");

@@ -6,6 +6,7 @@ use anyhow::{Context, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::io::Read;
+use tributary_api::compose::{self, Composition, MasterKey};
 use tributary_api::config::{Settings, decode_master_key};
 use tributary_api::crypto::AesGcmCipher;
 use tributary_api::http::dto::{ApiKeyDto, CompanyDto, ConnectionDto, IntegrationDto, iso};
@@ -14,26 +15,9 @@ use tributary_domain::ids::{ApiKeyId, CompanyId, ConnectionId};
 use tributary_domain::model::company::{CompanyFields, QUERY_SCHEMA};
 use tributary_domain::model::connection::ConnectionStatus;
 use tributary_domain::model::integration::Scope;
-use tributary_domain::model::secret::SealedSecret;
 use tributary_domain::paging::ListQuery;
-use tributary_domain::ports::{CipherError, SecretCipher};
+use tributary_domain::ports::SecretCipher;
 use tributary_domain::service::{IntegrationUpdate, Platform};
-
-/// A cipher for commands that touch no secret, used when no master key is configured: any
-/// attempt to seal or open fails with the reason.
-struct NoMasterKey;
-
-impl SecretCipher for NoMasterKey {
-    fn current_key_id(&self) -> String {
-        "none".into()
-    }
-    fn seal(&self, _: &SecretString) -> Result<SealedSecret, CipherError> {
-        Err(CipherError::UnknownKey("(master_key is not set)".into()))
-    }
-    fn open(&self, s: &SealedSecret) -> Result<SecretString, CipherError> {
-        Err(CipherError::UnknownKey(s.key_id.clone()))
-    }
-}
 
 struct Ctx {
     settings: Settings,
@@ -44,17 +28,8 @@ struct Ctx {
 
 async fn context(cli: &Cli, need_master_key: bool) -> anyhow::Result<Ctx> {
     let settings = Settings::load(cli.config.as_deref())?;
-    let store = Store::open(&settings.database_url).await?;
-    let cipher: std::sync::Arc<dyn SecretCipher> = match tributary_api::cipher_from(&settings) {
-        Ok(c) => std::sync::Arc::new(c),
-        Err(e) if need_master_key => return Err(e),
-        Err(_) => std::sync::Arc::new(NoMasterKey),
-    };
-    let platform = Platform::new(store.repositories(), cipher, std::sync::Arc::new(tributary_domain::ports::SystemClock))
-        .with_event_renderer(std::sync::Arc::new(tributary_api::http::dto::CodatEvents { public_url: settings.public_base() }))
-        .with_webhook_target_check(std::sync::Arc::new(tributary_api::webhooks::HttpWebhookSender::new(
-            settings.webhooks.allow_private_targets,
-        )?));
+    let master_key = if need_master_key { MasterKey::Required } else { MasterKey::IfConfigured };
+    let Composition { settings, store, platform } = Composition::open(settings, master_key).await?;
     Ok(Ctx { settings, store, platform, json: cli.json })
 }
 
@@ -88,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        #[cfg(feature = "demo")]
         Command::Demo { listen, database } => return crate::demo::run(listen, database).await,
         _ => {}
     }
@@ -96,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(_)
             | Command::Connections(ConnectionsCmd::Unlink { .. } | ConnectionsCmd::Delete { .. })
             | Command::Webhooks(WebhooksCmd::Create { .. } | WebhooksCmd::Secret { .. })
+            | Command::Sync { .. }
     ) || matches!(&cli.command, Command::Integrations(IntegrationsCmd::Set { secret_key, webhook_secret, .. }) if secret_key.is_some() || webhook_secret.is_some());
     let ctx = context(&cli, need_key).await?;
     let result = dispatch(&cli, &ctx).await;
@@ -365,7 +342,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             }
         }
         Command::Keys(KeysCmd::Rotate { new_key }) => {
-            let configured = tributary_api::cipher_from(&ctx.settings)?;
+            let configured = compose::cipher_from(&ctx.settings)?;
             let (new_cipher, announce) = match new_key {
                 Some(k) => {
                     let text = secret_arg(k.clone(), "new key")?;
@@ -396,20 +373,20 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             crate::data::export(p, company_id, connection_id, data_type, query.as_deref(), order_by.as_deref(), format).await?;
         }
         Command::Sync { company_id, connection, data_type } => {
-            let cipher = tributary_api::cipher_from(&ctx.settings)?;
-            let platform = tributary_api::platform(&ctx.store, cipher, &ctx.settings.public_base());
             let opts = tributary_api::ServeOptions::from_settings(&ctx.settings)?;
-            crate::sync::run(&platform, &opts, company_id, connection.as_deref(), data_type.as_deref(), ctx.json).await?;
+            crate::sync::run(p, &opts, company_id, connection.as_deref(), data_type.as_deref(), ctx.json).await?;
         }
-        Command::Keys(KeysCmd::Generate) | Command::Demo { .. } => unreachable!("handled before opening the store"),
+        Command::Keys(KeysCmd::Generate) => unreachable!("handled before opening the store"),
+        #[cfg(feature = "demo")]
+        Command::Demo { .. } => unreachable!("handled before opening the store"),
     }
     Ok(())
 }
 
 /// The link use cases (unlink and delete revoke access at Stripe first).
 fn linking(ctx: &Ctx) -> anyhow::Result<tributary_domain::service::Linking> {
-    let cipher = tributary_api::cipher_from(&ctx.settings)?;
-    tributary_api::linking(&ctx.store, cipher, &tributary_api::ServeOptions::from_settings(&ctx.settings)?)
+    let cipher = compose::cipher_from(&ctx.settings)?;
+    compose::linking(&ctx.store, cipher, &tributary_api::ServeOptions::from_settings(&ctx.settings)?)
 }
 
 fn connection_table(items: &[ConnectionDto]) {

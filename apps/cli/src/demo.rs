@@ -55,7 +55,7 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     let url = format!("sqlite://{}", database.display());
     let store = Store::open(&url).await?;
-    let platform = tributary_api::platform(&store, AesGcmCipher::new(&bytes, &[]), &base);
+    let platform = tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&bytes, &[])), &base, true)?;
     platform
         .update_integration(
             "yzth",

@@ -3,6 +3,7 @@
 
 mod commands;
 mod data;
+#[cfg(feature = "demo")]
 mod demo;
 mod output;
 mod sync;
@@ -85,6 +86,7 @@ pub enum Command {
     #[command(subcommand)]
     Keys(KeysCmd),
     /// Try Tributary: a server on a local SQLite file with a generated master key and API key.
+    #[cfg(feature = "demo")]
     Demo {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]

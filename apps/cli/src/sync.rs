@@ -51,7 +51,7 @@ pub async fn watch(
     json: bool,
 ) -> anyhow::Result<Vec<PullOperation>> {
     // As the server does: one source (one budget per account), several connections at once.
-    let shared = tributary_api::SyncShared::new(opts)?;
+    let shared = tributary_api::compose::SyncShared::new(opts)?;
     let mut workers = tokio::task::JoinSet::new();
     let connections: std::collections::BTreeSet<String> = ops.iter().map(|o| o.connection_id.to_string()).collect();
     let count = u32::try_from(connections.len()).unwrap_or(u32::MAX).clamp(1, opts.workers.max(1));

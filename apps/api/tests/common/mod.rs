@@ -58,7 +58,7 @@ impl TestServer {
         let store = Store::open(url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let platform = tributary_api::platform(&store, AesGcmCipher::new(&MASTER, &[]), &base);
+        let platform = tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&MASTER, &[])), &base, true).unwrap();
         let key = tributary_api::generate_api_key();
         platform.create_api_key(Some("test".into()), &key).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -23,7 +23,8 @@ pub type Synced = BTreeMap<(DataType, String), (Value, bool)>;
 
 /// Stripe Test configured with the sandbox's platform keys, on `store` with master key `master`.
 pub async fn platform_on(store: &Store, master: &[u8; 32]) -> Platform {
-    let platform = tributary_api::platform(store, AesGcmCipher::new(master, &[]), "http://127.0.0.1");
+    let platform =
+        tributary_api::compose::platform(store, std::sync::Arc::new(AesGcmCipher::new(master, &[])), "http://127.0.0.1", true).unwrap();
     super::use_sandbox_keys(&platform).await;
     platform
 }
