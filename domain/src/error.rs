@@ -60,11 +60,23 @@ pub enum DomainError {
     #[error("{0}")]
     InvalidState(String),
     /// An external service (the provider) could not do its part; nothing was changed (HTTP 502).
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{message}")]
+    Unavailable {
+        /// What could not be done, said to the caller.
+        message: String,
+        /// The provider's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A secret could not be sealed or opened (wrong or missing master key).
-    #[error("secret error: {0}")]
-    Secret(String),
+    #[error("secret error: {message}")]
+    Secret {
+        /// Which secret, and what went wrong.
+        message: String,
+        /// The cipher's (or the serializer's) error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// Storage failed (HTTP 500; detail is logged, not returned).
     #[error(transparent)]
     Repository(RepositoryError),
@@ -79,10 +91,29 @@ pub struct ValidationItem {
     pub message: String,
 }
 
+/// The underlying error of a [`DomainError`], reachable through `std::error::Error::source`.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl DomainError {
     /// A validation error with a single message and no item details.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::Validation { message: message.into(), items: Vec::new() }
+    }
+
+    /// A secret that could not be sealed or opened because of `error`, kept as the source.
+    pub fn secret(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Secret { message: error.to_string(), source: Some(Box::new(error)) }
+    }
+
+    /// As [`DomainError::secret`], saying which secret (`what`).
+    pub fn secret_of(what: impl std::fmt::Display, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Secret { message: format!("{what}: {error}"), source: Some(Box::new(error)) }
+    }
+
+    /// The provider could not do its part (`message`, said to the caller) because of `error`,
+    /// kept as the source.
+    pub fn unavailable(message: impl Into<String>, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable { message: message.into(), source: Some(Box::new(error)) }
     }
 }
 
@@ -93,5 +124,22 @@ impl From<RepositoryError> for DomainError {
             RepositoryError::Conflict(what) => Self::Conflict(what),
             other => Self::Repository(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DomainError;
+    use crate::ports::{CipherError, OAuthError};
+    use std::error::Error;
+
+    #[test]
+    fn secret_and_provider_failures_keep_their_cause() {
+        let e = DomainError::secret_of("webhook secret", CipherError::UnknownKey("k1".into()));
+        assert!(e.to_string().contains("webhook secret"), "{e}");
+        assert_eq!(e.source().and_then(|s| s.downcast_ref::<CipherError>()), Some(&CipherError::UnknownKey("k1".into())));
+        let e = DomainError::unavailable("Stripe could not be reached", OAuthError::Unavailable("timeout".into()));
+        assert_eq!(e.to_string(), "Stripe could not be reached");
+        assert!(e.source().and_then(|s| s.downcast_ref::<OAuthError>()).is_some());
     }
 }

@@ -75,10 +75,10 @@ impl Platform {
         let new_key = update.secret_key.is_some();
         if let Some(k) = update.secret_key {
             check_key_mode(k.expose_secret(), integration.definition.mode)?;
-            s.secret_key = Some(self.cipher.seal(&k).map_err(|e| DomainError::Secret(e.to_string()))?);
+            s.secret_key = Some(self.cipher.seal(&k).map_err(DomainError::secret)?);
         }
         if let Some(w) = update.webhook_secret {
-            s.webhook_secret = Some(self.cipher.seal(&w).map_err(|e| DomainError::Secret(e.to_string()))?);
+            s.webhook_secret = Some(self.cipher.seal(&w).map_err(DomainError::secret)?);
         }
         if let Some(scope) = update.scope {
             s.scope = scope;
@@ -123,7 +123,7 @@ impl Platform {
         let (Some(client_id), Some(sealed)) = (i.settings.client_id.clone(), i.settings.secret_key.as_ref()) else {
             return Err(DomainError::InvalidState(format!("Integration {key} is not configured.")));
         };
-        let secret_key = self.cipher.open(sealed).map_err(|e| DomainError::Secret(e.to_string()))?;
+        let secret_key = self.cipher.open(sealed).map_err(DomainError::secret)?;
         Ok((
             PlatformCredentials { mode: i.definition.mode, client_id, secret_key, scope: i.settings.scope },
             i.settings.key_refused.is_some(),
@@ -164,7 +164,7 @@ impl Platform {
     /// opened.
     pub async fn webhook_secret(&self, key: &str) -> Result<Option<SecretString>, DomainError> {
         let i = self.get_integration(key).await?;
-        i.settings.webhook_secret.as_ref().map(|s| self.cipher.open(s).map_err(|e| DomainError::Secret(e.to_string()))).transpose()
+        i.settings.webhook_secret.as_ref().map(|s| self.cipher.open(s).map_err(DomainError::secret)).transpose()
     }
 }
 

@@ -223,8 +223,8 @@ impl Linking {
             access_token: g.access_token.expose_secret().to_owned(),
             refresh_token: g.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()),
         };
-        let json = SecretString::from(serde_json::to_string(&stored).map_err(|e| DomainError::Secret(e.to_string()))?);
-        self.platform.cipher.seal(&json).map_err(|e| DomainError::Secret(e.to_string()))
+        let json = SecretString::from(serde_json::to_string(&stored).map_err(DomainError::secret)?);
+        self.platform.cipher.seal(&json).map_err(DomainError::secret)
     }
 
     /// A `Queued` pull per supported data type with fetch-on-first-link (`NotSupported`, already
@@ -289,10 +289,11 @@ impl Linking {
         let creds = self.platform.platform_credentials(c.platform_key.as_str()).await?;
         match self.oauth.revoke(&creds, account).await {
             Ok(()) => Ok(()),
-            Err(OAuthError::Unavailable(m)) => Err(DomainError::Unavailable(format!(
-                "Stripe could not be reached to revoke access ({m}); nothing was changed, try again."
-            ))),
-            Err(e) => Err(DomainError::Unavailable(format!("Stripe refused to revoke access ({e}); nothing was changed."))),
+            Err(OAuthError::Unavailable(m)) => Err(DomainError::unavailable(
+                format!("Stripe could not be reached to revoke access ({m}); nothing was changed, try again."),
+                OAuthError::Unavailable(m),
+            )),
+            Err(e) => Err(DomainError::unavailable(format!("Stripe refused to revoke access ({e}); nothing was changed."), e)),
         }
     }
 
@@ -554,9 +555,9 @@ mod tests {
         let url = s.linking.start(s.company, s.connection).await.unwrap();
         s.linking.complete(cb(&state_of(&url), "good")).await.unwrap();
         let err = s.linking.unlink(s.company, s.connection, ConnectionStatus::Unlinked).await.unwrap_err();
-        assert!(matches!(err, DomainError::Unavailable(_)), "{err:?}");
+        assert!(matches!(err, DomainError::Unavailable { .. }), "{err:?}");
         assert_eq!(s.linking.platform().get_connection(s.company, s.connection).await.unwrap().status, ConnectionStatus::Linked);
-        assert!(matches!(s.linking.delete(s.company, s.connection).await, Err(DomainError::Unavailable(_))));
+        assert!(matches!(s.linking.delete(s.company, s.connection).await, Err(DomainError::Unavailable { .. })));
         assert!(s.linking.platform().get_connection(s.company, s.connection).await.is_ok(), "nothing deleted");
     }
 

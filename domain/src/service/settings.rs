@@ -92,8 +92,8 @@ impl Platform {
         let sealed = self.repos.secrets.list_sealed().await?;
         let mut updates = Vec::with_capacity(sealed.len());
         for (slot, s) in sealed {
-            let plain = old.open(&s).map_err(|e| DomainError::Secret(format!("{slot:?}: {e}")))?;
-            updates.push((slot, new.seal(&plain).map_err(|e| DomainError::Secret(e.to_string()))?));
+            let plain = old.open(&s).map_err(|e| DomainError::secret_of(format!("{slot:?}"), e))?;
+            updates.push((slot, new.seal(&plain).map_err(DomainError::secret)?));
         }
         self.repos.secrets.replace_sealed(&updates).await?;
         Ok(updates.len())

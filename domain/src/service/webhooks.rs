@@ -66,7 +66,7 @@ impl Platform {
             });
         }
         let secret = SecretString::from(generate_secret());
-        let sealed = self.cipher.seal(&secret).map_err(|e| DomainError::Secret(e.to_string()))?;
+        let sealed = self.cipher.seal(&secret).map_err(DomainError::secret)?;
         let consumer = WebhookConsumer {
             id: WebhookConsumerId::new_random(),
             url: req.url,
@@ -130,7 +130,7 @@ impl Platform {
     /// key cannot open it.
     pub async fn webhook_consumer_secret(&self, id: WebhookConsumerId) -> Result<SecretString, DomainError> {
         let c = self.get_webhook_consumer(id).await?;
-        self.cipher.open(&c.secret).map_err(|e| DomainError::Secret(e.to_string()))
+        self.cipher.open(&c.secret).map_err(DomainError::secret)
     }
 
     /// A consumer's latest delivery attempts (newest first) and its delivery counts.

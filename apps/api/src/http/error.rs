@@ -55,8 +55,8 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(m) => Self::not_found(m),
             DomainError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             DomainError::InvalidState(m) => Self::bad_request(m),
-            DomainError::Unavailable(m) => Self::new(StatusCode::BAD_GATEWAY, m),
-            DomainError::Secret(m) => Self::internal(format!("secret error: {m}")),
+            DomainError::Unavailable { message, .. } => Self::new(StatusCode::BAD_GATEWAY, message),
+            DomainError::Secret { message, .. } => Self::internal(format!("secret error: {message}")),
             DomainError::Repository(r) => Self::internal(r.to_string()),
         }
     }

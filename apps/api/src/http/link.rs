@@ -85,8 +85,8 @@ async fn domain_page(s: &AppState, e: DomainError) -> Response {
         DomainError::NotFound(m) => problem(s, StatusCode::NOT_FOUND, "Not found", &m, again).await,
         DomainError::InvalidState(m) => problem(s, StatusCode::CONFLICT, "This link cannot be used", &m, again).await,
         DomainError::Validation { message, .. } => problem(s, StatusCode::BAD_REQUEST, "This link cannot be used", &message, again).await,
-        DomainError::Unavailable(m) => {
-            problem(s, StatusCode::BAD_GATEWAY, "Stripe is unavailable", &m, "Please try again in a few minutes.").await
+        DomainError::Unavailable { message, .. } => {
+            problem(s, StatusCode::BAD_GATEWAY, "Stripe is unavailable", &message, "Please try again in a few minutes.").await
         }
         other => {
             tracing::error!(error = %other, "link page failed");
