@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
+use tributary_domain::model::data_type::DataType;
 use tributary_domain::model::pull::PullOperation;
 use tributary_domain::model::webhook::OutboxEvent;
 use tributary_domain::paging::{ListQuery, Page};
@@ -175,6 +176,20 @@ impl PullOperationRepository for Store {
             .iter()
             .map(from_row)
             .collect()
+    }
+
+    async fn latest(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<PullOperation>, RepositoryError> {
+        // The `pull_operations_readiness` index (connection, data type, …) narrows it to one data
+        // set's operations.
+        sqlx::query("SELECT * FROM pull_operations WHERE connection_id = $1 AND data_type = $2 ORDER BY requested DESC, id DESC LIMIT 1")
+            .bind(connection.to_string())
+            .bind(data_type.key())
+            .fetch_optional(self.reader())
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
     }
 
     async fn data_status(&self, company: CompanyId) -> Result<Vec<(PullOperation, Option<PullOperation>)>, RepositoryError> {

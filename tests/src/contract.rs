@@ -1494,6 +1494,29 @@ pub async fn unfinished_for_connection_lists_queued_and_fetching_operations_olde
     assert!(unfinished(ConnectionId::new_random()).await.is_empty());
 }
 
+/// `latest` is the newest operation of one data type on one connection (requested, then id),
+/// whatever its status; other data types and connections do not count.
+pub async fn latest_is_the_newest_operation_of_a_data_type_on_a_connection(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let second_conn = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(2))).await;
+    assert_eq!(repos.pull_operations.latest(conn.id, DataType::Payments).await.unwrap(), None);
+    let old = pull_op(&conn, DataType::Payments, DatasetStatus::Queued, at(10), 0);
+    let tie_a = pull_op(&conn, DataType::Payments, DatasetStatus::Complete, at(20), 100);
+    let tie_b = pull_op(&conn, DataType::Payments, DatasetStatus::FetchError, at(20), 10);
+    let ops = [
+        old,
+        tie_a.clone(),
+        tie_b.clone(),
+        pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(30), 0),
+        pull_op(&second_conn, DataType::Payments, DatasetStatus::Queued, at(40), 0),
+    ];
+    repos.pull_operations.insert(&ops).await.unwrap();
+    let newest = if tie_a.id.to_string() > tie_b.id.to_string() { tie_a } else { tie_b };
+    assert_eq!(repos.pull_operations.latest(conn.id, DataType::Payments).await.unwrap(), Some(newest), "latest requested, then highest id");
+    assert_eq!(repos.pull_operations.latest(second_conn.id, DataType::Payments).await.unwrap().map(|p| p.requested), Some(at(40)));
+    assert_eq!(repos.pull_operations.latest(second_conn.id, DataType::Customers).await.unwrap(), None);
+}
+
 /// `data_status` gives, per data type the company has pulled, the latest operation (requested,
 /// then id) and the latest `Complete` one, across its connections and only its own.
 pub async fn data_status_pairs_the_latest_operation_with_the_latest_complete_one(repos: Repositories) {

@@ -337,6 +337,12 @@ pub trait PullOperationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn unfinished_for_connection(&self, connection: ConnectionId) -> Result<Vec<PullOperation>, RepositoryError>;
+    /// The newest operation (requested, then id) of `data_type` on `connection`, whatever its
+    /// status.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn latest(&self, connection: ConnectionId, data_type: DataType) -> Result<Option<PullOperation>, RepositoryError>;
     /// Per data type of a company: the latest operation and the latest `Complete` one.
     ///
     /// # Errors

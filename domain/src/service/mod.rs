@@ -432,6 +432,20 @@ pub(crate) mod test_support {
                 .cloned()
                 .collect())
         }
+        async fn latest(
+            &self,
+            c: ConnectionId,
+            data_type: crate::model::data_type::DataType,
+        ) -> Result<Option<crate::model::pull::PullOperation>, RepositoryError> {
+            Ok(self
+                .pulls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.connection_id == c && p.data_type == data_type)
+                .max_by(|a, b| a.requested.cmp(&b.requested).then_with(|| a.id.to_string().cmp(&b.id.to_string())))
+                .cloned())
+        }
         async fn data_status(
             &self,
             company: CompanyId,

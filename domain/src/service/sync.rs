@@ -64,17 +64,8 @@ impl Platform {
     }
 
     async fn queue_on(&self, c: &Connection, data_type: DataType) -> Result<PullOperation, DomainError> {
-        let unfinished = crate::query::resolve(
-            &format!("connectionId={} && dataType={data_type} && {{status=Queued || status=Fetching}}", c.id),
-            &crate::model::pull::QUERY_SCHEMA,
-        )
-        .map_err(|e| DomainError::invalid(e.0))?;
-        let open = self
-            .repos
-            .pull_operations
-            .list(c.company_id, &crate::paging::ListQuery { filter: Some(unfinished), ..Default::default() })
-            .await?;
-        if let Some(open) = open.items.into_iter().next() {
+        let open = self.repos.pull_operations.unfinished_for_connection(c.id).await?;
+        if let Some(open) = open.into_iter().find(|p| p.data_type == data_type) {
             return Ok(open);
         }
         let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
@@ -128,23 +119,7 @@ impl Platform {
             let Ok((settings, _)) = self.company_sync_settings(c.company_id).await else { continue };
             let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
             for s in settings.iter().filter(|s| def.feature_state(s.data_type) == FeatureState::Release && s.sync_schedule > 0) {
-                let filter =
-                    crate::query::resolve(&format!("connectionId={} && dataType={}", c.id, s.data_type), &crate::model::pull::QUERY_SCHEMA)
-                        .map_err(|e| DomainError::invalid(e.0))?;
-                let latest = self
-                    .repos
-                    .pull_operations
-                    .list(
-                        c.company_id,
-                        &crate::paging::ListQuery {
-                            filter: Some(filter),
-                            order_by: crate::query::parse_order_by("-requested", &crate::model::pull::QUERY_SCHEMA).ok(),
-                            page: crate::paging::PageRequest { page: 1, page_size: 1 },
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                let Some(last) = latest.items.first() else { continue };
+                let Some(last) = self.repos.pull_operations.latest(c.id, s.data_type).await? else { continue };
                 let due = last.requested + chrono::Duration::hours(i64::from(s.sync_schedule));
                 if last.status.is_terminal() && due <= now {
                     queued.push(self.queue_on(&c, s.data_type).await?);
