@@ -295,7 +295,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         | Command::Connections(ConnectionsCmd::Unlink { id })
         | Command::Connections(ConnectionsCmd::Delete { id }) => {
             let id: ConnectionId = parse_id(id, "connection id")?;
-            let c = p.repositories().connections.find(id).await?.ok_or_else(|| anyhow!("Data connection {id} not found"))?;
+            let c = p.find_connection(id).await?;
             match &cli.command {
                 Command::Connections(ConnectionsCmd::Show { .. }) => {
                     let dto = ConnectionDto::new(c, &public);

@@ -124,10 +124,16 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
     println!();
     crate::sync::summarize(&platform, &finished, false).await?;
 
-    let repos = platform.repositories();
     for dt in [DataType::Customers, DataType::Payments, DataType::Transactions] {
-        if let Some(row) = repos.records.scan(connection.id, dt, None, 1).await?.into_iter().next() {
-            println!("\nSample {dt}:\n{}", serde_json::to_string_pretty(&row.record.document)?);
+        let first = tributary_domain::paging::ListQuery {
+            page: tributary_domain::paging::PageRequest { page: 1, page_size: 1 },
+            ..Default::default()
+        };
+        if let Some(text) =
+            platform.list_records(company.id, connection.id, dt, &first).await.ok().and_then(|p| p.page.items.into_iter().next())
+        {
+            let record: serde_json::Value = serde_json::from_str(&text)?;
+            println!("\nSample {dt}:\n{}", serde_json::to_string_pretty(&record)?);
         }
     }
 

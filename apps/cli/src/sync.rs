@@ -106,11 +106,10 @@ pub async fn watch(
 
 /// Prints the table (or JSON) of pulls with their record counts; fails if any ended in error.
 pub async fn summarize(platform: &Platform, finished: &[PullOperation], json: bool) -> anyhow::Result<()> {
-    let repos = platform.repositories();
     let mut rows = Vec::new();
     let mut summary = Vec::new();
     for op in finished {
-        let records = repos.records.count(op.connection_id, op.data_type, false).await.unwrap_or(0);
+        let records = platform.count_records(op.connection_id, op.data_type).await.unwrap_or(0);
         rows.push(vec![
             op.data_type.key().to_owned(),
             op.connection_id.to_string(),

@@ -50,6 +50,24 @@ impl Platform {
         self.repos.connections.get(company_id, id).await?.ok_or_else(|| DomainError::NotFound(format!("Data connection {id} not found")))
     }
 
+    /// Finds a connection by id alone (the CLI addresses connections so).
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown connection.
+    pub async fn find_connection(&self, id: ConnectionId) -> Result<Connection, DomainError> {
+        self.repos.connections.find(id).await?.ok_or_else(|| DomainError::NotFound(format!("Data connection {id} not found")))
+    }
+
+    /// The linked connections to a source account (`account`) through an integration
+    /// (`platform_key`): the ones a change the source reports for that account concerns.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn linked_connections_of_account(&self, platform_key: &str, account: &str) -> Result<Vec<Connection>, DomainError> {
+        let all = self.repos.connections.find_by_source_account(platform_key, account).await?;
+        Ok(all.into_iter().filter(|c| c.status == crate::model::connection::ConnectionStatus::Linked).collect())
+    }
+
     /// Lists a company's connections.
     ///
     /// # Errors

@@ -62,7 +62,8 @@ impl Platform {
         self
     }
 
-    /// The repositories, for callers that need direct access (the CLI's key rotation).
+    /// The repositories, for tests and benchmarks that seed or inspect the store directly. The
+    /// apps go through the use cases.
     pub fn repositories(&self) -> &Repositories {
         &self.repos
     }

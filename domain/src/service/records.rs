@@ -140,6 +140,14 @@ impl Platform {
         Ok(RecordPage { page: page.map(served_text), next })
     }
 
+    /// How many live records of `data_type` a connection holds (deleted ones not counted).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn count_records(&self, connection: ConnectionId, data_type: DataType) -> Result<u64, DomainError> {
+        Ok(self.repos.records.count(connection, data_type, false).await?)
+    }
+
     /// One record by id (deleted records are not found).
     ///
     /// # Errors

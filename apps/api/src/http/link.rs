@@ -460,9 +460,9 @@ async fn process_stripe_event(s: &AppState, key: &str, event: &tributary_stripe:
     if let (Some(account), Some(types)) = (&event.account, affected(&event.event_type)) {
         // Object changes are applied at once by a pull that follows the changes since the last
         // sync (polling reconciles anything a webhook missed).
-        match s.linking.platform().repositories().connections.find_by_source_account(key, account).await {
+        match s.platform.linked_connections_of_account(key, account).await {
             Ok(connections) => {
-                for c in connections.iter().filter(|c| c.status == ConnectionStatus::Linked) {
+                for c in &connections {
                     for dt in types {
                         if let Err(e) = s.platform.queue_pull(c.company_id, *dt, Some(c.id)).await {
                             tracing::warn!(error = %e, connection.id = %c.id, "cannot queue a pull for a webhook");
