@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod error;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod ids;
 pub mod metrics;
 pub mod model;

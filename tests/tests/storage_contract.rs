@@ -1,9 +1,10 @@
-//! Runs every behaviour of `tributary_tests::contract` against both storage adapters: SQLite (in
-//! memory, fresh per test) and Postgres (a fresh database per test on
+//! Runs every behaviour of `tributary_tests::contract` against both storage adapters and the
+//! domain's in-memory fake (`tributary_domain::fake::Mem`, which the service tests use): SQLite (in
+//! memory, fresh per test), the fake, and Postgres (a fresh database per test on
 //! `TRIBUTARY_TEST_POSTGRES_URL`; skipped loudly without it, failed with
 //! `TRIBUTARY_REQUIRE_POSTGRES=1`). Plus the few checks that only make sense for one backend.
 
-/// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]` per contract
+/// Generates `mod sqlite`, `mod fake` and `mod postgres`, each with one `#[tokio::test]` per contract
 /// function.
 macro_rules! storage_contract {
     ($( $name:ident ),* $(,)?) => {
@@ -22,6 +23,18 @@ macro_rules! storage_contract {
                     let store = store().await;
                     tributary_tests::contract::$name(store.repositories()).await;
                     store.close().await;
+                }
+            )*
+        }
+
+        mod fake {
+            use std::sync::Arc;
+            use tributary_domain::fake::Mem;
+
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    tributary_tests::contract::$name(Mem::repositories(Arc::new(Mem::default()))).await;
                 }
             )*
         }
