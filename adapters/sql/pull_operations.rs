@@ -5,6 +5,7 @@ use crate::sql::filter::{Column, Sql, render, render_order};
 use crate::sql::webhooks::insert_events;
 use crate::sql::{backend, parse_uuid, write_error};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tributary_domain::RepositoryError;
 use tributary_domain::ids::{CompanyId, ConnectionId, PullOperationId};
@@ -170,6 +171,37 @@ impl PullOperationRepository for Store {
     async fn unfinished_for_connection(&self, connection: ConnectionId) -> Result<Vec<PullOperation>, RepositoryError> {
         sqlx::query(&format!("SELECT * FROM pull_operations WHERE connection_id = $1 AND {UNFINISHED} ORDER BY requested ASC, id ASC"))
             .bind(connection.to_string())
+            .fetch_all(self.reader())
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(from_row)
+            .collect()
+    }
+
+    async fn read_before(&self, connection: ConnectionId, before: DateTime<Utc>) -> Result<bool, RepositoryError> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM pull_operations WHERE connection_id = $1 AND requested < $2 \
+             AND status NOT IN ('Queued', 'Fetching', 'NotSupported', 'Cancelled') LIMIT 1",
+        )
+        .bind(connection.to_string())
+        .bind(d::time(before))
+        .fetch_optional(self.reader())
+        .await
+        .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
+    async fn requested_since(
+        &self,
+        connection: ConnectionId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PullOperation>, RepositoryError> {
+        sqlx::query("SELECT * FROM pull_operations WHERE connection_id = $1 AND requested >= $2 ORDER BY requested ASC, id ASC LIMIT $3")
+            .bind(connection.to_string())
+            .bind(d::time(since))
+            .bind(i64::from(limit))
             .fetch_all(self.reader())
             .await
             .map_err(backend)?

@@ -684,6 +684,22 @@ impl PullOperationRepository for Mem {
         out.sort_by(by_requested);
         Ok(out)
     }
+    async fn read_before(&self, c: ConnectionId, before: DateTime<Utc>) -> Result<bool, RepositoryError> {
+        use crate::model::pull::DatasetStatus::{Cancelled, Fetching, NotSupported, Queued};
+        Ok(self
+            .pulls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.connection_id == c && p.requested < before && !matches!(p.status, Queued | Fetching | NotSupported | Cancelled)))
+    }
+    async fn requested_since(&self, c: ConnectionId, since: DateTime<Utc>, limit: u32) -> Result<Vec<PullOperation>, RepositoryError> {
+        let mut out: Vec<PullOperation> =
+            self.pulls.lock().unwrap().iter().filter(|p| p.connection_id == c && p.requested >= since).cloned().collect();
+        out.sort_by(by_requested);
+        out.truncate(limit as usize);
+        Ok(out)
+    }
     async fn latest(
         &self,
         c: ConnectionId,

@@ -1494,6 +1494,46 @@ pub async fn unfinished_for_connection_lists_queued_and_fetching_operations_olde
     assert!(unfinished(ConnectionId::new_random()).await.is_empty());
 }
 
+/// `read_before` is whether a pull of the connection requested before an instant read the source:
+/// finished with any status but `NotSupported` and `Cancelled` (failures count); unfinished pulls,
+/// later pulls and other connections' do not.
+pub async fn read_before_is_whether_an_earlier_pull_of_the_connection_finished_a_read(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let other = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(1))).await;
+    let not_reads = [
+        pull_op(&conn, DataType::Customers, DatasetStatus::Queued, at(1), 0),
+        pull_op(&conn, DataType::Orders, DatasetStatus::Fetching, at(2), 10),
+        pull_op(&conn, DataType::Locations, DatasetStatus::NotSupported, at(3), 100),
+        pull_op(&conn, DataType::Disputes, DatasetStatus::Cancelled, at(4), 0),
+        pull_op(&other, DataType::Payments, DatasetStatus::Complete, at(5), 100),
+    ];
+    repos.pull_operations.insert(&not_reads).await.unwrap();
+    assert!(!repos.pull_operations.read_before(conn.id, at(100)).await.unwrap(), "no finished read of this connection");
+    let failed = pull_op(&conn, DataType::Payments, DatasetStatus::FetchError, at(50), 10);
+    repos.pull_operations.insert(std::slice::from_ref(&failed)).await.unwrap();
+    assert!(repos.pull_operations.read_before(conn.id, at(100)).await.unwrap(), "a failed read counts");
+    assert!(!repos.pull_operations.read_before(conn.id, at(50)).await.unwrap(), "requested before, not at, the instant");
+    assert!(repos.pull_operations.read_before(other.id, at(6)).await.unwrap());
+}
+
+/// `requested_since` lists one connection's operations requested at or after an instant (the
+/// instant itself included), oldest first and then by id, up to the limit.
+pub async fn requested_since_lists_a_connections_operations_from_an_instant_oldest_first(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let other = insert_connection(&repos, connection(&co, ConnectionStatus::Linked, at(1))).await;
+    let before = pull_op(&conn, DataType::Payments, DatasetStatus::Complete, at_micros(9, 999_999), 100);
+    let tie_a = pull_op(&conn, DataType::Customers, DatasetStatus::Complete, at(10), 100);
+    let tie_b = pull_op(&conn, DataType::Orders, DatasetStatus::FetchError, at(10), 10);
+    let later = pull_op(&conn, DataType::Products, DatasetStatus::Queued, at(20), 0);
+    let elsewhere = pull_op(&other, DataType::Payments, DatasetStatus::Queued, at(15), 0);
+    repos.pull_operations.insert(&[later.clone(), tie_b.clone(), before, elsewhere, tie_a.clone()]).await.unwrap();
+    let (first, second) = if tie_a.id.to_string() < tie_b.id.to_string() { (tie_a, tie_b) } else { (tie_b, tie_a) };
+    assert_eq!(repos.pull_operations.requested_since(conn.id, at(10), 100).await.unwrap(), vec![first.clone(), second, later]);
+    assert_eq!(repos.pull_operations.requested_since(conn.id, at(10), 1).await.unwrap(), vec![first], "limit");
+    assert!(repos.pull_operations.requested_since(conn.id, at(21), 100).await.unwrap().is_empty());
+    assert!(repos.pull_operations.requested_since(ConnectionId::new_random(), at(0), 100).await.unwrap().is_empty());
+}
+
 /// `latest` is the newest operation of one data type on one connection (requested, then id),
 /// whatever its status; other data types and connections do not count.
 pub async fn latest_is_the_newest_operation_of_a_data_type_on_a_connection(repos: Repositories) {

@@ -122,6 +122,8 @@ storage_contract! {
     pull_operation_update_round_trips_and_a_missing_one_is_not_found,
     unfinished_for_connection_lists_queued_and_fetching_operations_oldest_first,
     latest_is_the_newest_operation_of_a_data_type_on_a_connection,
+    requested_since_lists_a_connections_operations_from_an_instant_oldest_first,
+    read_before_is_whether_an_earlier_pull_of_the_connection_finished_a_read,
     data_status_pairs_the_latest_operation_with_the_latest_complete_one,
     lease_next_leases_each_connection_with_unfinished_work_once,
     an_expired_lease_is_taken_over_by_another_worker,

@@ -337,6 +337,23 @@ pub trait PullOperationRepository: Send + Sync {
     /// # Errors
     /// Backend failures only.
     async fn unfinished_for_connection(&self, connection: ConnectionId) -> Result<Vec<PullOperation>, RepositoryError>;
+    /// Whether an operation of a connection requested before `before` read the source: it
+    /// finished with any status but `NotSupported` and `Cancelled`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn read_before(&self, connection: ConnectionId, before: DateTime<Utc>) -> Result<bool, RepositoryError>;
+    /// The operations of a connection requested at or after `since`, oldest first (requested,
+    /// then id), at most `limit`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn requested_since(
+        &self,
+        connection: ConnectionId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PullOperation>, RepositoryError>;
     /// The newest operation (requested, then id) of `data_type` on `connection`, whatever its
     /// status.
     ///

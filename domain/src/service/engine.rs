@@ -9,8 +9,8 @@
 //! fenced by it: a worker that lost its lease (or whose connection was unlinked) commits nothing.
 
 use super::Platform;
+use super::records::to_stored;
 use super::signal::{PageBudget, Signal};
-use super::sync::to_stored;
 use crate::error::{DomainError, RepositoryError};
 use crate::ids::{ConnectionId, PullOperationId};
 use crate::model::connection::{Connection, ConnectionStatus};
@@ -1057,28 +1057,14 @@ impl SyncEngine {
         if self.platform.renderer.is_none() {
             return Ok(Vec::new());
         }
-        let pulls = |q: String, size: u32| {
-            let filter = crate::query::resolve(&q, &crate::model::pull::QUERY_SCHEMA);
-            async move {
-                let filter = filter.map_err(|e| DomainError::invalid(e.0))?;
-                let query = crate::paging::ListQuery {
-                    filter: Some(filter),
-                    order_by: crate::query::parse_order_by("requested", &crate::model::pull::QUERY_SCHEMA).ok(),
-                    page: crate::paging::PageRequest { page: 1, page_size: size },
-                    ..Default::default()
-                };
-                Ok::<_, DomainError>(self.platform.repos.pull_operations.list(op.company_id, &query).await?)
-            }
-        };
-        let open = pulls(format!("connectionId={} && {{status=Queued || status=Fetching}}", op.connection_id), 2).await?;
-        if open.items.iter().any(|o| o.id != op.id) {
+        let pulls = &self.platform.repos.pull_operations;
+        if pulls.unfinished_for_connection(op.connection_id).await?.iter().any(|o| o.id != op.id) {
             return Ok(Vec::new());
         }
         let since = run.first_requested.unwrap_or(op.requested);
-        let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let read = pulls(format!("connectionId={} && requested>={since_text}", op.connection_id), 100).await?;
-        let data_types: Vec<ReadDataType> = read
-            .items
+        let data_types: Vec<ReadDataType> = pulls
+            .requested_since(op.connection_id, since, 100)
+            .await?
             .into_iter()
             .map(|o| if o.id == op.id { op.clone() } else { o })
             // Pulls this worker ran, and pulls of this read a crashed worker finished.
@@ -1098,18 +1084,11 @@ impl SyncEngine {
             return Ok(Vec::new());
         }
         // Initial: no pull of this connection finished (read) before this read.
-        let earlier = pulls(
-            format!(
-                "connectionId={} && requested<{since_text} && status!=Queued && status!=Fetching && status!=NotSupported && status!=Cancelled",
-                op.connection_id
-            ),
-            1,
-        )
-        .await?;
+        let earlier = pulls.read_before(op.connection_id, since).await?;
         let Some(company) = self.platform.repos.companies.get(op.company_id).await? else { return Ok(Vec::new()) };
         let subject = EventSubject::Read { company, modified_from: run.modified_from, data_types };
         let mut events = Vec::new();
-        if earlier.total == 0 {
+        if !earlier {
             events.extend(self.platform.outbox(EventType::ReadCompletedInitial, subject.clone()));
         }
         events.extend(self.platform.outbox(EventType::ReadCompleted, subject));

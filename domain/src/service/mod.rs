@@ -11,7 +11,6 @@ mod pulls;
 mod records;
 mod settings;
 mod signal;
-mod sync;
 mod webhooks;
 
 pub use api_keys::hash_api_key;
@@ -20,9 +19,9 @@ pub use console::OVERVIEW_WINDOW;
 pub use engine::{SyncEngine, SyncOptions};
 pub use integrations::IntegrationUpdate;
 pub use link::{Callback, CallbackError, LinkResult, Linking};
-pub use records::RecordPage;
+pub use pulls::DataTypeStatus;
+pub use records::{RecordPage, to_stored};
 pub use signal::PageBudget;
-pub use sync::{DataTypeStatus, to_stored};
 pub use webhooks::{DeliveryOptions, WebhookDelivery};
 
 use crate::ports::{Clock, Repositories, SecretCipher};

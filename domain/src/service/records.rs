@@ -5,11 +5,13 @@
 use super::Platform;
 use crate::error::DomainError;
 use crate::ids::{CompanyId, ConnectionId};
+use crate::model::commerce::CommerceRecord;
 use crate::model::connection::Connection;
 use crate::model::data_type::DataType;
 use crate::model::integration::{FeatureState, definition};
-use crate::model::record::{ListedRecord, RecordRow};
+use crate::model::record::{ListedRecord, RecordRow, StoredRecord};
 use crate::paging::{ListQuery, Page, Seek};
+use crate::query::typed::parse_instant;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -177,6 +179,39 @@ impl Platform {
             .find(|r| !r.record.deleted)
             .map(|r| r.record.document)
             .ok_or_else(|| DomainError::Conflict("The data set has not been requested.".into()))
+    }
+}
+
+/// A mapped record in its stored form (the document without `modifiedDate`, which the store sets).
+pub fn to_stored(r: &CommerceRecord) -> StoredRecord {
+    let (document, created, source_modified) = match r {
+        CommerceRecord::CompanyInfo(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Customer(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Dispute(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Payment(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Product(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+        CommerceRecord::Transaction(x) => (serde_json::to_value(x), x.created_date.as_deref(), x.source_modified_date.as_deref()),
+    };
+    let mut document = document.unwrap_or(serde_json::Value::Null);
+    if let Some(o) = document.as_object_mut() {
+        o.remove("modifiedDate");
+    }
+    let id = match r {
+        CommerceRecord::CompanyInfo(x) => x.commerce_platform_ref.clone().unwrap_or_else(|| "company".into()),
+        CommerceRecord::Customer(x) => x.id.clone(),
+        CommerceRecord::Dispute(x) => x.id.clone(),
+        CommerceRecord::Payment(x) => x.id.clone(),
+        CommerceRecord::Product(x) => x.id.clone(),
+        CommerceRecord::Transaction(x) => x.id.clone(),
+    };
+    // Stripe may hold U+0000 in free text: kept, as U+FFFD (PostgreSQL stores no U+0000).
+    crate::model::record::replace_nul(&mut document);
+    StoredRecord {
+        id: id.replace('\0', "\u{FFFD}"),
+        created: created.and_then(parse_instant),
+        source_modified: source_modified.and_then(parse_instant),
+        document,
+        deleted: false,
     }
 }
 
