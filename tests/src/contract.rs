@@ -1,6 +1,7 @@
 //! The storage contract: one `pub async fn` per behaviour every storage adapter must show, written
-//! against the repository ports only. `tests/storage_contract.rs` runs each function against a
-//! fresh SQLite store and a fresh Postgres database.
+//! against the repository ports only. `tests/tests/storage_contract.rs` runs each function against a
+//! fresh SQLite store, a fresh in-memory fake (`tributary_domain::fake::Mem`) and a fresh Postgres
+//! database.
 //!
 //! Timestamps are fixed and carry microseconds (the finest precision both backends keep), so
 //! round trips compare with `==`.
