@@ -13,6 +13,7 @@ use crate::model::connection::Connection;
 use crate::model::integration::IntegrationSettings;
 use crate::model::profile::Profile;
 use crate::model::pull::PullOperation;
+use crate::model::record::StoredRecord;
 use crate::model::secret::SealedSecret;
 use crate::model::sync_settings::SyncSetting;
 use crate::model::webhook::{AfterAttempt, Attempt, Delivery, DeliveryStatus, OutboxEvent, WebhookConsumer};
@@ -338,7 +339,11 @@ impl ConnectionRepository for Mem {
             .iter()
             .filter(|c| c.status == crate::model::connection::ConnectionStatus::Linked)
             .cloned()
-            .collect())
+            .collect::<Vec<_>>())
+        .map(|mut v| {
+            v.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.to_string().cmp(&b.id.to_string())));
+            v
+        })
     }
     async fn set_last_sync(&self, id: ConnectionId, at: DateTime<Utc>) -> Result<(), RepositoryError> {
         if let Some(c) = self.connections.lock().unwrap().iter_mut().find(|c| c.id == id) {
@@ -830,15 +835,40 @@ impl RecordRepository for Mem {
                 return Err(RepositoryError::Fenced(format!("{worker} does not hold connection {connection}")));
             }
         }
+        // The pull it finishes is checked, and its events stored, before anything is written: a
+        // failure writes nothing, as the stores' transaction does.
+        let mut pulls = self.pulls.lock().unwrap();
+        if let Some((op, events)) = &w.pull {
+            let slot = pulls
+                .iter_mut()
+                .find(|p| p.id == op.id && p.company_id == op.company_id)
+                .ok_or_else(|| RepositoryError::NotFound(format!("pull operation {}", op.id)))?;
+            self.emit(events)?;
+            slot.status = op.status;
+            slot.status_description.clone_from(&op.status_description);
+            slot.error_message.clone_from(&op.error_message);
+            slot.completed = op.completed;
+            slot.progress = op.progress;
+        }
+        drop(pulls);
         if w.reset {
             self.partitions.lock().unwrap().retain(|(c, t, _), _| (*c, *t) != (connection, data_type));
             self.staged.lock().unwrap().retain(|(c, t, _, _), _| (*c, *t) != (connection, data_type));
         }
+        // One entry per id, the last one winning; a row changes only when its document or deleted
+        // flag does (the stores' `DO UPDATE … WHERE`), and only then does `modified` move.
+        let mut page: Vec<&StoredRecord> = Vec::new();
+        for r in &w.records {
+            match page.iter_mut().find(|x| x.id == r.id) {
+                Some(x) => *x = r,
+                None => page.push(r),
+            }
+        }
         let mut all = self.records.lock().unwrap();
         let mut changed = 0;
-        for r in &w.records {
+        for r in page {
             let key = (connection, data_type, r.id.clone());
-            if all.get(&key).is_none_or(|row| row.record != *r) {
+            if all.get(&key).is_none_or(|row| row.record.document != r.document || row.record.deleted != r.deleted) {
                 changed += 1;
                 all.insert(key, crate::model::record::RecordRow { record: r.clone(), modified: now });
             }
@@ -851,12 +881,6 @@ impl RecordRepository for Mem {
         }
         for part in &w.partitions {
             self.partitions.lock().unwrap().insert((connection, data_type, part.id), part.clone());
-        }
-        if let Some((op, events)) = &w.pull {
-            let mut pulls = self.pulls.lock().unwrap();
-            let slot = pulls.iter_mut().find(|p| p.id == op.id).ok_or_else(|| RepositoryError::NotFound("pull".into()))?;
-            *slot = op.clone();
-            self.emit(events)?;
         }
         if changed > 0 {
             *self.versions.lock().unwrap().entry((connection, data_type)).or_default() += 1;
@@ -1111,7 +1135,9 @@ impl WebhookRepository for Mem {
             .take(limit as usize)
             .map(|(_, d, c)| {
                 leases.insert(d.0.id, (worker.to_owned(), until));
-                Delivery { consumer_failing_since: c.failing_since, ..d.0.clone() }
+                // The consumer as it is now (its URL, its secret after a key rotation), as the
+                // stores' join reads it.
+                Delivery { url: c.url.clone(), secret: c.secret.clone(), consumer_failing_since: c.failing_since, ..d.0.clone() }
             })
             .collect())
     }

@@ -1751,6 +1751,29 @@ async fn record(repos: &Repositories, conn: &Connection, dt: DataType, id: &str)
     repos.records.get(conn.id, dt, id).await.unwrap().unwrap_or_else(|| panic!("record {id} stored"))
 }
 
+/// A sync write that finishes a pull the store does not have, or whose events cannot be stored,
+/// writes nothing at all: no records, checkpoint, version, pull status or events.
+pub async fn a_sync_write_whose_pull_or_events_fail_writes_nothing(repos: Repositories) {
+    let (co, conn) = company_with_connection(&repos, "Co", 0).await;
+    let op = pull_op(&conn, DataType::Customers, DatasetStatus::Fetching, at(10), 50);
+    repos.pull_operations.insert(std::slice::from_ref(&op)).await.unwrap();
+    let taken = outbox_event(&co, EventType::CompanyCreated, at(1));
+    emit(&repos, std::slice::from_ref(&taken)).await;
+    let events_before = all_events(&repos).await;
+    let cp = checkpoint(op.id, Some("c"), 1, 1);
+    let done = PullOperation { status: DatasetStatus::Complete, progress: 100, completed: Some(at(20)), ..op.clone() };
+    let missing = PullOperation { id: PullOperationId::new_random(), ..done.clone() };
+    for (pull, events) in [(missing, Vec::new()), (done, vec![OutboxEvent { event_type: EventType::ReadCompleted, ..taken.clone() }])] {
+        let w = SyncWrite { pull: Some((pull, events)), ..page_write(&[customer("c1", "A", None)], &cp) };
+        assert!(repos.records.write_sync(co.id, conn.id, DataType::Customers, &w, at(30)).await.is_err());
+        assert_eq!(repos.records.get(conn.id, DataType::Customers, "c1").await.unwrap(), None, "no record");
+        assert_eq!(repos.records.checkpoint(conn.id, DataType::Customers).await.unwrap(), None, "no checkpoint");
+        assert_eq!(repos.records.version(conn.id, DataType::Customers).await.unwrap(), 0, "no version");
+        assert_eq!(repos.pull_operations.get(co.id, op.id).await.unwrap(), Some(op.clone()), "the pull unchanged");
+        assert_eq!(all_events(&repos).await, events_before, "no events");
+    }
+}
+
 /// `write_sync` inserts a page (documents, timestamps and the deleted flag round-trip, `modified`
 /// is the write time) and saves the checkpoint with it; the next page replaces the checkpoint.
 pub async fn write_sync_inserts_records_and_saves_the_checkpoint(repos: Repositories) {

@@ -123,6 +123,7 @@ storage_contract! {
     unfinished_for_connection_lists_queued_and_fetching_operations_oldest_first,
     latest_is_the_newest_operation_of_a_data_type_on_a_connection,
     requested_since_lists_a_connections_operations_from_an_instant_oldest_first,
+    a_sync_write_whose_pull_or_events_fail_writes_nothing,
     read_before_is_whether_an_earlier_pull_of_the_connection_finished_a_read,
     data_status_pairs_the_latest_operation_with_the_latest_complete_one,
     lease_next_leases_each_connection_with_unfinished_work_once,

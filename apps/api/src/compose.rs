@@ -68,7 +68,8 @@ pub enum MasterKey {
     /// Fail without one (the server, commands that seal or open secrets).
     Required,
     /// Without one, build a platform whose secrets cannot be sealed or opened (commands that touch
-    /// none).
+    /// none). A master key that is configured but malformed is still an error: a typo in the
+    /// configuration is said at once, not when a command first needs the key.
     IfConfigured,
 }
 

@@ -37,7 +37,9 @@ async fn schemathesis_run(api: &TestServer, exe: &str, name: &str, config: &str,
         .args(["--header", &format!("Authorization:{}", api.auth())])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
         // No example database: nothing is written to the checkout, and runs do not share state.
-        .args(["--generation-database", "none", "--seed", "20261207", "--workers", "2"])
+        // One worker: with two threads, hypothesis's shared caches raced once and schemathesis
+        // stopped with an internal KeyError (a "Runtime Error", not a finding about the API).
+        .args(["--generation-database", "none", "--seed", "20261207", "--workers", "1"])
         .args(["--suppress-health-check", "all", "--no-color", "--request-timeout", "20"])
         .args(extra)
         .args(["--report", "junit", "--report-dir"])
