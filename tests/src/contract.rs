@@ -2314,6 +2314,42 @@ async fn list_records(repos: &Repositories, conn: &Connection, dt: DataType, que
     repos.records.list(conn.id, dt, query).await.unwrap_or_else(|e| panic!("list {dt} {query:?}: {e}"))
 }
 
+/// A payment's `amount` and `currency` (which stores may keep in columns of their own) are read
+/// like any document field: only values of their JSON type count (a string amount or a numeric
+/// currency is missing), numbers compare exactly by value, and a rewrite of a record moves them.
+pub async fn amount_and_currency_filters_read_only_values_of_their_json_type(repos: Repositories) {
+    let (_, conn) = company_with_connection(&repos, "Co", 0).await;
+    let pull = PullOperationId::new_random();
+    let page = [
+        stored("p1", r#"{"id": "p1", "amount": 5000.01, "currency": "GBP"}"#, Some(at(1))),
+        stored("p2", r#"{"id": "p2", "amount": "9000", "currency": "GBP"}"#, Some(at(2))),
+        stored("p3", r#"{"id": "p3", "amount": 7000, "currency": 826}"#, Some(at(3))),
+        stored("p4", r#"{"id": "p4", "amount": 1.10, "currency": "USD"}"#, Some(at(4))),
+        stored("p5", r#"{"id": "p5", "currency": null}"#, Some(at(5))),
+    ];
+    write(&repos, &conn, DataType::Payments, &page, &checkpoint(pull, None, 1, 5), at(10)).await;
+    let ids = |q: &'static str| {
+        let repos = repos.clone();
+        let conn = conn.clone();
+        async move {
+            let p = list_records(&repos, &conn, DataType::Payments, &record_query(DataType::Payments, 1, 100, Some(q), None)).await;
+            record_ids(&p).into_iter().map(str::to_owned).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids("currency=GBP && amount>5000").await, ["p1"], "a string amount is not a number");
+    assert_eq!(ids("amount>5000").await, ["p1", "p3"]);
+    assert_eq!(ids("amount=1.1").await, ["p4"], "1.10 equals 1.1");
+    assert_eq!(ids("currency!=GBP").await, ["p3", "p4", "p5"], "a numeric or null currency is missing, so not GBP");
+    assert_eq!(ids("amount!=7000").await, ["p1", "p2", "p4", "p5"]);
+    let orderd = list_records(&repos, &conn, DataType::Payments, &record_query(DataType::Payments, 1, 100, None, Some("-amount"))).await;
+    assert_eq!(record_ids(&orderd), ["p3", "p1", "p4", "p5", "p2"], "missing amounts last, descending; ties by id");
+    // A rewrite changes what the filters see.
+    let rewritten = [stored("p2", r#"{"id": "p2", "amount": 9000, "currency": "EUR"}"#, Some(at(2)))];
+    write(&repos, &conn, DataType::Payments, &rewritten, &checkpoint(pull, None, 2, 1), at(20)).await;
+    assert_eq!(ids("amount>5000").await, ["p1", "p2", "p3"]);
+    assert_eq!(ids("currency=EUR").await, ["p2"]);
+}
+
 fn record_ids(page: &Page<ListedRecord>) -> Vec<&str> {
     page.items.iter().map(|r| r.id.as_str()).collect()
 }

@@ -6,7 +6,7 @@
 use crate::PgStore;
 use crate::sql::backend;
 use crate::sql::pull_operations::update_row;
-use crate::sql::records::{PreparedPage, clamp};
+use crate::sql::records::{PreparedPage, TYPED_FIELDS, clamp, typed_value};
 use crate::sql::webhooks::{consumer_from_row, delivery_from_row, event_from_row, insert_events};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -156,7 +156,8 @@ pub(crate) async fn lease_deliveries(
 /// `$1` company, `$2` connection, `$3` data type, `$4` now, `$5`–`$9` the records' ids, documents,
 /// creation and source modification times and deleted flags, `$10`–`$13` and `$15`, `$16` the
 /// partitions' ids, stages, cursors, records, done and remaining, `$14` the fencing worker,
-/// `$17`–`$19` the staged items' keys, ids and values, `$20` relaxed durability.
+/// `$17`–`$19` the staged items' keys, ids and values, `$20` relaxed durability, `$21`, `$22` the records'
+/// typed fields (`records::TYPED_FIELDS`: currency text, amount as decimal text).
 const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_commit', \
      CASE WHEN $20::boolean THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS value), \
      conn AS (SELECT c.status FROM connections c, durability WHERE c.id = $2 AND c.company_id = $1 FOR KEY SHARE OF c), \
@@ -174,13 +175,13 @@ const WRITE_PAGE: &str = "WITH durability AS (SELECT set_config('synchronous_com
      AS s (item_key, item_id, value) WHERE EXISTS (SELECT 1 FROM fence) \
      ON CONFLICT (connection_id, data_type, item_key, item_id) DO UPDATE SET value = EXCLUDED.value RETURNING 1), \
      changed AS (INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, \
-     source_modified, deleted) \
-     SELECT $1, $2, $3, $4, r.record_id, r.document::jsonb, r.created, r.source_modified, r.deleted \
-     FROM UNNEST($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[]) \
-     AS r (record_id, document, created, source_modified, deleted) WHERE EXISTS (SELECT 1 FROM fence) \
+     source_modified, deleted, f_currency, f_amount) \
+     SELECT $1, $2, $3, $4, r.record_id, r.document::jsonb, r.created, r.source_modified, r.deleted, r.f_currency, r.f_amount::numeric \
+     FROM UNNEST($5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[], $21::text[], $22::text[]) \
+     AS r (record_id, document, created, source_modified, deleted, f_currency, f_amount) WHERE EXISTS (SELECT 1 FROM fence) \
      ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = EXCLUDED.company_id, \
      document = EXCLUDED.document, created = EXCLUDED.created, source_modified = EXCLUDED.source_modified, \
-     modified = EXCLUDED.modified, deleted = EXCLUDED.deleted \
+     modified = EXCLUDED.modified, deleted = EXCLUDED.deleted, f_currency = EXCLUDED.f_currency, f_amount = EXCLUDED.f_amount \
      WHERE records.document IS DISTINCT FROM EXCLUDED.document OR records.deleted IS DISTINCT FROM EXCLUDED.deleted \
      RETURNING 1), \
      versioned AS (INSERT INTO record_versions (connection_id, data_type, version) \
@@ -228,7 +229,9 @@ pub(crate) async fn write_sync(
         .bind(w.staged.iter().map(|i| i.key.as_str()).collect::<Vec<_>>())
         .bind(w.staged.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
         .bind(staged_values)
-        .bind(relaxed);
+        .bind(relaxed)
+        .bind(records.iter().map(|r| typed_value(&r.document, &TYPED_FIELDS[0])).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| typed_value(&r.document, &TYPED_FIELDS[1])).collect::<Vec<_>>());
     let verdict = |row: &PgRow| -> Result<u64, RepositoryError> {
         if row.get::<i64, _>("found") == 0 {
             return Err(RepositoryError::NotFound(format!("connection {connection} of company {company}")));

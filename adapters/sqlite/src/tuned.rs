@@ -8,7 +8,7 @@ use crate::SqliteStore;
 use crate::dialect::time;
 use crate::sql::backend;
 use crate::sql::pull_operations::update_row;
-use crate::sql::records::{PreparedPage, clamp};
+use crate::sql::records::{PreparedPage, TYPED_FIELDS, clamp, typed_value};
 use crate::sql::webhooks::{consumer_from_row, corrupt, delivery_from_row, event_type, insert_events};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -19,7 +19,7 @@ use tributary_domain::model::record::SyncWrite;
 use tributary_domain::model::webhook::Delivery;
 use uuid::Uuid;
 
-/// Records per `INSERT`: 9 bound values each, well under SQLite's 32,766 limit.
+/// Records per `INSERT`: 11 bound values each, well under SQLite's 32,766 limit.
 const CHUNK: usize = 500;
 
 /// Takes the lease of `connection` if nobody holds it or its holder let it expire: one
@@ -140,25 +140,26 @@ pub(crate) async fn lease_deliveries(
     rows.iter().filter(|r| leased.contains(&r.get::<String, _>("id"))).map(delivery_from_row).collect()
 }
 
-/// `INSERT … VALUES` of `rows` records, nine anonymous placeholders each (company, connection, data
-/// type, time, then the record's five). Numbered placeholders (`?NNN`) would make binding quadratic:
+/// `INSERT … VALUES` of `rows` records, eleven anonymous placeholders each (company, connection,
+/// data type, time, then the record's five and its typed fields: `records::TYPED_FIELDS`, the
+/// amount cast from its decimal text as the filters cast their constants). Numbered placeholders (`?NNN`) would make binding quadratic:
 /// SQLite looks each one's name up in a list of them all, and sqlx asks for every name.
 fn upsert_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(300 + rows * 30);
     sql.push_str(
-        "INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, source_modified, deleted) \
-         VALUES ",
+        "INSERT INTO records (company_id, connection_id, data_type, modified, record_id, document, created, source_modified, deleted, \
+         f_currency, f_amount) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NUMERIC))");
     }
     sql.push_str(
         " ON CONFLICT (connection_id, data_type, record_id) DO UPDATE SET company_id = excluded.company_id, \
          document = excluded.document, created = excluded.created, source_modified = excluded.source_modified, \
-         modified = excluded.modified, deleted = excluded.deleted \
+         modified = excluded.modified, deleted = excluded.deleted, f_currency = excluded.f_currency, f_amount = excluded.f_amount \
          WHERE records.document IS NOT excluded.document OR records.deleted IS NOT excluded.deleted",
     );
     sql
@@ -244,7 +245,9 @@ pub(crate) async fn write_sync(
                 .bind(doc)
                 .bind(r.created.map(time))
                 .bind(r.source_modified.map(time))
-                .bind(r.deleted);
+                .bind(r.deleted)
+                .bind(typed_value(&r.document, &TYPED_FIELDS[0]))
+                .bind(typed_value(&r.document, &TYPED_FIELDS[1]));
         }
         changed += q.execute(&mut *tx).await.map_err(backend)?.rows_affected();
     }
@@ -370,7 +373,8 @@ mod tests {
     #[test]
     fn upserts_use_anonymous_placeholders_nine_per_record() {
         let sql = upsert_sql(2);
-        assert!(sql.contains("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT"), "{sql}");
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS NUMERIC))";
+        assert!(sql.contains(&format!("VALUES {row}, {row} ON CONFLICT")), "{sql}");
         assert!(!sql.contains("?1"), "{sql}");
     }
 }

@@ -59,10 +59,10 @@ fn compare(c: &Condition, stored: &Json) -> Option<bool> {
             }
             have.cmp(want.as_str())
         }
+        // Only JSON numbers are numbers (a numeric string is text), as both SQL stores read them.
         (Value::Number(want), _) => {
             let have: Decimal = match stored {
                 Json::Number(n) => n.to_string().parse().ok()?,
-                Json::String(s) => s.parse().ok()?,
                 _ => return None,
             };
             have.cmp(want)
@@ -112,5 +112,8 @@ mod tests {
         assert!(t("items.status!=Unlinked"));
         assert!(t("{name=x || amount=10.50} && created<2022-01-01"));
         assert!(t("description!=anything"), "missing fields satisfy !=");
+        let text_amount = json!({"amount": "10.5"});
+        assert!(!matches(&resolve("amount=10.5", &S).unwrap(), &text_amount), "a numeric string is not a number");
+        assert!(matches(&resolve("amount!=10.5", &S).unwrap(), &text_amount));
     }
 }
