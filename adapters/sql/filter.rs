@@ -196,10 +196,22 @@ pub(crate) fn render(sql: &mut Sql, filter: &Filter, columns: ColumnMap) {
 /// filters on [`Column::Json`] fields read the document as the dialect reads it best
 /// (`dialect::documents`).
 pub(crate) fn render_documents(sql: &mut Sql, filter: &Filter, columns: ColumnMap, column: &str) {
+    if !reads_documents(filter, columns) {
+        // Columns only (typed fields among them): nothing to read out of the document.
+        return render(sql, filter, columns);
+    }
     let (before, after) = d::documents(column);
     sql.push(&before);
     render(sql, filter, columns);
     sql.push(&after);
+}
+
+/// Whether `filter` reads any [`Column::Json`] field.
+fn reads_documents(filter: &Filter, columns: ColumnMap) -> bool {
+    match filter {
+        Filter::And(xs) | Filter::Or(xs) => xs.iter().any(|x| reads_documents(x, columns)),
+        Filter::Cond(c) => matches!(columns(c.def.name), Some(Column::Json { .. })),
+    }
 }
 
 /// Appends a tag filter on companies (`alias.id` is the company id column).

@@ -464,6 +464,7 @@ mod tests {
         let sql = list_sql(ConnectionId::new_random(), DataType::Payments, &q).text;
         assert!(sql.contains("f_currency = $") && sql.contains("f_amount > CAST($"), "{sql}");
         assert!(!sql.contains("currency'") && !sql.contains("amount'") && !sql.contains("{currency}"), "{sql}");
+        assert!(!sql.contains("detoasted"), "nor decompress the document for the filter: {sql}");
     }
 
     fn rec(id: &str, n: i64) -> StoredRecord {
