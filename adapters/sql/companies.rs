@@ -1,7 +1,7 @@
 //! `CompanyRepository` on SQLite and PostgreSQL.
 
 use crate::dialect::{self as d, Store};
-use crate::sql::filter::{Column, Sql, render, render_order, render_tags};
+use crate::sql::filter::{Column, Sql, render, render_tags};
 use crate::sql::webhooks::insert_events;
 use crate::sql::{backend, parse_uuid, write_error};
 use async_trait::async_trait;
@@ -146,23 +146,12 @@ impl CompanyRepository for Store {
             where_sql.push(" AND ");
             render_tags(&mut where_sql, t, "c");
         }
-        let mut sql = Sql::from_parts(format!("SELECT c.* FROM companies c{}", where_sql.text), &where_sql);
-        let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM companies c{}", where_sql.text), where_sql.args)
-            .fetch_one(self.reader())
-            .await
-            .map_err(backend)?;
-
-        render_order(&mut sql, query.order_by.as_ref(), columns, "c.created ASC", "c.id");
-        sql.push(" LIMIT ");
-        sql.bind_i64(i64::from(query.page.page_size));
-        sql.push(" OFFSET ");
-        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(self.reader()).await.map_err(backend)?;
-        let mut items = rows.iter().map(company_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut page = self.list_rows("c.*", "companies c", where_sql, query, columns, ("c.created ASC", "c.id"), company_from_row).await?;
+        let items = &mut page.items;
         let mut tags = self.tags_for(&items.iter().map(|c| c.id.to_string()).collect::<Vec<_>>()).await?;
-        for c in &mut items {
+        for c in items.iter_mut() {
             c.tags = tags.remove(&c.id.to_string()).unwrap_or_default();
         }
-        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+        Ok(page)
     }
 }

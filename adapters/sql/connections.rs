@@ -1,7 +1,7 @@
 //! `ConnectionRepository` on SQLite and PostgreSQL.
 
 use crate::dialect::{self as d, Store};
-use crate::sql::filter::{Column, Sql, render, render_order};
+use crate::sql::filter::{Column, Sql, render};
 use crate::sql::pull_operations::insert_all;
 use crate::sql::webhooks::insert_events;
 use crate::sql::{backend, parse_uuid, write_error};
@@ -161,19 +161,7 @@ impl ConnectionRepository for Store {
             where_sql.push(" AND ");
             render(&mut where_sql, f, columns);
         }
-        let mut sql = Sql::from_parts(format!("SELECT * FROM connections{}", where_sql.text), &where_sql);
-        let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM connections{}", where_sql.text), where_sql.args)
-            .fetch_one(self.reader())
-            .await
-            .map_err(backend)?;
-        render_order(&mut sql, query.order_by.as_ref(), columns, "created ASC", "id");
-        sql.push(" LIMIT ");
-        sql.bind_i64(i64::from(query.page.page_size));
-        sql.push(" OFFSET ");
-        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(self.reader()).await.map_err(backend)?;
-        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+        self.list_rows("*", "connections", where_sql, query, columns, ("created ASC", "id"), from_row).await
     }
 
     async fn set_status_if(

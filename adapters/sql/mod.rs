@@ -73,6 +73,34 @@ impl Store {
         if missing.is_empty() { Ok(()) } else { Err(RepositoryError::backend(format!("migrations not applied: {missing:?}"))) }
     }
 
+    /// A page of `SELECT {select} FROM {from}{filter}`, in `query.order_by` (or `default_order`) with
+    /// `id` as tie-break, at the page's offset, and the exact number of rows the filter matches.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn list_rows<T>(
+        &self,
+        select: &str,
+        from: &str,
+        filter: filter::Sql,
+        query: &tributary_domain::paging::ListQuery,
+        columns: filter::ColumnMap,
+        (default_order, id): (&str, &str),
+        row: impl Fn(&crate::dialect::DbRow) -> Result<T, RepositoryError>,
+    ) -> Result<tributary_domain::paging::Page<T>, RepositoryError> {
+        let mut sql = filter::Sql::from_parts(format!("SELECT {select} FROM {from}{}", filter.text), &filter);
+        let total: i64 = sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM {from}{}", filter.text), filter.args)
+            .fetch_one(self.reader())
+            .await
+            .map_err(backend)?;
+        filter::render_order(&mut sql, query.order_by.as_ref(), columns, default_order, id);
+        sql.push(" LIMIT ");
+        sql.bind_i64(i64::from(query.page.page_size));
+        sql.push(" OFFSET ");
+        sql.bind_i64(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        let rows = sqlx::query_with(&sql.text, sql.args).fetch_all(self.reader()).await.map_err(backend)?;
+        let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        Ok(tributary_domain::paging::Page { items, total: u64::try_from(total).unwrap_or(0), request: query.page })
+    }
+
     /// The pool reads go through (for tests and diagnostics).
     pub fn pool(&self) -> &sqlx::Pool<crate::dialect::Db> {
         &self.pool
