@@ -216,10 +216,10 @@ async fn main() -> anyhow::Result<()> {
         secret_key: Some(SecretString::from("sk_test_bench")),
         ..Default::default()
     };
-    platform.update_integration("yzth", settings).await?;
-    platform.set_integration_enabled("yzth", true).await?;
-    let company = platform.create_company(CompanyFields::new("Bench", None, Default::default())?).await?.company.id;
-    let connection = platform.create_connection(company, "yzth").await?.id;
+    platform.integrations().update("yzth", settings).await?;
+    platform.integrations().set_enabled("yzth", true).await?;
+    let company = platform.companies().create(CompanyFields::new("Bench", None, Default::default())?).await?.company.id;
+    let connection = platform.connections().create(company, "yzth").await?.id;
     let repos = platform.repositories().clone();
     let pull = PullOperation {
         id: PullOperationId::new_random(),
@@ -271,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // The server, on a free port, without sync workers.
     let key = tributary_api::generate_api_key();
-    platform.create_api_key(Some("bench".into()), &key).await?;
+    platform.api_keys().create(Some("bench".into()), &key).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

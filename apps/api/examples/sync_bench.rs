@@ -167,21 +167,19 @@ async fn link_all(platform: &Platform, live: bool, accounts: &[String]) -> anyho
     let (key, client_id, secret) =
         if live { ("exgd", cfg.live_client_id, cfg.live_secret_key) } else { ("yzth", cfg.test_client_id, cfg.test_secret_key) };
     platform
-        .update_integration(
-            key,
-            IntegrationUpdate { client_id: Some(client_id), secret_key: Some(SecretString::from(secret)), ..Default::default() },
-        )
+        .integrations()
+        .update(key, IntegrationUpdate { client_id: Some(client_id), secret_key: Some(SecretString::from(secret)), ..Default::default() })
         .await?;
-    platform.set_integration_enabled(key, true).await?;
+    platform.integrations().set_enabled(key, true).await?;
     let mut out = Vec::new();
     for (i, account) in accounts.iter().enumerate() {
-        let company = platform.create_company(CompanyFields::new(&format!("Bench {i}"), None, Default::default())?).await?.company.id;
-        let mut connection = platform.create_connection(company, key).await?;
+        let company = platform.companies().create(CompanyFields::new(&format!("Bench {i}"), None, Default::default())?).await?.company.id;
+        let mut connection = platform.connections().create(company, key).await?;
         connection.transition(ConnectionStatus::Linked)?;
         connection.source_account = Some(account.clone());
         platform.repositories().connections.update(&connection, &[]).await?;
         for dt in TYPES {
-            platform.queue_pull(company, dt, None).await?;
+            platform.pulls().queue(company, dt, None).await?;
         }
         out.push((company, connection.id));
     }
@@ -244,7 +242,7 @@ async fn sync(o: &Options, sb: &Sandbox, accounts: &[String], limits: bool, n: u
         for dt in TYPES {
             stored += platform.repositories().records.count(*connection, dt, true).await?;
         }
-        for status in platform.data_status(*company).await? {
+        for status in platform.pulls().data_status(*company).await? {
             if status.latest.status != DatasetStatus::Complete {
                 failed.push(format!("{} {}: {:?}", status.data_type, status.latest.status.as_str(), status.latest.error_message));
             }

@@ -135,7 +135,7 @@ pub const SCHEDULE_EVERY: std::time::Duration = std::time::Duration::from_secs(6
 /// Queues the pulls that sync settings make due (every [`SCHEDULE_EVERY`]) and wakes the workers.
 pub async fn run_scheduler(platform: Platform, wake: Arc<tokio::sync::Notify>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        match platform.queue_due().await {
+        match platform.pulls().queue_due().await {
             Ok(q) if !q.is_empty() => {
                 tracing::info!(queued = q.len(), "scheduled pulls queued");
                 wake.notify_waiters();
@@ -237,7 +237,7 @@ pub async fn serve_on(
             workers.push(tokio::spawn(webhooks::run_delivery_worker(delivery, webhook_wake.clone(), stop_rx.clone())));
         }
     }
-    if platform.list_api_keys().await?.is_empty() {
+    if platform.api_keys().list().await?.is_empty() {
         tracing::warn!("no API keys exist yet: create one with `tributary api-keys create`");
     }
     let console = http::ConsoleOptions::new(&public_url, &opts.connect_base, opts.console_idle);

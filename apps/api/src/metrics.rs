@@ -108,7 +108,7 @@ impl Scrape {
     /// The exposition text: the gauges refreshed first. A database that does not answer leaves
     /// the backlog gauges as they were (the scrape still answers; `/ready` says what is wrong).
     pub async fn render(&self) -> String {
-        match tokio::time::timeout(std::time::Duration::from_secs(2), self.platform.backlog()).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), self.platform.console().backlog()).await {
             Ok(Ok(b)) => {
                 let now = chrono::Utc::now();
                 let age = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);

@@ -219,7 +219,7 @@ async fn settings_never_show_a_secret_and_a_new_api_key_is_shown_once() {
     let created = res.text().await.unwrap();
     let at = created.find("id=\"once\" readonly value=\"").unwrap() + 26;
     let new_key = &created[at..at + 40];
-    assert!(api.platform.authenticate(new_key).await.unwrap().is_some(), "the key shown works");
+    assert!(api.platform.api_keys().authenticate(new_key).await.unwrap().is_some(), "the key shown works");
     let (_, again, _) = get(&api, &cookie, "/console/settings").await;
     assert!(again.contains("from-console") && !again.contains(new_key), "shown once");
 }
@@ -427,7 +427,7 @@ async fn deliver_again_makes_exactly_one_more_attempt_and_not_for_a_disabled_con
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(hits.load(Ordering::SeqCst), 2, "one more attempt, not the rest of the schedule");
     // A disabled consumer's delivery is not queued (it would wait until the consumer is enabled).
-    api.platform.set_webhook_consumer_disabled(id.parse().unwrap(), true).await.unwrap();
+    api.platform.webhooks().set_consumer_disabled(id.parse().unwrap(), true).await.unwrap();
     let res = redeliver().await.unwrap();
     assert_eq!(res.status().as_u16(), 400);
     assert!(res.text().await.unwrap().contains("enable it before delivering again"));

@@ -33,7 +33,8 @@ async fn env() -> Env {
     let api = TestServer::start_with(&sandbox.url()).await;
     let cfg = Config::default();
     api.platform
-        .update_integration(
+        .integrations()
+        .update(
             "yzth",
             IntegrationUpdate {
                 client_id: Some(cfg.test_client_id.clone()),
@@ -44,7 +45,7 @@ async fn env() -> Env {
         )
         .await
         .unwrap();
-    api.platform.set_integration_enabled("yzth", true).await.unwrap();
+    api.platform.integrations().set_enabled("yzth", true).await.unwrap();
     let company = api.company("Merchant Ltd").await;
     let s = sandbox.sandbox.clone();
     let account = tokio::task::spawn_blocking(move || s.create_account(Mode::Test, Some(3), false, &Profile::default())).await.unwrap();
@@ -352,7 +353,7 @@ async fn link_pages_are_plain_html_with_clear_errors() {
     assert!(missing.text().await.unwrap().contains("Company not found"));
     let garbage = e.browser.get(format!("{}/link/not-a-company", e.api.base)).send().await.unwrap();
     assert_eq!(garbage.status().as_u16(), 404);
-    e.api.platform.set_integration_enabled("yzth", false).await.unwrap();
+    e.api.platform.integrations().set_enabled("yzth", false).await.unwrap();
     let c = list["results"][0]["linkUrl"].as_str().unwrap().to_owned();
     let disabled = e.browser.get(&c).send().await.unwrap();
     assert_eq!(disabled.status().as_u16(), 409);

@@ -30,15 +30,15 @@ async fn debug_json_logs_of_a_full_run_carry_span_fields_and_no_secret() {
         let store = Store::open(&db).await.unwrap();
         let platform =
             tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&common::MASTER, &[])), &base, true).unwrap();
-        platform.create_api_key(Some("logs".into()), &api_key).await.unwrap();
+        platform.api_keys().create(Some("logs".into()), &api_key).await.unwrap();
         let update = IntegrationUpdate {
             client_id: Some(cfg.test_client_id.clone()),
             secret_key: Some(SecretString::from(cfg.test_secret_key.clone())),
             webhook_secret: Some(SecretString::from(cfg.webhook_secret.clone())),
             scope: None,
         };
-        platform.update_integration("yzth", update).await.unwrap();
-        platform.set_integration_enabled("yzth", true).await.unwrap();
+        platform.integrations().update("yzth", update).await.unwrap();
+        platform.integrations().set_enabled("yzth", true).await.unwrap();
         store.close().await;
     }
     let master = base64::engine::general_purpose::STANDARD.encode(common::MASTER);

@@ -130,17 +130,17 @@ async fn metrics_after_a_link_sync_and_webhook_run_match_what_happened() {
     let subscribed = ["connection.connected", "read.completed.initial", "read.completed"];
     let deadline = Instant::now() + Duration::from_secs(30);
     let (good_n, bad_n) = loop {
-        let events = api.platform.recent_webhook_events(1000).await.unwrap();
+        let events = api.platform.webhooks().recent_events(1000).await.unwrap();
         let want = events.iter().filter(|e| subscribed.contains(&e.event_type.as_str())).count() as u64;
-        let (_, g) = api.platform.webhook_attempts(consumers[0], 1000).await.unwrap();
-        let (_, b) = api.platform.webhook_attempts(consumers[1], 1000).await.unwrap();
+        let (_, g) = api.platform.webhooks().attempts(consumers[0], 1000).await.unwrap();
+        let (_, b) = api.platform.webhooks().attempts(consumers[1], 1000).await.unwrap();
         if g.pending == 0 && b.pending == 0 && b.failed == want && g.delivered == want && want > 0 {
             break (g, b);
         }
         assert!(Instant::now() < deadline, "deliveries did not settle: {g:?} {b:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (bad_attempts, _) = api.platform.webhook_attempts(consumers[1], 1000).await.unwrap();
+    let (bad_attempts, _) = api.platform.webhooks().attempts(consumers[1], 1000).await.unwrap();
 
     let (text, m) = scrape(&api, &python).await;
     if std::env::var("SHOW_METRICS").is_ok() {

@@ -157,7 +157,7 @@ async fn metrics_need_the_api_key_on_the_main_listener_and_nothing_on_metrics_li
         tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&common::MASTER, &[])), "http://127.0.0.1", true)
             .unwrap();
     let key = tributary_api::generate_api_key();
-    platform.create_api_key(None, &key).await.unwrap();
+    platform.api_keys().create(None, &key).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let private = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));

@@ -47,9 +47,10 @@ async fn run_sdk(python: &str) {
     )
     .unwrap();
     let api_key = tributary_api::generate_api_key();
-    platform.create_api_key(Some("sdk".into()), &api_key).await.unwrap();
+    platform.api_keys().create(Some("sdk".into()), &api_key).await.unwrap();
     platform
-        .update_integration(
+        .integrations()
+        .update(
             "yzth",
             IntegrationUpdate {
                 client_id: Some("ca_sandbox_test".into()),
@@ -59,12 +60,13 @@ async fn run_sdk(python: &str) {
         )
         .await
         .unwrap();
-    platform.set_integration_enabled("yzth", true).await.unwrap();
+    platform.integrations().set_enabled("yzth", true).await.unwrap();
     let linked = platform
-        .create_company(tributary_domain::model::company::CompanyFields::new("Linked Merchant", None, Default::default()).unwrap())
+        .companies()
+        .create(tributary_domain::model::company::CompanyFields::new("Linked Merchant", None, Default::default()).unwrap())
         .await
         .unwrap();
-    let conn = platform.create_connection(linked.company.id, "yzth").await.unwrap();
+    let conn = platform.connections().create(linked.company.id, "yzth").await.unwrap();
     let mut stored = platform.repositories().connections.find(conn.id).await.unwrap().unwrap();
     stored.transition(ConnectionStatus::Linked).unwrap();
     stored.source_account = Some(account);

@@ -254,7 +254,7 @@ async fn objects_created_and_deleted_during_a_split_backfill_end_as_they_are_at_
     until_finished(&platform, company, connection, Duration::from_secs(120)).await;
     // The next sync follows the changes made since just before the backfill started.
     for dt in [DataType::Customers, DataType::Payments] {
-        platform.queue_pull(company, dt, None).await.unwrap();
+        platform.pulls().queue(company, dt, None).await.unwrap();
     }
     until_finished(&platform, company, connection, Duration::from_secs(60)).await;
     drop(run);

@@ -104,10 +104,10 @@ async fn a_refused_record(store: tributary_api::store::Store, refuse: impl std::
             assert_eq!(*status, DatasetStatus::Complete, "{dt}: {statuses:?}");
         }
     }
-    let c = platform.get_connection(company, connection).await.unwrap();
+    let c = platform.connections().get(company, connection).await.unwrap();
     assert_eq!(c.status, ConnectionStatus::Linked);
     // Released: the connection syncs again at once.
-    platform.queue_pull(company, DataType::Disputes, None).await.unwrap();
+    platform.pulls().queue(company, DataType::Disputes, None).await.unwrap();
     assert!(tokio::time::timeout(Duration::from_secs(30), engine.run_once()).await.unwrap().unwrap());
     sandbox.stop().await;
     store.close().await;

@@ -213,7 +213,8 @@ async fn a_signed_object_webhook_applies_the_change_at_once_and_a_replay_of_it_i
     let profile = Profile { customers: 5, charges: 10, refunds: 1, disputes: 1, products: 2, prices: 3, payouts: 1 };
     let (api, sandbox, company, connection, account) = linked_and_synced(profile).await;
     api.platform
-        .update_integration(
+        .integrations()
+        .update(
             "yzth",
             tributary_domain::service::IntegrationUpdate {
                 webhook_secret: Some(secrecy::SecretString::from("whsec_sandbox_connect")),
@@ -297,9 +298,9 @@ async fn a_platform_key_rolled_mid_sync_fails_the_pulls_but_leaves_the_connectio
     assert_eq!(auth["totalResults"], 0, "not the merchant's doing: {auth}");
     let (_, c) = api.get(&format!("/companies/{company}/connections/{connection}")).await;
     assert_eq!(c["status"], "Linked", "the merchant did nothing: {c}");
-    let events = api.platform.recent_webhook_events(1000).await.unwrap();
+    let events = api.platform.webhooks().recent_events(1000).await.unwrap();
     assert!(!events.iter().any(|e| e.event_type.as_str() == "connection.disconnected"), "no disconnection announced");
-    let refused = api.platform.get_integration("yzth").await.unwrap().settings.key_refused.expect("shown on the integration");
+    let refused = api.platform.integrations().get("yzth").await.unwrap().settings.key_refused.expect("shown on the integration");
     assert!(refused.message.contains("401") && !refused.message.contains("sk_test_sandbox_platform"), "{}", refused.message);
     http.delete(format!("{}/_sandbox/faults", sandbox.url())).send().await.unwrap();
 
@@ -316,8 +317,8 @@ async fn a_platform_key_rolled_mid_sync_fails_the_pulls_but_leaves_the_connectio
     assert!(page.contains("Stripe refused the secret key"), "{page}");
     // ...and saves the new key: the next sync completes.
     let fixed = IntegrationUpdate { secret_key: Some(SecretString::from("sk_test_rolled_at_stripe")), ..Default::default() };
-    api.platform.update_integration("yzth", fixed).await.unwrap();
-    assert_eq!(api.platform.get_integration("yzth").await.unwrap().settings.key_refused, None, "a new key clears it");
+    api.platform.integrations().update("yzth", fixed).await.unwrap();
+    assert_eq!(api.platform.integrations().get("yzth").await.unwrap().settings.key_refused, None, "a new key clears it");
     let (s, _) = api.post(&format!("/companies/{company}/data/all"), serde_json::json!({})).await;
     assert_eq!(s, 204);
     wait_complete(&api, &company).await;

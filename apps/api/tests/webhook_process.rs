@@ -104,9 +104,10 @@ async fn prepare(database_url: &str, hook_port: u16) -> (String, String) {
     )
     .unwrap();
     let key = tributary_api::generate_api_key();
-    platform.create_api_key(Some("t".into()), &key).await.unwrap();
+    platform.api_keys().create(Some("t".into()), &key).await.unwrap();
     let (_, secret) = platform
-        .create_webhook_consumer(NewConsumer {
+        .webhooks()
+        .create_consumer(NewConsumer {
             url: format!("http://127.0.0.1:{hook_port}/hook"),
             disabled: false,
             event_types: vec!["company.created".into()],
@@ -165,8 +166,8 @@ async fn a_server_killed_with_pending_deliveries_delivers_them_all_after_a_resta
         true,
     )
     .unwrap();
-    let consumer = platform.list_webhook_consumers().await.unwrap()[0].id;
-    let (attempts, counts) = platform.webhook_attempts(consumer, 100).await.unwrap();
+    let consumer = platform.webhooks().list_consumers().await.unwrap()[0].id;
+    let (attempts, counts) = platform.webhooks().attempts(consumer, 100).await.unwrap();
     assert!(!attempts.is_empty() && attempts.iter().all(|a| !a.ok), "attempts failed before the kill: {attempts:?}");
     assert_eq!(counts.pending, 6, "six deliveries were pending at the kill");
     store.close().await;

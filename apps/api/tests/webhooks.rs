@@ -35,7 +35,8 @@ async fn webhook_consumers_are_created_listed_and_deleted_as_codat_does() {
     let id = c["id"].as_str().unwrap().to_owned();
     assert_eq!(
         api.platform
-            .webhook_consumer_secret(id.parse().unwrap())
+            .webhooks()
+            .consumer_secret(id.parse().unwrap())
             .await
             .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned())
             .unwrap(),
@@ -265,7 +266,7 @@ async fn with_the_receiver_down_then_failing_every_event_arrives_and_retries_kee
     let id = consumer.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (attempts, _) = api.platform.webhook_attempts(id, 500).await.unwrap();
+        let (attempts, _) = api.platform.webhooks().attempts(id, 500).await.unwrap();
         if attempts.iter().filter(|a| !a.ok).count() >= 12 {
             assert!(attempts.iter().all(|a| a.status_code.is_none() && a.error.is_some()), "{attempts:?}");
             break;
@@ -288,9 +289,9 @@ async fn with_the_receiver_down_then_failing_every_event_arrives_and_retries_kee
         let retry = ok.iter().find(|l| l["webhookId"] == f["webhookId"]).expect("a failed delivery is retried with the same webhook-id");
         assert_eq!(retry["body"], f["body"], "a retry sends the same body");
     }
-    let (_, counts) = api.platform.webhook_attempts(id, 1).await.unwrap();
+    let (_, counts) = api.platform.webhooks().attempts(id, 1).await.unwrap();
     assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 6, 0));
-    let (attempts, _) = api.platform.webhook_attempts(id, 500).await.unwrap();
+    let (attempts, _) = api.platform.webhooks().attempts(id, 500).await.unwrap();
     assert!(attempts.iter().filter(|a| a.ok).all(|a| a.status_code == Some(204)));
     assert!(attempts.iter().any(|a| a.status_code == Some(503)));
 }

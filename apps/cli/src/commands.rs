@@ -94,7 +94,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::ApiKeys(ApiKeysCmd::Create { name }) => {
             let key = tributary_api::generate_api_key();
-            let record = p.create_api_key(name.clone(), &key).await?;
+            let record = p.api_keys().create(name.clone(), &key).await?;
             let value = key.expose_secret().to_owned();
             if ctx.json {
                 output::json(
@@ -106,7 +106,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             }
         }
         Command::ApiKeys(ApiKeysCmd::List) => {
-            let keys = p.list_api_keys().await?;
+            let keys = p.api_keys().list().await?;
             if ctx.json {
                 output::json(&keys.into_iter().map(|k| ApiKeyDto::new(k, None)).collect::<Vec<_>>());
             } else {
@@ -118,7 +118,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::ApiKeys(ApiKeysCmd::Revoke { id, force }) => {
             let id: ApiKeyId = parse_id(id, "API key id")?;
-            p.delete_api_key(id, *force).await.map_err(|e| match e {
+            p.api_keys().delete(id, *force).await.map_err(|e| match e {
                 tributary_domain::DomainError::Conflict(m) => anyhow!("{m} Use --force to revoke it anyway."),
                 e => e.into(),
             })?;
@@ -126,7 +126,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::Webhooks(cmd) => webhooks(p, cmd, ctx.json).await?,
         Command::Integrations(IntegrationsCmd::List) => {
-            let list = p.list_integrations().await?;
+            let list = p.integrations().list().await?;
             if ctx.json {
                 let v: Vec<_> = list
                     .iter()
@@ -174,7 +174,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                 webhook_secret: webhook_secret.clone().map(|s| secret_arg(s, "webhook secret")).transpose()?,
                 scope: scope.as_deref().map(|s| s.parse::<Scope>().map_err(|e| anyhow!(e))).transpose()?,
             };
-            let i = p.update_integration(key, update).await?;
+            let i = p.integrations().update(key, update).await?;
             let hint = if i.settings.enabled || !i.settings.is_configured() {
                 String::new()
             } else {
@@ -188,7 +188,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::Integrations(IntegrationsCmd::Enable { key }) | Command::Integrations(IntegrationsCmd::Disable { key }) => {
             let enable = matches!(cli.command, Command::Integrations(IntegrationsCmd::Enable { .. }));
-            let i = p.set_integration_enabled(key, enable).await?;
+            let i = p.integrations().set_enabled(key, enable).await?;
             report(
                 ctx.json,
                 serde_json::json!({"key": key, "enabled": i.settings.enabled}),
@@ -201,7 +201,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                 let (k, v) = t.split_once('=').ok_or_else(|| anyhow!("--tag must be KEY=VALUE, got '{t}'"))?;
                 map.insert(k.to_owned(), v.to_owned());
             }
-            let view = p.create_company(CompanyFields::new(name, description.clone(), map)?).await?;
+            let view = p.companies().create(CompanyFields::new(name, description.clone(), map)?).await?;
             let dto = CompanyDto::new(view, &public);
             if ctx.json {
                 output::json(&dto);
@@ -211,7 +211,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::Companies(CompaniesCmd::List { query, order_by, page, page_size }) => {
             let q = ListQuery::from_params(&QUERY_SCHEMA, Some(*page), Some(*page_size), query.as_deref(), order_by.as_deref())?;
-            let page = p.list_companies(q, None).await?;
+            let page = p.companies().list(q, None).await?;
             let total = page.total;
             let items: Vec<CompanyDto> = page.items.into_iter().map(|c| CompanyDto::new(c, &public)).collect();
             if ctx.json {
@@ -240,7 +240,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             }
         }
         Command::Companies(CompaniesCmd::Show { id }) => {
-            let view = p.get_company(parse_id::<CompanyId>(id, "company id")?).await?;
+            let view = p.companies().get(parse_id::<CompanyId>(id, "company id")?).await?;
             let dto = CompanyDto::new(view, &public);
             if ctx.json {
                 output::json(&dto);
@@ -261,7 +261,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::Companies(CompaniesCmd::Delete { id }) => {
             let id: CompanyId = parse_id(id, "company id")?;
-            p.delete_company(id).await?;
+            p.companies().delete(id).await?;
             report(
                 ctx.json,
                 serde_json::json!({"deleted": id.to_string()}),
@@ -269,7 +269,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
             );
         }
         Command::Connections(ConnectionsCmd::Create { company_id, platform_key }) => {
-            let c = p.create_connection(parse_id(company_id, "company id")?, platform_key).await?;
+            let c = p.connections().create(parse_id(company_id, "company id")?, platform_key).await?;
             let dto = ConnectionDto::new(c, &public);
             if ctx.json {
                 output::json(&dto);
@@ -279,7 +279,8 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         }
         Command::Connections(ConnectionsCmd::List { company_id }) => {
             let page = p
-                .list_connections(
+                .connections()
+                .list(
                     parse_id(company_id, "company id")?,
                     &ListQuery { page: tributary_domain::paging::PageRequest { page: 1, page_size: 5000 }, ..Default::default() },
                 )
@@ -295,7 +296,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
         | Command::Connections(ConnectionsCmd::Unlink { id })
         | Command::Connections(ConnectionsCmd::Delete { id }) => {
             let id: ConnectionId = parse_id(id, "connection id")?;
-            let c = p.find_connection(id).await?;
+            let c = p.connections().find(id).await?;
             match &cli.command {
                 Command::Connections(ConnectionsCmd::Show { .. }) => {
                     let dto = ConnectionDto::new(c, &public);
@@ -354,7 +355,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> anyhow::Result<()> {
                     (AesGcmCipher::new(&current, &[]), false)
                 }
             };
-            let n = p.rotate_secrets(&configured, &new_cipher).await?;
+            let n = p.settings().rotate_secrets(&configured, &new_cipher).await?;
             let msg = if announce {
                 format!(
                     "re-encrypted {n} secrets under key {}. Now set master_key to the new key (and keep the old one in previous_master_keys until every server has restarted).",
@@ -450,7 +451,7 @@ async fn webhooks(p: &Platform, cmd: &WebhooksCmd, json: bool) -> anyhow::Result
     use tributary_domain::ids::WebhookConsumerId;
     match cmd {
         WebhooksCmd::List => {
-            let all = p.list_webhook_consumers().await?;
+            let all = p.webhooks().list_consumers().await?;
             if json {
                 output::json(&all.into_iter().map(|c| consumer_json(c, None)).collect::<Vec<_>>());
             } else {
@@ -464,7 +465,7 @@ async fn webhooks(p: &Platform, cmd: &WebhooksCmd, json: bool) -> anyhow::Result
                 event_types: event_types.clone(),
                 company_tags: company_tags.clone(),
             };
-            let (c, secret) = p.create_webhook_consumer(req).await?;
+            let (c, secret) = p.webhooks().create_consumer(req).await?;
             let secret = secret.expose_secret().to_owned();
             if json {
                 output::json(&consumer_json(c, Some(secret)));
@@ -475,12 +476,12 @@ async fn webhooks(p: &Platform, cmd: &WebhooksCmd, json: bool) -> anyhow::Result
         }
         WebhooksCmd::Delete { id } => {
             let id: WebhookConsumerId = parse_id(id, "webhook id")?;
-            p.delete_webhook_consumer(id).await?;
+            p.webhooks().delete_consumer(id).await?;
             report(json, serde_json::json!({"deleted": id.to_string()}), &format!("deleted webhook consumer {id}"));
         }
         WebhooksCmd::Secret { id } => {
             let id: WebhookConsumerId = parse_id(id, "webhook id")?;
-            let secret = p.webhook_consumer_secret(id).await?;
+            let secret = p.webhooks().consumer_secret(id).await?;
             if json {
                 output::json(&serde_json::json!({"id": id.to_string(), "signingSecret": secret.expose_secret()}));
             } else {
@@ -489,7 +490,7 @@ async fn webhooks(p: &Platform, cmd: &WebhooksCmd, json: bool) -> anyhow::Result
         }
         WebhooksCmd::Enable { id } | WebhooksCmd::Disable { id } => {
             let id: WebhookConsumerId = parse_id(id, "webhook id")?;
-            let c = p.set_webhook_consumer_disabled(id, matches!(cmd, WebhooksCmd::Disable { .. })).await?;
+            let c = p.webhooks().set_consumer_disabled(id, matches!(cmd, WebhooksCmd::Disable { .. })).await?;
             if json {
                 output::json(&consumer_json(c, None));
             } else {
@@ -498,7 +499,7 @@ async fn webhooks(p: &Platform, cmd: &WebhooksCmd, json: bool) -> anyhow::Result
         }
         WebhooksCmd::Attempts { id, limit } => {
             let id: WebhookConsumerId = parse_id(id, "webhook id")?;
-            let (attempts, counts) = p.webhook_attempts(id, *limit).await?;
+            let (attempts, counts) = p.webhooks().attempts(id, *limit).await?;
             if json {
                 let list: Vec<_> = attempts
                     .iter()

@@ -45,10 +45,10 @@ pub async fn export(
     let Some(schema) = schema(dt) else {
         if dt != DataType::CompanyInfo {
             // Says why (e.g. "Datatype commerce-orders not supported by platform(s) Stripe Test").
-            p.readable(company, connection, dt).await?;
+            p.records().readable(company, connection, dt).await?;
             return Err(anyhow!("{dt} cannot be exported"));
         }
-        let info = p.company_info(company, connection).await?;
+        let info = p.records().company_info(company, connection).await?;
         writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
         return Ok(());
     };
@@ -64,7 +64,7 @@ pub async fn export(
         // Each page starts where the last ended (keyset) when the order allows, so a deep export
         // does not re-read what it skips.
         let q = ListQuery { seek: seek.take(), ..ListQuery::from_params(schema, Some(page), Some(PAGE), query, order_by)? };
-        let RecordPage { page: batch, next } = p.list_records(company, connection, dt, &q).await?;
+        let RecordPage { page: batch, next } = p.records().list(company, connection, dt, &q).await?;
         let more = batch.has_next();
         seek = next;
         for text in batch.items {

@@ -57,7 +57,8 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
     let store = Store::open(&url).await?;
     let platform = tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&bytes, &[])), &base, true)?;
     platform
-        .update_integration(
+        .integrations()
+        .update(
             "yzth",
             IntegrationUpdate {
                 client_id: Some(cfg.test_client_id.clone()),
@@ -67,10 +68,11 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
             },
         )
         .await?;
-    platform.set_integration_enabled("yzth", true).await?;
+    platform.integrations().set_enabled("yzth", true).await?;
     let api_key = tributary_api::generate_api_key();
     platform
-        .create_api_key(Some(format!("demo {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"))), &api_key)
+        .api_keys()
+        .create(Some(format!("demo {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"))), &api_key)
         .await
         .context("cannot create the demo API key (at most 10 keys: delete the demo database to start afresh)")?;
 
@@ -88,10 +90,11 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
 
     // A company and its connection, linked through the sandbox's Connect OAuth as a merchant would.
     let company = platform
-        .create_company(CompanyFields::new("Demo Shop", Some("created by tributary demo".into()), Default::default())?)
+        .companies()
+        .create(CompanyFields::new("Demo Shop", Some("created by tributary demo".into()), Default::default())?)
         .await?
         .company;
-    let connection = platform.create_connection(company.id, "yzth").await?;
+    let connection = platform.connections().create(company.id, "yzth").await?;
     let link_url = format!("{base}/link/{}/connections/{}/start", company.id, connection.id);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let authorize = http.get(&link_url).send().await?;
@@ -107,7 +110,7 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
         .await?;
     let callback = approved["redirect"].as_str().ok_or_else(|| anyhow!("the sandbox did not approve: {approved}"))?;
     http.get(callback).send().await?;
-    let linked = platform.get_connection(company.id, connection.id).await?;
+    let linked = platform.connections().get(company.id, connection.id).await?;
     println!(
         "Linked connection {} to Stripe account {} ({})\n",
         linked.id,
@@ -116,7 +119,7 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
     );
 
     // Sync with progress bars.
-    let history = platform.list_pull_operations(company.id, &Default::default()).await?;
+    let history = platform.pulls().list(company.id, &Default::default()).await?;
     // The server's workers may already have started some pulls: watch every pull of this connection.
     let ops: Vec<_> =
         history.items.into_iter().filter(|o| o.connection_id == connection.id && o.status != DatasetStatus::NotSupported).collect();
@@ -130,7 +133,7 @@ pub async fn run(listen: &str, database: &Path) -> anyhow::Result<()> {
             ..Default::default()
         };
         if let Some(text) =
-            platform.list_records(company.id, connection.id, dt, &first).await.ok().and_then(|p| p.page.items.into_iter().next())
+            platform.records().list(company.id, connection.id, dt, &first).await.ok().and_then(|p| p.page.items.into_iter().next())
         {
             let record: serde_json::Value = serde_json::from_str(&text)?;
             println!("\nSample {dt}:\n{}", serde_json::to_string_pretty(&record)?);

@@ -27,7 +27,7 @@ pub async fn run(
     let types: Vec<DataType> = match data_type {
         Some(t) => vec![t.parse().map_err(|e: tributary_domain::model::data_type::UnknownDataType| anyhow!(e.0))?],
         None => {
-            let (settings, _) = platform.company_sync_settings(company).await?;
+            let (settings, _) = platform.settings().company_sync_settings(company).await?;
             let mut s: Vec<_> = settings.into_iter().filter(|s| s.fetch_on_first_link).collect();
             s.sort_by_key(|s| s.sync_order);
             s.into_iter().map(|s| s.data_type).collect()
@@ -35,7 +35,7 @@ pub async fn run(
     };
     let mut ops = Vec::new();
     for t in types {
-        ops.push(platform.queue_pull(company, t, connection).await?);
+        ops.push(platform.pulls().queue(company, t, connection).await?);
     }
     let finished = watch(platform, opts, company, &ops, json).await?;
     summarize(platform, &finished, json).await
@@ -80,7 +80,7 @@ pub async fn watch(
     let finished: Vec<PullOperation> = loop {
         let mut current = Vec::new();
         for op in ops {
-            current.push(platform.get_pull_operation(company, op.id).await?);
+            current.push(platform.pulls().get(company, op.id).await?);
         }
         for op in &current {
             if let Some(bar) = shown.get(&op.id.to_string()) {
@@ -109,7 +109,7 @@ pub async fn summarize(platform: &Platform, finished: &[PullOperation], json: bo
     let mut rows = Vec::new();
     let mut summary = Vec::new();
     for op in finished {
-        let records = platform.count_records(op.connection_id, op.data_type).await.unwrap_or(0);
+        let records = platform.records().count(op.connection_id, op.data_type).await.unwrap_or(0);
         rows.push(vec![
             op.data_type.key().to_owned(),
             op.connection_id.to_string(),

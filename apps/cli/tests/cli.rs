@@ -168,8 +168,8 @@ async fn keys_rotate_re_encrypts_every_secret_under_the_new_key() {
     )
     .unwrap();
     use secrecy::ExposeSecret;
-    assert_eq!(under_b.platform_credentials("yzth").await.unwrap().secret_key.expose_secret(), "sk_test_rotate");
-    assert_eq!(under_b.platform_credentials("exgd").await.unwrap().secret_key.expose_secret(), "sk_live_rotate");
+    assert_eq!(under_b.integrations().credentials("yzth").await.unwrap().secret_key.expose_secret(), "sk_test_rotate");
+    assert_eq!(under_b.integrations().credentials("exgd").await.unwrap().secret_key.expose_secret(), "sk_live_rotate");
     let under_a = tributary_api::compose::platform(
         &store,
         std::sync::Arc::new(tributary_api::crypto::AesGcmCipher::new(&a, &[])),
@@ -177,7 +177,7 @@ async fn keys_rotate_re_encrypts_every_secret_under_the_new_key() {
         true,
     )
     .unwrap();
-    assert!(under_a.platform_credentials("yzth").await.is_err(), "the old key no longer opens anything");
+    assert!(under_a.integrations().credentials("yzth").await.is_err(), "the old key no longer opens anything");
     store.close().await;
 
     // The two-step flow: configure the new key with the old one as previous, then rotate.

@@ -1,17 +1,13 @@
 //! The operator console's use cases: signing in with an API key into a stored session, the
-//! overview, and a consumer's deliveries. Everything else the console does goes through the
+//! overview and the backlog. Everything else the console does goes through the
 //! same use cases as the API.
 
 use super::Platform;
 use super::api_keys::hash_api_key;
 use crate::error::{DomainError, RepositoryError};
-use crate::ids::WebhookConsumerId;
 use crate::model::console::{ConsoleSession, Overview};
-use crate::model::webhook::DeliverySummary;
-use crate::ports::Redelivery;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
-use uuid::Uuid;
 
 /// How often a session's last use is written at most: sooner than this after the last write, a
 /// request does not write (so browsing does not turn every page view into a write). A tenth of
@@ -21,7 +17,15 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// The window of the overview's pulls and records.
 pub const OVERVIEW_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
-impl Platform {
+/// Operator console use cases: sessions and the overview figures.
+///
+/// Borrowed from the façade: [`Platform::console`].
+#[derive(Clone, Copy)]
+pub struct Console<'a> {
+    pub(super) p: &'a Platform,
+}
+
+impl Console<'_> {
     /// Signs in with an API key: when `key` is a valid key, stores a session for `token` (a new
     /// random value the caller puts in the session cookie; only its hash is stored).
     ///
@@ -31,10 +35,10 @@ impl Platform {
         if key.is_empty() {
             return Ok(None);
         }
-        let Some(api_key) = self.authenticate(key).await? else { return Ok(None) };
-        let now = self.clock.now();
+        let Some(api_key) = self.p.api_keys().authenticate(key).await? else { return Ok(None) };
+        let now = self.p.clock.now();
         let session = ConsoleSession { hash: hash_api_key(token.expose_secret()), api_key_id: api_key.id, created: now, last_seen: now };
-        match self.repos.console.insert_session(&session).await {
+        match self.p.repos.console.insert_session(&session).await {
             Ok(()) => Ok(Some(session)),
             // The key was deleted meanwhile.
             Err(RepositoryError::NotFound(_)) => Ok(None),
@@ -47,17 +51,17 @@ impl Platform {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn console_session(&self, token: &str, idle: Duration) -> Result<Option<ConsoleSession>, DomainError> {
+    pub async fn session(&self, token: &str, idle: Duration) -> Result<Option<ConsoleSession>, DomainError> {
         let hash = hash_api_key(token);
-        let Some(mut session) = self.repos.console.find_session(&hash).await? else { return Ok(None) };
-        let now = self.clock.now();
+        let Some(mut session) = self.p.repos.console.find_session(&hash).await? else { return Ok(None) };
+        let now = self.p.clock.now();
         let idle = chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::MAX);
         if now - session.last_seen >= idle {
-            self.repos.console.delete_sessions(Some(hash), now - idle).await?;
+            self.p.repos.console.delete_sessions(Some(hash), now - idle).await?;
             return Ok(None);
         }
         if now - session.last_seen >= TOUCH_EVERY.min(idle / 10) {
-            self.repos.console.touch_session(&hash, now).await?;
+            self.p.repos.console.touch_session(&hash, now).await?;
             session.last_seen = now;
         }
         Ok(Some(session))
@@ -69,8 +73,8 @@ impl Platform {
     /// Storage failures.
     pub async fn sign_out(&self, token: &str, idle: Duration) -> Result<(), DomainError> {
         let idle = chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::MAX);
-        let before = self.clock.now().checked_sub_signed(idle).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        Ok(self.repos.console.delete_sessions(Some(hash_api_key(token)), before).await?)
+        let before = self.p.clock.now().checked_sub_signed(idle).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        Ok(self.p.repos.console.delete_sessions(Some(hash_api_key(token)), before).await?)
     }
 
     /// The overview: companies and connections by status, the last 24 hours' pulls by status and
@@ -79,15 +83,7 @@ impl Platform {
     /// # Errors
     /// Storage failures.
     pub async fn overview(&self) -> Result<Overview, DomainError> {
-        Ok(self.repos.console.overview(self.clock.now() - OVERVIEW_WINDOW).await?)
-    }
-
-    /// The most recent webhook events (the outbox), newest first.
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn recent_webhook_events(&self, limit: u32) -> Result<Vec<crate::model::webhook::OutboxEvent>, DomainError> {
-        Ok(self.repos.webhooks.recent_events(limit).await?)
+        Ok(self.p.repos.console.overview(self.p.clock.now() - OVERVIEW_WINDOW).await?)
     }
 
     /// Pulls queued and running, and webhook deliveries pending, across the database.
@@ -95,35 +91,7 @@ impl Platform {
     /// # Errors
     /// Storage failures.
     pub async fn backlog(&self) -> Result<crate::model::console::Backlog, DomainError> {
-        Ok(self.repos.console.backlog().await?)
-    }
-
-    /// A consumer's most recent deliveries, newest first.
-    ///
-    /// # Errors
-    /// [`DomainError::NotFound`] for an unknown consumer.
-    pub async fn webhook_deliveries(&self, id: WebhookConsumerId, limit: u32) -> Result<Vec<DeliverySummary>, DomainError> {
-        self.get_webhook_consumer(id).await?;
-        Ok(self.repos.webhooks.list_deliveries(id, limit).await?)
-    }
-
-    /// Delivers a finished delivery (delivered or failed) once more, as soon as a worker is free:
-    /// one attempt, whose failure ends it `Failed` again.
-    ///
-    /// # Errors
-    /// [`DomainError::NotFound`] for an unknown consumer or delivery; [`DomainError::InvalidState`]
-    /// when the delivery is still pending or the consumer is disabled.
-    pub async fn redeliver_webhook(&self, id: WebhookConsumerId, delivery: Uuid) -> Result<(), DomainError> {
-        if self.get_webhook_consumer(id).await?.disabled {
-            return Err(DomainError::InvalidState("This consumer is disabled: enable it before delivering again.".into()));
-        }
-        match self.repos.webhooks.redeliver(id, delivery, self.clock.now()).await? {
-            Redelivery::Queued => Ok(()),
-            Redelivery::StillPending => {
-                Err(DomainError::InvalidState("This delivery is still pending: it will be attempted again on its own.".into()))
-            }
-            Redelivery::NotFound => Err(DomainError::NotFound(format!("No delivery was found with ID {delivery}"))),
-        }
+        Ok(self.p.repos.console.backlog().await?)
     }
 }
 
@@ -145,55 +113,55 @@ mod tests {
     async fn a_valid_key_signs_in_and_a_wrong_one_does_not() {
         let (p, _) = setup();
         let key = "k".repeat(40);
-        p.create_api_key(None, &SecretString::from(key.clone())).await.unwrap();
-        assert!(p.sign_in("wrong", &SecretString::from("t1".to_owned())).await.unwrap().is_none());
-        assert!(p.sign_in("", &SecretString::from("t1".to_owned())).await.unwrap().is_none());
-        let s = p.sign_in(&key, &SecretString::from("token-1".to_owned())).await.unwrap().unwrap();
+        p.api_keys().create(None, &SecretString::from(key.clone())).await.unwrap();
+        assert!(p.console().sign_in("wrong", &SecretString::from("t1".to_owned())).await.unwrap().is_none());
+        assert!(p.console().sign_in("", &SecretString::from("t1".to_owned())).await.unwrap().is_none());
+        let s = p.console().sign_in(&key, &SecretString::from("token-1".to_owned())).await.unwrap().unwrap();
         assert_ne!(s.hash, "token-1", "only the token's hash is stored");
-        assert!(p.console_session("token-1", IDLE).await.unwrap().is_some());
-        assert!(p.console_session("token-2", IDLE).await.unwrap().is_none());
+        assert!(p.console().session("token-1", IDLE).await.unwrap().is_some());
+        assert!(p.console().session("token-2", IDLE).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn an_idle_session_expires_and_a_used_one_stays() {
         let (p, clock) = setup();
         let key = "k".repeat(40);
-        p.create_api_key(None, &SecretString::from(key.clone())).await.unwrap();
-        p.sign_in(&key, &SecretString::from("tok".to_owned())).await.unwrap().unwrap();
+        p.api_keys().create(None, &SecretString::from(key.clone())).await.unwrap();
+        p.console().sign_in(&key, &SecretString::from("tok".to_owned())).await.unwrap().unwrap();
         for _ in 0..3 {
             *clock.0.lock().unwrap() += chrono::TimeDelta::minutes(20);
-            assert!(p.console_session("tok", IDLE).await.unwrap().is_some(), "used every 20 minutes, it stays");
+            assert!(p.console().session("tok", IDLE).await.unwrap().is_some(), "used every 20 minutes, it stays");
         }
         *clock.0.lock().unwrap() += chrono::TimeDelta::minutes(30);
-        assert!(p.console_session("tok", IDLE).await.unwrap().is_none(), "idle for 30 minutes, it expired");
+        assert!(p.console().session("tok", IDLE).await.unwrap().is_none(), "idle for 30 minutes, it expired");
     }
 
     #[tokio::test]
     async fn with_a_one_minute_idle_time_a_session_used_every_50_seconds_stays() {
         let (p, clock) = setup();
         let key = "k".repeat(40);
-        p.create_api_key(None, &SecretString::from(key.clone())).await.unwrap();
-        p.sign_in(&key, &SecretString::from("tok".to_owned())).await.unwrap().unwrap();
+        p.api_keys().create(None, &SecretString::from(key.clone())).await.unwrap();
+        p.console().sign_in(&key, &SecretString::from("tok".to_owned())).await.unwrap().unwrap();
         let minute = Duration::from_secs(60);
         for _ in 0..5 {
             *clock.0.lock().unwrap() += chrono::TimeDelta::seconds(50);
-            assert!(p.console_session("tok", minute).await.unwrap().is_some());
+            assert!(p.console().session("tok", minute).await.unwrap().is_some());
         }
         *clock.0.lock().unwrap() += chrono::TimeDelta::seconds(61);
-        assert!(p.console_session("tok", minute).await.unwrap().is_none());
+        assert!(p.console().session("tok", minute).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn signing_out_and_deleting_the_key_end_the_session() {
         let (p, _) = setup();
         let (k1, k2) = ("a".repeat(40), "b".repeat(40));
-        let first = p.create_api_key(None, &SecretString::from(k1.clone())).await.unwrap();
-        p.create_api_key(None, &SecretString::from(k2.clone())).await.unwrap();
-        p.sign_in(&k1, &SecretString::from("s1".to_owned())).await.unwrap().unwrap();
-        p.sign_in(&k2, &SecretString::from("s2".to_owned())).await.unwrap().unwrap();
-        p.sign_out("s2", IDLE).await.unwrap();
-        assert!(p.console_session("s2", IDLE).await.unwrap().is_none());
-        p.delete_api_key(first.id, false).await.unwrap();
-        assert!(p.console_session("s1", IDLE).await.unwrap().is_none());
+        let first = p.api_keys().create(None, &SecretString::from(k1.clone())).await.unwrap();
+        p.api_keys().create(None, &SecretString::from(k2.clone())).await.unwrap();
+        p.console().sign_in(&k1, &SecretString::from("s1".to_owned())).await.unwrap().unwrap();
+        p.console().sign_in(&k2, &SecretString::from("s2".to_owned())).await.unwrap().unwrap();
+        p.console().sign_out("s2", IDLE).await.unwrap();
+        assert!(p.console().session("s2", IDLE).await.unwrap().is_none());
+        p.api_keys().delete(first.id, false).await.unwrap();
+        assert!(p.console().session("s1", IDLE).await.unwrap().is_none());
     }
 }

@@ -528,7 +528,7 @@ impl SyncEngine {
         halt: &Signal,
     ) -> Result<(PullRun, Task<'a>), (PullOperation, DatasetStatus, String)> {
         tracing::info!(connection.id = %op.connection_id, sync.data_type = %op.data_type, pull.id = %op.id, "pull started");
-        let (creds, key_refused) = match self.platform.credentials_and_refusal(connection.platform_key.as_str()).await {
+        let (creds, key_refused) = match self.platform.integrations().credentials_and_refusal(connection.platform_key.as_str()).await {
             Ok(c) => c,
             Err(e) => return Err((op, DatasetStatus::InternalError, e.to_string())),
         };
@@ -1252,15 +1252,16 @@ mod tests {
 
     async fn linked_with(mem: Arc<Mem>, clock: Arc<Fixed>) -> (Platform, CompanyId, ConnectionId) {
         let p = platform_with(mem, clock);
-        p.update_integration(
-            "yzth",
-            IntegrationUpdate { client_id: Some("ca".into()), secret_key: Some(SecretString::from("sk_test_x")), ..Default::default() },
-        )
-        .await
-        .unwrap();
-        p.set_integration_enabled("yzth", true).await.unwrap();
-        let company = p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
-        let mut c = p.create_connection(company, "yzth").await.unwrap();
+        p.integrations()
+            .update(
+                "yzth",
+                IntegrationUpdate { client_id: Some("ca".into()), secret_key: Some(SecretString::from("sk_test_x")), ..Default::default() },
+            )
+            .await
+            .unwrap();
+        p.integrations().set_enabled("yzth", true).await.unwrap();
+        let company = p.companies().create(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
+        let mut c = p.connections().create(company, "yzth").await.unwrap();
         c.transition(ConnectionStatus::Linked).unwrap();
         c.source_account = Some("acct_1".into());
         p.repos.connections.update(&c, &[]).await.unwrap();
@@ -1310,8 +1311,8 @@ mod tests {
         let (_, company, _) = linked_with(mem.clone(), clock.clone()).await;
         let p = platform_with(mem.clone(), clock.clone()).with_event_renderer(Arc::new(Reads));
         let source = Arc::new(Fake::new(|_, _| Ok(page(&["cus_1"], None))));
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
-        p.queue_pull(company, DataType::Payments, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Payments, None).await.unwrap();
         mem.events.lock().unwrap().clear();
         let e = engine(&p, source);
         assert!(e.run_once().await.unwrap());
@@ -1341,7 +1342,7 @@ mod tests {
         );
         mem.events.lock().unwrap().clear();
         *clock.0.lock().unwrap() += chrono::Duration::hours(1);
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         assert!(e.run_once().await.unwrap());
         let bodies: Vec<serde_json::Value> = mem.events.lock().unwrap().iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
         assert_eq!(
@@ -1365,13 +1366,13 @@ mod tests {
         });
         fake.plan = Box::new(|_| Ok(vec![planned(0, "a1"), planned(0, "b1")]));
         let source = Arc::new(fake);
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
-        let again = p.queue_pull(company, DataType::Customers, Some(connection)).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
+        let again = p.pulls().queue(company, DataType::Customers, Some(connection)).await.unwrap();
         assert_eq!(again.id, op.id, "an unfinished pull is reused");
         let e = engine(&p, source.clone());
         assert!(e.run_once().await.unwrap());
         assert!(!e.run_once().await.unwrap(), "nothing left");
-        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        let done = p.pulls().get(company, op.id).await.unwrap();
         assert_eq!((done.status, done.progress), (DatasetStatus::Complete, 100));
         assert_eq!(done.status_description.as_deref(), Some("4 records fetched"));
         assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 4);
@@ -1381,9 +1382,9 @@ mod tests {
         let mut calls = source.calls();
         calls.sort();
         assert_eq!(calls, ["a1", "a2", "b1"]);
-        let status = p.data_status(company).await.unwrap();
+        let status = p.pulls().data_status(company).await.unwrap();
         assert_eq!(status[0].latest_successful.as_ref().unwrap().id, op.id);
-        assert!(p.get_connection(company, connection).await.unwrap().last_sync.is_some());
+        assert!(p.connections().get(company, connection).await.unwrap().last_sync.is_some());
     }
 
     #[tokio::test]
@@ -1401,7 +1402,7 @@ mod tests {
         fake.delay = Duration::from_millis(50);
         let source = Arc::new(fake);
         for dt in [DataType::Customers, DataType::Disputes, DataType::Payments] {
-            p.queue_pull(company, dt, None).await.unwrap();
+            p.pulls().queue(company, dt, None).await.unwrap();
         }
         let e = engine_with(&p, source.clone(), "w1", Duration::from_secs(60), 8);
         let started = std::time::Instant::now();
@@ -1453,7 +1454,7 @@ mod tests {
         });
         fake.plan = Box::new(|_| Ok(vec![planned(0, "head")]));
         let source = Arc::new(fake);
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         engine_with(&p, source.clone(), "w1", Duration::from_secs(60), 4).run_once().await.unwrap();
         // 10 objects left, 4 pages at once: a share is 2 objects, so 5 parts (as many partitions
         // again as are in flight may wait for a page).
@@ -1461,7 +1462,7 @@ mod tests {
         let mut calls = source.calls();
         calls.sort();
         assert_eq!(calls, ["head", "kept", "new1", "new2", "new3", "new4"]);
-        assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, op.id).await.unwrap().status, DatasetStatus::Complete);
         assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 6);
     }
 
@@ -1491,8 +1492,8 @@ mod tests {
         });
         let log = fetched.clone();
         fake.on_fetch = Box::new(move |_, cursor| log.lock().unwrap().push((cursor.to_owned(), started.elapsed())));
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
-        p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Disputes, None).await.unwrap();
         engine_with(&p, Arc::new(fake), "w1", Duration::from_secs(60), 10).run_once().await.unwrap();
         // Room for 10 pages, 1,000 objects left: the big list gets nine, the small one none.
         assert_eq!(*splits.lock().unwrap(), [("big.rest".to_owned(), 9)]);
@@ -1527,7 +1528,7 @@ mod tests {
         });
         fake.plan = Box::new(|_| Ok(vec![planned(0, "prices"), planned(1, "products")]));
         let source = Arc::new(fake);
-        let op = p.queue_pull(company, DataType::Products, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Products, None).await.unwrap();
         engine(&p, source.clone()).run_once().await.unwrap();
         assert_eq!(source.calls(), ["prices", "prices2", "products"], "stage by stage");
         let looked_up = source.looked_up.lock().unwrap().clone();
@@ -1535,7 +1536,7 @@ mod tests {
         let mut ids: Vec<_> = at_products.iter().map(|i| i.id.as_str()).collect();
         ids.sort_unstable();
         assert_eq!(ids, ["price_1", "price_2", "price_3"]);
-        assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, op.id).await.unwrap().status, DatasetStatus::Complete);
         assert!(p.repos.records.staged(connection, DataType::Products, &["prod_1".into()]).await.unwrap().is_empty(), "dropped at the end");
     }
 
@@ -1543,7 +1544,7 @@ mod tests {
     async fn a_killed_backfill_resumes_every_unfinished_partition_at_its_saved_cursor() {
         let mem = Arc::new(Mem::default());
         let (p, company, connection) = linked(mem.clone()).await;
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         // What a worker killed mid-backfill left: one partition done, one halfway, one not started.
         let cp = Checkpoint { pull_id: op.id, backfilling: true, incremental: Some("start".into()) };
         let parts = [
@@ -1565,7 +1566,7 @@ mod tests {
         fake.changes = Box::new(|_, _| panic!("a resumed backfill keeps its change cursor"));
         let source = Arc::new(fake);
         engine(&p, source.clone()).run_once().await.unwrap();
-        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        let done = p.pulls().get(company, op.id).await.unwrap();
         assert_eq!((done.status, done.status_description.as_deref()), (DatasetStatus::Complete, Some("5 records fetched")));
         assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 5);
         assert_eq!(
@@ -1591,9 +1592,9 @@ mod tests {
                 unlink.connections.lock().unwrap().iter_mut().for_each(|c| c.status = ConnectionStatus::Unlinked);
             }
         });
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         engine(&p, Arc::new(fake)).run_once().await.unwrap();
-        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        let done = p.pulls().get(company, op.id).await.unwrap();
         assert_eq!(done.status, DatasetStatus::Cancelled);
         assert!(done.error_message.unwrap().contains("Unlinked"));
         assert_eq!(p.repos.records.count(connection, DataType::Customers, true).await.unwrap(), 1, "only the page before the unlink");
@@ -1603,11 +1604,11 @@ mod tests {
     async fn a_pull_of_an_unlinked_connection_is_cancelled_without_a_request() {
         let mem = Arc::new(Mem::default());
         let (p, company, _) = linked(mem.clone()).await;
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         mem.connections.lock().unwrap().iter_mut().for_each(|c| c.status = ConnectionStatus::Unlinked);
         let source = Arc::new(Fake::new(|_, _| panic!("no page of an unlinked connection")));
         assert!(engine(&p, source.clone()).run_once().await.unwrap());
-        assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Cancelled);
+        assert_eq!(p.pulls().get(company, op.id).await.unwrap().status, DatasetStatus::Cancelled);
     }
 
     #[tokio::test]
@@ -1630,7 +1631,7 @@ mod tests {
             seen.lock().unwrap().push(expires <= Utc::now());
         });
         let source = Arc::new(fake);
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         let lease = Duration::from_millis(200);
         let first = engine_with(&p, source.clone(), "w1", lease, 4);
         let second = engine_with(&p, source.clone(), "w2", lease, 4);
@@ -1647,7 +1648,7 @@ mod tests {
         assert!(run.await.unwrap().unwrap());
         assert_eq!(source.calls(), ["p1", "p2", "p3", "p4"], "every page once");
         assert!(expired_at_fetch.lock().unwrap().iter().all(|e| !e), "the lease lapsed during the pull");
-        assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, op.id).await.unwrap().status, DatasetStatus::Complete);
     }
 
     #[tokio::test]
@@ -1668,11 +1669,11 @@ mod tests {
                 thief.leases.lock().unwrap().insert(connection, ("w2".into(), Utc::now() + chrono::Duration::hours(1)));
             }
         });
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         assert!(engine(&p, Arc::new(fake)).run_once().await.unwrap());
         assert_eq!(*mem.refused.lock().unwrap(), 1, "the page's write was refused");
         assert_eq!(p.repos.records.count(connection, DataType::Customers, true).await.unwrap(), 1, "only the page written under the lease");
-        let pull = p.get_pull_operation(company, op.id).await.unwrap();
+        let pull = p.pulls().get(company, op.id).await.unwrap();
         assert_eq!(pull.status, DatasetStatus::Fetching, "left to the new holder, not finished");
         let parts = p.repos.records.partitions(connection, DataType::Customers).await.unwrap();
         assert_eq!(parts[0].cursor.as_deref(), Some("p2"), "the new holder resumes at the unwritten page");
@@ -1691,21 +1692,21 @@ mod tests {
             DataType::Disputes => Err(SourceError::Permission("403 on /v1/disputes".into())),
             _ => Ok(page(&[], None)),
         });
-        let disputes = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
-        let customers = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let disputes = p.pulls().queue(company, DataType::Disputes, None).await.unwrap();
+        let customers = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         engine(&p, Arc::new(fake)).run_once().await.unwrap();
-        assert_eq!(p.get_pull_operation(company, disputes.id).await.unwrap().status, DatasetStatus::PermissionsError);
-        assert_eq!(p.get_pull_operation(company, customers.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, disputes.id).await.unwrap().status, DatasetStatus::PermissionsError);
+        assert_eq!(p.pulls().get(company, customers.id).await.unwrap().status, DatasetStatus::Complete);
 
         let fake = Fake::new(|_, _| Err(SourceError::Auth("account_invalid".into())));
-        let op = p.queue_pull(company, DataType::Products, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Products, None).await.unwrap();
         engine(&p, Arc::new(fake)).run_once().await.unwrap();
-        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        let done = p.pulls().get(company, op.id).await.unwrap();
         assert_eq!(done.status, DatasetStatus::AuthError);
         assert!(done.error_message.unwrap().contains("account_invalid"));
-        assert_eq!(p.get_connection(company, connection).await.unwrap().status, ConnectionStatus::Deauthorized);
+        assert_eq!(p.connections().get(company, connection).await.unwrap().status, ConnectionStatus::Deauthorized);
         assert!(
-            matches!(p.queue_pull(company, DataType::Products, None).await, Err(DomainError::InvalidState(_))),
+            matches!(p.pulls().queue(company, DataType::Products, None).await, Err(DomainError::InvalidState(_))),
             "a deauthorized connection is not synced"
         );
     }
@@ -1715,23 +1716,23 @@ mod tests {
         let mem = Arc::new(Mem::default());
         let (p, company, connection) = linked(mem).await;
         let refused = Fake::new(|_, _| Err(SourceError::PlatformAuth("HTTP 401 api_key_invalid".into())));
-        let customers = p.queue_pull(company, DataType::Customers, None).await.unwrap();
-        let disputes = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        let customers = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
+        let disputes = p.pulls().queue(company, DataType::Disputes, None).await.unwrap();
         engine(&p, Arc::new(refused)).run_once().await.unwrap();
         for op in [&customers, &disputes] {
-            let done = p.get_pull_operation(company, op.id).await.unwrap();
+            let done = p.pulls().get(company, op.id).await.unwrap();
             assert_eq!(done.status, DatasetStatus::InternalError);
             assert!(done.error_message.unwrap().contains("platform's secret key was refused"));
         }
-        assert_eq!(p.get_connection(company, connection).await.unwrap().status, ConnectionStatus::Linked, "not the merchant's doing");
-        let key = p.get_integration("yzth").await.unwrap().settings.key_refused.expect("the integration says its key was refused");
+        assert_eq!(p.connections().get(company, connection).await.unwrap().status, ConnectionStatus::Linked, "not the merchant's doing");
+        let key = p.integrations().get("yzth").await.unwrap().settings.key_refused.expect("the integration says its key was refused");
         assert!(key.message.contains("api_key_invalid"));
 
         // The key is fixed: the next pulls complete and the integration is clear again.
-        let fixed = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let fixed = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         engine(&p, Arc::new(Fake::new(|_, _| Ok(page(&["cus_1"], None))))).run_once().await.unwrap();
-        assert_eq!(p.get_pull_operation(company, fixed.id).await.unwrap().status, DatasetStatus::Complete);
-        assert_eq!(p.get_integration("yzth").await.unwrap().settings.key_refused, None);
+        assert_eq!(p.pulls().get(company, fixed.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.integrations().get("yzth").await.unwrap().settings.key_refused, None);
     }
 
     #[tokio::test]
@@ -1747,14 +1748,14 @@ mod tests {
             Box::new(|dt| Ok(if dt == DataType::Customers { vec![planned(0, "ok"), planned(0, "bad")] } else { vec![planned(0, "only")] }));
         fake.delay = Duration::from_millis(10);
         let source = Arc::new(fake);
-        let customers = p.queue_pull(company, DataType::Customers, None).await.unwrap();
-        let disputes = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        let customers = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
+        let disputes = p.pulls().queue(company, DataType::Disputes, None).await.unwrap();
         engine(&p, source.clone()).run_once().await.unwrap();
-        let failed = p.get_pull_operation(company, customers.id).await.unwrap();
+        let failed = p.pulls().get(company, customers.id).await.unwrap();
         assert_eq!(failed.status, DatasetStatus::FetchError);
         assert!(failed.error_message.unwrap().contains("500 after retries"));
         assert!(source.calls().iter().filter(|c| c.starts_with("ok")).count() <= 2, "no new page after the failure: {:?}", source.calls());
-        assert_eq!(p.get_pull_operation(company, disputes.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, disputes.id).await.unwrap().status, DatasetStatus::Complete);
         assert_eq!(p.repos.records.count(connection, DataType::Disputes, false).await.unwrap(), 1);
     }
 
@@ -1766,16 +1767,16 @@ mod tests {
             "p1" => Ok(page(&["cus_1"], Some("p2"))),
             _ => Err(SourceError::Fetch("500 after retries".into())),
         });
-        let first = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let first = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         engine(&p, Arc::new(failing)).run_once().await.unwrap();
-        assert_eq!(p.get_pull_operation(company, first.id).await.unwrap().status, DatasetStatus::FetchError);
+        assert_eq!(p.pulls().get(company, first.id).await.unwrap().status, DatasetStatus::FetchError);
         let source = Arc::new(Fake::new(|_, cursor| match cursor {
             "p2" => Ok(page(&["cus_2"], None)),
             other => panic!("read again from {other}"),
         }));
-        let second = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let second = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         engine(&p, source.clone()).run_once().await.unwrap();
-        assert_eq!(p.get_pull_operation(company, second.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, second.id).await.unwrap().status, DatasetStatus::Complete);
         assert_eq!(source.calls(), ["p2"], "resumed at the failed page, not planned again");
         assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 2);
     }
@@ -1797,11 +1798,11 @@ mod tests {
         });
         let source = Arc::new(fake);
         let e = engine(&p, source.clone());
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         e.run_once().await.unwrap();
-        let second = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let second = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         e.run_once().await.unwrap();
-        let done = p.get_pull_operation(company, second.id).await.unwrap();
+        let done = p.pulls().get(company, second.id).await.unwrap();
         assert_eq!(done.status, DatasetStatus::Complete);
         assert_eq!(done.status_description.as_deref(), Some("2 records changed since the last sync"));
         assert_eq!(source.calls().len(), 1, "the second pull lists no page");
@@ -1821,11 +1822,11 @@ mod tests {
         });
         let source = Arc::new(fake);
         let e = engine(&p, source.clone());
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         e.run_once().await.unwrap();
-        let second = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let second = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         e.run_once().await.unwrap();
-        assert_eq!(p.get_pull_operation(company, second.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, second.id).await.unwrap().status, DatasetStatus::Complete);
         assert_eq!(source.calls().len(), 2, "a second backfill");
         assert_eq!(p.repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap().pull_id, second.id);
     }
@@ -1850,7 +1851,7 @@ mod tests {
             let op = m.pulls.lock().unwrap().iter().find(|o| o.data_type == DataType::Customers).cloned().unwrap();
             s.lock().unwrap().push((op.progress, op.status_description));
         });
-        let op = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         engine(&p, Arc::new(fake)).run_once().await.unwrap();
         let seen = seen.lock().unwrap().clone();
         let progress: Vec<i32> = seen.iter().map(|(p, _)| *p).collect();
@@ -1861,7 +1862,7 @@ mod tests {
             (5..=12).contains(&written.len()),
             "progress written every 500 ms of a 4 s pull, not after each of its 20 pages: {written:?}"
         );
-        let done = p.get_pull_operation(company, op.id).await.unwrap();
+        let done = p.pulls().get(company, op.id).await.unwrap();
         assert_eq!((done.status, done.progress), (DatasetStatus::Complete, 100));
     }
 
@@ -1881,7 +1882,7 @@ mod tests {
         });
         fake.plan = Box::new(|dt| Ok((0..4).map(|i| planned(0, &format!("{}{i}.1", dt.key()))).collect()));
         for dt in [DataType::Customers, DataType::Disputes, DataType::Payments] {
-            p.queue_pull(company, dt, None).await.unwrap();
+            p.pulls().queue(company, dt, None).await.unwrap();
         }
         let e = engine(&p, Arc::new(fake));
         tokio::time::timeout(Duration::from_secs(20), e.run_once()).await.expect("the run stalled").unwrap();
@@ -1897,7 +1898,7 @@ mod tests {
         let breaker = mem.clone();
         let mut fake = Fake::new(|_, _| Ok(page(&["cus_1"], None)));
         fake.on_fetch = Box::new(move |_, _| *breaker.broken.lock().unwrap() = true);
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         assert!(engine(&p, Arc::new(fake)).run_once().await.is_err());
         assert!(mem.leases.lock().unwrap().get(&connection).is_none(), "released");
     }
@@ -1914,20 +1915,20 @@ mod tests {
                 _ => page(&["dp_1"], None),
             })
         });
-        let customers = p.queue_pull(company, DataType::Customers, None).await.unwrap();
-        let disputes = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        let customers = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
+        let disputes = p.pulls().queue(company, DataType::Disputes, None).await.unwrap();
         let ran = tokio::time::timeout(Duration::from_secs(10), engine(&p, Arc::new(fake)).run_once()).await.expect("the run stalled");
         assert!(ran.unwrap(), "the run ends without error: the pull failed, not the run");
-        let failed = p.get_pull_operation(company, customers.id).await.unwrap();
+        let failed = p.pulls().get(company, customers.id).await.unwrap();
         assert_eq!(failed.status, DatasetStatus::InternalError);
         let why = failed.error_message.unwrap();
         assert!(why.contains("could not be stored (4 attempts)"), "{why}");
         assert!(!why.contains("invalid byte sequence"), "the storage error is for the log, not for clients: {why}");
         assert_eq!(mem.poison.lock().unwrap().as_ref().unwrap().1, 4, "written once and again after each of the 3 waits");
         assert_eq!(p.repos.records.count(connection, DataType::Customers, false).await.unwrap(), 1, "the pages before it are kept");
-        assert_eq!(p.get_pull_operation(company, disputes.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, disputes.id).await.unwrap().status, DatasetStatus::Complete);
         assert_eq!(p.repos.records.count(connection, DataType::Disputes, false).await.unwrap(), 1);
-        assert_eq!(p.get_connection(company, connection).await.unwrap().status, ConnectionStatus::Linked);
+        assert_eq!(p.connections().get(company, connection).await.unwrap().status, ConnectionStatus::Linked);
         assert!(mem.leases.lock().unwrap().get(&connection).is_none(), "the connection is released");
 
         // A change set holding it fails the same way, and the next pull without it completes.
@@ -1937,14 +1938,14 @@ mod tests {
             _ => Ok(ChangeSet { upserts: vec![customer("dp_poison")], deletions: vec![], cursor: "next".into(), needs_backfill: false }),
         });
         let source = Arc::new(fake);
-        let first = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        let first = p.pulls().queue(company, DataType::Disputes, None).await.unwrap();
         *mem.poison.lock().unwrap() = Some(("dp_poison".into(), 0));
         assert!(engine(&p, source.clone()).run_once().await.unwrap());
-        assert_eq!(p.get_pull_operation(company, first.id).await.unwrap().status, DatasetStatus::InternalError);
+        assert_eq!(p.pulls().get(company, first.id).await.unwrap().status, DatasetStatus::InternalError);
         *mem.poison.lock().unwrap() = None;
-        let again = p.queue_pull(company, DataType::Disputes, None).await.unwrap();
+        let again = p.pulls().queue(company, DataType::Disputes, None).await.unwrap();
         assert!(engine(&p, source).run_once().await.unwrap());
-        assert_eq!(p.get_pull_operation(company, again.id).await.unwrap().status, DatasetStatus::Complete);
+        assert_eq!(p.pulls().get(company, again.id).await.unwrap().status, DatasetStatus::Complete);
         assert!(p.repos.records.get(connection, DataType::Disputes, "dp_poison").await.unwrap().is_some());
     }
 
@@ -1955,7 +1956,7 @@ mod tests {
         let remover = mem.clone();
         let mut fake = Fake::new(|_, _| Ok(page(&["cus_1"], None)));
         fake.on_fetch = Box::new(move |_, _| remover.connections.lock().unwrap().clear());
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         assert!(engine(&p, Arc::new(fake)).run_once().await.unwrap(), "no error: the connection has gone");
         assert_eq!(p.repos.records.count(connection, DataType::Customers, true).await.unwrap(), 0);
     }
@@ -1964,7 +1965,7 @@ mod tests {
     async fn a_second_pull_of_a_data_type_waits_for_the_first_and_follows_its_changes() {
         let mem = Arc::new(Mem::default());
         let (p, company, connection) = linked(mem.clone()).await;
-        let first = p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        let first = p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         // A second unfinished pull of the same type (queued by another process meanwhile).
         let second =
             PullOperation { id: PullOperationId::new_random(), requested: first.requested + chrono::Duration::seconds(1), ..first.clone() };
@@ -1980,7 +1981,7 @@ mod tests {
         engine(&p, source.clone()).run_once().await.unwrap();
         assert_eq!(source.calls(), ["p1", "p2"], "one backfill, not two over one checkpoint");
         for op in [&first, &second] {
-            assert_eq!(p.get_pull_operation(company, op.id).await.unwrap().status, DatasetStatus::Complete);
+            assert_eq!(p.pulls().get(company, op.id).await.unwrap().status, DatasetStatus::Complete);
         }
         let cp = p.repos.records.checkpoint(connection, DataType::Customers).await.unwrap().unwrap();
         assert_eq!((cp.pull_id, cp.incremental.as_deref()), (second.id, Some("next")), "the second followed the first's changes");
@@ -1992,28 +1993,28 @@ mod tests {
         let clock = clock();
         let (p, company, connection) = linked_with(mem, clock.clone()).await;
         let e = engine(&p, Arc::new(Fake::new(|_, _| Ok(page(&[], None)))));
-        p.queue_pull(company, DataType::Customers, None).await.unwrap();
+        p.pulls().queue(company, DataType::Customers, None).await.unwrap();
         e.run_once().await.unwrap();
-        assert!(p.queue_due().await.unwrap().is_empty(), "not due within the 24 h default schedule");
+        assert!(p.pulls().queue_due().await.unwrap().is_empty(), "not due within the 24 h default schedule");
         *clock.0.lock().unwrap() += chrono::Duration::hours(25);
-        let due = p.queue_due().await.unwrap();
+        let due = p.pulls().queue_due().await.unwrap();
         assert_eq!(
             due.iter().map(|o| o.data_type).collect::<Vec<_>>(),
             vec![DataType::Customers],
             "only types pulled before are scheduled"
         );
-        assert!(p.queue_due().await.unwrap().is_empty(), "an unfinished pull is not queued twice");
+        assert!(p.pulls().queue_due().await.unwrap().is_empty(), "an unfinished pull is not queued twice");
         e.run_once().await.unwrap();
         *clock.0.lock().unwrap() += chrono::Duration::hours(25);
         p.repos.connections.set_status_if(connection, ConnectionStatus::Linked, ConnectionStatus::Unlinked, &[]).await.unwrap();
-        assert!(p.queue_due().await.unwrap().is_empty(), "an unlinked connection is never scheduled");
+        assert!(p.pulls().queue_due().await.unwrap().is_empty(), "an unlinked connection is never scheduled");
     }
 
     #[tokio::test]
     async fn unsupported_types_are_not_supported_at_once() {
         let mem = Arc::new(Mem::default());
         let (p, company, _) = linked(mem).await;
-        let op = p.queue_pull(company, DataType::Orders, None).await.unwrap();
+        let op = p.pulls().queue(company, DataType::Orders, None).await.unwrap();
         assert_eq!((op.status, op.progress), (DatasetStatus::NotSupported, 100));
     }
 }

@@ -34,15 +34,23 @@ fn check_key_mode(key: &str, mode: Mode) -> Result<(), DomainError> {
     Ok(())
 }
 
-impl Platform {
+/// Integration use cases: the two Stripe integrations' settings, credentials and source webhooks.
+///
+/// Borrowed from the façade: [`Platform::integrations`].
+#[derive(Clone, Copy)]
+pub struct Integrations<'a> {
+    pub(super) p: &'a Platform,
+}
+
+impl Integrations<'_> {
     /// Every built-in integration with its settings, in key order.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn list_integrations(&self) -> Result<Vec<Integration>, DomainError> {
+    pub async fn list(&self) -> Result<Vec<Integration>, DomainError> {
         let mut out = Vec::new();
         for def in BUILT_IN.iter() {
-            let settings = self.repos.integrations.get(def.key).await?.unwrap_or_default();
+            let settings = self.p.repos.integrations.get(def.key).await?.unwrap_or_default();
             out.push(Integration { definition: def, settings });
         }
         Ok(out)
@@ -52,9 +60,9 @@ impl Platform {
     ///
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown platform key.
-    pub async fn get_integration(&self, key: &str) -> Result<Integration, DomainError> {
+    pub async fn get(&self, key: &str) -> Result<Integration, DomainError> {
         let def = definition(key).ok_or_else(|| DomainError::NotFound(format!("No integration found with platform key {key}")))?;
-        let settings = self.repos.integrations.get(def.key).await?.unwrap_or_default();
+        let settings = self.p.repos.integrations.get(def.key).await?.unwrap_or_default();
         Ok(Integration { definition: def, settings })
     }
 
@@ -63,8 +71,8 @@ impl Platform {
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown key; [`DomainError::Validation`] for a secret key of
     /// the other mode.
-    pub async fn update_integration(&self, key: &str, update: IntegrationUpdate) -> Result<Integration, DomainError> {
-        let mut integration = self.get_integration(key).await?;
+    pub async fn update(&self, key: &str, update: IntegrationUpdate) -> Result<Integration, DomainError> {
+        let mut integration = self.get(key).await?;
         let s = &mut integration.settings;
         if let Some(id) = update.client_id {
             if id.trim().is_empty() {
@@ -75,18 +83,18 @@ impl Platform {
         let new_key = update.secret_key.is_some();
         if let Some(k) = update.secret_key {
             check_key_mode(k.expose_secret(), integration.definition.mode)?;
-            s.secret_key = Some(self.cipher.seal(&k).map_err(DomainError::secret)?);
+            s.secret_key = Some(self.p.cipher.seal(&k).map_err(DomainError::secret)?);
         }
         if let Some(w) = update.webhook_secret {
-            s.webhook_secret = Some(self.cipher.seal(&w).map_err(DomainError::secret)?);
+            s.webhook_secret = Some(self.p.cipher.seal(&w).map_err(DomainError::secret)?);
         }
         if let Some(scope) = update.scope {
             s.scope = scope;
         }
-        self.repos.integrations.put(key, &integration.settings).await?;
+        self.p.repos.integrations.put(key, &integration.settings).await?;
         if new_key && integration.settings.key_refused.take().is_some() {
             // A new key: whether Stripe takes it is for the next pull to say.
-            self.repos.integrations.set_key_refused(key, None).await?;
+            self.p.repos.integrations.set_key_refused(key, None).await?;
         }
         Ok(integration)
     }
@@ -96,15 +104,15 @@ impl Platform {
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown key; [`DomainError::InvalidState`] when enabling an
     /// unconfigured integration.
-    pub async fn set_integration_enabled(&self, key: &str, enabled: bool) -> Result<Integration, DomainError> {
-        let mut integration = self.get_integration(key).await?;
+    pub async fn set_enabled(&self, key: &str, enabled: bool) -> Result<Integration, DomainError> {
+        let mut integration = self.get(key).await?;
         if enabled && !integration.settings.is_configured() {
             return Err(DomainError::InvalidState(format!(
                 "Integration {key} needs a client id and a secret key before it can be enabled (tributary integrations set {key} --client-id … --secret-key …)."
             )));
         }
         integration.settings.enabled = enabled;
-        self.repos.integrations.put(key, &integration.settings).await?;
+        self.p.repos.integrations.put(key, &integration.settings).await?;
         Ok(integration)
     }
 
@@ -113,17 +121,17 @@ impl Platform {
     /// # Errors
     /// [`DomainError::InvalidState`] when unconfigured; [`DomainError::Secret`] when the secret
     /// cannot be opened with the configured master keys.
-    pub async fn platform_credentials(&self, key: &str) -> Result<PlatformCredentials, DomainError> {
+    pub async fn credentials(&self, key: &str) -> Result<PlatformCredentials, DomainError> {
         Ok(self.credentials_and_refusal(key).await?.0)
     }
 
-    /// [`Platform::platform_credentials`], and whether the source last refused the secret key.
+    /// [`Integrations::credentials`], and whether the source last refused the secret key.
     pub(crate) async fn credentials_and_refusal(&self, key: &str) -> Result<(PlatformCredentials, bool), DomainError> {
-        let i = self.get_integration(key).await?;
+        let i = self.get(key).await?;
         let (Some(client_id), Some(sealed)) = (i.settings.client_id.clone(), i.settings.secret_key.as_ref()) else {
             return Err(DomainError::InvalidState(format!("Integration {key} is not configured.")));
         };
-        let secret_key = self.cipher.open(sealed).map_err(DomainError::secret)?;
+        let secret_key = self.p.cipher.open(sealed).map_err(DomainError::secret)?;
         Ok((
             PlatformCredentials { mode: i.definition.mode, client_id, secret_key, scope: i.settings.scope },
             i.settings.key_refused.is_some(),
@@ -135,7 +143,7 @@ impl Platform {
 /// could not deliver for up to three days.
 pub const SOURCE_EVENT_MEMORY: chrono::Duration = chrono::Duration::days(3);
 
-impl Platform {
+impl Integrations<'_> {
     /// Whether an event received from the integration's source (by its id) was processed already:
     /// a replay of a signed event within the signature's tolerance, or a retry of one that was
     /// processed, is then acknowledged without being processed again.
@@ -143,7 +151,7 @@ impl Platform {
     /// # Errors
     /// Storage failures.
     pub async fn source_event_seen(&self, key: &str, event_id: &str) -> Result<bool, DomainError> {
-        Ok(self.repos.integrations.event_seen(key, event_id).await?)
+        Ok(self.p.repos.integrations.event_seen(key, event_id).await?)
     }
 
     /// Remembers an event received from the integration's source once it was processed (for
@@ -153,8 +161,8 @@ impl Platform {
     /// # Errors
     /// Storage failures.
     pub async fn remember_source_event(&self, key: &str, event_id: &str) -> Result<(), DomainError> {
-        let now = self.clock.now();
-        Ok(self.repos.integrations.remember_event(key, event_id, now, now - SOURCE_EVENT_MEMORY).await?)
+        let now = self.p.clock.now();
+        Ok(self.p.repos.integrations.remember_event(key, event_id, now, now - SOURCE_EVENT_MEMORY).await?)
     }
 
     /// The opened webhook signing secret of an integration, if one is configured.
@@ -163,8 +171,8 @@ impl Platform {
     /// [`DomainError::NotFound`] for an unknown key; [`DomainError::Secret`] when it cannot be
     /// opened.
     pub async fn webhook_secret(&self, key: &str) -> Result<Option<SecretString>, DomainError> {
-        let i = self.get_integration(key).await?;
-        i.settings.webhook_secret.as_ref().map(|s| self.cipher.open(s).map_err(DomainError::secret)).transpose()
+        let i = self.get(key).await?;
+        i.settings.webhook_secret.as_ref().map(|s| self.p.cipher.open(s).map_err(DomainError::secret)).transpose()
     }
 }
 
@@ -178,7 +186,8 @@ mod tests {
     async fn secrets_are_sealed_and_open_back() {
         let p = platform();
         let i = p
-            .update_integration(
+            .integrations()
+            .update(
                 "yzth",
                 IntegrationUpdate {
                     client_id: Some("ca_1".into()),
@@ -189,7 +198,7 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(i.settings.secret_key.as_ref().unwrap().ciphertext, "sk_test_1");
-        let creds = p.platform_credentials("yzth").await.unwrap();
+        let creds = p.integrations().credentials("yzth").await.unwrap();
         assert_eq!(creds.secret_key.expose_secret(), "sk_test_1");
     }
 
@@ -197,16 +206,16 @@ mod tests {
     async fn a_live_key_is_refused_for_the_test_integration_and_vice_versa() {
         let p = platform();
         let live = IntegrationUpdate { secret_key: Some(SecretString::from("sk_live_x")), ..Default::default() };
-        assert!(p.update_integration("yzth", live).await.is_err());
+        assert!(p.integrations().update("yzth", live).await.is_err());
         let test = IntegrationUpdate { secret_key: Some(SecretString::from("sk_test_x")), ..Default::default() };
-        assert!(p.update_integration("exgd", test).await.is_err());
+        assert!(p.integrations().update("exgd", test).await.is_err());
     }
 
     #[tokio::test]
     async fn enabling_needs_configuration() {
         let p = platform();
-        assert!(p.set_integration_enabled("exgd", true).await.is_err());
-        assert!(p.set_integration_enabled("exgd", false).await.is_ok());
-        assert!(p.set_integration_enabled("nope", true).await.is_err());
+        assert!(p.integrations().set_enabled("exgd", true).await.is_err());
+        assert!(p.integrations().set_enabled("exgd", false).await.is_ok());
+        assert!(p.integrations().set_enabled("nope", true).await.is_err());
     }
 }

@@ -104,15 +104,15 @@ impl Linking {
     /// page's "choose an integration").
     ///
     /// # Errors
-    /// As [`Platform::create_connection`].
+    /// As [`Connections::create`](super::Connections::create).
     pub async fn connection_for(&self, company: CompanyId, platform_key: &str) -> Result<Connection, DomainError> {
-        let view = self.platform.get_company(company).await?;
+        let view = self.platform.companies().get(company).await?;
         if let Some(c) =
             view.connections.into_iter().find(|c| c.platform_key.as_str() == platform_key && c.status == ConnectionStatus::PendingAuth)
         {
             return Ok(c);
         }
-        self.platform.create_connection(company, platform_key).await
+        self.platform.connections().create(company, platform_key).await
     }
 
     /// Starts linking: mints a signed, single-use state and returns the provider's authorize URL.
@@ -121,15 +121,15 @@ impl Linking {
     /// [`DomainError::NotFound`] for an unknown company or connection; [`DomainError::InvalidState`]
     /// when the connection is already linked or the integration is disabled or unconfigured.
     pub async fn start(&self, company: CompanyId, connection: ConnectionId) -> Result<String, DomainError> {
-        let c = self.platform.get_connection(company, connection).await?;
+        let c = self.platform.connections().get(company, connection).await?;
         if c.status == ConnectionStatus::Linked {
             return Err(DomainError::InvalidState("This connection is already linked.".into()));
         }
-        let integration = self.platform.get_integration(c.platform_key.as_str()).await?;
+        let integration = self.platform.integrations().get(c.platform_key.as_str()).await?;
         if !integration.settings.enabled {
             return Err(DomainError::InvalidState(format!("{} is not enabled for linking.", integration.definition.name)));
         }
-        let creds = self.platform.platform_credentials(c.platform_key.as_str()).await?;
+        let creds = self.platform.integrations().credentials(c.platform_key.as_str()).await?;
         let nonce = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let state = OAuthState {
             nonce,
@@ -197,7 +197,7 @@ impl Linking {
         }
         let code = cb.code.ok_or(StateError::Invalid)?;
         let def = definition(connection.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
-        let creds = self.platform.platform_credentials(def.key).await?;
+        let creds = self.platform.integrations().credentials(def.key).await?;
         let grant = self.oauth.exchange_code(&creds, &code).await.map_err(CallbackError::Provider)?;
         let grant_mode = if grant.livemode { Mode::Live } else { Mode::Test };
         if grant_mode != def.mode {
@@ -230,7 +230,7 @@ impl Linking {
     /// A `Queued` pull per supported data type with fetch-on-first-link (`NotSupported`, already
     /// finished, for the types the integration lacks).
     async fn first_pulls(&self, c: &Connection) -> Result<Vec<PullOperation>, DomainError> {
-        let (settings, _) = self.platform.company_sync_settings(c.company_id).await?;
+        let (settings, _) = self.platform.settings().company_sync_settings(c.company_id).await?;
         let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
         let now = self.platform.clock.now();
         let mut ordered: Vec<_> = settings.iter().filter(|s| s.fetch_on_first_link).collect();
@@ -259,34 +259,34 @@ impl Linking {
     /// When the provider cannot be reached nothing changes and the error says so (retry later).
     ///
     /// # Errors
-    /// As [`Platform::set_connection_status`], plus [`DomainError::Unavailable`] when the provider
+    /// As [`Connections::set_status`](super::Connections::set_status), plus [`DomainError::Unavailable`] when the provider
     /// cannot revoke access.
     pub async fn unlink(&self, company: CompanyId, id: ConnectionId, status: ConnectionStatus) -> Result<Connection, DomainError> {
         if status != ConnectionStatus::Unlinked {
             return Err(DomainError::invalid(format!("Only the status Unlinked can be set through this endpoint; {status} was given.")));
         }
-        let c = self.platform.get_connection(company, id).await?;
+        let c = self.platform.connections().get(company, id).await?;
         if c.status == ConnectionStatus::Linked {
             self.revoke(&c).await?;
         }
-        self.platform.set_connection_status(company, id, status).await
+        self.platform.connections().set_status(company, id, status).await
     }
 
     /// Deletes a connection and its data, revoking at the provider first.
     ///
     /// # Errors
-    /// As [`Platform::delete_connection`], or when the provider is unreachable (nothing deleted).
+    /// As [`Connections::delete`](super::Connections::delete), or when the provider is unreachable (nothing deleted).
     pub async fn delete(&self, company: CompanyId, id: ConnectionId) -> Result<(), DomainError> {
-        let c = self.platform.get_connection(company, id).await?;
+        let c = self.platform.connections().get(company, id).await?;
         if c.status == ConnectionStatus::Linked {
             self.revoke(&c).await?;
         }
-        self.platform.delete_connection(company, id).await
+        self.platform.connections().delete(company, id).await
     }
 
     async fn revoke(&self, c: &Connection) -> Result<(), DomainError> {
         let Some(account) = &c.source_account else { return Ok(()) };
-        let creds = self.platform.platform_credentials(c.platform_key.as_str()).await?;
+        let creds = self.platform.integrations().credentials(c.platform_key.as_str()).await?;
         match self.oauth.revoke(&creds, account).await {
             Ok(()) => Ok(()),
             Err(OAuthError::Unavailable(m)) => Err(DomainError::unavailable(
@@ -329,14 +329,14 @@ impl Linking {
     /// # Errors
     /// Storage failures.
     pub async fn redirect_for(&self, r: &LinkResult) -> Result<Option<String>, DomainError> {
-        let profile = self.platform.profile().await?;
+        let profile = self.platform.settings().profile().await?;
         if profile.redirect_url.trim().is_empty() {
             return Ok(None);
         }
         let c = &r.connection;
         let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
         let company = self.platform.company(c.company_id).await?;
-        let client_id = self.platform.client_id().await?;
+        let client_id = self.platform.settings().client_id().await?;
         let status_text = match r.status_code {
             200 => "Linked",
             403 => "User cancelled.",
@@ -417,19 +417,20 @@ mod tests {
         let mem = Arc::new(Mem::default());
         let clock = Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap())));
         let p = platform_with(mem.clone(), clock.clone());
-        p.update_integration(
-            "yzth",
-            IntegrationUpdate {
-                client_id: Some("ca_1".into()),
-                secret_key: Some(SecretString::from("sk_test_platform")),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        p.set_integration_enabled("yzth", true).await.unwrap();
-        let company = p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
-        let connection = p.create_connection(company, "yzth").await.unwrap().id;
+        p.integrations()
+            .update(
+                "yzth",
+                IntegrationUpdate {
+                    client_id: Some("ca_1".into()),
+                    secret_key: Some(SecretString::from("sk_test_platform")),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        p.integrations().set_enabled("yzth", true).await.unwrap();
+        let company = p.companies().create(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
+        let connection = p.connections().create(company, "yzth").await.unwrap().id;
         let linking = Linking::new(p, Arc::new(oauth), [9; 32], "http://t/oauth/stripe/callback".into());
         Setup { linking, mem, clock, company, connection }
     }
@@ -487,7 +488,7 @@ mod tests {
         let url = s.linking.start(s.company, s.connection).await.unwrap();
         *s.clock.0.lock().unwrap() += chrono::Duration::seconds(601);
         assert!(matches!(s.linking.complete(cb(&state_of(&url), "good")).await, Err(CallbackError::State(StateError::Expired))));
-        let c = s.linking.platform().get_connection(s.company, s.connection).await.unwrap();
+        let c = s.linking.platform().connections().get(s.company, s.connection).await.unwrap();
         assert_eq!(c.status, ConnectionStatus::PendingAuth);
     }
 
@@ -496,13 +497,13 @@ mod tests {
         let s = setup(oauth_granting("acct_1", false)).await;
         let url = s.linking.start(s.company, s.connection).await.unwrap();
         assert!(matches!(s.linking.complete(cb(&state_of(&url), "bad")).await, Err(CallbackError::Provider(OAuthError::Reauthorize(_)))));
-        let c = s.linking.platform().get_connection(s.company, s.connection).await.unwrap();
+        let c = s.linking.platform().connections().get(s.company, s.connection).await.unwrap();
         assert_eq!((c.status, c.errors.len(), c.grant.is_none()), (ConnectionStatus::PendingAuth, 0, true));
 
         let s = setup(oauth_granting("acct_live", true)).await;
         let url = s.linking.start(s.company, s.connection).await.unwrap();
         assert!(matches!(s.linking.complete(cb(&state_of(&url), "good")).await, Err(CallbackError::WrongMode { .. })));
-        assert_eq!(s.linking.platform().get_connection(s.company, s.connection).await.unwrap().status, ConnectionStatus::PendingAuth);
+        assert_eq!(s.linking.platform().connections().get(s.company, s.connection).await.unwrap().status, ConnectionStatus::PendingAuth);
     }
 
     #[tokio::test]
@@ -532,7 +533,7 @@ mod tests {
         assert_eq!(s.linking.deauthorized("yzth", "acct_1").await.unwrap().len(), 1);
         assert_eq!(s.linking.deauthorized("yzth", "acct_1").await.unwrap().len(), 0, "a repeated delivery changes nothing");
         assert_eq!(s.linking.deauthorized("exgd", "acct_1").await.unwrap().len(), 0, "other integration");
-        let c = s.linking.platform().get_connection(s.company, s.connection).await.unwrap();
+        let c = s.linking.platform().connections().get(s.company, s.connection).await.unwrap();
         assert_eq!(c.status, ConnectionStatus::Deauthorized);
         let url = s.linking.start(s.company, s.connection).await.unwrap();
         let r = s.linking.complete(cb(&state_of(&url), "good")).await.unwrap();
@@ -556,18 +557,18 @@ mod tests {
         s.linking.complete(cb(&state_of(&url), "good")).await.unwrap();
         let err = s.linking.unlink(s.company, s.connection, ConnectionStatus::Unlinked).await.unwrap_err();
         assert!(matches!(err, DomainError::Unavailable { .. }), "{err:?}");
-        assert_eq!(s.linking.platform().get_connection(s.company, s.connection).await.unwrap().status, ConnectionStatus::Linked);
+        assert_eq!(s.linking.platform().connections().get(s.company, s.connection).await.unwrap().status, ConnectionStatus::Linked);
         assert!(matches!(s.linking.delete(s.company, s.connection).await, Err(DomainError::Unavailable { .. })));
-        assert!(s.linking.platform().get_connection(s.company, s.connection).await.is_ok(), "nothing deleted");
+        assert!(s.linking.platform().connections().get(s.company, s.connection).await.is_ok(), "nothing deleted");
     }
 
     #[tokio::test]
     async fn the_redirect_fills_codats_placeholders() {
         let s = setup(oauth_granting("acct_1", false)).await;
         let p = s.linking.platform();
-        let mut profile = p.profile().await.unwrap();
+        let mut profile = p.settings().profile().await.unwrap();
         profile.redirect_url = "https://client.example/done?c={companyId}&x={connectionId}&p={platform}&s={statusCode}&e={errorMessage}&n={data.company.companyName}".into();
-        p.put_profile(profile).await.unwrap();
+        p.settings().put_profile(profile).await.unwrap();
         let url = s.linking.start(s.company, s.connection).await.unwrap();
         let r = s
             .linking

@@ -11,23 +11,32 @@ use crate::model::integration::{FeatureState, definition};
 use crate::model::pull::{DatasetStatus, PullOperation};
 use crate::paging::{ListQuery, Page};
 
-impl Platform {
+/// Pull use cases: queueing data pulls, the pull history and each data type's status.
+///
+/// Borrowed from the façade: [`Platform::pulls`].
+#[derive(Clone, Copy)]
+pub struct Pulls<'a> {
+    pub(super) p: &'a Platform,
+}
+
+impl Pulls<'_> {
     /// A company's pull operations.
     ///
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown company.
-    pub async fn list_pull_operations(&self, company: CompanyId, query: &ListQuery) -> Result<Page<PullOperation>, DomainError> {
-        self.company(company).await?;
-        Ok(self.repos.pull_operations.list(company, query).await?)
+    pub async fn list(&self, company: CompanyId, query: &ListQuery) -> Result<Page<PullOperation>, DomainError> {
+        self.p.company(company).await?;
+        Ok(self.p.repos.pull_operations.list(company, query).await?)
     }
 
     /// One pull operation of a company.
     ///
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown company or dataset.
-    pub async fn get_pull_operation(&self, company: CompanyId, id: PullOperationId) -> Result<PullOperation, DomainError> {
-        self.company(company).await?;
-        self.repos
+    pub async fn get(&self, company: CompanyId, id: PullOperationId) -> Result<PullOperation, DomainError> {
+        self.p.company(company).await?;
+        self.p
+            .repos
             .pull_operations
             .get(company, id)
             .await?
@@ -46,7 +55,7 @@ pub struct DataTypeStatus {
     pub latest_successful: Option<PullOperation>,
 }
 
-impl Platform {
+impl Pulls<'_> {
     /// Queues a pull of `data_type` on the company's linked connections (or only `connection`),
     /// returning the first. An unfinished pull of the same type is reused, not duplicated. A type
     /// the integration lacks gets a finished `NotSupported` pull.
@@ -54,13 +63,13 @@ impl Platform {
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown company or connection; [`DomainError::InvalidState`]
     /// when no linked connection is left to pull from.
-    pub async fn queue_pull(
+    pub async fn queue(
         &self,
         company: CompanyId,
         data_type: DataType,
         connection: Option<ConnectionId>,
     ) -> Result<PullOperation, DomainError> {
-        let view = self.get_company(company).await?;
+        let view = self.p.companies().get(company).await?;
         let targets: Vec<Connection> = match connection {
             Some(id) => {
                 let c = view
@@ -87,13 +96,13 @@ impl Platform {
     }
 
     async fn queue_on(&self, c: &Connection, data_type: DataType) -> Result<PullOperation, DomainError> {
-        let open = self.repos.pull_operations.unfinished_for_connection(c.id).await?;
+        let open = self.p.repos.pull_operations.unfinished_for_connection(c.id).await?;
         if let Some(open) = open.into_iter().find(|p| p.data_type == data_type) {
             return Ok(open);
         }
         let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
         let supported = def.feature_state(data_type) == FeatureState::Release;
-        let now = self.clock.now();
+        let now = self.p.clock.now();
         let op = PullOperation {
             id: PullOperationId::new_random(),
             company_id: c.company_id,
@@ -106,7 +115,7 @@ impl Platform {
             completed: (!supported).then_some(now),
             progress: if supported { 0 } else { 100 },
         };
-        self.repos.pull_operations.insert(std::slice::from_ref(&op)).await?;
+        self.p.repos.pull_operations.insert(std::slice::from_ref(&op)).await?;
         if op.status.is_terminal() {
             crate::metrics::pull_finished(&op);
         }
@@ -116,14 +125,14 @@ impl Platform {
     /// Queues every data type with fetch-on-first-link on every linked connection (`data/all`).
     ///
     /// # Errors
-    /// As [`Platform::queue_pull`].
+    /// As [`Pulls::queue`].
     pub async fn queue_all(&self, company: CompanyId) -> Result<Vec<PullOperation>, DomainError> {
-        let (settings, _) = self.company_sync_settings(company).await?;
+        let (settings, _) = self.p.settings().company_sync_settings(company).await?;
         let mut ordered: Vec<_> = settings.into_iter().filter(|s| s.fetch_on_first_link).collect();
         ordered.sort_by_key(|s| s.sync_order);
         let mut out = Vec::new();
         for s in ordered {
-            out.push(self.queue_pull(company, s.data_type, None).await?);
+            out.push(self.queue(company, s.data_type, None).await?);
         }
         Ok(out)
     }
@@ -136,13 +145,13 @@ impl Platform {
     /// # Errors
     /// Storage failures.
     pub async fn queue_due(&self) -> Result<Vec<PullOperation>, DomainError> {
-        let now = self.clock.now();
+        let now = self.p.clock.now();
         let mut queued = Vec::new();
-        for c in self.repos.connections.list_linked().await? {
-            let Ok((settings, _)) = self.company_sync_settings(c.company_id).await else { continue };
+        for c in self.p.repos.connections.list_linked().await? {
+            let Ok((settings, _)) = self.p.settings().company_sync_settings(c.company_id).await else { continue };
             let def = definition(c.platform_key.as_str()).ok_or_else(|| DomainError::NotFound("integration".into()))?;
             for s in settings.iter().filter(|s| def.feature_state(s.data_type) == FeatureState::Release && s.sync_schedule > 0) {
-                let Some(last) = self.repos.pull_operations.latest(c.id, s.data_type).await? else { continue };
+                let Some(last) = self.p.repos.pull_operations.latest(c.id, s.data_type).await? else { continue };
                 let due = last.requested + chrono::Duration::hours(i64::from(s.sync_schedule));
                 if last.status.is_terminal() && due <= now {
                     queued.push(self.queue_on(&c, s.data_type).await?);
@@ -157,8 +166,9 @@ impl Platform {
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown company.
     pub async fn data_status(&self, company: CompanyId) -> Result<Vec<DataTypeStatus>, DomainError> {
-        self.company(company).await?;
+        self.p.company(company).await?;
         Ok(self
+            .p
             .repos
             .pull_operations
             .data_status(company)

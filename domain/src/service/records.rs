@@ -70,7 +70,15 @@ pub fn served_text(row: ListedRecord) -> String {
     }
 }
 
-impl Platform {
+/// Record use cases: reading a connection's synced commerce data as Codat serves it.
+///
+/// Borrowed from the façade: [`Platform::records`].
+#[derive(Clone, Copy)]
+pub struct Records<'a> {
+    pub(super) p: &'a Platform,
+}
+
+impl Records<'_> {
     /// Checks that `data_type` can be read on a company's connection: the company and connection
     /// exist and belong together, the integration provides the type, and it has been synced.
     ///
@@ -82,14 +90,14 @@ impl Platform {
         Ok(self.read_state(company, connection, data_type).await?.0)
     }
 
-    /// [`Platform::readable`], with the records' version.
+    /// [`Records::readable`], with the records' version.
     async fn read_state(
         &self,
         company: CompanyId,
         connection: ConnectionId,
         data_type: DataType,
     ) -> Result<(Connection, u64), DomainError> {
-        let state = self.repos.records.read_state(company, connection, data_type).await?;
+        let state = self.p.repos.records.read_state(company, connection, data_type).await?;
         if !state.company {
             return Err(DomainError::NotFound(format!("No company was found with ID {company}")));
         }
@@ -111,8 +119,8 @@ impl Platform {
     /// data type, filter) until the records' [`crate::ports::RecordRepository::version`] moves.
     ///
     /// # Errors
-    /// As [`Platform::readable`].
-    pub async fn list_records(
+    /// As [`Records::readable`].
+    pub async fn list(
         &self,
         company: CompanyId,
         connection: ConnectionId,
@@ -120,9 +128,9 @@ impl Platform {
         query: &ListQuery,
     ) -> Result<RecordPage, DomainError> {
         let (_, version) = self.read_state(company, connection, data_type).await?;
-        let records = &self.repos.records;
+        let records = &self.p.repos.records;
         let key = (connection, data_type, query.filter.as_ref().map(|f| format!("{f:?}")).unwrap_or_default());
-        let cached = self.counts.get(&key, version);
+        let cached = self.p.counts.get(&key, version);
         let items = records.list_page(connection, data_type, query).await?;
         let total = match cached {
             Some(total) => total,
@@ -130,7 +138,7 @@ impl Platform {
                 let total = records.count_matching(connection, data_type, query).await?;
                 // Kept only if no write landed while counting.
                 if records.version(connection, data_type).await? == version {
-                    self.counts.put(key, version, total);
+                    self.p.counts.put(key, version, total);
                 }
                 total
             }
@@ -146,15 +154,15 @@ impl Platform {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn count_records(&self, connection: ConnectionId, data_type: DataType) -> Result<u64, DomainError> {
-        Ok(self.repos.records.count(connection, data_type, false).await?)
+    pub async fn count(&self, connection: ConnectionId, data_type: DataType) -> Result<u64, DomainError> {
+        Ok(self.p.repos.records.count(connection, data_type, false).await?)
     }
 
     /// One record by id (deleted records are not found).
     ///
     /// # Errors
-    /// As [`Platform::readable`], and [`DomainError::NotFound`] for an unknown id.
-    pub async fn get_record(
+    /// As [`Records::readable`], and [`DomainError::NotFound`] for an unknown id.
+    pub async fn get(
         &self,
         company: CompanyId,
         connection: ConnectionId,
@@ -162,7 +170,7 @@ impl Platform {
         id: &str,
     ) -> Result<serde_json::Value, DomainError> {
         self.readable(company, connection, data_type).await?;
-        match self.repos.records.get(connection, data_type, id).await? {
+        match self.p.repos.records.get(connection, data_type, id).await? {
             Some(row) if !row.record.deleted => Ok(served(row)),
             _ => Err(DomainError::NotFound(format!("No {} record was found with ID {id}", data_type.key()))),
         }
@@ -171,10 +179,10 @@ impl Platform {
     /// The company-info record of a connection (Codat leaves its `modifiedDate` unset).
     ///
     /// # Errors
-    /// As [`Platform::readable`].
+    /// As [`Records::readable`].
     pub async fn company_info(&self, company: CompanyId, connection: ConnectionId) -> Result<serde_json::Value, DomainError> {
         let c = self.readable(company, connection, DataType::CompanyInfo).await?;
-        let rows = self.repos.records.scan(c.id, DataType::CompanyInfo, None, 1).await?;
+        let rows = self.p.repos.records.scan(c.id, DataType::CompanyInfo, None, 1).await?;
         rows.into_iter()
             .find(|r| !r.record.deleted)
             .map(|r| r.record.document)
@@ -244,10 +252,10 @@ mod tests {
         let p = platform_with(mem.clone(), Arc::new(Fixed(Mutex::new("2026-01-01T00:00:00Z".parse().unwrap()))));
         let settings =
             IntegrationUpdate { client_id: Some("ca".into()), secret_key: Some(SecretString::from("sk_test_x")), ..Default::default() };
-        p.update_integration("yzth", settings).await.unwrap();
-        p.set_integration_enabled("yzth", true).await.unwrap();
-        let company = p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
-        let connection = p.create_connection(company, "yzth").await.unwrap().id;
+        p.integrations().update("yzth", settings).await.unwrap();
+        p.integrations().set_enabled("yzth", true).await.unwrap();
+        let company = p.companies().create(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company.id;
+        let connection = p.connections().create(company, "yzth").await.unwrap().id;
         if let Some(status) = status {
             mem.pulls.lock().unwrap().push(PullOperation {
                 id: PullOperationId::new_random(),
@@ -281,9 +289,10 @@ mod tests {
         for (q, order) in [(None, None), (Some("customerName=n1"), None), (None, Some("-createdDate")), (None, Some("createdDate"))] {
             let mut seek = None;
             for page in 1.. {
-                let by_offset = p.list_records(company, connection, DataType::Customers, &query(page, q, order)).await.unwrap();
+                let by_offset = p.records().list(company, connection, DataType::Customers, &query(page, q, order)).await.unwrap();
                 let by_keyset = p
-                    .list_records(company, connection, DataType::Customers, &ListQuery { seek: seek.clone(), ..query(page, q, order) })
+                    .records()
+                    .list(company, connection, DataType::Customers, &ListQuery { seek: seek.clone(), ..query(page, q, order) })
                     .await
                     .unwrap();
                 assert_eq!(by_keyset, by_offset, "{q:?} {order:?} page {page}");
@@ -295,7 +304,7 @@ mod tests {
                 }
             }
         }
-        let by_name = p.list_records(company, connection, DataType::Customers, &query(1, None, Some("customerName"))).await.unwrap();
+        let by_name = p.records().list(company, connection, DataType::Customers, &query(1, None, Some("customerName"))).await.unwrap();
         assert_eq!(by_name.next, None, "orders without an index have no keyset");
     }
 
@@ -305,7 +314,7 @@ mod tests {
         write(&p, company, connection, &(0..10).map(record).collect::<Vec<_>>()).await;
         let list = |page, q: Option<&'static str>| {
             let p = p.clone();
-            async move { p.list_records(company, connection, DataType::Customers, &query(page, q, None)).await.unwrap().page.total }
+            async move { p.records().list(company, connection, DataType::Customers, &query(page, q, None)).await.unwrap().page.total }
         };
         assert_eq!(list(1, None).await, 10);
         assert_eq!(list(2, None).await, 10);
@@ -350,7 +359,7 @@ mod tests {
             (Some(DatasetStatus::Fetching), "The data set has not finished its first sync yet."),
         ] {
             let (_, p, company, connection) = setup(status).await;
-            let err = p.list_records(company, connection, DataType::Customers, &query(1, None, None)).await.unwrap_err();
+            let err = p.records().list(company, connection, DataType::Customers, &query(1, None, None)).await.unwrap_err();
             assert!(matches!(&err, DomainError::Conflict(m) if m == message), "{err:?}");
         }
     }

@@ -6,10 +6,12 @@ use crate::error::DomainError;
 use crate::ids::WebhookConsumerId;
 use crate::model::company::Company;
 use crate::model::connection::Connection;
+use crate::model::webhook::DeliverySummary;
 use crate::model::webhook::{
     AfterAttempt, Attempt, DEFAULT_DISABLE_AFTER, DEFAULT_SCHEDULE, DELIVERY_TIMEOUT, Delivery, EventSubject, EventType, MAX_CONSUMERS,
     NewConsumer, OutboxEvent, WebhookConsumer, WebhookEvent, after_failure, generate_secret, sign, validate_consumer,
 };
+use crate::ports::Redelivery;
 use crate::ports::repository::DeliveryCounts;
 use crate::ports::webhook::{WebhookRequest, WebhookSender};
 use secrecy::{ExposeSecret, SecretString};
@@ -41,13 +43,23 @@ impl Platform {
     pub(crate) fn company_event(&self, event_type: EventType, company: &Company) -> Vec<OutboxEvent> {
         self.outbox(event_type, EventSubject::Company(company.clone()))
     }
+}
 
+/// Webhook use cases: consumers, their signing secrets, events and deliveries.
+///
+/// Borrowed from the façade: [`Platform::webhooks`].
+#[derive(Clone, Copy)]
+pub struct Webhooks<'a> {
+    pub(super) p: &'a Platform,
+}
+
+impl Webhooks<'_> {
     /// Every webhook consumer, oldest first.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn list_webhook_consumers(&self) -> Result<Vec<WebhookConsumer>, DomainError> {
-        Ok(self.repos.webhooks.list_consumers().await?)
+    pub async fn list_consumers(&self) -> Result<Vec<WebhookConsumer>, DomainError> {
+        Ok(self.p.repos.webhooks.list_consumers().await?)
     }
 
     /// Creates a consumer with a new `whsec_` signing secret, returned in clear this once.
@@ -55,9 +67,9 @@ impl Platform {
     /// # Errors
     /// [`DomainError::Validation`] for a bad URL, event type or company tag, or when
     /// [`MAX_CONSUMERS`] already exist.
-    pub async fn create_webhook_consumer(&self, req: NewConsumer) -> Result<(WebhookConsumer, SecretString), DomainError> {
+    pub async fn create_consumer(&self, req: NewConsumer) -> Result<(WebhookConsumer, SecretString), DomainError> {
         let (event_types, company_tags) = validate_consumer(&req)?;
-        if let Some(targets) = &self.targets
+        if let Some(targets) = &self.p.targets
             && let Err(why) = targets.check_target(&req.url).await
         {
             return Err(DomainError::Validation {
@@ -66,7 +78,7 @@ impl Platform {
             });
         }
         let secret = SecretString::from(generate_secret());
-        let sealed = self.cipher.seal(&secret).map_err(DomainError::secret)?;
+        let sealed = self.p.cipher.seal(&secret).map_err(DomainError::secret)?;
         let consumer = WebhookConsumer {
             id: WebhookConsumerId::new_random(),
             url: req.url,
@@ -74,11 +86,11 @@ impl Platform {
             event_types,
             company_tags,
             secret: sealed,
-            created: self.clock.now(),
+            created: self.p.clock.now(),
             failing_since: None,
             disabled_reason: None,
         };
-        match self.repos.webhooks.insert_consumer_limited(&consumer, MAX_CONSUMERS).await {
+        match self.p.repos.webhooks.insert_consumer_limited(&consumer, MAX_CONSUMERS).await {
             Ok(()) => Ok((consumer, secret)),
             Err(crate::RepositoryError::Conflict(_)) => Err(DomainError::invalid(format!(
                 "A client can have at most {MAX_CONSUMERS} webhook consumers; delete one before creating another."
@@ -91,8 +103,9 @@ impl Platform {
     ///
     /// # Errors
     /// [`DomainError::NotFound`] when there is none with that id.
-    pub async fn get_webhook_consumer(&self, id: WebhookConsumerId) -> Result<WebhookConsumer, DomainError> {
-        self.repos
+    pub async fn get_consumer(&self, id: WebhookConsumerId) -> Result<WebhookConsumer, DomainError> {
+        self.p
+            .repos
             .webhooks
             .get_consumer(id)
             .await?
@@ -103,8 +116,8 @@ impl Platform {
     ///
     /// # Errors
     /// [`DomainError::NotFound`] when there is none with that id.
-    pub async fn delete_webhook_consumer(&self, id: WebhookConsumerId) -> Result<(), DomainError> {
-        if self.repos.webhooks.delete_consumer(id).await? {
+    pub async fn delete_consumer(&self, id: WebhookConsumerId) -> Result<(), DomainError> {
+        if self.p.repos.webhooks.delete_consumer(id).await? {
             Ok(())
         } else {
             Err(DomainError::NotFound(format!("No webhook consumer was found with ID {id}")))
@@ -115,12 +128,12 @@ impl Platform {
     ///
     /// # Errors
     /// [`DomainError::NotFound`] when there is none with that id.
-    pub async fn set_webhook_consumer_disabled(&self, id: WebhookConsumerId, disabled: bool) -> Result<WebhookConsumer, DomainError> {
+    pub async fn set_consumer_disabled(&self, id: WebhookConsumerId, disabled: bool) -> Result<WebhookConsumer, DomainError> {
         let reason = disabled.then(|| "Disabled by an administrator".to_owned());
-        if !self.repos.webhooks.set_consumer_disabled(id, disabled, reason).await? {
+        if !self.p.repos.webhooks.set_consumer_disabled(id, disabled, reason).await? {
             return Err(DomainError::NotFound(format!("No webhook consumer was found with ID {id}")));
         }
-        self.get_webhook_consumer(id).await
+        self.get_consumer(id).await
     }
 
     /// A consumer's signing secret, in clear.
@@ -128,18 +141,54 @@ impl Platform {
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown consumer; [`DomainError::Secret`] when the master
     /// key cannot open it.
-    pub async fn webhook_consumer_secret(&self, id: WebhookConsumerId) -> Result<SecretString, DomainError> {
-        let c = self.get_webhook_consumer(id).await?;
-        self.cipher.open(&c.secret).map_err(DomainError::secret)
+    pub async fn consumer_secret(&self, id: WebhookConsumerId) -> Result<SecretString, DomainError> {
+        let c = self.get_consumer(id).await?;
+        self.p.cipher.open(&c.secret).map_err(DomainError::secret)
     }
 
     /// A consumer's latest delivery attempts (newest first) and its delivery counts.
     ///
     /// # Errors
     /// [`DomainError::NotFound`] for an unknown consumer.
-    pub async fn webhook_attempts(&self, id: WebhookConsumerId, limit: u32) -> Result<(Vec<Attempt>, DeliveryCounts), DomainError> {
-        self.get_webhook_consumer(id).await?;
-        Ok((self.repos.webhooks.list_attempts(id, limit).await?, self.repos.webhooks.delivery_counts(id).await?))
+    pub async fn attempts(&self, id: WebhookConsumerId, limit: u32) -> Result<(Vec<Attempt>, DeliveryCounts), DomainError> {
+        self.get_consumer(id).await?;
+        Ok((self.p.repos.webhooks.list_attempts(id, limit).await?, self.p.repos.webhooks.delivery_counts(id).await?))
+    }
+
+    /// The most recent webhook events (the outbox), newest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn recent_events(&self, limit: u32) -> Result<Vec<crate::model::webhook::OutboxEvent>, DomainError> {
+        Ok(self.p.repos.webhooks.recent_events(limit).await?)
+    }
+
+    /// A consumer's most recent deliveries, newest first.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown consumer.
+    pub async fn deliveries(&self, id: WebhookConsumerId, limit: u32) -> Result<Vec<DeliverySummary>, DomainError> {
+        self.get_consumer(id).await?;
+        Ok(self.p.repos.webhooks.list_deliveries(id, limit).await?)
+    }
+
+    /// Delivers a finished delivery (delivered or failed) once more, as soon as a worker is free:
+    /// one attempt, whose failure ends it `Failed` again.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] for an unknown consumer or delivery; [`DomainError::InvalidState`]
+    /// when the delivery is still pending or the consumer is disabled.
+    pub async fn redeliver(&self, id: WebhookConsumerId, delivery: Uuid) -> Result<(), DomainError> {
+        if self.get_consumer(id).await?.disabled {
+            return Err(DomainError::InvalidState("This consumer is disabled: enable it before delivering again.".into()));
+        }
+        match self.p.repos.webhooks.redeliver(id, delivery, self.p.clock.now()).await? {
+            Redelivery::Queued => Ok(()),
+            Redelivery::StillPending => {
+                Err(DomainError::InvalidState("This delivery is still pending: it will be attempted again on its own.".into()))
+            }
+            Redelivery::NotFound => Err(DomainError::NotFound(format!("No delivery was found with ID {delivery}"))),
+        }
     }
 }
 
@@ -370,22 +419,22 @@ mod tests {
     #[tokio::test]
     async fn company_changes_write_events_and_without_a_renderer_nothing_is_written() {
         let (p, mem, _) = setup();
-        let c = p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company;
-        p.delete_company(c.id).await.unwrap();
+        let c = p.companies().create(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company;
+        p.companies().delete(c.id).await.unwrap();
         let types: Vec<_> = mem.events.lock().unwrap().iter().map(|e| e.event_type).collect();
         assert_eq!(types, vec![EventType::CompanyCreated, EventType::CompanyDeleted]);
 
         let mem = Arc::new(Mem::default());
         let plain = platform_with(mem.clone(), Arc::new(Fixed(Mutex::new(Utc::now()))));
-        plain.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap();
+        plain.companies().create(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap();
         assert!(mem.events.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn deliveries_are_signed_with_the_consumers_secret_and_a_stable_message_id() {
         let (p, mem, _) = setup();
-        let (consumer, secret) = p.create_webhook_consumer(consumer_req(&["company.created"])).await.unwrap();
-        p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap();
+        let (consumer, secret) = p.webhooks().create_consumer(consumer_req(&["company.created"])).await.unwrap();
+        p.companies().create(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap();
         let event = mem.events.lock().unwrap()[0].clone();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let d = WebhookDelivery::new(p.clone(), Arc::new(answering(Some(204), seen.clone())), "w".into(), DeliveryOptions::default());
@@ -397,7 +446,7 @@ mod tests {
         let ts: i64 = header("webhook-timestamp").parse().unwrap();
         assert_eq!(header("webhook-signature"), sign(secret.expose_secret(), &header("webhook-id"), ts, &req.body).unwrap());
         assert_eq!(req.timeout, DELIVERY_TIMEOUT);
-        let (attempts, counts) = p.webhook_attempts(consumer.id, 10).await.unwrap();
+        let (attempts, counts) = p.webhooks().attempts(consumer.id, 10).await.unwrap();
         assert_eq!((counts.delivered, attempts.len(), attempts[0].status_code), (1, 1, Some(204)));
         assert_eq!(d.run_once().await.unwrap(), 0, "a delivered event is not sent again");
     }
@@ -405,9 +454,9 @@ mod tests {
     #[tokio::test]
     async fn failures_retry_on_the_schedule_then_fail_and_other_event_types_are_not_sent() {
         let (p, mem, clock) = setup();
-        let (consumer, _) = p.create_webhook_consumer(consumer_req(&["company.created"])).await.unwrap();
-        let c = p.create_company(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company;
-        p.delete_company(c.id).await.unwrap();
+        let (consumer, _) = p.webhooks().create_consumer(consumer_req(&["company.created"])).await.unwrap();
+        let c = p.companies().create(CompanyFields::new("Shop", None, Default::default()).unwrap()).await.unwrap().company;
+        p.companies().delete(c.id).await.unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let opts =
             DeliveryOptions { schedule: vec![Duration::ZERO, Duration::from_secs(5), Duration::from_secs(60)], ..Default::default() };
@@ -430,7 +479,7 @@ mod tests {
             seen.lock().unwrap().iter().map(|r| r.headers.iter().find(|(k, _)| k == "webhook-id").unwrap().1.clone()).collect();
         assert_eq!(ids.len(), 3);
         assert!(ids.iter().all(|i| *i == ids[0]), "every attempt carries the same webhook-id");
-        let (attempts, counts) = p.webhook_attempts(consumer.id, 10).await.unwrap();
+        let (attempts, counts) = p.webhooks().attempts(consumer.id, 10).await.unwrap();
         assert_eq!((counts.failed, counts.pending), (1, 0));
         assert_eq!(attempts.iter().map(|a| a.number).collect::<Vec<_>>(), vec![3, 2, 1]);
         assert!(attempts.iter().all(|a| !a.ok && a.error.as_deref() == Some("the receiver answered HTTP 500")));
@@ -440,26 +489,26 @@ mod tests {
     #[tokio::test]
     async fn a_consumer_failing_for_longer_than_disable_after_is_disabled_and_gets_nothing_more() {
         let (p, _mem, clock) = setup();
-        let (consumer, _) = p.create_webhook_consumer(consumer_req(&["company.created"])).await.unwrap();
+        let (consumer, _) = p.webhooks().create_consumer(consumer_req(&["company.created"])).await.unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let opts = DeliveryOptions { disable_after: Duration::from_secs(86_400), ..Default::default() };
         let d = WebhookDelivery::new(p.clone(), Arc::new(answering(None, seen.clone())), "w".into(), opts);
         let set = |t: &str| *clock.0.lock().unwrap() = t.parse::<DateTime<Utc>>().unwrap();
-        p.create_company(CompanyFields::new("A", None, Default::default()).unwrap()).await.unwrap();
+        p.companies().create(CompanyFields::new("A", None, Default::default()).unwrap()).await.unwrap();
         d.run_once().await.unwrap();
-        assert!(!p.get_webhook_consumer(consumer.id).await.unwrap().disabled, "one failure does not disable");
+        assert!(!p.webhooks().get_consumer(consumer.id).await.unwrap().disabled, "one failure does not disable");
         set("2026-01-02T00:00:01Z");
-        p.create_company(CompanyFields::new("B", None, Default::default()).unwrap()).await.unwrap();
+        p.companies().create(CompanyFields::new("B", None, Default::default()).unwrap()).await.unwrap();
         d.run_once().await.unwrap();
-        let c = p.get_webhook_consumer(consumer.id).await.unwrap();
+        let c = p.webhooks().get_consumer(consumer.id).await.unwrap();
         assert!(c.disabled, "failing for more than a day disables it");
         assert!(c.disabled_reason.unwrap().contains("Disabled after failing"));
         let sent = seen.lock().unwrap().len();
         set("2026-01-03T00:00:00Z");
-        p.create_company(CompanyFields::new("C", None, Default::default()).unwrap()).await.unwrap();
+        p.companies().create(CompanyFields::new("C", None, Default::default()).unwrap()).await.unwrap();
         d.run_once().await.unwrap();
         assert_eq!(seen.lock().unwrap().len(), sent, "a disabled consumer receives nothing");
-        let c = p.set_webhook_consumer_disabled(consumer.id, false).await.unwrap();
+        let c = p.webhooks().set_consumer_disabled(consumer.id, false).await.unwrap();
         assert!(!c.disabled && c.disabled_reason.is_none());
     }
 
@@ -467,8 +516,8 @@ mod tests {
     async fn at_most_fifty_consumers() {
         let (p, _, _) = setup();
         for _ in 0..MAX_CONSUMERS {
-            p.create_webhook_consumer(consumer_req(&["company.created"])).await.unwrap();
+            p.webhooks().create_consumer(consumer_req(&["company.created"])).await.unwrap();
         }
-        assert!(matches!(p.create_webhook_consumer(consumer_req(&["company.created"])).await, Err(DomainError::Validation { .. })));
+        assert!(matches!(p.webhooks().create_consumer(consumer_req(&["company.created"])).await, Err(DomainError::Validation { .. })));
     }
 }

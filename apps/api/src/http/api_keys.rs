@@ -25,7 +25,7 @@ pub fn generate_api_key() -> SecretString {
 /// List API keys (values are never shown again).
 #[utoipa::path(get, path = "/apiKeys", tag = "Settings", operation_id = "list-api-keys", responses((status = 200, body = Results<ApiKeyDto>)))]
 pub(super) async fn list(State(s): State<AppState>) -> Result<Json<Results<ApiKeyDto>>, ApiError> {
-    let keys = s.platform.list_api_keys().await?;
+    let keys = s.platform.api_keys().list().await?;
     Ok(Json(Results { results: keys.into_iter().map(|k| ApiKeyDto::new(k, None)).collect() }))
 }
 
@@ -45,7 +45,7 @@ pub(super) async fn create(State(s): State<AppState>, body: Bytes) -> Result<(St
             .name
     };
     let key = generate_api_key();
-    let record = s.platform.create_api_key(name, &key).await?;
+    let record = s.platform.api_keys().create(name, &key).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyDto::new(record, Some(key.expose_secret().to_owned())))))
 }
 
@@ -54,6 +54,6 @@ pub(super) async fn create(State(s): State<AppState>, body: Bytes) -> Result<(St
     params(("apiKeyId" = String, Path)), responses((status = 204), (status = 404, body = ErrorMessage), (status = 409, body = ErrorMessage)))]
 pub(super) async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id: ApiKeyId = path_id(&id, "API key id")?;
-    s.platform.delete_api_key(id, false).await?;
+    s.platform.api_keys().delete(id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

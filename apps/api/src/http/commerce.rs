@@ -42,7 +42,7 @@ pub(super) async fn company_info(
     Path((company, connection)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (company, connection) = ids(&company, &connection)?;
-    Ok(Json(s.platform.company_info(company, connection).await?))
+    Ok(Json(s.platform.records().company_info(company, connection).await?))
 }
 
 /// A page of customers, disputes, payments, products or transactions.
@@ -60,7 +60,7 @@ pub(super) async fn list(
     let dt = data_type(&raw)?;
     let Some(schema) = schema(dt) else {
         // A type without a list schema is one Stripe does not provide: let the domain say so.
-        s.platform.readable(company, connection, dt).await?;
+        s.platform.records().readable(company, connection, dt).await?;
         return Err(ApiError::not_found(format!("Datatype {dt} cannot be listed.")));
     };
     let mut q = ListQuery::from_params(schema, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
@@ -73,7 +73,7 @@ pub(super) async fn list(
             q.seek = Some(cursor.seek);
         }
     }
-    let RecordPage { page, next } = s.platform.list_records(company, connection, dt, &q).await?;
+    let RecordPage { page, next } = s.platform.records().list(company, connection, dt, &q).await?;
     let mut links = Links::new(&page, &path, &params);
     if let (Some(seek), Some(link)) = (next, links.next.as_mut()) {
         link.href.push_str("&cursor=");
@@ -92,5 +92,5 @@ pub(super) async fn show(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (company, connection) = ids(&company, &connection)?;
     let dt = data_type(&raw)?;
-    Ok(Json(s.platform.get_record(company, connection, dt, &id).await?))
+    Ok(Json(s.platform.records().get(company, connection, dt, &id).await?))
 }

@@ -30,7 +30,7 @@ fn fields(body: CompanyRequestBody) -> Result<CompanyFields, ApiError> {
     responses((status = 200, body = Paged<CompanyDto>), (status = 400, body = ErrorMessage), (status = 401, body = ErrorMessage)))]
 pub(super) async fn list(State(s): State<AppState>, params: ListParams) -> Result<Json<Paged<CompanyDto>>, ApiError> {
     let q = ListQuery::from_params(&QUERY_SCHEMA, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
-    let page = s.platform.list_companies(q, params.tags.as_deref()).await?;
+    let page = s.platform.companies().list(q, params.tags.as_deref()).await?;
     Ok(Json(Paged::new(page, "/companies", &params, |c| CompanyDto::new(c, &s.public_url))))
 }
 
@@ -41,7 +41,7 @@ pub(super) async fn create(
     State(s): State<AppState>,
     CodatJson(body): CodatJson<CompanyRequestBody>,
 ) -> Result<Json<CompanyDto>, ApiError> {
-    let view = s.platform.create_company(fields(body)?).await?;
+    let view = s.platform.companies().create(fields(body)?).await?;
     Ok(Json(CompanyDto::new(view, &s.public_url)))
 }
 
@@ -50,7 +50,7 @@ pub(super) async fn create(
     params(("companyId" = String, Path)), responses((status = 200, body = CompanyDto), (status = 404, body = ErrorMessage)))]
 pub(super) async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<CompanyDto>, ApiError> {
     let id: CompanyId = path_id(&id, "company id")?;
-    Ok(Json(CompanyDto::new(s.platform.get_company(id).await?, &s.public_url)))
+    Ok(Json(CompanyDto::new(s.platform.companies().get(id).await?, &s.public_url)))
 }
 
 /// Replace a company (unset description and tags are cleared).
@@ -62,7 +62,7 @@ pub(super) async fn replace(
     CodatJson(body): CodatJson<CompanyRequestBody>,
 ) -> Result<Json<CompanyDto>, ApiError> {
     let id: CompanyId = path_id(&id, "company id")?;
-    Ok(Json(CompanyDto::new(s.platform.replace_company(id, fields(body)?).await?, &s.public_url)))
+    Ok(Json(CompanyDto::new(s.platform.companies().replace(id, fields(body)?).await?, &s.public_url)))
 }
 
 /// Update a company (omitted or null fields are left as they are).
@@ -75,7 +75,7 @@ pub(super) async fn update(
 ) -> Result<Json<CompanyDto>, ApiError> {
     let id: CompanyId = path_id(&id, "company id")?;
     let patch = CompanyPatch { name: body.name, description: body.description, tags: body.tags };
-    Ok(Json(CompanyDto::new(s.platform.update_company(id, patch).await?, &s.public_url)))
+    Ok(Json(CompanyDto::new(s.platform.companies().update(id, patch).await?, &s.public_url)))
 }
 
 /// Delete a company with its connections and data.
@@ -83,6 +83,6 @@ pub(super) async fn update(
     params(("companyId" = String, Path)), responses((status = 204), (status = 404, body = ErrorMessage)))]
 pub(super) async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id: CompanyId = path_id(&id, "company id")?;
-    s.platform.delete_company(id).await?;
+    s.platform.companies().delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

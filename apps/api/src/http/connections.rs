@@ -33,7 +33,7 @@ pub(super) async fn list(
 ) -> Result<Json<Paged<ConnectionDto>>, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
     let q = ListQuery::from_params(&QUERY_SCHEMA, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
-    let page = s.platform.list_connections(company, &q).await?;
+    let page = s.platform.connections().list(company, &q).await?;
     let path = format!("/companies/{company}/connections");
     Ok(Json(Paged::new(page, &path, &params, |c| ConnectionDto::new(c, &s.public_url))))
 }
@@ -49,7 +49,7 @@ pub(super) async fn create(
 ) -> Result<Json<ConnectionDto>, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
     let key = body.platform_key.ok_or_else(|| ApiError::bad_request("platformKey is required."))?;
-    let c = s.platform.create_connection(company, &key).await?;
+    let c = s.platform.connections().create(company, &key).await?;
     Ok(Json(ConnectionDto::new(c, &s.public_url)))
 }
 
@@ -62,7 +62,7 @@ pub(super) async fn show(
     Path((company, connection)): Path<(String, String)>,
 ) -> Result<Json<ConnectionDto>, ApiError> {
     let (company, connection) = ids(&company, &connection)?;
-    Ok(Json(ConnectionDto::new(s.platform.get_connection(company, connection).await?, &s.public_url)))
+    Ok(Json(ConnectionDto::new(s.platform.connections().get(company, connection).await?, &s.public_url)))
 }
 
 /// Unlink a connection (`{"status":"Unlinked"}`): access is revoked at Stripe; the data is kept.

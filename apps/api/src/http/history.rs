@@ -82,7 +82,7 @@ pub(super) async fn list(
 ) -> Result<Json<Paged<PullOperationDto>>, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
     let q = ListQuery::from_params(&QUERY_SCHEMA, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
-    let page = s.platform.list_pull_operations(company, &q).await?;
+    let page = s.platform.pulls().list(company, &q).await?;
     Ok(Json(Paged::new(page, &format!("/companies/{company}/data/history"), &params, PullOperationDto::from)))
 }
 
@@ -95,5 +95,5 @@ pub(super) async fn show(
 ) -> Result<Json<PullOperationDto>, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
     let dataset: PullOperationId = path_id(&dataset, "dataset id")?;
-    Ok(Json(s.platform.get_pull_operation(company, dataset).await?.into()))
+    Ok(Json(s.platform.pulls().get(company, dataset).await?.into()))
 }

@@ -37,7 +37,8 @@ pub(super) async fn list(State(s): State<AppState>, params: ListParams) -> Resul
     let q = ListQuery::from_params(&QUERY_SCHEMA, params.page, params.page_size, params.query.as_deref(), params.order_by.as_deref())?;
     let mut docs: Vec<(serde_json::Value, IntegrationDto)> = s
         .platform
-        .list_integrations()
+        .integrations()
+        .list()
         .await?
         .iter()
         .map(|i| {
@@ -71,7 +72,7 @@ pub(super) async fn list(State(s): State<AppState>, params: ListParams) -> Resul
 #[utoipa::path(get, path = "/integrations/{platformKey}", tag = "Integrations", operation_id = "get-integration",
     params(("platformKey" = String, Path)), responses((status = 200, body = IntegrationDto), (status = 404, body = ErrorMessage)))]
 pub(super) async fn show(State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<IntegrationDto>, ApiError> {
-    let i = s.platform.get_integration(&key).await?;
+    let i = s.platform.integrations().get(&key).await?;
     Ok(Json(IntegrationDto::new(&i, &s.public_url)))
 }
 
@@ -79,7 +80,7 @@ pub(super) async fn show(State(s): State<AppState>, Path(key): Path<String>) -> 
 #[utoipa::path(get, path = "/integrations/{platformKey}/branding", tag = "Integrations", operation_id = "get-integrations-branding",
     params(("platformKey" = String, Path)), responses((status = 200, body = BrandingDto), (status = 404, body = ErrorMessage)))]
 pub(super) async fn branding(State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<BrandingDto>, ApiError> {
-    let i = s.platform.get_integration(&key).await?;
+    let i = s.platform.integrations().get(&key).await?;
     Ok(Json(BrandingDto::new(i.definition, &s.public_url)))
 }
 

@@ -39,7 +39,7 @@ struct Brand {
 
 impl Brand {
     async fn load(s: &AppState) -> Self {
-        match s.linking.platform().profile().await {
+        match s.linking.platform().settings().profile().await {
             Ok(p) => Self { name: p.name, logo_url: p.logo_url, icon_url: p.icon_url },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the profile for a Link page");
@@ -160,7 +160,7 @@ async fn company_page(State(s): State<AppState>, Path(company): Path<String>) ->
         Err(r) => return *r,
     };
     let platform = s.linking.platform();
-    let view = match platform.get_company(company).await {
+    let view = match platform.companies().get(company).await {
         Ok(v) => v,
         Err(DomainError::NotFound(_)) => {
             return problem(
@@ -174,7 +174,7 @@ async fn company_page(State(s): State<AppState>, Path(company): Path<String>) ->
         }
         Err(e) => return domain_page(&s, e).await,
     };
-    let integrations = match platform.list_integrations().await {
+    let integrations = match platform.integrations().list().await {
         Ok(i) => i,
         Err(e) => return domain_page(&s, e).await,
     };
@@ -402,7 +402,7 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
         Err(_) => return reject(StatusCode::BAD_REQUEST, "the body is not a Stripe event"),
     };
     let key = if event.livemode { "exgd" } else { "yzth" };
-    let secret = match s.linking.platform().webhook_secret(key).await {
+    let secret = match s.linking.platform().integrations().webhook_secret(key).await {
         Ok(Some(secret)) => secret,
         Ok(None) => return reject(StatusCode::BAD_REQUEST, "no webhook secret is configured for this mode"),
         Err(e) => {
@@ -423,7 +423,7 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
     // An event processed already (a replay within the signature's tolerance, or a retry) is
     // acknowledged and ignored. The id is remembered once processing succeeded: a delivery cut
     // short, or one that failed, leaves Stripe's retry to be processed (processing is idempotent).
-    match s.platform.source_event_seen(key, &event.id).await {
+    match s.platform.integrations().source_event_seen(key, &event.id).await {
         Ok(false) => {}
         Ok(true) => {
             tracing::info!(stripe.event = %event.id, "Stripe webhook already processed; ignored");
@@ -437,7 +437,7 @@ async fn stripe_webhook(State(s): State<AppState>, headers: HeaderMap, body: Byt
     if process_stripe_event(&s, key, &event).await.is_err() {
         return reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     }
-    if let Err(e) = s.platform.remember_source_event(key, &event.id).await {
+    if let Err(e) = s.platform.integrations().remember_source_event(key, &event.id).await {
         // Processed: a retry would change nothing.
         tracing::warn!(error = %e, "cannot remember a processed Stripe webhook");
     }
@@ -460,11 +460,11 @@ async fn process_stripe_event(s: &AppState, key: &str, event: &tributary_stripe:
     if let (Some(account), Some(types)) = (&event.account, affected(&event.event_type)) {
         // Object changes are applied at once by a pull that follows the changes since the last
         // sync (polling reconciles anything a webhook missed).
-        match s.platform.linked_connections_of_account(key, account).await {
+        match s.platform.connections().linked_to_account(key, account).await {
             Ok(connections) => {
                 for c in &connections {
                     for dt in types {
-                        if let Err(e) = s.platform.queue_pull(c.company_id, *dt, Some(c.id)).await {
+                        if let Err(e) = s.platform.pulls().queue(c.company_id, *dt, Some(c.id)).await {
                             tracing::warn!(error = %e, connection.id = %c.id, "cannot queue a pull for a webhook");
                         }
                     }

@@ -274,7 +274,7 @@ async fn require_api_key(State(state): State<AppState>, req: Request, next: Next
         state.limits.auth_failed(addr, Instant::now());
         return Err(ApiError::unauthorized());
     };
-    let Some(api_key) = state.platform.authenticate(&key).await? else {
+    let Some(api_key) = state.platform.api_keys().authenticate(&key).await? else {
         state.limits.auth_failed(addr, Instant::now());
         return Err(ApiError::unauthorized());
     };

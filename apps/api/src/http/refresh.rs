@@ -46,7 +46,7 @@ pub struct DataStatusDto {
     params(("companyId" = String, Path)), responses((status = 204), (status = 400, body = ErrorMessage), (status = 404, body = ErrorMessage)))]
 pub(super) async fn all(State(s): State<AppState>, Path(company): Path<String>) -> Result<StatusCode, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
-    s.platform.queue_all(company).await?;
+    s.platform.pulls().queue_all(company).await?;
     s.wake.notify_waiters();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -72,7 +72,7 @@ pub(super) async fn queue(
         data_type.parse().map_err(|e: tributary_domain::model::data_type::UnknownDataType| ApiError::bad_request(e.0))?;
     let connection: Option<ConnectionId> =
         q.connection_id.as_deref().filter(|c| !c.is_empty()).map(|c| path_id(c, "connection id")).transpose()?;
-    let op = s.platform.queue_pull(company, data_type, connection).await?;
+    let op = s.platform.pulls().queue(company, data_type, connection).await?;
     s.wake.notify_waiters();
     Ok(Json(op.into()))
 }
@@ -85,7 +85,7 @@ pub(super) async fn status(
     Path(company): Path<String>,
 ) -> Result<Json<BTreeMap<String, DataStatusDto>>, ApiError> {
     let company: CompanyId = path_id(&company, "company id")?;
-    let statuses = s.platform.data_status(company).await?;
+    let statuses = s.platform.pulls().data_status(company).await?;
     Ok(Json(
         statuses
             .into_iter()

@@ -31,7 +31,7 @@ fn dto(p: Profile) -> ProfileDto {
 /// Get the profile.
 #[utoipa::path(get, path = "/profile", tag = "Settings", operation_id = "get-profile", responses((status = 200, body = ProfileDto)))]
 pub(super) async fn get_profile(State(s): State<AppState>) -> Result<Json<ProfileDto>, ApiError> {
-    Ok(Json(dto(s.platform.profile().await?)))
+    Ok(Json(dto(s.platform.settings().profile().await?)))
 }
 
 /// Replace the profile.
@@ -45,15 +45,15 @@ pub(super) async fn put_profile(State(s): State<AppState>, CodatJson(body): Coda
         redirect_url: body.redirect_url.ok_or_else(|| ApiError::bad_request("redirectUrl is required."))?,
         white_list_urls: body.white_list_urls.unwrap_or_default(),
     };
-    Ok(Json(dto(s.platform.put_profile(profile).await?)))
+    Ok(Json(dto(s.platform.settings().put_profile(profile).await?)))
 }
 
 /// Get the client's sync settings.
 #[utoipa::path(get, path = "/profile/syncSettings", tag = "Settings", operation_id = "get-profile-syncSettings", responses((status = 200, body = SyncSettingsDto)))]
 pub(super) async fn get_sync(State(s): State<AppState>) -> Result<Json<SyncSettingsDto>, ApiError> {
-    let (settings, overrides) = s.platform.sync_settings().await?;
+    let (settings, overrides) = s.platform.settings().sync_settings().await?;
     Ok(Json(SyncSettingsDto {
-        client_id: Some(s.platform.client_id().await?),
+        client_id: Some(s.platform.settings().client_id().await?),
         settings: Some(settings),
         overrides_defaults: Some(overrides),
     }))
@@ -63,7 +63,7 @@ pub(super) async fn get_sync(State(s): State<AppState>) -> Result<Json<SyncSetti
 #[utoipa::path(post, path = "/profile/syncSettings", tag = "Settings", operation_id = "update-profile-syncSettings", request_body = SyncSettingsDto,
     responses((status = 204), (status = 400, body = ErrorMessage)))]
 pub(super) async fn post_sync(State(s): State<AppState>, CodatJson(body): CodatJson<SyncSettingsDto>) -> Result<StatusCode, ApiError> {
-    let ours = s.platform.client_id().await?;
+    let ours = s.platform.settings().client_id().await?;
     match body.client_id {
         Some(id) if id == ours => {}
         Some(id) => return Err(ApiError::bad_request(format!("clientId {id} does not match this instance's client id {ours}."))),
@@ -73,7 +73,7 @@ pub(super) async fn post_sync(State(s): State<AppState>, CodatJson(body): CodatJ
     if body.overrides_defaults == Some(false) {
         return Err(ApiError::bad_request("overridesDefaults must be true to save client sync settings."));
     }
-    s.platform.put_sync_settings(settings).await?;
+    s.platform.settings().put_sync_settings(settings).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -82,7 +82,7 @@ pub(super) async fn post_sync(State(s): State<AppState>, CodatJson(body): CodatJ
     params(("companyId" = String, Path)), responses((status = 200, body = CompanySyncSettingsDto), (status = 404, body = ErrorMessage)))]
 pub(super) async fn get_company_sync(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<CompanySyncSettingsDto>, ApiError> {
     let id: CompanyId = path_id(&id, "company id")?;
-    let (settings, overrides) = s.platform.company_sync_settings(id).await?;
+    let (settings, overrides) = s.platform.settings().company_sync_settings(id).await?;
     Ok(Json(CompanySyncSettingsDto { company_id: Some(id.0), settings: Some(settings), overrides_defaults: Some(overrides) }))
 }
 
@@ -103,6 +103,6 @@ pub(super) async fn post_company_sync(
     }
     let settings = body.settings.ok_or_else(|| ApiError::bad_request("settings is required."))?;
     let overrides = body.overrides_defaults.ok_or_else(|| ApiError::bad_request("overridesDefaults is required."))?;
-    s.platform.put_company_sync_settings(id, settings, overrides).await?;
+    s.platform.settings().put_company_sync_settings(id, settings, overrides).await?;
     Ok(StatusCode::NO_CONTENT)
 }

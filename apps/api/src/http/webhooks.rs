@@ -20,7 +20,7 @@ pub(super) fn routes() -> Router<AppState> {
 #[utoipa::path(get, path = "/webhooks", tag = "Webhooks", operation_id = "list-webhook-consumers",
     responses((status = 200, body = Results<WebhookConsumerDto>)))]
 pub(super) async fn list(State(s): State<AppState>) -> Result<Json<Results<WebhookConsumerDto>>, ApiError> {
-    let all = s.platform.list_webhook_consumers().await?;
+    let all = s.platform.webhooks().list_consumers().await?;
     Ok(Json(Results { results: all.into_iter().map(|c| WebhookConsumerDto::new(c, None)).collect() }))
 }
 
@@ -38,7 +38,7 @@ pub(super) async fn create(
         event_types: body.event_types.unwrap_or_default(),
         company_tags: body.company_tags.unwrap_or_default(),
     };
-    let (consumer, secret) = s.platform.create_webhook_consumer(req).await?;
+    let (consumer, secret) = s.platform.webhooks().create_consumer(req).await?;
     s.webhook_wake.notify_waiters();
     Ok((StatusCode::CREATED, Json(WebhookConsumerDto::new(consumer, Some(secret.expose_secret().to_owned())))))
 }
@@ -48,6 +48,6 @@ pub(super) async fn create(
     params(("webhookId" = String, Path)), responses((status = 204), (status = 404, body = ErrorMessage)))]
 pub(super) async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id: WebhookConsumerId = path_id(&id, "webhook id")?;
-    s.platform.delete_webhook_consumer(id).await?;
+    s.platform.webhooks().delete_consumer(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

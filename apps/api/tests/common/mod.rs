@@ -60,7 +60,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let platform = tributary_api::compose::platform(&store, std::sync::Arc::new(AesGcmCipher::new(&MASTER, &[])), &base, true).unwrap();
         let key = tributary_api::generate_api_key();
-        platform.create_api_key(Some("test".into()), &key).await.unwrap();
+        platform.api_keys().create(Some("test".into()), &key).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut opts = tributary_api::ServeOptions::local(&base, connect_base, 1);
         configure(&mut opts);
@@ -80,7 +80,8 @@ impl TestServer {
 
     pub async fn enable_stripe_test(&self) {
         self.platform
-            .update_integration(
+            .integrations()
+            .update(
                 "yzth",
                 IntegrationUpdate {
                     client_id: Some("ca_test".into()),
@@ -90,7 +91,7 @@ impl TestServer {
             )
             .await
             .unwrap();
-        self.platform.set_integration_enabled("yzth", true).await.unwrap();
+        self.platform.integrations().set_enabled("yzth", true).await.unwrap();
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -128,8 +129,8 @@ pub async fn use_sandbox_keys(platform: &Platform) {
         secret_key: Some(SecretString::from(cfg.test_secret_key)),
         ..Default::default()
     };
-    platform.update_integration("yzth", settings).await.unwrap();
-    platform.set_integration_enabled("yzth", true).await.unwrap();
+    platform.integrations().update("yzth", settings).await.unwrap();
+    platform.integrations().set_enabled("yzth", true).await.unwrap();
 }
 
 /// Asserts a body is Codat's error envelope with the status, and returns its message.

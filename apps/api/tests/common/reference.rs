@@ -32,13 +32,13 @@ pub async fn platform_on(store: &Store, master: &[u8; 32]) -> Platform {
 /// A company whose Stripe Test connection is linked to `account` (written directly, as the Link
 /// flow would leave it), with a pull of every data type queued.
 pub async fn linked_with_pulls(platform: &Platform, name: &str, account: &str) -> (CompanyId, ConnectionId) {
-    let company = platform.create_company(CompanyFields::new(name, None, Default::default()).unwrap()).await.unwrap().company.id;
-    let mut connection = platform.create_connection(company, "yzth").await.unwrap();
+    let company = platform.companies().create(CompanyFields::new(name, None, Default::default()).unwrap()).await.unwrap().company.id;
+    let mut connection = platform.connections().create(company, "yzth").await.unwrap();
     connection.transition(ConnectionStatus::Linked).unwrap();
     connection.source_account = Some(account.to_owned());
     platform.repositories().connections.update(&connection, &[]).await.unwrap();
     for dt in TYPES {
-        platform.queue_pull(company, dt, None).await.unwrap();
+        platform.pulls().queue(company, dt, None).await.unwrap();
     }
     (company, connection.id)
 }
@@ -46,6 +46,7 @@ pub async fn linked_with_pulls(platform: &Platform, name: &str, account: &str) -
 /// The latest status of each data type of the company (with its error message).
 pub async fn statuses(platform: &Platform, company: CompanyId) -> Vec<(DataType, DatasetStatus, Option<String>)> {
     platform
+        .pulls()
         .data_status(company)
         .await
         .unwrap()

@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. A company through the use case, and a connection to the Stripe Test integration that this
     //    program linked itself (the HTTP server links through Stripe Connect's OAuth flow, with the
     //    integration's keys configured and enabled).
-    let company = platform.create_company(CompanyFields::new("Embedded Shop", None, Default::default())?).await?.company.id;
+    let company = platform.companies().create(CompanyFields::new("Embedded Shop", None, Default::default())?).await?.company.id;
     let stripe_test = definition("yzth").expect("a built-in integration");
     let connection = Connection {
         id: ConnectionId::new_random(),
@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         payment("py_3", "99.99", "USD", PaymentStatus::Paid, "2026-01-03T10:00:00Z"),
         payment("py_4", "60.00", "GBP", PaymentStatus::Failed, "2026-01-04T10:00:00Z"),
     ];
-    let mut pull = platform.queue_pull(company, DataType::Payments, Some(connection.id)).await?;
+    let mut pull = platform.pulls().queue(company, DataType::Payments, Some(connection.id)).await?;
     pull.status = DatasetStatus::Complete;
     pull.completed = Some(chrono::Utc::now());
     pull.progress = 100;
@@ -96,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 4. A Codat query and order, resolved against the payments' schema, read from the store.
     let schema = tributary_domain::model::commerce_schema::schema(DataType::Payments).expect("payments can be listed");
     let query = ListQuery::from_params(schema, None, Some(10), Some("currency=GBP && amount>50"), Some("-amount"))?;
-    let page = platform.list_records(company, connection.id, DataType::Payments, &query).await?;
+    let page = platform.records().list(company, connection.id, DataType::Payments, &query).await?;
     println!("totalResults {}", page.page.total);
     for text in &page.page.items {
         let record: serde_json::Value = serde_json::from_str(text)?;

@@ -57,7 +57,7 @@ async fn list(State(s): State<AppState>, session: Session, q: Params) -> Respons
 async fn list_page(s: &AppState, session: &Session, q: &HashMap<String, String>, notice: Option<Notice>, status: StatusCode) -> Response {
     let query = q.get("query").map(String::as_str).filter(|v| !v.trim().is_empty());
     let (page, error) = match ListQuery::from_params(&COMPANY_QUERY, int(q, "page"), Some(20), query, Some("-created")) {
-        Ok(lq) => match s.platform.list_companies(lq, None).await {
+        Ok(lq) => match s.platform.companies().list(lq, None).await {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some(super::message_of(e))),
         },
@@ -116,7 +116,7 @@ async fn create(State(s): State<AppState>, session: Session, body: Bytes) -> Res
         .get("name")
         .ok_or_else(|| DomainError::invalid("A name is required."))
         .and_then(|name| CompanyFields::new(&name, form.get("description"), BTreeMap::new()));
-    match async { s.platform.create_company(fields?).await }.await {
+    match async { s.platform.companies().create(fields?).await }.await {
         Ok(v) => after(&format!("/console/companies/{}", v.company.id), "created"),
         Err(e) => {
             let (status, message) = super::shown(e);
@@ -127,18 +127,18 @@ async fn create(State(s): State<AppState>, session: Session, body: Bytes) -> Res
 
 async fn show(State(s): State<AppState>, session: Session, Path(raw): Path<String>, q: Params) -> Response {
     let id = try_page!(company_id(&raw));
-    let view = match s.platform.get_company(id).await {
+    let view = match s.platform.companies().get(id).await {
         Ok(v) => v,
         Err(e) => return failure(e),
     };
-    let statuses = match s.platform.data_status(id).await {
+    let statuses = match s.platform.pulls().data_status(id).await {
         Ok(v) => v,
         Err(e) => return failure(e),
     };
-    let integrations = s.platform.list_integrations().await.unwrap_or_default();
+    let integrations = s.platform.integrations().list().await.unwrap_or_default();
     let pull_query = q.get("pulls").map(String::as_str).filter(|v| !v.trim().is_empty());
     let (pulls, pulls_error) = match ListQuery::from_params(&PULL_QUERY, int(&q, "page"), Some(20), pull_query, Some("-requested")) {
-        Ok(lq) => match s.platform.list_pull_operations(id, &lq).await {
+        Ok(lq) => match s.platform.pulls().list(id, &lq).await {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some(super::message_of(e))),
         },
@@ -283,10 +283,10 @@ async fn refresh(State(s): State<AppState>, session: Session, Path(raw): Path<St
     let id = try_page!(company_id(&raw));
     let result = match form.get("dataType") {
         Some(dt) => match dt.parse::<DataType>() {
-            Ok(dt) => s.platform.queue_pull(id, dt, None).await.map(|_| ()),
+            Ok(dt) => s.platform.pulls().queue(id, dt, None).await.map(|_| ()),
             Err(_) => Err(DomainError::invalid(format!("Unknown data type {dt}."))),
         },
-        None => s.platform.queue_all(id).await.map(|_| ()),
+        None => s.platform.pulls().queue_all(id).await.map(|_| ()),
     };
     match result {
         Ok(()) => {
@@ -301,7 +301,7 @@ async fn add_connection(State(s): State<AppState>, session: Session, Path(raw): 
     let form = try_page!(session.form(&body));
     let id = try_page!(company_id(&raw));
     let key = form.get("integration").unwrap_or_default();
-    match s.platform.create_connection(id, &key).await {
+    match s.platform.connections().create(id, &key).await {
         Ok(_) => after(&format!("/console/companies/{id}"), "created"),
         Err(e) => failure(e),
     }
@@ -309,7 +309,7 @@ async fn add_connection(State(s): State<AppState>, session: Session, Path(raw): 
 
 async fn confirm_delete(State(s): State<AppState>, session: Session, Path(raw): Path<String>) -> Response {
     let id = try_page!(company_id(&raw));
-    match s.platform.get_company(id).await {
+    match s.platform.companies().get(id).await {
         Ok(v) => confirm_page(
             &session,
             Nav::Companies,
@@ -330,7 +330,7 @@ async fn confirm_delete(State(s): State<AppState>, session: Session, Path(raw): 
 async fn delete(State(s): State<AppState>, session: Session, Path(raw): Path<String>, body: Bytes) -> Response {
     try_page!(session.form(&body));
     let id = try_page!(company_id(&raw));
-    let result = s.platform.delete_company(id).await;
+    let result = s.platform.companies().delete(id).await;
     match result {
         Ok(()) => after("/console/companies", "deleted"),
         Err(e) => failure(e),
@@ -340,7 +340,7 @@ async fn delete(State(s): State<AppState>, session: Session, Path(raw): Path<Str
 async fn confirm_unlink(State(s): State<AppState>, session: Session, Path((raw, conn)): Path<(String, String)>) -> Response {
     let id = try_page!(company_id(&raw));
     let conn = try_page!(connection_id(&conn));
-    match s.platform.get_connection(id, conn).await {
+    match s.platform.connections().get(id, conn).await {
         Ok(c) => confirm_page(
             &session,
             Nav::Companies,
@@ -414,11 +414,11 @@ async fn records(
     let id = try_page!(company_id(&raw));
     let conn = try_page!(connection_id(&conn));
     let Ok(dt) = dt_raw.parse::<DataType>() else { return failure(DomainError::NotFound(format!("Unknown data type {dt_raw}."))) };
-    let company = match s.platform.get_company(id).await {
+    let company = match s.platform.companies().get(id).await {
         Ok(v) => v.company,
         Err(e) => return failure(e),
     };
-    let connection = match s.platform.get_connection(id, conn).await {
+    let connection = match s.platform.connections().get(id, conn).await {
         Ok(c) => c,
         Err(e) => return failure(e),
     };
@@ -429,14 +429,14 @@ async fn records(
     let page_size = int(&q, "pageSize").or(Some(25));
     // Company info is one record: show it whole.
     let (rows, error, json) = if dt == DataType::CompanyInfo {
-        match s.platform.company_info(id, conn).await {
+        match s.platform.records().company_info(id, conn).await {
             Ok(v) => (None, None, Some(v)),
             Err(e) => (None, Some(super::shown(e)), None),
         }
     } else {
         let result = match schema(dt) {
             Some(sch) => match ListQuery::from_params(sch, int(&q, "page"), page_size, query, order) {
-                Ok(lq) => s.platform.list_records(id, conn, dt, &lq).await,
+                Ok(lq) => s.platform.records().list(id, conn, dt, &lq).await,
                 Err(e) => Err(e),
             },
             None => Err(DomainError::NotFound(format!("{dt} cannot be listed."))),
@@ -503,7 +503,7 @@ async fn record(
     let id = try_page!(company_id(&raw));
     let conn = try_page!(connection_id(&conn));
     let Ok(dt) = dt_raw.parse::<DataType>() else { return failure(DomainError::NotFound(format!("Unknown data type {dt_raw}."))) };
-    match s.platform.get_record(id, conn, dt, &record_id).await {
+    match s.platform.records().get(id, conn, dt, &record_id).await {
         Ok(v) => {
             let list = format!("/console/companies/{id}/connections/{conn}/data/{}", dt.key());
             let body = html! {

@@ -97,7 +97,7 @@ impl FromRequestParts<AppState> for Session {
             Redirect::to(&format!("/console/sign-in?next={next}")).into_response()
         };
         let Some(token) = cookie(&parts.headers, COOKIE) else { return Err(to_sign_in()) };
-        match s.platform.console_session(&token, s.console.idle).await {
+        match s.platform.console().session(&token, s.console.idle).await {
             Ok(Some(_)) => Ok(Session { csrf: csrf_for(&token), token }),
             Ok(None) => Err(to_sign_in()),
             Err(e) => Err(failure(e)),
@@ -396,7 +396,7 @@ async fn sign_in(State(s): State<AppState>, headers: HeaderMap, extensions: axum
     let next = safe_next(form.get("next").map(String::as_str));
     let key = form.get("apiKey").map(|k| k.trim().to_owned()).unwrap_or_default();
     let token = super::generate_api_key();
-    match s.platform.sign_in(&key, &token).await {
+    match s.platform.console().sign_in(&key, &token).await {
         Ok(Some(_)) => {
             let secure = if s.console.secure { "; Secure" } else { "" };
             let cookie = format!("{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict{secure}", token.expose_secret());
@@ -416,7 +416,7 @@ async fn sign_out(State(s): State<AppState>, session: Session, body: Bytes) -> R
     if let Err(r) = session.form(&body) {
         return *r;
     }
-    if let Err(e) = s.platform.sign_out(&session.token, s.console.idle).await {
+    if let Err(e) = s.platform.console().sign_out(&session.token, s.console.idle).await {
         return failure(e);
     }
     let secure = if s.console.secure { "; Secure" } else { "" };

@@ -11,7 +11,7 @@ use tributary_domain::model::connection::ConnectionStatus;
 use tributary_domain::model::console::Overview;
 
 pub(super) async fn page(State(s): State<AppState>, session: Session, q: Params) -> Response {
-    let o = match s.platform.overview().await {
+    let o = match s.platform.console().overview().await {
         Ok(o) => o,
         Err(e) => return failure(e),
     };

@@ -32,10 +32,10 @@ async fn page(State(s): State<AppState>, session: Session, q: Params) -> Respons
 
 async fn render(s: &AppState, session: &Session, notice: Option<Notice>, new_key: Option<SecretString>, status: StatusCode) -> Response {
     let (integrations, profile, sync, keys) = match (
-        s.platform.list_integrations().await,
-        s.platform.profile().await,
-        s.platform.sync_settings().await,
-        s.platform.list_api_keys().await,
+        s.platform.integrations().list().await,
+        s.platform.settings().profile().await,
+        s.platform.settings().sync_settings().await,
+        s.platform.api_keys().list().await,
     ) {
         (Ok(i), Ok(p), Ok((sync, _)), Ok(k)) => (i, p, sync, k),
         (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return failure(e),
@@ -153,9 +153,9 @@ async fn integration(State(s): State<AppState>, session: Session, Path(key): Pat
         scope: None,
     };
     let result = async {
-        let current = s.platform.update_integration(&key, update).await?;
+        let current = s.platform.integrations().update(&key, update).await?;
         if current.settings.enabled != form.checked("enabled") {
-            s.platform.set_integration_enabled(&key, form.checked("enabled")).await?;
+            s.platform.integrations().set_enabled(&key, form.checked("enabled")).await?;
         }
         Ok::<_, DomainError>(())
     }
@@ -168,7 +168,7 @@ async fn integration(State(s): State<AppState>, session: Session, Path(key): Pat
 
 async fn profile(State(s): State<AppState>, session: Session, body: Bytes) -> Response {
     let form = try_page!(session.form(&body));
-    let current = match s.platform.profile().await {
+    let current = match s.platform.settings().profile().await {
         Ok(p) => p,
         Err(e) => return failure(e),
     };
@@ -179,7 +179,7 @@ async fn profile(State(s): State<AppState>, session: Session, body: Bytes) -> Re
         redirect_url: form.get("redirectUrl").unwrap_or_default(),
         white_list_urls: current.white_list_urls,
     };
-    match s.platform.put_profile(profile).await {
+    match s.platform.settings().put_profile(profile).await {
         Ok(_) => after("/console/settings", "saved"),
         Err(e) => fail_here(&s, &session, e).await,
     }
@@ -187,7 +187,7 @@ async fn profile(State(s): State<AppState>, session: Session, body: Bytes) -> Re
 
 async fn sync(State(s): State<AppState>, session: Session, body: Bytes) -> Response {
     let form = try_page!(session.form(&body));
-    let (mut settings, _) = match s.platform.sync_settings().await {
+    let (mut settings, _) = match s.platform.settings().sync_settings().await {
         Ok(x) => x,
         Err(e) => return failure(e),
     };
@@ -204,7 +204,7 @@ async fn sync(State(s): State<AppState>, session: Session, body: Bytes) -> Respo
             }
         }
     }
-    match s.platform.put_sync_settings(settings).await {
+    match s.platform.settings().put_sync_settings(settings).await {
         Ok(()) => after("/console/settings", "saved"),
         Err(e) => fail_here(&s, &session, e).await,
     }
@@ -213,7 +213,7 @@ async fn sync(State(s): State<AppState>, session: Session, body: Bytes) -> Respo
 async fn create_key(State(s): State<AppState>, session: Session, body: Bytes) -> Response {
     let form = try_page!(session.form(&body));
     let key = crate::http::generate_api_key();
-    match s.platform.create_api_key(form.get("name"), &key).await {
+    match s.platform.api_keys().create(form.get("name"), &key).await {
         Ok(_) => render(&s, &session, Notice::ok("API key created."), Some(key), StatusCode::CREATED).await,
         Err(e) => fail_here(&s, &session, e).await,
     }
@@ -221,7 +221,7 @@ async fn create_key(State(s): State<AppState>, session: Session, body: Bytes) ->
 
 async fn confirm_delete_key(State(s): State<AppState>, session: Session, Path(raw): Path<String>) -> Response {
     let id: ApiKeyId = try_page!(super::id(&raw, "an API key id"));
-    match s.platform.list_api_keys().await.map(|keys| keys.into_iter().find(|k| k.id == id)) {
+    match s.platform.api_keys().list().await.map(|keys| keys.into_iter().find(|k| k.id == id)) {
         Ok(Some(k)) => super::confirm_page(
             &session,
             Nav::Settings,
@@ -242,7 +242,7 @@ async fn confirm_delete_key(State(s): State<AppState>, session: Session, Path(ra
 async fn delete_key(State(s): State<AppState>, session: Session, Path(raw): Path<String>, body: Bytes) -> Response {
     try_page!(session.form(&body));
     let id: ApiKeyId = try_page!(super::id(&raw, "an API key id"));
-    match s.platform.delete_api_key(id, false).await {
+    match s.platform.api_keys().delete(id, false).await {
         // Deleting the key this session signed in with ends the session: the next page asks to
         // sign in again.
         Ok(()) => after("/console/settings", "deleted"),

@@ -38,17 +38,17 @@ async fn list_page(
     created: Option<(WebhookConsumerId, secrecy::SecretString)>,
     status: StatusCode,
 ) -> Response {
-    let consumers = match s.platform.list_webhook_consumers().await {
+    let consumers = match s.platform.webhooks().list_consumers().await {
         Ok(c) => c,
         Err(e) => return failure(e),
     };
-    let events = match s.platform.recent_webhook_events(20).await {
+    let events = match s.platform.webhooks().recent_events(20).await {
         Ok(e) => e,
         Err(e) => return failure(e),
     };
     let mut rows = Vec::new();
     for c in consumers {
-        let counts = s.platform.webhook_attempts(c.id, 0).await.map(|(_, n)| n).unwrap_or_default();
+        let counts = s.platform.webhooks().attempts(c.id, 0).await.map(|(_, n)| n).unwrap_or_default();
         rows.push((c, counts));
     }
     let body = html! {
@@ -127,7 +127,7 @@ async fn create(State(s): State<AppState>, session: Session, body: Bytes) -> Res
             .map(|t| t.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect())
             .unwrap_or_default(),
     };
-    match s.platform.create_webhook_consumer(req).await {
+    match s.platform.webhooks().create_consumer(req).await {
         Ok((c, secret)) => {
             s.webhook_wake.notify_waiters();
             list_page(&s, &session, Notice::ok("Created."), Some((c.id, secret)), StatusCode::CREATED).await
@@ -141,15 +141,15 @@ async fn create(State(s): State<AppState>, session: Session, body: Bytes) -> Res
 
 async fn show(State(s): State<AppState>, session: Session, Path(raw): Path<String>, q: Params) -> Response {
     let id = try_page!(consumer_id(&raw));
-    let c = match s.platform.get_webhook_consumer(id).await {
+    let c = match s.platform.webhooks().get_consumer(id).await {
         Ok(c) => c,
         Err(e) => return failure(e),
     };
-    let (attempts, counts) = match s.platform.webhook_attempts(id, 500).await {
+    let (attempts, counts) = match s.platform.webhooks().attempts(id, 500).await {
         Ok(x) => x,
         Err(e) => return failure(e),
     };
-    let deliveries = match s.platform.webhook_deliveries(id, 50).await {
+    let deliveries = match s.platform.webhooks().deliveries(id, 50).await {
         Ok(d) => d,
         Err(e) => return failure(e),
     };
@@ -218,7 +218,7 @@ async fn show(State(s): State<AppState>, session: Session, Path(raw): Path<Strin
 async fn set_disabled(s: &AppState, session: &Session, raw: &str, body: &Bytes, disabled: bool) -> Response {
     try_page!(session.form(body));
     let id = try_page!(consumer_id(raw));
-    match s.platform.set_webhook_consumer_disabled(id, disabled).await {
+    match s.platform.webhooks().set_consumer_disabled(id, disabled).await {
         Ok(_) => {
             s.webhook_wake.notify_waiters();
             after(&format!("/console/webhooks/{id}"), if disabled { "disabled" } else { "enabled" })
@@ -237,7 +237,7 @@ async fn disable(State(s): State<AppState>, session: Session, Path(raw): Path<St
 
 async fn confirm_delete(State(s): State<AppState>, session: Session, Path(raw): Path<String>) -> Response {
     let id = try_page!(consumer_id(&raw));
-    match s.platform.get_webhook_consumer(id).await {
+    match s.platform.webhooks().get_consumer(id).await {
         Ok(c) => confirm_page(
             &session,
             Nav::Webhooks,
@@ -254,7 +254,7 @@ async fn confirm_delete(State(s): State<AppState>, session: Session, Path(raw): 
 async fn delete(State(s): State<AppState>, session: Session, Path(raw): Path<String>, body: Bytes) -> Response {
     try_page!(session.form(&body));
     let id = try_page!(consumer_id(&raw));
-    match s.platform.delete_webhook_consumer(id).await {
+    match s.platform.webhooks().delete_consumer(id).await {
         Ok(()) => after("/console/webhooks", "deleted"),
         Err(e) => failure(e),
     }
@@ -264,7 +264,7 @@ async fn redeliver(State(s): State<AppState>, session: Session, Path((raw, deliv
     try_page!(session.form(&body));
     let id = try_page!(consumer_id(&raw));
     let delivery: uuid::Uuid = try_page!(super::id(&delivery, "a delivery id"));
-    match s.platform.redeliver_webhook(id, delivery).await {
+    match s.platform.webhooks().redeliver(id, delivery).await {
         Ok(()) => {
             s.webhook_wake.notify_waiters();
             after(&format!("/console/webhooks/{id}"), "redelivering")
