@@ -93,7 +93,7 @@ fn push_where(sql: &mut Sql, connection: ConnectionId, data_type: DataType, quer
 }
 
 /// The `COUNT(*)` of live records matching `query.filter`.
-fn count_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
+pub(crate) fn count_sql(connection: ConnectionId, data_type: DataType, query: &ListQuery) -> Sql {
     let w = where_sql(connection, data_type, query);
     Sql::from_parts(format!("SELECT COUNT(*) FROM records{}", w.text), &w)
 }

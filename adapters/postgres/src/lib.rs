@@ -8,6 +8,8 @@
 // The repositories, written once for both databases (`adapters/sql`, docs/architecture.md); this
 // crate gives them its `dialect` and its `tuned` statements.
 mod dialect;
+#[cfg(test)]
+mod plans;
 #[path = "../../sql/mod.rs"]
 mod sql;
 mod tuned;

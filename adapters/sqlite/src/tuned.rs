@@ -312,7 +312,7 @@ pub(crate) async fn write_sync(
 mod tests {
     use super::upsert_sql;
     use crate::SqliteStore;
-    use crate::sql::records::list_sql;
+    use crate::sql::records::{count_sql, list_sql};
     use sqlx::Row;
     use tributary_domain::ids::ConnectionId;
     use tributary_domain::model::commerce_schema::PAYMENTS;
@@ -343,6 +343,22 @@ mod tests {
         }
         let plan = plan(&store, None, Some("amount")).await;
         assert!(plan.contains("USE TEMP B-TREE FOR ORDER BY"), "other orders sort: {plan}");
+        store.close().await;
+    }
+
+    /// The deleted flag and the typed fields are in `records_created` (migration 0012): a filtered
+    /// count reads that index alone, and a filtered page checks them on the index entry before it
+    /// reads the record's row (SQLite defers the row's seek until a column outside the index is
+    /// needed), so only matching records are read from the table.
+    #[tokio::test]
+    async fn a_filter_on_the_typed_fields_is_answered_from_the_list_index() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let q = ListQuery::from_params(&PAYMENTS, Some(1), Some(100), Some("currency=GBP && amount>5000"), None).unwrap();
+        let count = count_sql(ConnectionId::new_random(), DataType::Payments, &q);
+        let rows = sqlx::query_with(&format!("EXPLAIN QUERY PLAN {}", count.text), count.args).fetch_all(&store.pool).await.unwrap();
+        let plan = rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n");
+        assert!(plan.contains("USING COVERING INDEX records_created (connection_id=? AND data_type=?)"), "{plan}");
         store.close().await;
     }
 
