@@ -348,17 +348,49 @@ mod tests {
 
     /// The deleted flag and the typed fields are in `records_created` (migration 0012): a filtered
     /// count reads that index alone, and a filtered page checks them on the index entry before it
-    /// reads the record's row (SQLite defers the row's seek until a column outside the index is
-    /// needed), so only matching records are read from the table.
+    /// reads the record's row (the row's seek is deferred, and no column of the row is read before
+    /// the index's columns are compared), so only matching records are read from the table.
     #[tokio::test]
     async fn a_filter_on_the_typed_fields_is_answered_from_the_list_index() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
-        let q = ListQuery::from_params(&PAYMENTS, Some(1), Some(100), Some("currency=GBP && amount>5000"), None).unwrap();
+        let q = ListQuery::from_params(&PAYMENTS, Some(3), Some(100), Some("currency=GBP && amount>5000"), None).unwrap();
         let count = count_sql(ConnectionId::new_random(), DataType::Payments, &q);
         let rows = sqlx::query_with(&format!("EXPLAIN QUERY PLAN {}", count.text), count.args).fetch_all(&store.pool).await.unwrap();
         let plan = rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n");
         assert!(plan.contains("USING COVERING INDEX records_created (connection_id=? AND data_type=?)"), "{plan}");
+
+        // The page's program: (opcode, cursor, p4) per step.
+        let page = list_sql(ConnectionId::new_random(), DataType::Payments, &q);
+        let rows = sqlx::query_with(&format!("EXPLAIN {}", page.text), page.args).fetch_all(&store.pool).await.unwrap();
+        let program: Vec<(String, i64, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("opcode"),
+                    r.get("p1"),
+                    r.try_get::<String, _>("p4").or_else(|_| r.try_get::<i64, _>("p4").map(|n| n.to_string())).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let listing = program.iter().map(|(op, p1, p4)| format!("{op} {p1} {p4}")).collect::<Vec<_>>().join("\n");
+        // The table's cursor is opened with its column count, the index's with a key description.
+        let opened: Vec<&(String, i64, String)> = program.iter().filter(|(op, _, _)| op == "OpenRead").collect();
+        let table = opened.iter().find(|(_, _, p4)| !p4.starts_with("k(")).unwrap_or_else(|| panic!("{listing}")).1;
+        let index = opened.iter().find(|(_, _, p4)| p4.starts_with("k(")).unwrap_or_else(|| panic!("{listing}")).1;
+        assert!(program.iter().any(|(op, _, _)| op == "DeferredSeek"), "{listing}");
+        let at = |wanted: &[&str]| {
+            program.iter().enumerate().filter(|(_, (op, _, _))| wanted.contains(&op.as_str())).map(|(i, _)| i).collect::<Vec<_>>()
+        };
+        let output = at(&["ResultRow"])[0];
+        // The filter's checks: the comparisons of the loop, before the row is output.
+        let last_check = at(&["If", "IfNot", "Eq", "Ne", "Lt", "Le", "Gt", "Ge"]).into_iter().filter(|&i| i < output).max();
+        let last_check = last_check.unwrap_or_else(|| panic!("{listing}"));
+        let column_reads =
+            |cursor: i64| program.iter().enumerate().filter(move |(_, (op, c, _))| op == "Column" && *c == cursor).map(|(i, _)| i);
+        assert!(column_reads(index).any(|i| i < last_check), "the filter reads the index:\n{listing}");
+        let first_row_read = column_reads(table).min().unwrap_or_else(|| panic!("{listing}"));
+        assert!(first_row_read > last_check, "a column of the row is read before the filter is checked:\n{listing}");
         store.close().await;
     }
 

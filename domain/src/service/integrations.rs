@@ -1,4 +1,6 @@
-//! Integration use cases: listing, configuring (secrets sealed) and enabling.
+//! Integration use cases: listing, configuring (secrets sealed) and enabling the two Stripe
+//! integrations, their credentials for the sync and linking, and what their source webhooks need
+//! (the signing secret, the events already seen).
 
 use super::Platform;
 use crate::error::DomainError;

@@ -1,5 +1,6 @@
-//! Webhooks to clients: managing consumers, building the events the other use cases write to the
-//! outbox, and the delivery worker (fan out, lease, sign, POST, record, retry, disable).
+//! Webhooks to clients: managing consumers and reading their events and deliveries (and
+//! delivering one again), building the events the other use cases write to the outbox, and the
+//! delivery worker (fan out, lease, sign, POST, record, retry, disable).
 
 use super::Platform;
 use crate::error::DomainError;
@@ -159,7 +160,7 @@ impl Webhooks<'_> {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn recent_events(&self, limit: u32) -> Result<Vec<crate::model::webhook::OutboxEvent>, DomainError> {
+    pub async fn recent_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, DomainError> {
         Ok(self.p.repos.webhooks.recent_events(limit).await?)
     }
 
