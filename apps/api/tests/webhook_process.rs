@@ -92,17 +92,17 @@ async fn start_receiver(port: u16, secret: String) -> Arc<Mutex<Seen>> {
     seen
 }
 
+/// The use cases on `store` under the server's master key `KEY`.
+fn platform_on(store: &Store) -> tributary_domain::service::Platform {
+    let cipher = AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[]);
+    tributary_api::compose::platform(store, std::sync::Arc::new(cipher), "http://x", true).unwrap()
+}
+
 /// An API key and a consumer for `hook_port`, made directly on the database; returns the key and
 /// the consumer's secret.
 async fn prepare(database_url: &str, hook_port: u16) -> (String, String) {
     let store = Store::open(database_url).await.unwrap();
-    let platform = tributary_api::compose::platform(
-        &store,
-        std::sync::Arc::new(AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[])),
-        "http://x",
-        true,
-    )
-    .unwrap();
+    let platform = platform_on(&store);
     let key = tributary_api::generate_api_key();
     platform.api_keys().create(Some("t".into()), &key).await.unwrap();
     let (_, secret) = platform
@@ -159,13 +159,7 @@ async fn a_server_killed_with_pending_deliveries_delivers_them_all_after_a_resta
     server.kill().unwrap();
     server.wait().unwrap();
     let store = Store::open(&url).await.unwrap();
-    let platform = tributary_api::compose::platform(
-        &store,
-        std::sync::Arc::new(AesGcmCipher::new(&tributary_api::config::decode_master_key(KEY).unwrap(), &[])),
-        "http://x",
-        true,
-    )
-    .unwrap();
+    let platform = platform_on(&store);
     let consumer = platform.webhooks().list_consumers().await.unwrap()[0].id;
     let (attempts, counts) = platform.webhooks().attempts(consumer, 100).await.unwrap();
     assert!(!attempts.is_empty() && attempts.iter().all(|a| !a.ok), "attempts failed before the kill: {attempts:?}");

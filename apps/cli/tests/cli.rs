@@ -158,25 +158,15 @@ async fn keys_rotate_re_encrypts_every_secret_under_the_new_key() {
 
     let url = format!("sqlite://{}/tributary.db", e.dir.path().display());
     let store = tributary_api::store::Store::open(&url).await.unwrap();
-    let b = tributary_api::config::decode_master_key(KEY_B).unwrap();
-    let a = tributary_api::config::decode_master_key(KEY_A).unwrap();
-    let under_b = tributary_api::compose::platform(
-        &store,
-        std::sync::Arc::new(tributary_api::crypto::AesGcmCipher::new(&b, &[])),
-        "http://127.0.0.1",
-        true,
-    )
-    .unwrap();
+    let under = |key: &str| {
+        let cipher = tributary_api::crypto::AesGcmCipher::new(&tributary_api::config::decode_master_key(key).unwrap(), &[]);
+        tributary_api::compose::platform(&store, std::sync::Arc::new(cipher), "http://127.0.0.1", true).unwrap()
+    };
+    let under_b = under(KEY_B);
     use secrecy::ExposeSecret;
     assert_eq!(under_b.integrations().credentials("yzth").await.unwrap().secret_key.expose_secret(), "sk_test_rotate");
     assert_eq!(under_b.integrations().credentials("exgd").await.unwrap().secret_key.expose_secret(), "sk_live_rotate");
-    let under_a = tributary_api::compose::platform(
-        &store,
-        std::sync::Arc::new(tributary_api::crypto::AesGcmCipher::new(&a, &[])),
-        "http://127.0.0.1",
-        true,
-    )
-    .unwrap();
+    let under_a = under(KEY_A);
     assert!(under_a.integrations().credentials("yzth").await.is_err(), "the old key no longer opens anything");
     store.close().await;
 
